@@ -1,0 +1,682 @@
+"""``Runyard``: register workflows, start and manage runs from Python.
+
+::
+
+    yard = Runyard()                      # RUNYARD_DATABASE_URL, default sqlite:///runyard.db
+
+    @yard.workflow(retries=3, timeout=3600)
+    async def enrich(ctx: Context, company: Company) -> dict: ...
+
+    handle = await yard.start("enrich", {"url": "https://example.com"})
+    result = await handle.result(timeout=60)
+
+``yard.sync`` offers the same calls for code that is not async.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime
+from typing import Any, TypeVar, overload
+
+from . import jsonutil
+from .config import Settings
+from .engine.registry import FlowControl, RetryPolicy, WorkflowDef, make_definition
+from .errors import InvalidInput, RunFailed, Timeout, WorkflowNotFound
+from .models import (
+    Attempt,
+    Item,
+    NewInput,
+    NewRun,
+    Output,
+    Page,
+    Run,
+    RunStatus,
+    StepRecord,
+    Transition,
+    Waiter,
+)
+from .store import RunFilter, Store, open_store
+from .store.dbexec import DbExecutor
+from .store.hub import Hub, Watcher
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=\-]{0,199}$")
+EVENT_ID_MAX = 300
+MODES = ("async", "live")
+
+
+def generate_run_id() -> str:
+    """Sortable by creation time, unique without coordination."""
+    return f"run_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+
+
+def check_run_id(run_id: str, field: str = "run_id") -> str:
+    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+        raise InvalidInput(
+            f"{field} must be 1-200 characters: letters, digits and . _ : @ + = - "
+            "(starting with a letter or digit)",
+            details=[{"field": field, "error": "invalid run id"}],
+        )
+    return run_id
+
+
+def check_event_id(event_id: str) -> str:
+    if not isinstance(event_id, str) or not event_id or len(event_id) > EVENT_ID_MAX or any(
+        ord(ch) < 32 for ch in event_id
+    ):
+        raise InvalidInput(
+            f"event_id must be 1-{EVENT_ID_MAX} printable characters",
+            details=[{"field": "event_id", "error": "invalid event id"}],
+        )
+    return event_id
+
+
+class _Broadcast:
+    """Forwards wake-ups to every hub of this process (one per event loop)."""
+
+    def __init__(self) -> None:
+        self.hubs: list[Hub] = []
+
+    def notify_wake(self) -> None:
+        for h in list(self.hubs):
+            h.notify_wake()
+
+    def notify_run(self, run_id: str) -> None:
+        for h in list(self.hubs):
+            h.notify_run(run_id)
+
+    def notify_all(self) -> None:
+        for h in list(self.hubs):
+            h.notify_all()
+
+
+class RunHandle:
+    """A started run: ask for its status or wait for its result."""
+
+    def __init__(self, yard: Runyard, run_id: str, created: bool = True) -> None:
+        self.yard = yard
+        self.id = run_id
+        self.created = created
+
+    def __repr__(self) -> str:
+        return f"RunHandle({self.id!r})"
+
+    async def get(self) -> Run:
+        return await self.yard.get_run(self.id)
+
+    async def status(self) -> RunStatus:
+        return (await self.get()).status
+
+    async def wait(self, timeout: float | None = None) -> Run:
+        return await self.yard.wait(self.id, timeout)
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """The run's result once it finished; :class:`RunFailed` if it ended without one,
+        :class:`Timeout` if it is still going after ``timeout`` seconds."""
+        run = await self.wait(timeout)
+        if run.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL_SUCCEEDED):
+            return run.result
+        message = (run.error or {}).get("message") if isinstance(run.error, dict) else None
+        raise RunFailed(
+            f"run {run.id} ended {run.status.value}" + (f": {message}" if message else ""),
+            status=run.status.value,
+            details=run.error,
+        )
+
+    async def cancel(self) -> None:
+        await self.yard.cancel(self.id)
+
+
+class Runyard:
+    """The registry of workflows and the entry point to runs."""
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        auto_migrate: bool = True,
+    ) -> None:
+        self.settings = settings or Settings.from_env(database_url)
+        self.auto_migrate = auto_migrate
+        self.workflows: dict[str, WorkflowDef] = {}
+        self._store: Store | None = None
+        self._db: DbExecutor | None = None
+        self._ready = False
+        self._ready_lock = threading.Lock()
+        self._broadcast = _Broadcast()
+        self._hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
+        self._watcher: Watcher | None = None
+        self._sync: SyncRunyard | None = None
+
+    # -- registration ---------------------------------------------------------------------
+
+    @overload
+    def workflow(self, fn: F) -> F: ...
+
+    @overload
+    def workflow(
+        self,
+        fn: None = None,
+        *,
+        name: str | None = None,
+        version: str = "1",
+        description: str | None = None,
+        input: Any = None,
+        retries: int | RetryPolicy | None = None,
+        timeout: float | None = None,
+        flow_control: FlowControl | None = None,
+        max_recovery_attempts: int = 5,
+        on_failure: Callable[..., Any] | None = None,
+        priority: int = 0,
+    ) -> Callable[[F], F]: ...
+
+    def workflow(
+        self,
+        fn: F | None = None,
+        *,
+        name: str | None = None,
+        version: str = "1",
+        description: str | None = None,
+        input: Any = None,
+        retries: int | RetryPolicy | None = None,
+        timeout: float | None = None,
+        flow_control: FlowControl | None = None,
+        max_recovery_attempts: int = 5,
+        on_failure: Callable[..., Any] | None = None,
+        priority: int = 0,
+    ) -> F | Callable[[F], F]:
+        """Register a workflow: ``fn(ctx, input)``, ``async def`` or plain ``def``.
+
+        ``retries`` is the default for its steps; ``timeout`` bounds a run (seconds);
+        ``flow_control`` limits its items across all workers; ``on_failure(info)`` runs
+        once when a run ends FAILED or CRASHED."""
+
+        def register(f: F) -> F:
+            wf = make_definition(
+                f, name=name, version=version, description=description, input_type=input,
+                retries=retries, timeout_s=timeout, flow_control=flow_control,
+                max_recovery_attempts=max_recovery_attempts, on_failure=on_failure,
+                priority=priority,
+            )
+            if wf.name in self.workflows:
+                raise ValueError(f"workflow {wf.name!r} is registered twice")
+            self.workflows[wf.name] = wf
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def workflow_for(self, name: str, version: str) -> WorkflowDef:
+        wf = self.workflows.get(name)
+        if wf is None or wf.version != version:
+            raise WorkflowNotFound(f"workflow {name!r} version {version!r} is not served here")
+        return wf
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.settings.database_url)
+        return self._store
+
+    @property
+    def db(self) -> DbExecutor:
+        if self._db is None:
+            self._db = DbExecutor(self.store, retry_for_s=self.settings.db_retry_s)
+        return self._db
+
+    def migrate(self) -> list[int]:
+        """Apply pending migrations (``runyard db upgrade``)."""
+        applied = self.store.upgrade()
+        self._ready = True
+        return applied
+
+    async def ensure_ready(self) -> None:
+        if self._ready or not self.auto_migrate:
+            return
+        await asyncio.to_thread(self._ensure_ready_sync)
+
+    def _ensure_ready_sync(self) -> None:
+        with self._ready_lock:
+            if not self._ready:
+                self.migrate()
+
+    def hub(self) -> Hub:
+        """This event loop's hub, fed by a watcher of other processes' commits."""
+        loop = asyncio.get_running_loop()
+        hub = self._hubs.get(loop)
+        if hub is None:
+            hub = Hub(loop)
+            self._hubs[loop] = hub
+            self._broadcast.hubs.append(hub)
+        if self._watcher is None:
+            self._watcher = Watcher(self.store, self._broadcast)  # type: ignore[arg-type]
+            self._watcher.start()
+        return hub
+
+    def notify_run_changed(self, run_id: str) -> None:
+        self._broadcast.notify_run(run_id)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    def close(self) -> None:
+        """Stop the background threads and close the database connection."""
+        if self._sync is not None:
+            self._sync._stop()
+            self._sync = None
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        self._hubs.clear()
+        self._broadcast.hubs.clear()
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        await self.ensure_ready()
+        return await self.db.write(fn, *args)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        await self.ensure_ready()
+        return await self.db.read(fn, *args)
+
+    # -- starting runs --------------------------------------------------------------------
+
+    async def start(
+        self,
+        workflow: str | Callable[..., Any],
+        input: Any = None,
+        *,
+        inputs: Sequence[Any] | None = None,
+        run_id: str | None = None,
+        custom_data: Any = None,
+        mode: str = "async",
+        priority: int | None = None,
+        delay: float | None = None,
+        not_before: datetime | float | None = None,
+        flow_control: FlowControl | None = None,
+        retries: int | None = None,
+        timeout: float | None = None,
+        sync_mode: str | None = None,
+        max_results: int | None = None,
+        task_id: str | None = None,
+        schedule_id: str | None = None,
+        version: str | None = None,
+    ) -> RunHandle:
+        """Start a run of ``workflow`` with one ``input`` or several ``inputs`` (each a
+        value, or ``{"input": ..., "custom_data": ...}``). An existing ``run_id`` returns
+        that run instead (no second execution)."""
+        new = await self._new_run(
+            workflow, input, inputs=inputs, run_id=run_id, custom_data=custom_data, mode=mode,
+            priority=priority, delay=delay, not_before=not_before, flow_control=flow_control,
+            retries=retries, timeout=timeout, sync_mode=sync_mode, max_results=max_results,
+            task_id=task_id, schedule_id=schedule_id, version=version,
+        )
+        if flow_control is not None:
+            await self._write(
+                self.store.upsert_flow_key_txn, flow_control.key, flow_control.parallelism,
+                flow_control.rate, flow_control.period,
+            )
+        _row, created = await self._write(self.store.create_run_txn, new)
+        if created:
+            self._broadcast.notify_wake()
+        return RunHandle(self, new.id, created)
+
+    async def _new_run(
+        self, workflow: str | Callable[..., Any], input: Any, *, inputs: Sequence[Any] | None,
+        run_id: str | None, custom_data: Any, mode: str, priority: int | None,
+        delay: float | None, not_before: datetime | float | None,
+        flow_control: FlowControl | None, retries: int | None, timeout: float | None,
+        sync_mode: str | None, max_results: int | None, task_id: str | None,
+        schedule_id: str | None, version: str | None,
+    ) -> NewRun:
+        name = workflow if isinstance(workflow, str) else getattr(workflow, "__name__", "")
+        if not isinstance(workflow, str):
+            for wf_name, wf_def in self.workflows.items():
+                if wf_def.fn is workflow:
+                    name = wf_name
+        if mode not in MODES:
+            raise InvalidInput(f"mode must be one of {', '.join(MODES)}",
+                               details=[{"field": "mode", "error": "unknown mode"}])
+        if sync_mode not in (None, "full", "incremental"):
+            raise InvalidInput("sync_mode must be full or incremental",
+                               details=[{"field": "sync_mode", "error": "unknown sync mode"}])
+        for field_name, value in (("delay", delay), ("timeout", timeout)):
+            if value is not None and (not isinstance(value, int | float) or value < 0):
+                raise InvalidInput(f"{field_name} must be a number of seconds >= 0",
+                                   details=[{"field": field_name, "error": "not >= 0"}])
+        if max_results is not None and (not isinstance(max_results, int) or max_results < 1):
+            raise InvalidInput("max_results must be a positive integer",
+                               details=[{"field": "max_results", "error": "not positive"}])
+        if retries is not None and (not isinstance(retries, int) or retries < 0):
+            raise InvalidInput("retries must be an integer >= 0",
+                               details=[{"field": "retries", "error": "not >= 0"}])
+        wf = self.workflows.get(name)
+        if wf is None or (version is not None and wf.version != version):
+            wf_version = version or await self._read(self.store.latest_version, name)
+            if wf_version is None:
+                raise WorkflowNotFound(
+                    f"no workflow named {name!r} is registered",
+                    details=[{"field": "workflow", "error": "unknown workflow"}],
+                )
+        else:
+            wf_version = wf.version
+        if inputs is not None and input is not None:
+            raise InvalidInput("give input or inputs, not both",
+                               details=[{"field": "inputs", "error": "both input and inputs"}])
+        raw = list(inputs) if inputs is not None else [
+            {"input": input, "custom_data": custom_data}
+        ]
+        if not raw:
+            raise InvalidInput("inputs is empty", details=[{"field": "inputs", "error": "empty"}])
+        new_inputs: list[NewInput] = []
+        for i, entry in enumerate(raw):
+            if inputs is not None and isinstance(entry, dict) and "input" in entry:
+                value, cdata = entry["input"], entry.get("custom_data")
+            elif inputs is None:
+                value, cdata = entry["input"], entry["custom_data"]
+            else:
+                value, cdata = entry, None
+            field = f"inputs[{i}]" if inputs is not None else "input"
+            value = jsonutil.to_jsonable(value)
+            jsonutil.dumps(value, what=field)
+            jsonutil.dumps(cdata, what=f"{field}.custom_data")
+            err = None
+            if wf is not None and wf.version == wf_version:
+                try:
+                    wf.validate_input(value, field)
+                except InvalidInput as exc:
+                    if inputs is None:
+                        raise
+                    err = exc.to_dict()
+            new_inputs.append(NewInput(input=value, custom_data=cdata, error=err))
+        fc = flow_control or (wf.flow_control if wf is not None else None)
+        if isinstance(not_before, datetime):
+            not_before = not_before.timestamp()
+        options: dict[str, Any] = {}
+        if retries is not None:
+            options["retries"] = retries
+        return NewRun(
+            id=check_run_id(run_id) if run_id is not None else generate_run_id(),
+            workflow=name,
+            workflow_version=wf_version,
+            inputs=new_inputs,
+            mode=mode,
+            priority=priority if priority is not None else (wf.priority if wf else 0),
+            not_before=not_before,
+            delay_s=delay,
+            flow_key=fc.key if fc else None,
+            timeout_s=timeout if timeout is not None else (wf.timeout_s if wf else None),
+            max_recovery_attempts=wf.max_recovery_attempts if wf else 5,
+            has_on_failure=bool(wf and wf.on_failure),
+            task_id=task_id,
+            schedule_id=schedule_id,
+            sync_mode=sync_mode,
+            max_results=max_results,
+            options=options,
+        )
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> Run:
+        return await self._read(self.store.get_run, run_id)
+
+    def handle(self, run_id: str) -> RunHandle:
+        return RunHandle(self, run_id, created=False)
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | Sequence[str] | None = None,
+        task_id: str | None = None,
+        schedule_id: str | None = None,
+        mode: str | None = None,
+        prefix: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+        order: str = "desc",
+    ) -> Page:
+        statuses = [status] if isinstance(status, str) else list(status or [])
+        for s in statuses:
+            if s not in RunStatus.__members__:
+                raise InvalidInput(f"unknown status {s!r}",
+                                   details=[{"field": "status", "error": "unknown status"}])
+        filt = RunFilter(workflow=workflow, statuses=statuses or None, task_id=task_id,
+                         schedule_id=schedule_id, mode=mode, prefix=prefix,
+                         created_after=created_after, created_before=created_before)
+        return await self._read(self.store.list_runs, filt, cursor, limit, order)
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        await self.get_run(run_id)
+        return await self._read(self.store.get_steps, run_id)
+
+    async def attempts(self, run_id: str) -> list[Attempt]:
+        return await self._read(self.store.get_attempts, run_id)
+
+    async def items(
+        self, run_id: str, *, state: str | None = None, offset: int = 0, limit: int = 100
+    ) -> list[Item]:
+        await self.get_run(run_id)
+        return await self._read(self.store.get_items, run_id, state=state, offset=offset,
+                                limit=limit)
+
+    async def outputs(self, run_id: str, *, after: int = 0, limit: int = 100) -> list[Output]:
+        await self.get_run(run_id)
+        return await self._read(self.store.get_outputs, run_id, after, limit)
+
+    async def transitions(self, run_id: str) -> list[Transition]:
+        return await self._read(self.store.get_transitions, run_id)
+
+    async def waiters(self, event_id: str) -> list[Waiter]:
+        return await self._read(self.store.get_waiters, check_event_id(event_id))
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> Run:
+        """The run once it is terminal; :class:`Timeout` after ``timeout`` seconds."""
+        await self.ensure_ready()
+        hub = self.hub()
+        ev = hub.run_event(run_id)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                ev.clear()
+                run = await self.get_run(run_id)
+                if run.terminal:
+                    return run
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise Timeout(
+                        f"run {run_id} is still {run.status.value} after {timeout} s",
+                        details={"run_id": run_id, "status": run.status.value},
+                    )
+                step = self.settings.poll_s if remaining is None else min(remaining, self.settings.poll_s)
+                try:
+                    await asyncio.wait_for(ev.wait(), step)
+                except TimeoutError:
+                    pass
+        finally:
+            hub.drop_run_event(run_id, ev)
+
+    # -- changing runs --------------------------------------------------------------------
+
+    async def _transition(self, fn: Callable[..., list[str]], filt: RunFilter) -> list[str]:
+        ids = await self._write(fn, filt)
+        for run_id in ids:
+            self._broadcast.notify_run(run_id)
+        if ids:
+            self._broadcast.notify_wake()
+        return ids
+
+    async def cancel(
+        self,
+        run_id: str | None = None,
+        *,
+        ids: Sequence[str] | None = None,
+        workflow: str | None = None,
+        prefix: str | None = None,
+        all: bool = False,
+    ) -> list[str]:
+        """Cancel one run, a list, every run of a workflow or id prefix, or ``all``
+        non-terminal runs; the ids canceled."""
+        if run_id is not None:
+            ids = [run_id]
+        filt = RunFilter(ids=ids, workflow=workflow, prefix=prefix, all=all)
+        return await self._transition(self.store.cancel_txn, filt)
+
+    async def pause(self, run_id: str) -> None:
+        await self._transition(self.store.pause_txn, RunFilter(ids=[run_id]))
+
+    async def resume(self, run_id: str) -> None:
+        """Continue a PAUSED, FAILED, CANCELED or CRASHED run from its last checkpoint."""
+        await self._transition(self.store.resume_txn, RunFilter(ids=[run_id]))
+
+    async def continue_(self, run_id: str) -> RunHandle:
+        """Start the next iteration of a finished (incremental) run."""
+        await self._write(self.store.continue_txn, run_id)
+        self._broadcast.notify_run(run_id)
+        self._broadcast.notify_wake()
+        return RunHandle(self, run_id, created=False)
+
+    async def fork(
+        self,
+        run_id: str,
+        from_step: int | str,
+        *,
+        new_run_id: str | None = None,
+        input: Any = None,
+        version: str | None = None,
+    ) -> RunHandle:
+        """A new run that reuses ``run_id``'s checkpoints before ``from_step`` (a position
+        as listed by :meth:`steps`, or a step name) and executes from there."""
+        position = from_step
+        if isinstance(from_step, str):
+            matches = [s.position for s in await self.steps(run_id) if s.name == from_step]
+            if not matches:
+                raise InvalidInput(f"run {run_id} has no step named {from_step!r}",
+                                   details=[{"field": "from_step", "error": "no such step"}])
+            position = min(matches)
+        if not isinstance(position, int) or position < 1:
+            raise InvalidInput("from_step must be a position >= 1 or a step name",
+                               details=[{"field": "from_step", "error": "invalid"}])
+        new_id = check_run_id(new_run_id) if new_run_id else generate_run_id()
+        text = jsonutil.dumps(input, what="input") if input is not None else None
+        _row, created = await self._write(
+            self.store.fork_txn, run_id, new_id, position, text, version
+        )
+        if created:
+            self._broadcast.notify_wake()
+        return RunHandle(self, new_id, created)
+
+    async def notify(self, event_id: str, data: Any = None) -> list[str]:
+        """Store event ``event_id`` and wake the runs waiting for it; their ids."""
+        check_event_id(event_id)
+        text = jsonutil.dumps(data, what="data")
+        woken = await self._write(self.store.notify_txn, event_id, text)
+        if woken:
+            self._broadcast.notify_wake()
+        return woken
+
+    # -- workers and the synchronous facade ------------------------------------------------
+
+    def worker(self, **kwargs: Any) -> Any:
+        """A :class:`~runyard.worker.Worker` for this yard's workflows."""
+        from .worker import Worker
+
+        return Worker(self, **kwargs)
+
+    @property
+    def sync(self) -> SyncRunyard:
+        if self._sync is None:
+            self._sync = SyncRunyard(self)
+        return self._sync
+
+
+
+class SyncRunHandle:
+    def __init__(self, facade: SyncRunyard, handle: RunHandle) -> None:
+        self._f = facade
+        self._h = handle
+        self.id = handle.id
+        self.created = handle.created
+
+    def get(self) -> Run:
+        return self._f._call(self._h.get())
+
+    def status(self) -> RunStatus:
+        return self._f._call(self._h.status())
+
+    def result(self, timeout: float | None = None) -> Any:
+        return self._f._call(self._h.result(timeout))
+
+    def cancel(self) -> None:
+        self._f._call(self._h.cancel())
+
+
+class SyncRunyard:
+    """The in-process API for code that is not async (runs a private event loop)."""
+
+    def __init__(self, yard: Runyard) -> None:
+        self._yard = yard
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="runyard-sync",
+                                        daemon=True)
+        self._thread.start()
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+    def start(self, workflow: str | Callable[..., Any], input: Any = None, **kw: Any) -> SyncRunHandle:
+        return SyncRunHandle(self, self._call(self._yard.start(workflow, input, **kw)))
+
+    def handle(self, run_id: str) -> SyncRunHandle:
+        return SyncRunHandle(self, self._yard.handle(run_id))
+
+    def get_run(self, run_id: str) -> Run:
+        return self._call(self._yard.get_run(run_id))
+
+    def list_runs(self, **kw: Any) -> Page:
+        return self._call(self._yard.list_runs(**kw))
+
+    def wait(self, run_id: str, timeout: float | None = None) -> Run:
+        return self._call(self._yard.wait(run_id, timeout))
+
+    def cancel(self, run_id: str | None = None, **kw: Any) -> list[str]:
+        return self._call(self._yard.cancel(run_id, **kw))
+
+    def pause(self, run_id: str) -> None:
+        self._call(self._yard.pause(run_id))
+
+    def resume(self, run_id: str) -> None:
+        self._call(self._yard.resume(run_id))
+
+    def continue_(self, run_id: str) -> SyncRunHandle:
+        return SyncRunHandle(self, self._call(self._yard.continue_(run_id)))
+
+    def fork(self, run_id: str, from_step: int | str, **kw: Any) -> SyncRunHandle:
+        return SyncRunHandle(self, self._call(self._yard.fork(run_id, from_step, **kw)))
+
+    def notify(self, event_id: str, data: Any = None) -> list[str]:
+        return self._call(self._yard.notify(event_id, data))
+
+    def steps(self, run_id: str) -> list[StepRecord]:
+        return self._call(self._yard.steps(run_id))
+
+    def outputs(self, run_id: str, **kw: Any) -> list[Output]:
+        return self._call(self._yard.outputs(run_id, **kw))

@@ -1,0 +1,549 @@
+"""Executing one claimed item: replay its history, run what is new, write the outcome.
+
+A step's checkpoint is written before the next step starts (so a step whose checkpoint
+committed never runs again), but not before the deterministic code in between: it
+rides with the next write, and the last one commits in the same transaction as the
+outcome. Concurrent executions share commits through the database thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import inspect
+import json
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .. import jsonutil
+from ..errors import (
+    InvalidInput,
+    NonDeterminismError,
+    NonRetryableError,
+    RateLimited,
+    RunTimeout,
+    StepFailed,
+    StepTimeout,
+)
+from ..models import ItemState
+from ..store import Checkpoint, Claimed, Store
+from ..store.dbexec import DbExecutor
+from .context import Context, EventResult, SyncContext
+from .registry import FlowControl, RetryPolicy, WorkflowDef
+from .signals import Canceled, Fenced, Suspend, Suspended
+
+log = logging.getLogger("runyard.executor")
+
+#: Retry delays up to this long are slept in place; longer ones hand the item back.
+INLINE_BACKOFF_S = 1.0
+
+
+def error_record(exc: BaseException, *, code: str | None = None) -> dict[str, Any]:
+    """The JSON form of an error, as stored and returned."""
+    record: dict[str, Any] = {
+        "code": code or getattr(exc, "code", None) or "error",
+        "type": type(exc).__name__,
+        "message": str(exc) or type(exc).__name__,
+        "traceback": "".join(traceback.format_exception(exc))[-8000:],
+    }
+    details = getattr(exc, "details", None)
+    if details is not None:
+        try:
+            jsonutil.dumps(details)
+            record["details"] = details
+        except InvalidInput:
+            pass
+    return record
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What executions share within a worker."""
+
+    store: Store
+    db: DbExecutor
+    owner: str
+    loop: asyncio.AbstractEventLoop
+    pool: concurrent.futures.ThreadPoolExecutor
+    lease_s: float
+    event_lookback_s: float
+    on_run_changed: Callable[[str], None]
+
+
+class Execution:
+    """One claimed item being executed."""
+
+    def __init__(self, rt: Runtime, claimed: Claimed, workflow: WorkflowDef) -> None:
+        self.rt = rt
+        self.claimed = claimed
+        self.fence = claimed.fence
+        self.workflow = workflow
+        self.history = claimed.history
+        self.max_recorded = max(self.history, default=0)
+        self.pending: list[Checkpoint] = []
+        self.position = 0
+        self.sync_state = claimed.sync_state
+        self.cancel_requested = False
+        self.pause_requested = False
+        self.stop_reason: str | None = None  # canceled | paused | shutdown | lost
+        self.thread_futures: set[concurrent.futures.Future[Any]] = set()
+        retries = claimed.options.get("retries")
+        self.default_retries = (
+            RetryPolicy(max_attempts=int(retries) + 1) if retries is not None else workflow.retries
+        )
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @property
+    def replaying(self) -> bool:
+        return self.position < self.max_recorded
+
+    def _next(self, name: str, kind: str) -> tuple[int, Any]:
+        if self.pause_requested:
+            raise Suspend(time.time(), None)
+        if self.cancel_requested:
+            raise Canceled()
+        self.position += 1
+        pos = self.position
+        rec = self.history.get(pos)
+        if rec is not None and (rec.name != name or rec.kind != kind):
+            raise NonDeterminismError(
+                f"non-deterministic workflow {self.workflow.name!r}: on replay, position {pos} "
+                f"is {kind} {name!r} but the recorded history has {rec.kind} {rec.name!r} "
+                "there. Code between steps must make the same calls in the same order "
+                "(branch on ctx.patched() to change a deployed workflow).",
+                details={"position": pos, "expected": {"kind": rec.kind, "name": rec.name},
+                         "found": {"kind": kind, "name": name}},
+            )
+        return pos, rec
+
+    def _check(self, status: str | None) -> None:
+        if status is None:
+            raise Fenced()
+        if self.claimed.kind == "hook":
+            return
+        if status == "CANCELED":
+            raise Canceled()
+        if status == "PAUSED":
+            raise Suspend(time.time(), None)
+        if status not in ("RUNNING", "QUEUED"):
+            raise Fenced()
+
+    async def flush(self) -> None:
+        """Make pending checkpoints durable (before any new side effect)."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        status = await self.rt.db.write(
+            self.rt.store.checkpoint_txn, self.fence, self.claimed.iteration, pending
+        )
+        self._check(status)
+
+    def store_log(self, level: str, message: str) -> None:
+        self.rt.db.submit(
+            True, self.rt.store.log_txn, self.fence.run_id, self.fence.idx, level, message[:10000]
+        )
+
+    async def _call(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+        timeout: float | None,
+    ) -> Any:
+        if inspect.iscoroutinefunction(fn):
+            coro = fn(*args, **kwargs)
+        else:
+            coro = self.rt.loop.run_in_executor(self.rt.pool, functools.partial(fn, *args, **kwargs))
+        if timeout is None:
+            return await coro
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        except TimeoutError:
+            raise StepTimeout(f"attempt took longer than {timeout} s") from None
+
+    async def _attempts(
+        self,
+        name: str,
+        pos: int | None,
+        policy: RetryPolicy,
+        first_attempt: int,
+        body: Callable[[], Any],
+    ) -> tuple[str | None, dict[str, Any] | None, int, float]:
+        """Run ``body`` with retries: ``(result JSON, error record, attempts, started)``."""
+        attempt = first_attempt
+        while True:
+            started = time.time()
+            try:
+                result = await body()
+                return jsonutil.dumps(result, what=f"the result of step {name!r}"), None, attempt, started
+            except (NonRetryableError, InvalidInput, NonDeterminismError) as exc:
+                return None, error_record(exc), attempt, started
+            except Exception as exc:
+                record = error_record(exc)
+                if attempt >= policy.max_attempts:
+                    return None, record, attempt, started
+                delay = exc.retry_after if isinstance(exc, RateLimited) else policy.delay(attempt)
+                if pos is not None:
+                    status = await self.rt.db.write(
+                        self.rt.store.record_attempt_txn, self.fence, self.claimed.iteration,
+                        self.claimed.generation, pos, name, attempt, started,
+                        jsonutil.dumps(record),
+                    )
+                    self._check(status)
+                    if delay > INLINE_BACKOFF_S:
+                        raise Suspend(time.time() + delay, f"retry:{name}") from None
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    # -- durable operations ----------------------------------------------------------------
+
+    async def step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retries: int | RetryPolicy | None,
+        timeout: float | None,
+        flow_control: FlowControl | None,
+    ) -> Any:
+        pos, rec = self._next(name, "step")
+        if rec is not None:
+            if rec.status == "failed":
+                raise StepFailed(
+                    f"step {name!r} failed: {rec.error.get('message') if rec.error else ''}",
+                    details=rec.error,
+                )
+            return rec.result
+        await self.flush()
+        policy = RetryPolicy.of(retries, self.default_retries)
+
+        async def body() -> Any:
+            if flow_control is None:
+                return await self._call(fn, args, kwargs, timeout)
+            holder = f"{self.fence.owner}:{self.fence.run_id}:{self.fence.idx}:{pos}"
+            await self._acquire_slot(flow_control, holder)
+            try:
+                return await self._call(fn, args, kwargs, timeout)
+            finally:
+                await self.rt.db.write(
+                    self.rt.store.release_flow_slot_txn, flow_control.key, holder
+                )
+
+        first = self.claimed.failed_attempts.get(pos, 0) + 1
+        text, error, attempts, started = await self._attempts(name, pos, policy, first, body)
+        if error is not None:
+            self.pending.append(
+                Checkpoint(pos, name, "step", error=jsonutil.dumps(error), attempts=attempts,
+                           started_at=started)
+            )
+            raise StepFailed(
+                f"step {name!r} failed after {attempts} attempt(s): {error['message']}",
+                details=error,
+            )
+        self.pending.append(
+            Checkpoint(pos, name, "step", result=text, attempts=attempts, started_at=started)
+        )
+        return json.loads(text) if text is not None else None
+
+    async def _acquire_slot(self, fc: FlowControl, holder: str) -> None:
+        await self.rt.db.write(
+            self.rt.store.upsert_flow_key_txn, fc.key, fc.parallelism, fc.rate, fc.period
+        )
+        while True:
+            wait = await self.rt.db.write(
+                self.rt.store.acquire_flow_slot_txn, fc.key, holder, self.fence.owner,
+                self.rt.lease_s,
+            )
+            if wait <= 0:
+                return
+            await asyncio.sleep(min(wait, 0.25))
+
+    async def sleep(self, name: str, *, seconds: float | None = None, until: float | None = None) -> None:
+        pos, rec = self._next(name, "sleep")
+        if rec is not None and rec.status == "completed":
+            return
+        if rec is not None:
+            wake_at = float(rec.result["wake_at"])
+        else:
+            wake_at = until if until is not None else time.time() + max(0.0, seconds or 0.0)
+        record = jsonutil.dumps({"wake_at": wake_at})
+        if time.time() >= wake_at:
+            self.pending.append(Checkpoint(pos, name, "sleep", result=record))
+            return
+        if rec is None:
+            self.pending.append(Checkpoint(pos, name, "sleep", result=record, status="waiting"))
+        raise Suspend(wake_at, f"sleep:{name}")
+
+    async def wait_for_event(
+        self, name: str, event_ids: list[str], timeout: float | None, lookback: float | None
+    ) -> EventResult:
+        if not event_ids:
+            raise InvalidInput("wait_for_event needs an event_id or event_ids")
+        for eid in event_ids:
+            if not eid or len(eid) > 300 or "\x00" in eid:
+                raise InvalidInput(f"event id {eid!r} must be 1-300 characters without NUL")
+        pos, rec = self._next(name, "wait")
+        if rec is not None and rec.status == "completed":
+            r = rec.result
+            return EventResult(r["event_id"], r["data"], r["timed_out"])
+        if rec is not None:
+            since, deadline, ids = rec.result["since"], rec.result["deadline"], rec.result["ids"]
+        else:
+            now = time.time()
+            look = self.rt.event_lookback_s if lookback is None else lookback
+            since, deadline, ids = now - look, (now + timeout if timeout is not None else None), event_ids
+            self.pending.append(
+                Checkpoint(pos, name, "wait", status="waiting",
+                           result=jsonutil.dumps({"since": since, "deadline": deadline, "ids": ids}))
+            )
+        pending, self.pending = self.pending, []
+        outcome, payload = await self.rt.db.write(
+            self.rt.store.begin_wait_txn, self.fence, self.claimed.iteration, pending, pos, name,
+            ids, since, deadline,
+        )
+        if outcome == "fenced":
+            raise Fenced()
+        if outcome == "suspended":
+            raise Suspended()
+        if outcome == "event":
+            result = EventResult(payload[0], payload[1], False)
+        else:
+            result = EventResult(None, None, True)
+        self.pending.append(
+            Checkpoint(pos, name, "wait", result=jsonutil.dumps(
+                {"event_id": result.event_id, "data": result.data, "timed_out": result.timed_out}))
+        )
+        return result
+
+    async def emit(self, data: Any, key: str | None) -> None:
+        pos, rec = self._next("emit", "emit")
+        if rec is not None:
+            return
+        self.pending.append(
+            Checkpoint(pos, "emit", "emit", output=(key, jsonutil.dumps(data, what="emitted data")))
+        )
+        await self.flush()
+
+    async def charge(self, action: str, amount: float) -> None:
+        if not isinstance(amount, int | float) or amount != amount:
+            raise InvalidInput("charge amount must be a number")
+        pos, rec = self._next(f"charge:{action}", "charge")
+        if rec is None:
+            self.pending.append(
+                Checkpoint(pos, f"charge:{action}", "charge", credit=(action, float(amount)))
+            )
+
+    async def progress(self, fraction: float | None, message: str | None) -> None:
+        if fraction is not None and not 0.0 <= fraction <= 1.0:
+            raise InvalidInput("progress must be between 0 and 1")
+        if self.replaying:
+            return
+        await self.flush()
+        ok = await self.rt.db.write(self.rt.store.progress_txn, self.fence, fraction, message)
+        if not ok:
+            raise Fenced()
+
+    async def save_sync(self, state: Any) -> None:
+        pos, rec = self._next("sync.save", "sync")
+        text = jsonutil.dumps(state, what="sync state")
+        self.sync_state = json.loads(text)
+        if rec is None:
+            self.pending.append(Checkpoint(pos, "sync.save", "sync", sync_state=text))
+
+    def patched(self, change: str) -> bool:
+        rec = self.history.get(self.position + 1)
+        if rec is not None and not (rec.kind == "patch" and rec.name == change):
+            return False  # recorded before the change: keep to the old path
+        self.position += 1
+        if rec is None:
+            self.pending.append(Checkpoint(self.position, change, "patch"))
+        return True
+
+    async def map(
+        self, name: str, fn: Callable[[Any], Any], elements: list[Any], concurrency: int,
+        retries: int | RetryPolicy | None,
+    ) -> list[Any]:
+        if concurrency < 1:
+            raise InvalidInput("map concurrency must be at least 1")
+        pos, rec = self._next(name, "map")
+        if rec is not None and rec.status == "completed":
+            return list(rec.result)
+        if rec is not None and rec.status == "failed":
+            raise StepFailed(f"map {name!r} failed", details=rec.error)
+        if rec is not None:
+            base, n = rec.result["base"], rec.result["n"]
+        else:
+            encoded = [jsonutil.dumps(e, what=f"{name}[{i}]") for i, e in enumerate(elements)]
+            pending, self.pending = self.pending, []
+            got = await self.rt.db.write(
+                self.rt.store.start_map_txn, self.fence, self.claimed.iteration, pending, pos,
+                name, encoded,
+            )
+            if got is None:
+                raise Fenced()
+            base, n = got, len(encoded)
+        items = await self.rt.db.read(
+            self.rt.store.get_items, self.fence.run_id, offset=0, limit=1_000_000, kinds=["map"]
+        )
+        mine = {it.idx: it for it in items if base <= it.idx < base + n}
+        results: list[Any] = [None] * n
+        errors: dict[int, Any] = {}
+        todo: list[int] = []
+        for i in range(n):
+            it = mine.get(base + i)
+            if it is not None and it.state == ItemState.COMPLETED:
+                results[i] = it.result
+            else:
+                todo.append(i)
+        policy = RetryPolicy.of(retries, self.default_retries)
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with sem:
+                element = mine[base + i].input if (base + i) in mine else elements[i]
+                await self._set_elements([(base + i, "processing", None, None)])
+                text, error, _, _ = await self._attempts(
+                    f"{name}[{i}]", None, policy, 1,
+                    lambda: self._call(fn, (element,), {}, None),
+                )
+                if error is None:
+                    results[i] = json.loads(text) if text is not None else None
+                    await self._set_elements([(base + i, "completed", text, None)])
+                else:
+                    errors[i] = error
+                    await self._set_elements([(base + i, "failed", None, jsonutil.dumps(error))])
+
+        await asyncio.gather(*(one(i) for i in todo))
+        if errors:
+            first = min(errors)
+            record = {"code": "map_failed", "message": f"{len(errors)} of {n} elements failed",
+                      "errors": {str(k): v["message"] for k, v in errors.items()}}
+            self.pending.append(Checkpoint(pos, name, "map", error=jsonutil.dumps(record)))
+            raise StepFailed(
+                f"map {name!r}: {len(errors)} of {n} element(s) failed; "
+                f"element {first}: {errors[first]['message']}",
+                details=record,
+            )
+        self.pending.append(Checkpoint(pos, name, "map", result=jsonutil.dumps(results)))
+        return results
+
+    async def _set_elements(self, updates: list[tuple[int, str, str | None, str | None]]) -> None:
+        ok = await self.rt.db.write(self.rt.store.set_elements_txn, self.fence, updates)
+        if not ok:
+            raise Fenced()
+
+    # -- the item as a whole --------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Execute the item to its outcome or its next suspension. Never raises except
+        ``asyncio.CancelledError`` when the worker shuts down."""
+        try:
+            await self._run()
+        except (Fenced, Canceled):
+            return
+        except Suspended:
+            self.rt.on_run_changed(self.fence.run_id)
+        except asyncio.CancelledError:
+            if self.stop_reason in ("shutdown", "paused"):
+                await self._hand_back(time.time(), None)
+            if self.stop_reason == "shutdown":
+                raise
+        except Suspend as s:
+            await self._hand_back(s.due_at, s.waiting_for)
+
+    async def _hand_back(self, due_at: float, waiting_for: str | None) -> None:
+        deadline = self.claimed.deadline_at
+        if deadline is not None:
+            due_at = min(due_at, deadline)
+        pending, self.pending = self.pending, []
+        await self.rt.db.write(self.rt.store.suspend_txn, self.fence, due_at, waiting_for, pending)
+        self.rt.on_run_changed(self.fence.run_id)
+
+    async def _finish(self, state: ItemState, result: str | None, error: dict[str, Any] | None) -> None:
+        pending, self.pending = self.pending, []
+        await self.rt.db.write(
+            self.rt.store.complete_item_txn, self.fence, self.claimed.iteration, pending, state,
+            result, jsonutil.dumps(error) if error is not None else None,
+        )
+        self.rt.on_run_changed(self.fence.run_id)
+
+    async def _run(self) -> None:
+        c = self.claimed
+        if c.kind == "hook":
+            await self._run_hook()
+            return
+        try:
+            typed = self.workflow.validate_input(c.input)
+        except InvalidInput as exc:
+            await self._finish(ItemState.DISCARDED, None, error_record(exc))
+            return
+        deadline = c.deadline_at
+        try:
+            if deadline is not None and time.time() >= deadline:
+                raise RunTimeout(f"the run took longer than its timeout ({deadline:.0f})")
+            coro = self._invoke(typed)
+            if deadline is not None:
+                try:
+                    result = await asyncio.wait_for(coro, max(0.0, deadline - time.time()))
+                except TimeoutError:
+                    raise RunTimeout("the run took longer than its timeout") from None
+            else:
+                result = await coro
+            text = jsonutil.dumps(result, what="the workflow's result")
+        except (Suspend, Suspended, Fenced, Canceled, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            if self.cancel_requested:
+                raise Canceled() from None
+            await self._finish(ItemState.FAILED, None, error_record(exc))
+            return
+        await self._finish(ItemState.COMPLETED, text, None)
+
+    async def _invoke(self, typed: Any) -> Any:
+        ctx = Context(self)
+        fn = self.workflow.fn
+        args = (typed,) if self.workflow.takes_input else ()
+        if self.workflow.is_async:
+            return await fn(ctx, *args)
+        sctx = SyncContext(ctx, self.rt.loop)
+        return await self.rt.loop.run_in_executor(self.rt.pool, functools.partial(fn, sctx, *args))
+
+    async def _run_hook(self) -> None:
+        handler = self.workflow.on_failure
+        error: dict[str, Any] | None = None
+        if handler is not None:
+            info = FailureInfo(self.fence.run_id, self.workflow.name, self.claimed.input)
+            try:
+                if inspect.iscoroutinefunction(handler):
+                    await handler(info)
+                else:
+                    await self.rt.loop.run_in_executor(self.rt.pool, handler, info)
+            except Exception as exc:
+                log.exception("on_failure handler of %s failed", self.workflow.name)
+                error = error_record(exc)
+        state = ItemState.FAILED if error else ItemState.COMPLETED
+        await self._finish(state, None, error)
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the execution to stop: ``paused`` at its next step boundary; ``canceled``,
+        ``lost`` and ``shutdown`` at its next await."""
+        if reason == "paused":
+            self.pause_requested = True
+            return
+        self.stop_reason = reason
+        self.cancel_requested = True
+        for fut in list(self.thread_futures):
+            fut.cancel()
+
+
+@dataclass(frozen=True, slots=True)
+class FailureInfo:
+    """What an ``on_failure`` handler receives."""
+
+    run_id: str
+    workflow: str
+    error: Any

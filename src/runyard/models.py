@@ -1,0 +1,228 @@
+"""Records shared by the store, the engine and every client surface.
+
+One status vocabulary everywhere: the strings below are what the database holds, what
+the API returns and what the CLI prints.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class RunStatus(str, enum.Enum):
+    SCHEDULED = "SCHEDULED"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    SUCCEEDED = "SUCCEEDED"
+    PARTIAL_SUCCEEDED = "PARTIAL_SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    CRASHED = "CRASHED"
+    INVALID = "INVALID"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset(
+    {
+        RunStatus.SUCCEEDED,
+        RunStatus.PARTIAL_SUCCEEDED,
+        RunStatus.FAILED,
+        RunStatus.CANCELED,
+        RunStatus.CRASHED,
+        RunStatus.INVALID,
+    }
+)
+
+
+class ItemState(str, enum.Enum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DISCARDED = "discarded"
+
+
+#: What a client may ask for, and from which statuses (SPEC §2). The engine's own
+#: transitions (QUEUED→RUNNING, RUNNING→terminal) are guarded in SQL.
+CLIENT_TRANSITIONS: dict[str, frozenset[RunStatus]] = {
+    "cancel": frozenset(
+        {RunStatus.SCHEDULED, RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED}
+    ),
+    "pause": frozenset({RunStatus.QUEUED, RunStatus.RUNNING}),
+    "resume": frozenset(
+        {RunStatus.PAUSED, RunStatus.FAILED, RunStatus.CANCELED, RunStatus.CRASHED}
+    ),
+    "continue": frozenset(
+        {
+            RunStatus.SUCCEEDED,
+            RunStatus.PARTIAL_SUCCEEDED,
+            RunStatus.FAILED,
+            RunStatus.CANCELED,
+        }
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A run as stored."""
+
+    id: str
+    workflow: str
+    workflow_version: str
+    mode: str
+    status: RunStatus
+    priority: int
+    input_count: int
+    iteration: int
+    result: Any
+    error: Any
+    progress: float | None
+    progress_message: str | None
+    credits: float
+    waiting_for: str | None
+    task_id: str | None
+    schedule_id: str | None
+    parent_id: str | None
+    sync_mode: str | None
+    max_results: int | None
+    options: dict[str, Any]
+    recovery_attempts: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    updated_at: float
+    not_before: float | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One unit of work of a run: an input, a fanned-out element or a failure hook."""
+
+    run_id: str
+    idx: int
+    kind: str
+    parent_idx: int | None
+    name: str | None
+    input: Any
+    custom_data: Any
+    state: ItemState
+    result: Any
+    error: Any
+    attempt: int
+    waiting_for: str | None
+    started_at: float | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """A checkpoint: what one durable operation of a workflow recorded."""
+
+    run_id: str
+    item_idx: int
+    iteration: int
+    position: int
+    name: str
+    kind: str
+    status: str
+    result: Any
+    error: Any
+    attempts: int
+    started_at: float | None
+    completed_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One failed attempt of a step (successful ones are the checkpoint itself)."""
+
+    run_id: str
+    item_idx: int
+    position: int
+    name: str
+    attempt: int
+    started_at: float
+    ended_at: float
+    error: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A record a workflow emitted."""
+
+    id: int
+    run_id: str
+    item_idx: int
+    iteration: int
+    key: str | None
+    data: Any
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    run_id: str
+    from_status: str | None
+    to_status: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Waiter:
+    event_id: str
+    run_id: str
+    item_idx: int
+    since: float
+    deadline: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of a list, with the cursor of the next page (``None`` at the end)."""
+
+    items: list[Any]
+    next_cursor: str | None = None
+
+
+@dataclass(slots=True)
+class NewInput:
+    """One input of a run being created."""
+
+    input: Any
+    custom_data: Any = None
+    error: Any = None  # set when the input failed validation: the item is discarded
+
+
+@dataclass(slots=True)
+class NewRun:
+    """Everything needed to create a run."""
+
+    id: str
+    workflow: str
+    workflow_version: str
+    inputs: list[NewInput]
+    mode: str = "async"
+    priority: int = 0
+    not_before: float | None = None
+    delay_s: float | None = None
+    flow_key: str | None = None
+    timeout_s: float | None = None
+    max_recovery_attempts: int = 5
+    has_on_failure: bool = False
+    task_id: str | None = None
+    schedule_id: str | None = None
+    parent_id: str | None = None
+    sync_mode: str | None = None
+    max_results: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,168 @@
+"""Wake-ups inside a process, fed by what other processes commit.
+
+The :class:`Hub` wakes coroutines that wait for new work (workers) or for a run to change
+(result waiters). It is fed by the process's own writes and by a watcher thread:
+PostgreSQL LISTEN/NOTIFY, or SQLite's ``PRAGMA data_version`` polled every millisecond or
+two. Both are hints only: every waiter also re-checks on a timeout (the polling backstop
+of RELIABILITY.md rule 6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .base import Store
+
+log = logging.getLogger("runyard.hub")
+
+
+class Hub:
+    """Events for one asyncio loop; the ``notify_*`` methods may be called from any thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._wake = asyncio.Event()
+        self._runs: dict[str, set[asyncio.Event]] = {}
+        self._listeners: list[Callable[[str | None], None]] = []
+
+    # -- from any thread ---------------------------------------------------------------
+
+    def _call(self, fn: Any, *args: Any) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            fn(*args)
+        elif not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def notify_wake(self) -> None:
+        """New work may be due."""
+        self._call(self._wake.set)
+
+    def notify_run(self, run_id: str) -> None:
+        self._call(self._set_run, run_id)
+
+    def notify_all(self) -> None:
+        """Something changed, no telling what (a poll saw a commit, a listener reconnected)."""
+        self._call(self._set_all)
+
+    def _set_run(self, run_id: str) -> None:
+        for ev in self._runs.get(run_id, ()):
+            ev.set()
+        for listener in self._listeners:
+            listener(run_id)
+
+    def _set_all(self) -> None:
+        self._wake.set()
+        for events in self._runs.values():
+            for ev in events:
+                ev.set()
+        for listener in self._listeners:
+            listener(None)
+
+    def add_run_listener(self, listener: Callable[[str | None], None]) -> None:
+        """Call ``listener(run_id)`` when a run changes (``None``: any run may have)."""
+        self._listeners.append(listener)
+
+    def remove_run_listener(self, listener: Callable[[str | None], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    # -- in the loop -------------------------------------------------------------------
+
+    @property
+    def has_run_waiters(self) -> bool:
+        return bool(self._runs)
+
+    async def wait_wake(self, timeout: float) -> None:
+        """Return when new work may be due, or after ``timeout`` seconds."""
+        if not self._wake.is_set():
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+        self._wake.clear()
+
+    def run_event(self, run_id: str) -> asyncio.Event:
+        ev = asyncio.Event()
+        self._runs.setdefault(run_id, set()).add(ev)
+        return ev
+
+    def drop_run_event(self, run_id: str, ev: asyncio.Event) -> None:
+        events = self._runs.get(run_id)
+        if events is not None:
+            events.discard(ev)
+            if not events:
+                del self._runs[run_id]
+
+
+class Watcher:
+    """A thread that turns other processes' commits into :class:`Hub` notifications."""
+
+    def __init__(self, store: Store, hub: Hub, *, poll_s: float = 0.001) -> None:
+        self.store = store
+        self.hub = hub
+        self.poll_s = poll_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="runyard-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _main(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.store.needs_polling:
+                    self._poll()
+                else:
+                    self._listen()
+            except Exception as exc:  # noqa: BLE001 - a hint source; reconnect and carry on
+                log.warning("change watcher lost its connection (%s); reconnecting", exc)
+                self.hub.notify_all()
+                self._stop.wait(0.5)
+
+    def _poll(self) -> None:
+        from .sqlite import SQLiteStore
+
+        assert isinstance(self.store, SQLiteStore)
+        conn = self.store.connect()
+        try:
+            last = self.store.data_version(conn)
+            while not self._stop.is_set():
+                time.sleep(self.poll_s)
+                version = self.store.data_version(conn)
+                if version != last:
+                    last = version
+                    self.hub.notify_all()
+        finally:
+            conn.close()
+
+    def _listen(self) -> None:
+        from .postgres import RUN_CHANNEL, PostgresStore
+
+        assert isinstance(self.store, PostgresStore)
+        conn = self.store.listen_connection()
+        try:
+            # Anything sent while we were not listening is lost: make everyone re-check.
+            self.hub.notify_all()
+            while not self._stop.is_set():
+                for note in conn.notifies(timeout=0.5):
+                    if note.channel == RUN_CHANNEL:
+                        self.hub.notify_run(note.payload)
+                    else:
+                        self.hub.notify_wake()
+                    if self._stop.is_set():
+                        break
+        finally:
+            conn.close()

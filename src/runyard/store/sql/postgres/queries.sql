@@ -1,0 +1,531 @@
+-- Runyard queries, PostgreSQL. Claims use FOR UPDATE SKIP LOCKED; a flow-control key
+-- is locked FOR UPDATE while its capacity is checked and taken; event senders and
+-- waiters meet under a per-event advisory lock. runyard_now() is the database clock.
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS runyard_migrations (
+  version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL
+);
+
+-- name: lock_migrations
+SELECT pg_advisory_xact_lock(7207413551);
+
+-- name: applied_migrations
+SELECT version FROM runyard_migrations ORDER BY version;
+
+-- name: record_migration
+INSERT INTO runyard_migrations (version, name, applied_at)
+VALUES (%(version)s, %(name)s, extract(epoch FROM clock_timestamp()));
+
+-- name: now
+SELECT runyard_now() AS now;
+
+-- name: wake
+SELECT pg_notify('runyard_wake', '');
+
+-- name: upsert_workflow
+INSERT INTO workflows (name, version, description, input_schema, options)
+VALUES (%(name)s, %(version)s, %(description)s, %(input_schema)s, %(options)s)
+ON CONFLICT (name, version) DO UPDATE SET description = excluded.description,
+  input_schema = excluded.input_schema, options = excluded.options, updated_at = runyard_now();
+
+-- name: list_workflows
+SELECT name, version, description, input_schema, options, registered_at, updated_at
+FROM workflows ORDER BY name, updated_at DESC;
+
+-- name: latest_workflow_version
+SELECT version FROM workflows WHERE name = %(name)s ORDER BY updated_at DESC LIMIT 1;
+
+-- name: upsert_flow_key
+INSERT INTO flow_keys (key, parallelism, rate, period_s)
+VALUES (%(key)s, %(parallelism)s, %(rate)s, %(period_s)s)
+ON CONFLICT (key) DO UPDATE SET parallelism = excluded.parallelism, rate = excluded.rate,
+  period_s = excluded.period_s, updated_at = runyard_now();
+
+-- name: upsert_worker
+INSERT INTO workers (id, host, pid, concurrency, workflows)
+VALUES (%(id)s, %(host)s, %(pid)s, %(concurrency)s, %(workflows)s)
+ON CONFLICT (id) DO UPDATE SET workflows = excluded.workflows, heartbeat_at = runyard_now();
+
+-- name: worker_heartbeat
+UPDATE workers SET heartbeat_at = runyard_now() WHERE id = %(id)s;
+
+-- name: worker_stopped
+UPDATE workers SET stopped_at = runyard_now() WHERE id = %(id)s;
+
+-- name: insert_run
+INSERT INTO runs (id, workflow, workflow_version, mode, status, priority, input_count,
+  item_count, task_id, schedule_id, parent_id, sync_mode, max_results, options, flow_key,
+  timeout_s, not_before, max_recovery_attempts, has_on_failure, error, finished_at)
+VALUES (%(id)s, %(workflow)s, %(workflow_version)s, %(mode)s, %(status)s, %(priority)s, %(input_count)s,
+  %(input_count)s, %(task_id)s, %(schedule_id)s, %(parent_id)s, %(sync_mode)s, %(max_results)s, %(options)s,
+  %(flow_key)s, %(timeout_s)s, coalesce(%(not_before)s::double precision, runyard_now() + %(delay_s)s::double precision),
+  %(max_recovery_attempts)s, %(has_on_failure)s, %(error)s,
+  CASE WHEN %(status)s = 'INVALID' THEN runyard_now() END)
+ON CONFLICT (id) DO NOTHING
+RETURNING *, coalesce(not_before, created_at) AS due_at;
+
+-- name: insert_item
+INSERT INTO items (run_id, idx, kind, parent_idx, name, wref, input, custom_data, state,
+  error, priority, flow_key, due_at, finished_at)
+VALUES (%(run_id)s, %(idx)s, %(kind)s, %(parent_idx)s, %(name)s, %(wref)s, %(input)s, %(custom_data)s, %(state)s,
+  %(error)s, %(priority)s, %(flow_key)s, coalesce(%(due_at)s::double precision, runyard_now()),
+  CASE WHEN %(state)s = 'discarded' THEN runyard_now() END);
+
+-- name: promote_scheduled
+UPDATE runs SET status = 'QUEUED', updated_at = runyard_now()
+WHERE id IN (SELECT id FROM runs WHERE status = 'SCHEDULED' AND not_before <= runyard_now()
+             FOR UPDATE SKIP LOCKED);
+
+-- name: claim_free
+WITH c AS (
+  SELECT i.run_id, i.idx FROM items i JOIN runs r ON r.id = i.run_id
+  WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
+    AND i.due_at <= runyard_now() AND i.flow_key IS NULL
+    AND i.wref = ANY(%(wrefs)s::text[])
+    AND (r.status IN ('QUEUED', 'RUNNING') OR i.kind = 'hook')
+  ORDER BY i.priority DESC, i.due_at LIMIT %(limit)s
+  FOR UPDATE OF i SKIP LOCKED)
+UPDATE items i SET owner = %(owner)s, epoch = i.epoch + 1,
+  lease_expires_at = runyard_now() + %(lease_s)s, state = 'processing',
+  attempt = i.attempt + 1, started_at = coalesce(i.started_at, runyard_now()),
+  waiting_for = NULL
+FROM c WHERE i.run_id = c.run_id AND i.idx = c.idx
+RETURNING i.run_id, i.idx, i.kind, i.wref, i.input, i.custom_data, i.iteration, i.generation,
+  i.attempt, i.last_position, i.parent_idx, i.epoch;
+
+-- name: due_flow_keys
+SELECT DISTINCT i.flow_key FROM items i JOIN runs r ON r.id = i.run_id
+WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
+  AND i.due_at <= runyard_now() AND i.flow_key IS NOT NULL
+  AND i.wref = ANY(%(wrefs)s::text[])
+  AND r.status IN ('QUEUED', 'RUNNING')
+LIMIT %(limit)s;
+
+-- name: claim_keyed
+WITH c AS (
+  SELECT i.run_id, i.idx FROM items i JOIN runs r ON r.id = i.run_id
+  WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
+    AND i.due_at <= runyard_now() AND i.flow_key = %(flow_key)s
+    AND i.wref = ANY(%(wrefs)s::text[])
+    AND r.status IN ('QUEUED', 'RUNNING')
+  ORDER BY i.priority DESC, i.due_at LIMIT %(limit)s
+  FOR UPDATE OF i SKIP LOCKED)
+UPDATE items i SET owner = %(owner)s, epoch = i.epoch + 1,
+  lease_expires_at = runyard_now() + %(lease_s)s, state = 'processing',
+  attempt = i.attempt + 1, started_at = coalesce(i.started_at, runyard_now()),
+  waiting_for = NULL
+FROM c WHERE i.run_id = c.run_id AND i.idx = c.idx
+RETURNING i.run_id, i.idx, i.kind, i.wref, i.input, i.custom_data, i.iteration, i.generation,
+  i.attempt, i.last_position, i.parent_idx, i.epoch;
+
+-- name: start_runs
+UPDATE runs SET status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
+  started_at = coalesce(started_at, runyard_now()),
+  deadline_at = coalesce(deadline_at, runyard_now() + timeout_s),
+  waiting_for = NULL, updated_at = runyard_now()
+WHERE id = ANY(%(ids)s::text[])
+RETURNING id, deadline_at, sync_mode, max_results, options, error;
+
+-- name: has_due_work
+SELECT 1 FROM items i JOIN runs r ON r.id = i.run_id
+WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
+  AND i.due_at <= runyard_now() AND i.wref = ANY(%(wrefs)s::text[])
+  AND (r.status IN ('QUEUED', 'RUNNING') OR i.kind = 'hook')
+UNION ALL
+SELECT 1 FROM runs WHERE status = 'SCHEDULED' AND not_before <= runyard_now()
+LIMIT 1;
+
+-- name: next_due_at
+SELECT min(at) AS at FROM (
+  SELECT min(due_at) AS at FROM items
+  WHERE owner IS NULL AND state IN ('queued', 'processing') AND kind <> 'map'
+    AND wref = ANY(%(wrefs)s::text[])
+  UNION ALL
+  SELECT min(not_before) FROM runs WHERE status = 'SCHEDULED');
+
+-- name: item_history
+SELECT * FROM steps WHERE run_id = %(run_id)s AND item_idx = %(idx)s AND iteration = %(iteration)s
+ORDER BY position;
+
+-- name: item_failed_attempts
+SELECT position, count(*) AS n FROM attempts
+WHERE run_id = %(run_id)s AND item_idx = %(idx)s AND iteration = %(iteration)s
+  AND generation = %(generation)s
+GROUP BY position;
+
+-- name: previous_sync_state
+SELECT state FROM sync_states
+WHERE run_id = %(run_id)s AND item_idx = %(idx)s AND iteration < %(iteration)s
+ORDER BY iteration DESC LIMIT 1;
+
+-- name: lock_flow_key
+SELECT parallelism, rate, period_s FROM flow_keys WHERE key = %(key)s FOR UPDATE;
+
+-- name: flow_active
+SELECT (SELECT count(*) FROM items
+        WHERE flow_key = %(key)s AND owner IS NOT NULL AND lease_expires_at > runyard_now())
+     + (SELECT count(*) FROM flow_slots WHERE key = %(key)s AND expires_at > runyard_now()) AS n;
+
+-- name: flow_recent
+SELECT count(*) AS n FROM flow_starts WHERE key = %(key)s AND at > runyard_now() - %(period_s)s;
+
+-- name: flow_retry_in
+SELECT (SELECT min(at) FROM flow_starts WHERE key = k.key AND at > runyard_now() - k.period_s)
+       + k.period_s - runyard_now() AS wait_s
+FROM flow_keys k WHERE k.key = %(key)s;
+
+-- name: insert_flow_start
+INSERT INTO flow_starts (key, at) VALUES (%(key)s, runyard_now());
+
+-- name: insert_flow_slot
+INSERT INTO flow_slots (key, holder, owner, expires_at)
+VALUES (%(key)s, %(holder)s, %(owner)s, runyard_now() + %(ttl_s)s)
+ON CONFLICT (key, holder) DO UPDATE SET expires_at = excluded.expires_at;
+
+-- name: delete_flow_slot
+DELETE FROM flow_slots WHERE key = %(key)s AND holder = %(holder)s;
+
+-- name: extend_flow_slots
+UPDATE flow_slots SET expires_at = runyard_now() + %(lease_s)s WHERE owner = %(owner)s;
+
+-- name: expire_flow_slots
+DELETE FROM flow_slots WHERE expires_at < runyard_now();
+
+-- name: trim_flow_starts
+DELETE FROM flow_starts
+WHERE at < runyard_now() - 1 - coalesce((SELECT period_s FROM flow_keys k WHERE k.key = flow_starts.key), 0);
+
+-- name: fence
+UPDATE items SET last_position = GREATEST(last_position, %(position)s)
+WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s
+RETURNING (SELECT status FROM runs WHERE id = %(run_id)s) AS status;
+
+-- name: upsert_step
+INSERT INTO steps (run_id, item_idx, iteration, position, name, kind, status, result, error,
+  attempts, started_at)
+VALUES (%(run_id)s, %(idx)s, %(iteration)s, %(position)s, %(name)s, %(kind)s, %(status)s, %(result)s, %(error)s,
+  %(attempts)s, %(started_at)s)
+ON CONFLICT (run_id, item_idx, iteration, position) DO UPDATE SET status = excluded.status,
+  result = excluded.result, error = excluded.error, attempts = excluded.attempts,
+  completed_at = runyard_now()
+WHERE steps.status = 'waiting' AND excluded.status <> 'waiting'
+RETURNING position;
+
+-- name: insert_output
+INSERT INTO outputs (run_id, item_idx, iteration, position, key, data)
+VALUES (%(run_id)s, %(idx)s, %(iteration)s, %(position)s, %(key)s, %(data)s)
+ON CONFLICT DO NOTHING;
+
+-- name: insert_credit
+INSERT INTO credits (run_id, item_idx, iteration, position, workflow, action, amount)
+SELECT %(run_id)s, %(idx)s, %(iteration)s, %(position)s, r.workflow, %(action)s, %(amount)s
+FROM runs r WHERE r.id = %(run_id)s
+ON CONFLICT DO NOTHING;
+
+-- name: add_run_credits
+UPDATE runs SET credits = credits + %(amount)s WHERE id = %(run_id)s;
+
+-- name: save_sync_state
+INSERT INTO sync_states (run_id, item_idx, iteration, state)
+VALUES (%(run_id)s, %(idx)s, %(iteration)s, %(state)s)
+ON CONFLICT (run_id, item_idx, iteration) DO UPDATE SET state = excluded.state,
+  saved_at = runyard_now();
+
+-- name: insert_attempt
+INSERT INTO attempts (run_id, item_idx, iteration, generation, position, name, attempt,
+  started_at, error)
+VALUES (%(run_id)s, %(idx)s, %(iteration)s, %(generation)s, %(position)s, %(name)s, %(attempt)s, %(started_at)s,
+  %(error)s);
+
+-- name: lock_run
+SELECT status FROM runs WHERE id = %(run_id)s FOR UPDATE;
+
+-- name: finish_item
+UPDATE items SET state = %(state)s, result = %(result)s, error = %(error)s, owner = NULL,
+  lease_expires_at = NULL, finished_at = runyard_now(), waiting_for = NULL
+WHERE run_id = %(run_id)s AND idx = %(idx)s;
+
+-- name: finalize_run
+UPDATE runs SET
+  status = CASE WHEN c.ok = c.n THEN 'SUCCEEDED' WHEN c.ok = 0 THEN 'FAILED'
+                ELSE 'PARTIAL_SUCCEEDED' END,
+  result = CASE WHEN runs.input_count = 1 THEN c.first_result ELSE c.results END,
+  error = CASE WHEN c.ok = c.n THEN NULL
+               WHEN runs.input_count = 1 THEN c.first_error
+               ELSE json_build_object('code', 'items_failed', 'message',
+                      c.failed || ' input(s) failed, ' || c.discarded || ' discarded',
+                      'failed', c.failed, 'discarded', c.discarded)::text END,
+  progress = CASE WHEN c.ok = c.n THEN 1.0 ELSE runs.progress END,
+  finished_at = runyard_now(), updated_at = runyard_now(), waiting_for = NULL
+FROM (SELECT count(*) AS n,
+        count(*) FILTER (WHERE state = 'completed') AS ok,
+        count(*) FILTER (WHERE state = 'failed') AS failed,
+        count(*) FILTER (WHERE state = 'discarded') AS discarded,
+        count(*) FILTER (WHERE state IN ('queued', 'processing')) AS open,
+        max(CASE WHEN idx = 0 THEN result END) AS first_result,
+        max(CASE WHEN idx = 0 THEN error END) AS first_error,
+        '[' || string_agg(coalesce(result, 'null'), ',' ORDER BY idx) || ']' AS results
+      FROM items WHERE run_id = %(run_id)s AND kind = 'input') AS c
+WHERE runs.id = %(run_id)s AND runs.status IN ('RUNNING', 'QUEUED', 'PAUSED') AND c.open = 0
+RETURNING runs.status;
+
+-- name: insert_hook_item
+INSERT INTO items (run_id, idx, kind, wref, input, state, priority, due_at)
+SELECT r.id, -1 - (SELECT count(*) FROM items h WHERE h.run_id = r.id AND h.kind = 'hook'),
+  'hook', r.workflow || '@' || r.workflow_version, r.error, 'queued', r.priority, runyard_now()
+FROM runs r
+WHERE r.id = %(run_id)s AND r.has_on_failure AND r.status IN ('FAILED', 'CRASHED')
+  AND NOT EXISTS (SELECT 1 FROM items h WHERE h.run_id = r.id AND h.kind = 'hook'
+                  AND h.state IN ('queued', 'processing'));
+
+-- name: item_iteration
+SELECT iteration FROM items WHERE run_id = %(run_id)s AND idx = %(idx)s;
+
+-- name: suspend_item
+UPDATE items SET owner = NULL, lease_expires_at = NULL, due_at = %(due_at)s,
+  waiting_for = %(waiting_for)s
+WHERE run_id = %(run_id)s AND idx = %(idx)s;
+
+-- name: set_run_waiting
+UPDATE runs SET waiting_for = %(waiting_for)s, updated_at = runyard_now() WHERE id = %(run_id)s;
+
+-- name: lock_event
+SELECT pg_advisory_xact_lock(hashtextextended(%(event_id)s, 7207413551));
+
+-- name: first_event
+SELECT event_id, data FROM events
+WHERE event_id = ANY(%(event_ids)s::text[]) AND created_at >= %(since)s
+ORDER BY id LIMIT 1;
+
+-- name: insert_event
+INSERT INTO events (event_id, data) VALUES (%(event_id)s, %(data)s);
+
+-- name: insert_waiter
+INSERT INTO waiters (event_id, run_id, item_idx, position, since, deadline)
+VALUES (%(event_id)s, %(run_id)s, %(idx)s, %(position)s, %(since)s, %(deadline)s)
+ON CONFLICT (event_id, run_id, item_idx) DO UPDATE SET position = excluded.position,
+  since = excluded.since, deadline = excluded.deadline;
+
+-- name: wake_waiters
+UPDATE items SET due_at = runyard_now()
+WHERE owner IS NULL AND (run_id, idx) IN (
+  SELECT run_id, item_idx FROM waiters WHERE event_id = %(event_id)s)
+RETURNING run_id;
+
+-- name: delete_event_waiters
+DELETE FROM waiters WHERE (run_id, item_idx) IN (
+  SELECT run_id, item_idx FROM waiters WHERE event_id = %(event_id)s);
+
+-- name: delete_item_waiters
+DELETE FROM waiters WHERE run_id = %(run_id)s AND item_idx = %(idx)s;
+
+-- name: delete_run_waiters
+DELETE FROM waiters WHERE run_id = %(run_id)s;
+
+-- name: reserve_items
+UPDATE runs SET item_count = item_count + %(n)s WHERE id = %(run_id)s
+RETURNING item_count - %(n)s AS base;
+
+-- name: get_item_row
+SELECT * FROM items WHERE run_id = %(run_id)s AND idx = %(idx)s;
+
+-- name: set_element
+UPDATE items SET state = %(state)s, result = %(result)s, error = %(error)s,
+  started_at = coalesce(started_at, runyard_now()),
+  finished_at = CASE WHEN %(state)s IN ('completed', 'failed') THEN runyard_now() END
+WHERE run_id = %(run_id)s AND idx = %(idx)s AND state <> 'completed';
+
+-- name: set_progress
+UPDATE runs SET progress = %(progress)s, progress_message = %(message)s, updated_at = runyard_now()
+WHERE id = %(run_id)s;
+
+-- name: insert_log
+INSERT INTO logs (run_id, item_idx, level, message) VALUES (%(run_id)s, %(idx)s, %(level)s, %(message)s);
+
+-- name: extend_leases
+UPDATE items SET lease_expires_at = runyard_now() + %(lease_s)s WHERE owner = %(owner)s
+RETURNING run_id, idx, epoch;
+
+-- name: stopping_runs
+SELECT id, status FROM runs
+WHERE id = ANY(%(ids)s::text[]) AND status NOT IN ('QUEUED', 'RUNNING');
+
+-- name: expire_leases
+UPDATE items SET owner = NULL, lease_expires_at = NULL, epoch = epoch + 1,
+  due_at = runyard_now()
+WHERE (run_id, idx) IN (SELECT run_id, idx FROM items
+                        WHERE owner IS NOT NULL AND lease_expires_at < runyard_now()
+                        LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+RETURNING run_id, idx, kind;
+
+-- name: count_recoveries
+UPDATE runs SET recovery_attempts = recovery_attempts + 1, updated_at = runyard_now()
+WHERE id = ANY(%(ids)s::text[]) AND status IN ('QUEUED', 'RUNNING', 'PAUSED');
+
+-- name: runs_over_recovery
+SELECT id, recovery_attempts, max_recovery_attempts FROM runs
+WHERE id = ANY(%(ids)s::text[]) AND status IN ('QUEUED', 'RUNNING', 'PAUSED')
+  AND recovery_attempts > max_recovery_attempts;
+
+-- name: crash_run
+UPDATE runs SET status = 'CRASHED', error = %(error)s, finished_at = runyard_now(),
+  updated_at = runyard_now(), waiting_for = NULL
+WHERE id = %(run_id)s;
+
+-- name: crash_items
+UPDATE items SET state = 'failed', error = %(error)s, owner = NULL, lease_expires_at = NULL,
+  finished_at = runyard_now(), waiting_for = NULL
+WHERE run_id = %(run_id)s AND kind IN ('input', 'map') AND state IN ('queued', 'processing');
+
+-- name: select_runs_for_action
+SELECT id FROM runs
+WHERE status = ANY(%(statuses)s::text[])
+  AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
+  AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
+  AND (%(prefix)s::text IS NULL OR id LIKE %(prefix)s ESCAPE '\')
+  AND (%(task_id)s::text IS NULL OR task_id = %(task_id)s)
+  AND (%(schedule_id)s::text IS NULL OR schedule_id = %(schedule_id)s)
+ORDER BY id;
+
+-- name: cancel_run
+UPDATE runs SET status = 'CANCELED', finished_at = runyard_now(), updated_at = runyard_now(),
+  waiting_for = NULL,
+  error = json_build_object('code', 'canceled', 'message', 'the run was canceled')::text
+WHERE id = %(run_id)s;
+
+-- name: cancel_items
+UPDATE items SET state = 'failed', owner = NULL, lease_expires_at = NULL, epoch = epoch + 1,
+  error = json_build_object('code', 'canceled', 'message', 'the run was canceled')::text,
+  finished_at = runyard_now(), waiting_for = NULL
+WHERE run_id = %(run_id)s AND kind IN ('input', 'map') AND state IN ('queued', 'processing');
+
+-- name: pause_run
+UPDATE runs SET status = 'PAUSED', updated_at = runyard_now() WHERE id = %(run_id)s;
+
+-- name: delete_failed_steps
+DELETE FROM steps WHERE run_id = %(run_id)s AND status = 'failed'
+  AND iteration = (SELECT iteration FROM runs WHERE id = %(run_id)s);
+
+-- name: resume_items
+UPDATE items SET state = 'queued', error = NULL, generation = generation + 1,
+  due_at = runyard_now(), finished_at = NULL, waiting_for = NULL
+WHERE run_id = %(run_id)s AND state = 'failed' AND kind IN ('input', 'map');
+
+-- name: resume_run
+UPDATE runs SET
+  status = CASE WHEN EXISTS (SELECT 1 FROM items WHERE run_id = runs.id AND owner IS NOT NULL)
+                THEN 'RUNNING' ELSE 'QUEUED' END,
+  deadline_at = CASE WHEN status = 'PAUSED' THEN deadline_at END,
+  error = NULL, result = NULL, finished_at = NULL, recovery_attempts = 0,
+  updated_at = runyard_now()
+WHERE id = %(run_id)s;
+
+-- name: continue_items
+UPDATE items SET state = 'queued', result = NULL, error = NULL, iteration = iteration + 1,
+  generation = 0, attempt = 0, last_position = 0, due_at = runyard_now(), owner = NULL,
+  lease_expires_at = NULL, epoch = epoch + 1, started_at = NULL, finished_at = NULL,
+  waiting_for = NULL
+WHERE run_id = %(run_id)s AND kind = 'input' AND state <> 'discarded';
+
+-- name: continue_run
+UPDATE runs SET status = 'QUEUED', iteration = iteration + 1, result = NULL, error = NULL,
+  finished_at = NULL, deadline_at = NULL, recovery_attempts = 0, progress = NULL,
+  progress_message = NULL, updated_at = runyard_now()
+WHERE id = %(run_id)s;
+
+-- name: fork_run
+INSERT INTO runs (id, workflow, workflow_version, kind, mode, status, priority, input_count,
+  item_count, task_id, parent_id, fork_position, sync_mode, max_results, options, flow_key,
+  timeout_s, max_recovery_attempts, has_on_failure)
+SELECT %(new_id)s, workflow, %(version)s, kind, mode, 'QUEUED', priority, input_count,
+  input_count, task_id, id, %(position)s, sync_mode, max_results, options, flow_key,
+  timeout_s, max_recovery_attempts, has_on_failure
+FROM runs WHERE id = %(source_id)s;
+
+-- name: fork_items
+INSERT INTO items (run_id, idx, kind, wref, input, custom_data, state, error, priority,
+  flow_key, last_position, due_at)
+SELECT %(new_id)s, idx, 'input', %(wref)s, coalesce(%(input)s::text, input), custom_data,
+  CASE WHEN state = 'discarded' THEN 'discarded' ELSE 'queued' END,
+  CASE WHEN state = 'discarded' THEN error END, priority, flow_key, %(position)s, runyard_now()
+FROM items WHERE run_id = %(source_id)s AND kind = 'input';
+
+-- name: fork_steps
+INSERT INTO steps (run_id, item_idx, iteration, position, name, kind, status, result, error,
+  attempts, started_at, completed_at)
+SELECT %(new_id)s, item_idx, 1, position, name, kind, status, result, error, attempts,
+  started_at, completed_at
+FROM steps
+WHERE run_id = %(source_id)s AND iteration = %(iteration)s AND position < %(position)s
+  AND status = 'completed';
+
+-- name: fork_outputs
+INSERT INTO outputs (run_id, item_idx, iteration, position, key, data, created_at)
+SELECT %(new_id)s, item_idx, 1, position, key, data, created_at
+FROM outputs
+WHERE run_id = %(source_id)s AND iteration = %(iteration)s AND position < %(position)s
+ORDER BY id;
+
+-- name: get_run
+SELECT * FROM runs WHERE id = %(id)s;
+
+-- name: run_statuses
+SELECT id, status FROM runs WHERE id = ANY(%(ids)s::text[]);
+
+-- name: list_runs_desc
+SELECT * FROM runs
+WHERE (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
+  AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
+  AND (%(prefix)s::text IS NULL OR id LIKE %(prefix)s ESCAPE '\')
+  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(task_id)s::text IS NULL OR task_id = %(task_id)s)
+  AND (%(schedule_id)s::text IS NULL OR schedule_id = %(schedule_id)s)
+  AND (%(mode)s::text IS NULL OR mode = %(mode)s)
+  AND (%(created_after)s::double precision IS NULL OR created_at >= %(created_after)s)
+  AND (%(created_before)s::double precision IS NULL OR created_at < %(created_before)s)
+  AND (%(after_at)s::double precision IS NULL OR created_at < %(after_at)s
+       OR (created_at = %(after_at)s AND id < %(after_id)s))
+ORDER BY created_at DESC, id DESC LIMIT %(limit)s;
+
+-- name: list_runs_asc
+SELECT * FROM runs
+WHERE (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
+  AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
+  AND (%(prefix)s::text IS NULL OR id LIKE %(prefix)s ESCAPE '\')
+  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(task_id)s::text IS NULL OR task_id = %(task_id)s)
+  AND (%(schedule_id)s::text IS NULL OR schedule_id = %(schedule_id)s)
+  AND (%(mode)s::text IS NULL OR mode = %(mode)s)
+  AND (%(created_after)s::double precision IS NULL OR created_at >= %(created_after)s)
+  AND (%(created_before)s::double precision IS NULL OR created_at < %(created_before)s)
+  AND (%(after_at)s::double precision IS NULL OR created_at > %(after_at)s
+       OR (created_at = %(after_at)s AND id > %(after_id)s))
+ORDER BY created_at ASC, id ASC LIMIT %(limit)s;
+
+-- name: list_items
+SELECT * FROM items
+WHERE run_id = %(run_id)s AND kind = ANY(%(kinds)s::text[])
+  AND (%(state)s::text IS NULL OR state = %(state)s)
+ORDER BY idx LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: list_steps
+SELECT * FROM steps WHERE run_id = %(run_id)s AND (%(iteration)s::int IS NULL OR iteration = %(iteration)s)
+ORDER BY iteration, item_idx, position;
+
+-- name: list_attempts
+SELECT * FROM attempts WHERE run_id = %(run_id)s ORDER BY id;
+
+-- name: list_outputs
+SELECT * FROM outputs
+WHERE run_id = %(run_id)s AND id > %(after_id)s AND (%(iteration)s::int IS NULL OR iteration = %(iteration)s)
+ORDER BY id LIMIT %(limit)s;
+
+-- name: list_transitions
+SELECT * FROM run_transitions WHERE run_id = %(run_id)s ORDER BY id;
+
+-- name: list_waiters
+SELECT * FROM waiters WHERE event_id = %(event_id)s ORDER BY created_at;
+
+-- name: list_logs
+SELECT * FROM logs WHERE run_id = %(run_id)s ORDER BY id;

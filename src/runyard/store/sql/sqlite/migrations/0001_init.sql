@@ -1,0 +1,300 @@
+-- Runyard schema, SQLite. Times are seconds since the epoch on the database clock.
+
+CREATE TABLE workflows (
+  name TEXT NOT NULL,
+  version TEXT NOT NULL,
+  description TEXT,
+  input_schema TEXT NOT NULL,
+  options TEXT NOT NULL,
+  registered_at REAL NOT NULL DEFAULT (ry_now()),
+  updated_at REAL NOT NULL DEFAULT (ry_now()),
+  PRIMARY KEY (name, version)
+);
+
+CREATE TABLE workers (
+  id TEXT PRIMARY KEY,
+  host TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  concurrency INTEGER NOT NULL,
+  workflows TEXT NOT NULL,
+  started_at REAL NOT NULL DEFAULT (ry_now()),
+  heartbeat_at REAL NOT NULL DEFAULT (ry_now()),
+  stopped_at REAL
+);
+
+CREATE TABLE runs (
+  id TEXT PRIMARY KEY,
+  workflow TEXT NOT NULL,
+  workflow_version TEXT NOT NULL,
+  kind TEXT NOT NULL DEFAULT 'workflow',
+  mode TEXT NOT NULL DEFAULT 'async',
+  status TEXT NOT NULL,
+  priority INTEGER NOT NULL DEFAULT 0,
+  input_count INTEGER NOT NULL,
+  item_count INTEGER NOT NULL,
+  iteration INTEGER NOT NULL DEFAULT 1,
+  task_id TEXT,
+  schedule_id TEXT,
+  parent_id TEXT,
+  fork_position INTEGER,
+  sync_mode TEXT,
+  max_results INTEGER,
+  options TEXT NOT NULL DEFAULT '{}',
+  result TEXT,
+  error TEXT,
+  progress REAL,
+  progress_message TEXT,
+  credits REAL NOT NULL DEFAULT 0,
+  waiting_for TEXT,
+  flow_key TEXT,
+  timeout_s REAL,
+  deadline_at REAL,
+  not_before REAL,
+  max_recovery_attempts INTEGER NOT NULL DEFAULT 5,
+  recovery_attempts INTEGER NOT NULL DEFAULT 0,
+  has_on_failure INTEGER NOT NULL DEFAULT 0,
+  created_at REAL NOT NULL DEFAULT (ry_now()),
+  started_at REAL,
+  finished_at REAL,
+  updated_at REAL NOT NULL DEFAULT (ry_now())
+);
+CREATE INDEX runs_created ON runs (created_at, id);
+CREATE INDEX runs_workflow ON runs (workflow, created_at);
+CREATE INDEX runs_status ON runs (status, created_at);
+CREATE INDEX runs_task ON runs (task_id) WHERE task_id IS NOT NULL;
+CREATE INDEX runs_schedule ON runs (schedule_id) WHERE schedule_id IS NOT NULL;
+CREATE INDEX runs_scheduled ON runs (not_before) WHERE status = 'SCHEDULED';
+
+CREATE TABLE run_transitions (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id TEXT NOT NULL,
+  from_status TEXT,
+  to_status TEXT NOT NULL,
+  at REAL NOT NULL DEFAULT (ry_now())
+);
+CREATE INDEX run_transitions_run ON run_transitions (run_id, id);
+
+-- Every status change is recorded with its time.
+CREATE TRIGGER runs_status_insert AFTER INSERT ON runs BEGIN
+  INSERT INTO run_transitions (run_id, from_status, to_status) VALUES (NEW.id, NULL, NEW.status);
+END;
+CREATE TRIGGER runs_status_update AFTER UPDATE OF status ON runs
+  WHEN NEW.status IS NOT OLD.status BEGIN
+  INSERT INTO run_transitions (run_id, from_status, to_status) VALUES (NEW.id, OLD.status, NEW.status);
+END;
+
+CREATE TABLE items (
+  run_id TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  kind TEXT NOT NULL,              -- input | map | hook
+  parent_idx INTEGER,
+  name TEXT,
+  wref TEXT NOT NULL,              -- workflow@version: which workers may claim it
+  input TEXT,
+  custom_data TEXT,
+  state TEXT NOT NULL,
+  result TEXT,
+  error TEXT,
+  priority INTEGER NOT NULL DEFAULT 0,
+  flow_key TEXT,
+  iteration INTEGER NOT NULL DEFAULT 1,
+  generation INTEGER NOT NULL DEFAULT 0,
+  attempt INTEGER NOT NULL DEFAULT 0,
+  due_at REAL NOT NULL DEFAULT (ry_now()),
+  owner TEXT,
+  epoch INTEGER NOT NULL DEFAULT 0,
+  lease_expires_at REAL,
+  last_position INTEGER NOT NULL DEFAULT 0,
+  waiting_for TEXT,
+  started_at REAL,
+  finished_at REAL,
+  PRIMARY KEY (run_id, idx)
+);
+CREATE INDEX items_claim ON items (priority DESC, due_at)
+  WHERE owner IS NULL AND state IN ('queued', 'processing') AND kind <> 'map';
+CREATE INDEX items_lease ON items (lease_expires_at) WHERE owner IS NOT NULL;
+CREATE INDEX items_owner ON items (owner) WHERE owner IS NOT NULL;
+CREATE INDEX items_flow ON items (flow_key) WHERE flow_key IS NOT NULL AND owner IS NOT NULL;
+
+CREATE TABLE steps (
+  run_id TEXT NOT NULL,
+  item_idx INTEGER NOT NULL,
+  iteration INTEGER NOT NULL,
+  position INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  status TEXT NOT NULL,            -- completed | failed
+  result TEXT,
+  error TEXT,
+  attempts INTEGER NOT NULL DEFAULT 1,
+  started_at REAL,
+  completed_at REAL NOT NULL DEFAULT (ry_now()),
+  PRIMARY KEY (run_id, item_idx, iteration, position)
+);
+
+CREATE TABLE attempts (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id TEXT NOT NULL,
+  item_idx INTEGER NOT NULL,
+  iteration INTEGER NOT NULL,
+  generation INTEGER NOT NULL,
+  position INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  started_at REAL NOT NULL,
+  ended_at REAL NOT NULL DEFAULT (ry_now()),
+  error TEXT NOT NULL
+);
+CREATE INDEX attempts_run ON attempts (run_id, item_idx, iteration, position);
+
+CREATE TABLE outputs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id TEXT NOT NULL,
+  item_idx INTEGER NOT NULL,
+  iteration INTEGER NOT NULL,
+  position INTEGER NOT NULL,
+  key TEXT,
+  data TEXT NOT NULL,
+  created_at REAL NOT NULL DEFAULT (ry_now()),
+  UNIQUE (run_id, item_idx, iteration, position)
+);
+CREATE INDEX outputs_run ON outputs (run_id, id);
+CREATE UNIQUE INDEX outputs_key ON outputs (run_id, key) WHERE key IS NOT NULL;
+
+CREATE TABLE credits (
+  run_id TEXT NOT NULL,
+  item_idx INTEGER NOT NULL,
+  iteration INTEGER NOT NULL,
+  position INTEGER NOT NULL,
+  workflow TEXT NOT NULL,
+  action TEXT NOT NULL,
+  amount REAL NOT NULL,
+  created_at REAL NOT NULL DEFAULT (ry_now()),
+  PRIMARY KEY (run_id, item_idx, iteration, position)
+);
+CREATE INDEX credits_time ON credits (created_at);
+
+CREATE TABLE events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  event_id TEXT NOT NULL,
+  data TEXT,
+  created_at REAL NOT NULL DEFAULT (ry_now())
+);
+CREATE INDEX events_key ON events (event_id, created_at);
+
+CREATE TABLE waiters (
+  event_id TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  item_idx INTEGER NOT NULL,
+  position INTEGER NOT NULL,
+  since REAL NOT NULL,
+  deadline REAL,
+  created_at REAL NOT NULL DEFAULT (ry_now()),
+  PRIMARY KEY (event_id, run_id, item_idx)
+);
+CREATE INDEX waiters_run ON waiters (run_id, item_idx);
+CREATE INDEX waiters_since ON waiters (since);
+
+CREATE TABLE sync_states (
+  run_id TEXT NOT NULL,
+  item_idx INTEGER NOT NULL,
+  iteration INTEGER NOT NULL,
+  state TEXT,
+  saved_at REAL NOT NULL DEFAULT (ry_now()),
+  PRIMARY KEY (run_id, item_idx, iteration)
+);
+
+CREATE TABLE logs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id TEXT NOT NULL,
+  item_idx INTEGER NOT NULL,
+  level TEXT NOT NULL,
+  message TEXT NOT NULL,
+  created_at REAL NOT NULL DEFAULT (ry_now())
+);
+CREATE INDEX logs_run ON logs (run_id, id);
+
+CREATE TABLE flow_keys (
+  key TEXT PRIMARY KEY,
+  parallelism INTEGER,
+  rate INTEGER,
+  period_s REAL NOT NULL DEFAULT 1,
+  updated_at REAL NOT NULL DEFAULT (ry_now())
+);
+CREATE TABLE flow_starts (
+  key TEXT NOT NULL,
+  at REAL NOT NULL
+);
+CREATE INDEX flow_starts_key ON flow_starts (key, at);
+CREATE TABLE flow_slots (
+  key TEXT NOT NULL,
+  holder TEXT NOT NULL,
+  owner TEXT NOT NULL,
+  expires_at REAL NOT NULL,
+  PRIMARY KEY (key, holder)
+);
+
+-- Parts exposed by later issues (tasks, schedules, callbacks, keys); the schema is
+-- designed now so the engine's tables need no reshaping for them.
+CREATE TABLE tasks (
+  id TEXT PRIMARY KEY,
+  name TEXT,
+  workflow TEXT NOT NULL,
+  input TEXT,
+  options TEXT NOT NULL DEFAULT '{}',
+  created_at REAL NOT NULL DEFAULT (ry_now()),
+  updated_at REAL NOT NULL DEFAULT (ry_now())
+);
+
+CREATE TABLE schedules (
+  id TEXT PRIMARY KEY,
+  workflow TEXT,
+  task_id TEXT,
+  cron TEXT,
+  timezone TEXT NOT NULL DEFAULT 'UTC',
+  at REAL,
+  input TEXT,
+  options TEXT NOT NULL DEFAULT '{}',
+  overlap TEXT NOT NULL DEFAULT 'skip',
+  catchup_s REAL NOT NULL DEFAULT 0,
+  paused INTEGER NOT NULL DEFAULT 0,
+  next_fire_at REAL,
+  created_at REAL NOT NULL DEFAULT (ry_now()),
+  updated_at REAL NOT NULL DEFAULT (ry_now())
+);
+CREATE TABLE schedule_fires (
+  schedule_id TEXT NOT NULL,
+  fire_at REAL NOT NULL,
+  run_id TEXT,
+  created_at REAL NOT NULL DEFAULT (ry_now()),
+  PRIMARY KEY (schedule_id, fire_at)
+);
+
+CREATE TABLE deliveries (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  message_id TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  url TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  body TEXT NOT NULL,
+  state TEXT NOT NULL DEFAULT 'pending',
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at REAL NOT NULL DEFAULT (ry_now()),
+  last_status INTEGER,
+  last_error TEXT,
+  owner TEXT,
+  lease_expires_at REAL,
+  created_at REAL NOT NULL DEFAULT (ry_now())
+);
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX deliveries_run ON deliveries (run_id, id);
+
+CREATE TABLE api_keys (
+  id TEXT PRIMARY KEY,
+  name TEXT,
+  digest TEXT NOT NULL UNIQUE,
+  scopes TEXT NOT NULL,
+  created_at REAL NOT NULL DEFAULT (ry_now()),
+  last_used_at REAL,
+  revoked_at REAL
+);

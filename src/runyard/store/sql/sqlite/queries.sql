@@ -1,0 +1,524 @@
+-- Runyard queries, SQLite. Every write transaction is BEGIN IMMEDIATE, so the whole
+-- database is serialized for writers: no row locks are needed (compare postgres/).
+-- Lists arrive as JSON text and are read with json_each. ry_now() is the machine's
+-- clock in seconds (registered on every connection).
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS runyard_migrations (
+  version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL
+);
+
+-- name: lock_migrations
+SELECT 1;
+
+-- name: applied_migrations
+SELECT version FROM runyard_migrations ORDER BY version;
+
+-- name: record_migration
+INSERT INTO runyard_migrations (version, name, applied_at) VALUES (:version, :name, ry_now());
+
+-- name: now
+SELECT ry_now() AS now;
+
+-- name: wake
+SELECT 1;
+
+-- name: upsert_workflow
+INSERT INTO workflows (name, version, description, input_schema, options)
+VALUES (:name, :version, :description, :input_schema, :options)
+ON CONFLICT (name, version) DO UPDATE SET description = excluded.description,
+  input_schema = excluded.input_schema, options = excluded.options, updated_at = ry_now();
+
+-- name: list_workflows
+SELECT name, version, description, input_schema, options, registered_at, updated_at
+FROM workflows ORDER BY name, updated_at DESC;
+
+-- name: latest_workflow_version
+SELECT version FROM workflows WHERE name = :name ORDER BY updated_at DESC LIMIT 1;
+
+-- name: upsert_flow_key
+INSERT INTO flow_keys (key, parallelism, rate, period_s)
+VALUES (:key, :parallelism, :rate, :period_s)
+ON CONFLICT (key) DO UPDATE SET parallelism = excluded.parallelism, rate = excluded.rate,
+  period_s = excluded.period_s, updated_at = ry_now();
+
+-- name: upsert_worker
+INSERT INTO workers (id, host, pid, concurrency, workflows)
+VALUES (:id, :host, :pid, :concurrency, :workflows)
+ON CONFLICT (id) DO UPDATE SET workflows = excluded.workflows, heartbeat_at = ry_now();
+
+-- name: worker_heartbeat
+UPDATE workers SET heartbeat_at = ry_now() WHERE id = :id;
+
+-- name: worker_stopped
+UPDATE workers SET stopped_at = ry_now() WHERE id = :id;
+
+-- name: insert_run
+INSERT INTO runs (id, workflow, workflow_version, mode, status, priority, input_count,
+  item_count, task_id, schedule_id, parent_id, sync_mode, max_results, options, flow_key,
+  timeout_s, not_before, max_recovery_attempts, has_on_failure, error, finished_at)
+VALUES (:id, :workflow, :workflow_version, :mode, :status, :priority, :input_count,
+  :input_count, :task_id, :schedule_id, :parent_id, :sync_mode, :max_results, :options,
+  :flow_key, :timeout_s, coalesce(:not_before, ry_now() + :delay_s),
+  :max_recovery_attempts, :has_on_failure, :error,
+  CASE WHEN :status = 'INVALID' THEN ry_now() END)
+ON CONFLICT (id) DO NOTHING
+RETURNING *, coalesce(not_before, created_at) AS due_at;
+
+-- name: insert_item
+INSERT INTO items (run_id, idx, kind, parent_idx, name, wref, input, custom_data, state,
+  error, priority, flow_key, due_at, finished_at)
+VALUES (:run_id, :idx, :kind, :parent_idx, :name, :wref, :input, :custom_data, :state,
+  :error, :priority, :flow_key, coalesce(:due_at, ry_now()),
+  CASE WHEN :state = 'discarded' THEN ry_now() END);
+
+-- name: promote_scheduled
+UPDATE runs SET status = 'QUEUED', updated_at = ry_now()
+WHERE status = 'SCHEDULED' AND not_before <= ry_now();
+
+-- name: claim_free
+UPDATE items SET owner = :owner, epoch = epoch + 1, lease_expires_at = ry_now() + :lease_s,
+  state = 'processing', attempt = attempt + 1, started_at = coalesce(started_at, ry_now()),
+  waiting_for = NULL
+WHERE rowid IN (
+  SELECT i.rowid FROM items i JOIN runs r ON r.id = i.run_id
+  WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
+    AND i.due_at <= ry_now() AND i.flow_key IS NULL
+    AND i.wref IN (SELECT value FROM json_each(:wrefs))
+    AND (r.status IN ('QUEUED', 'RUNNING') OR i.kind = 'hook')
+  ORDER BY i.priority DESC, i.due_at LIMIT :limit)
+RETURNING run_id, idx, kind, wref, input, custom_data, iteration, generation, attempt,
+  last_position, parent_idx, epoch;
+
+-- name: due_flow_keys
+SELECT DISTINCT i.flow_key FROM items i JOIN runs r ON r.id = i.run_id
+WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
+  AND i.due_at <= ry_now() AND i.flow_key IS NOT NULL
+  AND i.wref IN (SELECT value FROM json_each(:wrefs))
+  AND r.status IN ('QUEUED', 'RUNNING')
+LIMIT :limit;
+
+-- name: claim_keyed
+UPDATE items SET owner = :owner, epoch = epoch + 1, lease_expires_at = ry_now() + :lease_s,
+  state = 'processing', attempt = attempt + 1, started_at = coalesce(started_at, ry_now()),
+  waiting_for = NULL
+WHERE rowid IN (
+  SELECT i.rowid FROM items i JOIN runs r ON r.id = i.run_id
+  WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
+    AND i.due_at <= ry_now() AND i.flow_key = :flow_key
+    AND i.wref IN (SELECT value FROM json_each(:wrefs))
+    AND r.status IN ('QUEUED', 'RUNNING')
+  ORDER BY i.priority DESC, i.due_at LIMIT :limit)
+RETURNING run_id, idx, kind, wref, input, custom_data, iteration, generation, attempt,
+  last_position, parent_idx, epoch;
+
+-- name: start_runs
+UPDATE runs SET status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
+  started_at = coalesce(started_at, ry_now()),
+  deadline_at = coalesce(deadline_at, ry_now() + timeout_s),
+  waiting_for = NULL, updated_at = ry_now()
+WHERE id IN (SELECT value FROM json_each(:ids))
+RETURNING id, deadline_at, sync_mode, max_results, options, error;
+
+-- name: has_due_work
+SELECT 1 FROM items i JOIN runs r ON r.id = i.run_id
+WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
+  AND i.due_at <= ry_now() AND i.wref IN (SELECT value FROM json_each(:wrefs))
+  AND (r.status IN ('QUEUED', 'RUNNING') OR i.kind = 'hook')
+UNION ALL
+SELECT 1 FROM runs WHERE status = 'SCHEDULED' AND not_before <= ry_now()
+LIMIT 1;
+
+-- name: next_due_at
+SELECT min(at) AS at FROM (
+  SELECT min(due_at) AS at FROM items
+  WHERE owner IS NULL AND state IN ('queued', 'processing') AND kind <> 'map'
+    AND wref IN (SELECT value FROM json_each(:wrefs))
+  UNION ALL
+  SELECT min(not_before) FROM runs WHERE status = 'SCHEDULED');
+
+-- name: item_history
+SELECT * FROM steps WHERE run_id = :run_id AND item_idx = :idx AND iteration = :iteration
+ORDER BY position;
+
+-- name: item_failed_attempts
+SELECT position, count(*) AS n FROM attempts
+WHERE run_id = :run_id AND item_idx = :idx AND iteration = :iteration
+  AND generation = :generation
+GROUP BY position;
+
+-- name: previous_sync_state
+SELECT state FROM sync_states
+WHERE run_id = :run_id AND item_idx = :idx AND iteration < :iteration
+ORDER BY iteration DESC LIMIT 1;
+
+-- name: lock_flow_key
+SELECT parallelism, rate, period_s FROM flow_keys WHERE key = :key;
+
+-- name: flow_active
+SELECT (SELECT count(*) FROM items
+        WHERE flow_key = :key AND owner IS NOT NULL AND lease_expires_at > ry_now())
+     + (SELECT count(*) FROM flow_slots WHERE key = :key AND expires_at > ry_now()) AS n;
+
+-- name: flow_recent
+SELECT count(*) AS n FROM flow_starts WHERE key = :key AND at > ry_now() - :period_s;
+
+-- name: flow_retry_in
+SELECT (SELECT min(at) FROM flow_starts WHERE key = k.key AND at > ry_now() - k.period_s)
+       + k.period_s - ry_now() AS wait_s
+FROM flow_keys k WHERE k.key = :key;
+
+-- name: insert_flow_start
+INSERT INTO flow_starts (key, at) VALUES (:key, ry_now());
+
+-- name: insert_flow_slot
+INSERT INTO flow_slots (key, holder, owner, expires_at)
+VALUES (:key, :holder, :owner, ry_now() + :ttl_s)
+ON CONFLICT (key, holder) DO UPDATE SET expires_at = excluded.expires_at;
+
+-- name: delete_flow_slot
+DELETE FROM flow_slots WHERE key = :key AND holder = :holder;
+
+-- name: extend_flow_slots
+UPDATE flow_slots SET expires_at = ry_now() + :lease_s WHERE owner = :owner;
+
+-- name: expire_flow_slots
+DELETE FROM flow_slots WHERE expires_at < ry_now();
+
+-- name: trim_flow_starts
+DELETE FROM flow_starts
+WHERE at < ry_now() - 1 - coalesce((SELECT period_s FROM flow_keys k WHERE k.key = flow_starts.key), 0);
+
+-- name: fence
+UPDATE items SET last_position = max(last_position, :position)
+WHERE run_id = :run_id AND idx = :idx AND owner = :owner AND epoch = :epoch
+RETURNING (SELECT status FROM runs WHERE id = :run_id) AS status;
+
+-- name: upsert_step
+INSERT INTO steps (run_id, item_idx, iteration, position, name, kind, status, result, error,
+  attempts, started_at)
+VALUES (:run_id, :idx, :iteration, :position, :name, :kind, :status, :result, :error,
+  :attempts, :started_at)
+ON CONFLICT (run_id, item_idx, iteration, position) DO UPDATE SET status = excluded.status,
+  result = excluded.result, error = excluded.error, attempts = excluded.attempts,
+  completed_at = ry_now()
+WHERE steps.status = 'waiting' AND excluded.status <> 'waiting'
+RETURNING position;
+
+-- name: insert_output
+INSERT INTO outputs (run_id, item_idx, iteration, position, key, data)
+VALUES (:run_id, :idx, :iteration, :position, :key, :data)
+ON CONFLICT DO NOTHING;
+
+-- name: insert_credit
+INSERT INTO credits (run_id, item_idx, iteration, position, workflow, action, amount)
+SELECT :run_id, :idx, :iteration, :position, r.workflow, :action, :amount
+FROM runs r WHERE r.id = :run_id
+ON CONFLICT DO NOTHING;
+
+-- name: add_run_credits
+UPDATE runs SET credits = credits + :amount WHERE id = :run_id;
+
+-- name: save_sync_state
+INSERT INTO sync_states (run_id, item_idx, iteration, state)
+VALUES (:run_id, :idx, :iteration, :state)
+ON CONFLICT (run_id, item_idx, iteration) DO UPDATE SET state = excluded.state,
+  saved_at = ry_now();
+
+-- name: insert_attempt
+INSERT INTO attempts (run_id, item_idx, iteration, generation, position, name, attempt,
+  started_at, error)
+VALUES (:run_id, :idx, :iteration, :generation, :position, :name, :attempt, :started_at,
+  :error);
+
+-- name: lock_run
+SELECT status FROM runs WHERE id = :run_id;
+
+-- name: finish_item
+UPDATE items SET state = :state, result = :result, error = :error, owner = NULL,
+  lease_expires_at = NULL, finished_at = ry_now(), waiting_for = NULL
+WHERE run_id = :run_id AND idx = :idx;
+
+-- name: finalize_run
+UPDATE runs SET
+  status = CASE WHEN c.ok = c.n THEN 'SUCCEEDED' WHEN c.ok = 0 THEN 'FAILED'
+                ELSE 'PARTIAL_SUCCEEDED' END,
+  result = CASE WHEN runs.input_count = 1 THEN c.first_result ELSE c.results END,
+  error = CASE WHEN c.ok = c.n THEN NULL
+               WHEN runs.input_count = 1 THEN c.first_error
+               ELSE json_object('code', 'items_failed', 'message',
+                      c.failed || ' input(s) failed, ' || c.discarded || ' discarded',
+                      'failed', c.failed, 'discarded', c.discarded) END,
+  progress = CASE WHEN c.ok = c.n THEN 1.0 ELSE runs.progress END,
+  finished_at = ry_now(), updated_at = ry_now(), waiting_for = NULL
+FROM (SELECT count(*) AS n,
+        count(*) FILTER (WHERE state = 'completed') AS ok,
+        count(*) FILTER (WHERE state = 'failed') AS failed,
+        count(*) FILTER (WHERE state = 'discarded') AS discarded,
+        count(*) FILTER (WHERE state IN ('queued', 'processing')) AS open,
+        max(CASE WHEN idx = 0 THEN result END) AS first_result,
+        max(CASE WHEN idx = 0 THEN error END) AS first_error,
+        (SELECT json_group_array(json(coalesce(result, 'null')))
+           FROM (SELECT result FROM items WHERE run_id = :run_id AND kind = 'input'
+                 ORDER BY idx)) AS results
+      FROM items WHERE run_id = :run_id AND kind = 'input') AS c
+WHERE runs.id = :run_id AND runs.status IN ('RUNNING', 'QUEUED', 'PAUSED') AND c.open = 0
+RETURNING runs.status;
+
+-- name: insert_hook_item
+INSERT INTO items (run_id, idx, kind, wref, input, state, priority, due_at)
+SELECT r.id, -1 - (SELECT count(*) FROM items h WHERE h.run_id = r.id AND h.kind = 'hook'),
+  'hook', r.workflow || '@' || r.workflow_version, r.error, 'queued', r.priority, ry_now()
+FROM runs r
+WHERE r.id = :run_id AND r.has_on_failure AND r.status IN ('FAILED', 'CRASHED')
+  AND NOT EXISTS (SELECT 1 FROM items h WHERE h.run_id = r.id AND h.kind = 'hook'
+                  AND h.state IN ('queued', 'processing'));
+
+-- name: item_iteration
+SELECT iteration FROM items WHERE run_id = :run_id AND idx = :idx;
+
+-- name: suspend_item
+UPDATE items SET owner = NULL, lease_expires_at = NULL, due_at = :due_at,
+  waiting_for = :waiting_for
+WHERE run_id = :run_id AND idx = :idx;
+
+-- name: set_run_waiting
+UPDATE runs SET waiting_for = :waiting_for, updated_at = ry_now() WHERE id = :run_id;
+
+-- name: lock_event
+SELECT 1;
+
+-- name: first_event
+SELECT event_id, data FROM events
+WHERE event_id IN (SELECT value FROM json_each(:event_ids)) AND created_at >= :since
+ORDER BY id LIMIT 1;
+
+-- name: insert_event
+INSERT INTO events (event_id, data) VALUES (:event_id, :data);
+
+-- name: insert_waiter
+INSERT INTO waiters (event_id, run_id, item_idx, position, since, deadline)
+VALUES (:event_id, :run_id, :idx, :position, :since, :deadline)
+ON CONFLICT (event_id, run_id, item_idx) DO UPDATE SET position = excluded.position,
+  since = excluded.since, deadline = excluded.deadline;
+
+-- name: wake_waiters
+UPDATE items SET due_at = ry_now()
+WHERE owner IS NULL AND (run_id, idx) IN (
+  SELECT run_id, item_idx FROM waiters WHERE event_id = :event_id)
+RETURNING run_id;
+
+-- name: delete_event_waiters
+DELETE FROM waiters WHERE (run_id, item_idx) IN (
+  SELECT run_id, item_idx FROM waiters WHERE event_id = :event_id);
+
+-- name: delete_item_waiters
+DELETE FROM waiters WHERE run_id = :run_id AND item_idx = :idx;
+
+-- name: delete_run_waiters
+DELETE FROM waiters WHERE run_id = :run_id;
+
+-- name: reserve_items
+UPDATE runs SET item_count = item_count + :n WHERE id = :run_id
+RETURNING item_count - :n AS base;
+
+-- name: get_item_row
+SELECT * FROM items WHERE run_id = :run_id AND idx = :idx;
+
+-- name: set_element
+UPDATE items SET state = :state, result = :result, error = :error,
+  started_at = coalesce(started_at, ry_now()),
+  finished_at = CASE WHEN :state IN ('completed', 'failed') THEN ry_now() END
+WHERE run_id = :run_id AND idx = :idx AND state <> 'completed';
+
+-- name: set_progress
+UPDATE runs SET progress = :progress, progress_message = :message, updated_at = ry_now()
+WHERE id = :run_id;
+
+-- name: insert_log
+INSERT INTO logs (run_id, item_idx, level, message) VALUES (:run_id, :idx, :level, :message);
+
+-- name: extend_leases
+UPDATE items SET lease_expires_at = ry_now() + :lease_s WHERE owner = :owner
+RETURNING run_id, idx, epoch;
+
+-- name: stopping_runs
+SELECT id, status FROM runs
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status NOT IN ('QUEUED', 'RUNNING');
+
+-- name: expire_leases
+UPDATE items SET owner = NULL, lease_expires_at = NULL, epoch = epoch + 1, due_at = ry_now()
+WHERE rowid IN (SELECT rowid FROM items
+                WHERE owner IS NOT NULL AND lease_expires_at < ry_now() LIMIT :limit)
+RETURNING run_id, idx, kind;
+
+-- name: count_recoveries
+UPDATE runs SET recovery_attempts = recovery_attempts + 1, updated_at = ry_now()
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('QUEUED', 'RUNNING', 'PAUSED');
+
+-- name: runs_over_recovery
+SELECT id, recovery_attempts, max_recovery_attempts FROM runs
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('QUEUED', 'RUNNING', 'PAUSED')
+  AND recovery_attempts > max_recovery_attempts;
+
+-- name: crash_run
+UPDATE runs SET status = 'CRASHED', error = :error, finished_at = ry_now(),
+  updated_at = ry_now(), waiting_for = NULL
+WHERE id = :run_id;
+
+-- name: crash_items
+UPDATE items SET state = 'failed', error = :error, owner = NULL, lease_expires_at = NULL,
+  finished_at = ry_now(), waiting_for = NULL
+WHERE run_id = :run_id AND kind IN ('input', 'map') AND state IN ('queued', 'processing');
+
+-- name: select_runs_for_action
+SELECT id FROM runs
+WHERE status IN (SELECT value FROM json_each(:statuses))
+  AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
+  AND (:workflow IS NULL OR workflow = :workflow)
+  AND (:prefix IS NULL OR id LIKE :prefix ESCAPE '\')
+  AND (:task_id IS NULL OR task_id = :task_id)
+  AND (:schedule_id IS NULL OR schedule_id = :schedule_id)
+ORDER BY id;
+
+-- name: cancel_run
+UPDATE runs SET status = 'CANCELED', finished_at = ry_now(), updated_at = ry_now(),
+  waiting_for = NULL,
+  error = json_object('code', 'canceled', 'message', 'the run was canceled')
+WHERE id = :run_id;
+
+-- name: cancel_items
+UPDATE items SET state = 'failed', owner = NULL, lease_expires_at = NULL, epoch = epoch + 1,
+  error = json_object('code', 'canceled', 'message', 'the run was canceled'),
+  finished_at = ry_now(), waiting_for = NULL
+WHERE run_id = :run_id AND kind IN ('input', 'map') AND state IN ('queued', 'processing');
+
+-- name: pause_run
+UPDATE runs SET status = 'PAUSED', updated_at = ry_now() WHERE id = :run_id;
+
+-- name: delete_failed_steps
+DELETE FROM steps WHERE run_id = :run_id AND status = 'failed'
+  AND iteration = (SELECT iteration FROM runs WHERE id = :run_id);
+
+-- name: resume_items
+UPDATE items SET state = 'queued', error = NULL, generation = generation + 1,
+  due_at = ry_now(), finished_at = NULL, waiting_for = NULL
+WHERE run_id = :run_id AND state = 'failed' AND kind IN ('input', 'map');
+
+-- name: resume_run
+UPDATE runs SET
+  status = CASE WHEN EXISTS (SELECT 1 FROM items WHERE run_id = runs.id AND owner IS NOT NULL)
+                THEN 'RUNNING' ELSE 'QUEUED' END,
+  deadline_at = CASE WHEN status = 'PAUSED' THEN deadline_at END,
+  error = NULL, result = NULL, finished_at = NULL, recovery_attempts = 0,
+  updated_at = ry_now()
+WHERE id = :run_id;
+
+-- name: continue_items
+UPDATE items SET state = 'queued', result = NULL, error = NULL, iteration = iteration + 1,
+  generation = 0, attempt = 0, last_position = 0, due_at = ry_now(), owner = NULL,
+  lease_expires_at = NULL, epoch = epoch + 1, started_at = NULL, finished_at = NULL,
+  waiting_for = NULL
+WHERE run_id = :run_id AND kind = 'input' AND state <> 'discarded';
+
+-- name: continue_run
+UPDATE runs SET status = 'QUEUED', iteration = iteration + 1, result = NULL, error = NULL,
+  finished_at = NULL, deadline_at = NULL, recovery_attempts = 0, progress = NULL,
+  progress_message = NULL, updated_at = ry_now()
+WHERE id = :run_id;
+
+-- name: fork_run
+INSERT INTO runs (id, workflow, workflow_version, kind, mode, status, priority, input_count,
+  item_count, task_id, parent_id, fork_position, sync_mode, max_results, options, flow_key,
+  timeout_s, max_recovery_attempts, has_on_failure)
+SELECT :new_id, workflow, :version, kind, mode, 'QUEUED', priority, input_count,
+  input_count, task_id, id, :position, sync_mode, max_results, options, flow_key,
+  timeout_s, max_recovery_attempts, has_on_failure
+FROM runs WHERE id = :source_id;
+
+-- name: fork_items
+INSERT INTO items (run_id, idx, kind, wref, input, custom_data, state, error, priority,
+  flow_key, last_position, due_at)
+SELECT :new_id, idx, 'input', :wref, coalesce(:input, input), custom_data,
+  CASE WHEN state = 'discarded' THEN 'discarded' ELSE 'queued' END,
+  CASE WHEN state = 'discarded' THEN error END, priority, flow_key, :position, ry_now()
+FROM items WHERE run_id = :source_id AND kind = 'input';
+
+-- name: fork_steps
+INSERT INTO steps (run_id, item_idx, iteration, position, name, kind, status, result, error,
+  attempts, started_at, completed_at)
+SELECT :new_id, item_idx, 1, position, name, kind, status, result, error, attempts,
+  started_at, completed_at
+FROM steps
+WHERE run_id = :source_id AND iteration = :iteration AND position < :position
+  AND status = 'completed';
+
+-- name: fork_outputs
+INSERT INTO outputs (run_id, item_idx, iteration, position, key, data, created_at)
+SELECT :new_id, item_idx, 1, position, key, data, created_at
+FROM outputs
+WHERE run_id = :source_id AND iteration = :iteration AND position < :position
+ORDER BY id;
+
+-- name: get_run
+SELECT * FROM runs WHERE id = :id;
+
+-- name: run_statuses
+SELECT id, status FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: list_runs_desc
+SELECT * FROM runs
+WHERE (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
+  AND (:workflow IS NULL OR workflow = :workflow)
+  AND (:prefix IS NULL OR id LIKE :prefix ESCAPE '\')
+  AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:task_id IS NULL OR task_id = :task_id)
+  AND (:schedule_id IS NULL OR schedule_id = :schedule_id)
+  AND (:mode IS NULL OR mode = :mode)
+  AND (:created_after IS NULL OR created_at >= :created_after)
+  AND (:created_before IS NULL OR created_at < :created_before)
+  AND (:after_at IS NULL OR created_at < :after_at
+       OR (created_at = :after_at AND id < :after_id))
+ORDER BY created_at DESC, id DESC LIMIT :limit;
+
+-- name: list_runs_asc
+SELECT * FROM runs
+WHERE (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
+  AND (:workflow IS NULL OR workflow = :workflow)
+  AND (:prefix IS NULL OR id LIKE :prefix ESCAPE '\')
+  AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:task_id IS NULL OR task_id = :task_id)
+  AND (:schedule_id IS NULL OR schedule_id = :schedule_id)
+  AND (:mode IS NULL OR mode = :mode)
+  AND (:created_after IS NULL OR created_at >= :created_after)
+  AND (:created_before IS NULL OR created_at < :created_before)
+  AND (:after_at IS NULL OR created_at > :after_at
+       OR (created_at = :after_at AND id > :after_id))
+ORDER BY created_at ASC, id ASC LIMIT :limit;
+
+-- name: list_items
+SELECT * FROM items
+WHERE run_id = :run_id AND kind IN (SELECT value FROM json_each(:kinds))
+  AND (:state IS NULL OR state = :state)
+ORDER BY idx LIMIT :limit OFFSET :offset;
+
+-- name: list_steps
+SELECT * FROM steps WHERE run_id = :run_id AND (:iteration IS NULL OR iteration = :iteration)
+ORDER BY iteration, item_idx, position;
+
+-- name: list_attempts
+SELECT * FROM attempts WHERE run_id = :run_id ORDER BY id;
+
+-- name: list_outputs
+SELECT * FROM outputs
+WHERE run_id = :run_id AND id > :after_id AND (:iteration IS NULL OR iteration = :iteration)
+ORDER BY id LIMIT :limit;
+
+-- name: list_transitions
+SELECT * FROM run_transitions WHERE run_id = :run_id ORDER BY id;
+
+-- name: list_waiters
+SELECT * FROM waiters WHERE event_id = :event_id ORDER BY created_at;
+
+-- name: list_logs
+SELECT * FROM logs WHERE run_id = :run_id ORDER BY id;

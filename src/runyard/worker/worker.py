@@ -1,0 +1,281 @@
+"""The worker: claims due items, executes them, keeps their leases, recovers others'.
+
+Loops, all in one asyncio loop:
+
+* **claim**: take up to the free slots of due items in one transaction, start each;
+  when nothing is due, wait for a wake-up (LISTEN/NOTIFY, an in-process signal, SQLite's
+  data_version) or the polling backstop.
+* **heartbeat**: every third of the lease, extend the leases this worker holds (on the
+  database clock); an item missing from the answer was taken over, so its execution
+  stops.
+* **control**: look up the runs being executed that a client paused or canceled.
+* **recovery**: every worker (no leader) re-queues items whose lease expired and marks
+  runs CRASHED past ``max_recovery_attempts``.
+
+SIGTERM stops claiming, lets executions finish for ``shutdown_timeout_s``, then hands the
+rest back at once so another worker resumes them from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import random
+import secrets
+import signal
+import socket
+from typing import TYPE_CHECKING
+
+from ..engine.executor import Execution, Runtime
+from ..store import Claimed, Fence
+
+if TYPE_CHECKING:
+    from ..app import Runyard
+
+log = logging.getLogger("runyard.worker")
+
+
+def new_worker_id() -> str:
+    """Unique per process start: host, pid and a random suffix (RELIABILITY.md rule 2)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class Worker:
+    def __init__(
+        self,
+        yard: Runyard,
+        *,
+        concurrency: int = 16,
+        lease_s: float | None = None,
+        shutdown_timeout_s: float = 30.0,
+        poll_s: float | None = None,
+        recovery_interval_s: float = 1.0,
+        worker_id: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.yard = yard
+        self.concurrency = concurrency
+        self.lease_s = lease_s or yard.settings.lease_s
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self.poll_s = poll_s if poll_s is not None else yard.settings.poll_s
+        self.recovery_interval_s = recovery_interval_s
+        self.id = worker_id or new_worker_id()
+        self.inflight: dict[tuple[str, int], tuple[Execution, asyncio.Task[None]]] = {}
+        self._stopping = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._control_now = asyncio.Event()
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(4, concurrency * 2), thread_name_prefix="runyard-step"
+        )
+        self.executed = 0
+
+    @property
+    def wrefs(self) -> list[str]:
+        return sorted(wf.ref for wf in self.yard.workflows.values())
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (what SIGTERM does)."""
+        self._stopping.set()
+
+    async def run(self, *, install_signals: bool = False) -> None:
+        """Work until :meth:`stop` (or SIGTERM/SIGINT when ``install_signals``)."""
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        yard = self.yard
+        await yard.ensure_ready()
+        hub = yard.hub()
+        store, db = yard.store, yard.db
+        await db.write(store.register_workflows_txn, [wf.to_record() for wf in yard.workflows.values()])
+        await db.write(
+            store.register_worker_txn, self.id, socket.gethostname(), os.getpid(),
+            self.concurrency, self.wrefs,
+        )
+        self.runtime = Runtime(
+            store=store, db=db, owner=self.id, loop=loop, pool=self._pool,
+            lease_s=self.lease_s, event_lookback_s=yard.settings.event_lookback_s,
+            on_run_changed=hub.notify_run,
+        )
+        hub.add_run_listener(self._on_run_change)
+        log.info("worker %s serving %s with concurrency %d", self.id, self.wrefs, self.concurrency)
+        loops = [
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self._control_loop(), name="control"),
+            asyncio.create_task(self._recovery_loop(), name="recovery"),
+        ]
+        try:
+            await self._claim_loop()
+            await self._drain()
+        finally:
+            hub.remove_run_listener(self._on_run_change)
+            for t in loops:
+                t.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            try:
+                await db.write(store.worker_stopped_txn, self.id)
+            except Exception:  # noqa: BLE001 - bookkeeping only
+                log.warning("could not mark worker %s stopped", self.id)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+
+    # -- claiming ----------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        yard = self.yard
+        hub = yard.hub()
+        store, db = yard.store, yard.db
+        wrefs = self.wrefs
+        check_first = False
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self.inflight)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._wait_any(self._slot_freed.wait(), timeout=self.poll_s)
+                continue
+            if check_first and not await db.read(store.has_due_work, wrefs):
+                await self._wait_any(hub.wait_wake(self.poll_s), timeout=self.poll_s)
+                continue
+            try:
+                claimed = await db.write(store.claim_txn, self.id, wrefs, free, self.lease_s)
+            except Exception as exc:  # noqa: BLE001 - the database may be away: back off
+                log.warning("claim failed (%s); retrying", exc)
+                await self._wait_any(self._stopping.wait(), timeout=1.0)
+                continue
+            for c in claimed:
+                self._start(c)
+            if len(claimed) < free:
+                # Nothing more is due (or flow control holds it back): sleep until woken.
+                await self._wait_any(hub.wait_wake(self.poll_s), timeout=self.poll_s)
+                check_first = True
+            else:
+                check_first = False
+
+    async def _wait_any(self, aw: object, timeout: float) -> None:
+        waiter = asyncio.ensure_future(aw)  # type: ignore[arg-type]
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({waiter, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            stop.cancel()
+
+    def _start(self, c: Claimed) -> None:
+        wf = self.yard.workflow_for(c.workflow, c.workflow_version)
+        execution = Execution(self.runtime, c, wf)
+        key = (c.fence.run_id, c.fence.idx)
+        task = asyncio.create_task(self._execute(key, execution), name=f"run {key}")
+        self.inflight[key] = (execution, task)
+
+    async def _execute(self, key: tuple[str, int], execution: Execution) -> None:
+        try:
+            await execution.run()
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            # An outcome could not be written (the database stayed away past the retry
+            # window): the lease will expire and another worker resumes the item.
+            log.exception("execution of %s stopped without an outcome", key)
+        finally:
+            if self.inflight.get(key, (None,))[0] is execution:
+                del self.inflight[key]
+            self.executed += 1
+            self._slot_freed.set()
+
+    # -- leases and control ---------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        store, db = self.yard.store, self.yard.db
+        interval = self.lease_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            snapshot = {k: v for k, v in self.inflight.items()}
+            try:
+                owned, stops = await db.write(
+                    store.heartbeat_txn, self.id, self.lease_s, sorted({k[0] for k in snapshot})
+                )
+            except Exception as exc:  # noqa: BLE001 - leases may lapse; fencing keeps it safe
+                log.warning("heartbeat failed (%s)", exc)
+                continue
+            for key, (execution, task) in snapshot.items():
+                f: Fence = execution.fence
+                if (f.run_id, f.idx, f.epoch) not in owned and not task.done():
+                    log.warning("lost the lease of %s; stopping its execution", key)
+                    self._stop_execution(execution, task, "lost")
+            self._apply_stops(stops)
+
+    def _on_run_change(self, run_id: str | None) -> None:
+        if run_id is None or any(k[0] == run_id for k in self.inflight):
+            self._control_now.set()
+
+    async def _control_loop(self) -> None:
+        store, db = self.yard.store, self.yard.db
+        while True:
+            self._control_now.clear()
+            try:
+                await asyncio.wait_for(self._control_now.wait(), timeout=0.5)
+            except TimeoutError:
+                pass
+            if not self.inflight:
+                continue
+            run_ids = sorted({k[0] for k, (x, _) in self.inflight.items() if x.claimed.kind != "hook"})
+            if not run_ids:
+                continue
+            try:
+                statuses = await db.read(store.run_statuses, run_ids)
+            except Exception:  # noqa: BLE001 - try again next round
+                continue
+            self._apply_stops({k: v for k, v in statuses.items() if v not in ("RUNNING", "QUEUED")})
+            await asyncio.sleep(0.02)  # at most ~50 checks a second however busy the hub is
+
+    def _apply_stops(self, stops: dict[str, str]) -> None:
+        if not stops:
+            return
+        for _key, (execution, task) in list(self.inflight.items()):
+            if execution.claimed.kind == "hook":
+                continue
+            status = stops.get(execution.fence.run_id)
+            if status == "PAUSED":
+                execution.request_stop("paused")
+            elif status is not None:
+                self._stop_execution(execution, task, "canceled" if status == "CANCELED" else "lost")
+
+    def _stop_execution(self, execution: Execution, task: asyncio.Task[None], reason: str) -> None:
+        execution.request_stop(reason)
+        task.cancel()
+
+    async def _recovery_loop(self) -> None:
+        store, db = self.yard.store, self.yard.db
+        hub = self.yard.hub()
+        while True:
+            await asyncio.sleep(self.recovery_interval_s * random.uniform(0.5, 1.5))
+            try:
+                recovered = await db.write(store.recover_txn)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("recovery pass failed (%s)", exc)
+                continue
+            if recovered:
+                log.info("recovered %d run(s) whose worker stopped heartbeating", len(recovered))
+                hub.notify_wake()
+                for run_id in recovered:
+                    hub.notify_run(run_id)
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        if not self.inflight:
+            return
+        log.info("finishing %d execution(s) before stopping", len(self.inflight))
+        tasks = [t for _, t in self.inflight.values()]
+        _, pending = await asyncio.wait(tasks, timeout=self.shutdown_timeout_s)
+        if pending:
+            log.info("handing back %d execution(s)", len(pending))
+            for execution, task in list(self.inflight.values()):
+                if not task.done():
+                    self._stop_execution(execution, task, "shutdown")
+            await asyncio.wait(pending, timeout=10)
