@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import secrets
 import threading
@@ -471,8 +472,10 @@ class Runyard:
         self, run_id: str, *, state: str | None = None, offset: int = 0, limit: int = 100
     ) -> list[Item]:
         await self.get_run(run_id)
-        return await self._read(self.store.get_items, run_id, state=state, offset=offset,
-                                limit=limit)
+        return await self._read(
+            functools.partial(self.store.get_items, state=state, offset=offset, limit=limit),
+            run_id,
+        )
 
     async def outputs(self, run_id: str, *, after: int = 0, limit: int = 100) -> list[Output]:
         await self.get_run(run_id)
@@ -641,6 +644,8 @@ class SyncRunyard:
     def _stop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def start(self, workflow: str | Callable[..., Any], input: Any = None, **kw: Any) -> SyncRunHandle:
         return SyncRunHandle(self, self._call(self._yard.start(workflow, input, **kw)))

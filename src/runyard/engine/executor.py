@@ -387,7 +387,8 @@ class Execution:
                 raise Fenced()
             base, n = got, len(encoded)
         items = await self.rt.db.read(
-            self.rt.store.get_items, self.fence.run_id, offset=0, limit=1_000_000, kinds=["map"]
+            functools.partial(self.rt.store.get_items, offset=0, limit=n + base, kinds=["map"]),
+            self.fence.run_id,
         )
         mine = {it.idx: it for it in items if base <= it.idx < base + n}
         results: list[Any] = [None] * n

@@ -1,0 +1,203 @@
+"""Fixtures shared by the suite.
+
+Every storage-touching test runs on both backends through the ``db_url`` fixture: a
+fresh SQLite file under ``tmp_path``, or a fresh PostgreSQL database cloned from a
+template migrated once per session. ``RUNYARD_TEST_BACKENDS=sqlite`` (or ``postgres``)
+narrows the run on purpose; otherwise an unreachable PostgreSQL fails the suite with
+instructions instead of skipping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from runyard import Runyard
+from runyard.config import Settings
+from runyard.store import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get(
+    "RUNYARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+BACKENDS = [
+    b.strip()
+    for b in os.environ.get("RUNYARD_TEST_BACKENDS", "sqlite,postgres").split(",")
+    if b.strip()
+]
+PG_HELP = (
+    "PostgreSQL is not reachable at {url} ({error}).\n"
+    "Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n"
+    "or run only the SQLite half on purpose with RUNYARD_TEST_BACKENDS=sqlite."
+)
+
+
+def _pg_url(dbname: str) -> str:
+    base, _, _ = PG_ADMIN_URL.rpartition("/")
+    return f"{base}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str | None]:
+    """A database migrated once, cloned by each PostgreSQL test."""
+    if "postgres" not in BACKENDS:
+        yield None
+        return
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.exit(PG_HELP.format(url=PG_ADMIN_URL, error=exc), returncode=3)
+    name = f"runyard_tmpl_{os.getpid()}"
+    with admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.execute(f"CREATE DATABASE {name}")
+        open_store(_pg_url(name)).upgrade()
+        yield name
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path, pg_template: str | None) -> Iterator[str]:
+    """A fresh, migrated database for this test."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'runyard.db'}"
+        open_store(url).upgrade()
+        yield url
+        return
+    assert pg_template is not None
+    name = f"runyard_t_{secrets.token_hex(5)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE {pg_template}")
+    yield _pg_url(name)
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def make_yard(db_url: str, **settings: Any) -> Runyard:
+    """A Runyard on ``db_url`` with test-friendly timings (short leases, fast polling)."""
+    values = {"lease_s": 2.0, "poll_s": 0.2, **settings}
+    return Runyard(settings=dataclasses.replace(Settings.from_env(db_url), **values))
+
+
+@contextlib.asynccontextmanager
+async def running_worker(yard: Runyard, **kwargs: Any) -> AsyncIterator[Any]:
+    """An in-process worker for the duration of the block."""
+    w = yard.worker(**{"concurrency": 8, "shutdown_timeout_s": 5, **kwargs})
+    task = asyncio.create_task(w.run())
+    try:
+        yield w
+    finally:
+        w.stop()
+        await asyncio.wait_for(task, 30)
+
+
+class WorkerProcess:
+    """``runyard worker`` in a real process, for kill -9 and SIGSTOP tests."""
+
+    def __init__(self, app: str, db_url: str, *, concurrency: int = 8, lease_s: float = 2.0,
+                 env: dict[str, str] | None = None, log: Path | None = None) -> None:
+        self.app = app
+        self.db_url = db_url
+        self.concurrency = concurrency
+        self.lease_s = lease_s
+        self.env = env or {}
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            "RUNYARD_DATABASE_URL": self.db_url,
+            "RUNYARD_LEASE_S": str(self.lease_s),
+            "RUNYARD_POLL_S": "0.2",
+            **self.env,
+        }
+        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "runyard", "worker", self.app,
+             "--concurrency", str(self.concurrency), "--shutdown-timeout", "5",
+             "--log-level", "warning"],
+            env=env, stdout=out, stderr=out, cwd=str(ROOT),
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            assert self.proc is not None
+            os.kill(self.proc.pid, sig)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(10)
+
+    def terminate(self, timeout: float = 20) -> int | None:
+        if self.proc is None:
+            return None
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+
+@pytest.fixture
+def worker_procs() -> Iterator[list[WorkerProcess]]:
+    """Worker processes started by the test; all stopped afterwards."""
+    procs: list[WorkerProcess] = []
+    yield procs
+    for p in procs:
+        if p.alive():
+            p.signal(signal.SIGCONT)
+            p.kill()
+
+
+async def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> None:
+    """Poll ``predicate`` (sync or async) until true, or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture
+def yard(db_url: str) -> Iterator[Runyard]:
+    """A Runyard on a fresh database, closed after the test."""
+    y = make_yard(db_url)
+    yield y
+    y.close()
