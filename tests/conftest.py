@@ -112,8 +112,16 @@ async def running_worker(yard: Runyard, **kwargs: Any) -> AsyncIterator[Any]:
 class WorkerProcess:
     """``runyard worker`` in a real process, for kill -9 and SIGSTOP tests."""
 
-    def __init__(self, app: str, db_url: str, *, concurrency: int = 8, lease_s: float = 2.0,
-                 env: dict[str, str] | None = None, log: Path | None = None) -> None:
+    def __init__(
+        self,
+        app: str,
+        db_url: str,
+        *,
+        concurrency: int = 8,
+        lease_s: float = 2.0,
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+    ) -> None:
         self.app = app
         self.db_url = db_url
         self.concurrency = concurrency
@@ -133,10 +141,23 @@ class WorkerProcess:
         }
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runyard", "worker", self.app,
-             "--concurrency", str(self.concurrency), "--shutdown-timeout", "5",
-             "--log-level", "warning"],
-            env=env, stdout=out, stderr=out, cwd=str(ROOT),
+            [
+                sys.executable,
+                "-m",
+                "runyard",
+                "worker",
+                self.app,
+                "--concurrency",
+                str(self.concurrency),
+                "--shutdown-timeout",
+                "5",
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdout=out,
+            stderr=out,
+            cwd=str(ROOT),
         )
         return self
 

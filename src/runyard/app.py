@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 import secrets
@@ -70,8 +71,11 @@ def check_run_id(run_id: str, field: str = "run_id") -> str:
 
 
 def check_event_id(event_id: str) -> str:
-    if not isinstance(event_id, str) or not event_id or len(event_id) > EVENT_ID_MAX or any(
-        ord(ch) < 32 for ch in event_id
+    if (
+        not isinstance(event_id, str)
+        or not event_id
+        or len(event_id) > EVENT_ID_MAX
+        or any(ord(ch) < 32 for ch in event_id)
     ):
         raise InvalidInput(
             f"event_id must be 1-{EVENT_ID_MAX} printable characters",
@@ -203,9 +207,16 @@ class Runyard:
 
         def register(f: F) -> F:
             wf = make_definition(
-                f, name=name, version=version, description=description, input_type=input,
-                retries=retries, timeout_s=timeout, flow_control=flow_control,
-                max_recovery_attempts=max_recovery_attempts, on_failure=on_failure,
+                f,
+                name=name,
+                version=version,
+                description=description,
+                input_type=input,
+                retries=retries,
+                timeout_s=timeout,
+                flow_control=flow_control,
+                max_recovery_attempts=max_recovery_attempts,
+                on_failure=on_failure,
                 priority=priority,
             )
             if wf.name in self.workflows:
@@ -319,15 +330,31 @@ class Runyard:
         value, or ``{"input": ..., "custom_data": ...}``). An existing ``run_id`` returns
         that run instead (no second execution)."""
         new = await self._new_run(
-            workflow, input, inputs=inputs, run_id=run_id, custom_data=custom_data, mode=mode,
-            priority=priority, delay=delay, not_before=not_before, flow_control=flow_control,
-            retries=retries, timeout=timeout, sync_mode=sync_mode, max_results=max_results,
-            task_id=task_id, schedule_id=schedule_id, version=version,
+            workflow,
+            input,
+            inputs=inputs,
+            run_id=run_id,
+            custom_data=custom_data,
+            mode=mode,
+            priority=priority,
+            delay=delay,
+            not_before=not_before,
+            flow_control=flow_control,
+            retries=retries,
+            timeout=timeout,
+            sync_mode=sync_mode,
+            max_results=max_results,
+            task_id=task_id,
+            schedule_id=schedule_id,
+            version=version,
         )
         if flow_control is not None:
             await self._write(
-                self.store.upsert_flow_key_txn, flow_control.key, flow_control.parallelism,
-                flow_control.rate, flow_control.period,
+                self.store.upsert_flow_key_txn,
+                flow_control.key,
+                flow_control.parallelism,
+                flow_control.rate,
+                flow_control.period,
             )
         _row, created = await self._write(self.store.create_run_txn, new)
         if created:
@@ -335,12 +362,25 @@ class Runyard:
         return RunHandle(self, new.id, created)
 
     async def _new_run(
-        self, workflow: str | Callable[..., Any], input: Any, *, inputs: Sequence[Any] | None,
-        run_id: str | None, custom_data: Any, mode: str, priority: int | None,
-        delay: float | None, not_before: datetime | float | None,
-        flow_control: FlowControl | None, retries: int | None, timeout: float | None,
-        sync_mode: str | None, max_results: int | None, task_id: str | None,
-        schedule_id: str | None, version: str | None,
+        self,
+        workflow: str | Callable[..., Any],
+        input: Any,
+        *,
+        inputs: Sequence[Any] | None,
+        run_id: str | None,
+        custom_data: Any,
+        mode: str,
+        priority: int | None,
+        delay: float | None,
+        not_before: datetime | float | None,
+        flow_control: FlowControl | None,
+        retries: int | None,
+        timeout: float | None,
+        sync_mode: str | None,
+        max_results: int | None,
+        task_id: str | None,
+        schedule_id: str | None,
+        version: str | None,
     ) -> NewRun:
         name = workflow if isinstance(workflow, str) else getattr(workflow, "__name__", "")
         if not isinstance(workflow, str):
@@ -348,21 +388,31 @@ class Runyard:
                 if wf_def.fn is workflow:
                     name = wf_name
         if mode not in MODES:
-            raise InvalidInput(f"mode must be one of {', '.join(MODES)}",
-                               details=[{"field": "mode", "error": "unknown mode"}])
+            raise InvalidInput(
+                f"mode must be one of {', '.join(MODES)}",
+                details=[{"field": "mode", "error": "unknown mode"}],
+            )
         if sync_mode not in (None, "full", "incremental"):
-            raise InvalidInput("sync_mode must be full or incremental",
-                               details=[{"field": "sync_mode", "error": "unknown sync mode"}])
-        for field_name, value in (("delay", delay), ("timeout", timeout)):
-            if value is not None and (not isinstance(value, int | float) or value < 0):
-                raise InvalidInput(f"{field_name} must be a number of seconds >= 0",
-                                   details=[{"field": field_name, "error": "not >= 0"}])
+            raise InvalidInput(
+                "sync_mode must be full or incremental",
+                details=[{"field": "sync_mode", "error": "unknown sync mode"}],
+            )
+        for field_name, seconds in (("delay", delay), ("timeout", timeout)):
+            if seconds is not None and (not isinstance(seconds, int | float) or seconds < 0):
+                raise InvalidInput(
+                    f"{field_name} must be a number of seconds >= 0",
+                    details=[{"field": field_name, "error": "not >= 0"}],
+                )
         if max_results is not None and (not isinstance(max_results, int) or max_results < 1):
-            raise InvalidInput("max_results must be a positive integer",
-                               details=[{"field": "max_results", "error": "not positive"}])
+            raise InvalidInput(
+                "max_results must be a positive integer",
+                details=[{"field": "max_results", "error": "not positive"}],
+            )
         if retries is not None and (not isinstance(retries, int) or retries < 0):
-            raise InvalidInput("retries must be an integer >= 0",
-                               details=[{"field": "retries", "error": "not >= 0"}])
+            raise InvalidInput(
+                "retries must be an integer >= 0",
+                details=[{"field": "retries", "error": "not >= 0"}],
+            )
         wf = self.workflows.get(name)
         if wf is None or (version is not None and wf.version != version):
             wf_version = version or await self._read(self.store.latest_version, name)
@@ -374,11 +424,11 @@ class Runyard:
         else:
             wf_version = wf.version
         if inputs is not None and input is not None:
-            raise InvalidInput("give input or inputs, not both",
-                               details=[{"field": "inputs", "error": "both input and inputs"}])
-        raw = list(inputs) if inputs is not None else [
-            {"input": input, "custom_data": custom_data}
-        ]
+            raise InvalidInput(
+                "give input or inputs, not both",
+                details=[{"field": "inputs", "error": "both input and inputs"}],
+            )
+        raw = list(inputs) if inputs is not None else [{"input": input, "custom_data": custom_data}]
         if not raw:
             raise InvalidInput("inputs is empty", details=[{"field": "inputs", "error": "empty"}])
         new_inputs: list[NewInput] = []
@@ -403,8 +453,7 @@ class Runyard:
                     err = exc.to_dict()
             new_inputs.append(NewInput(input=value, custom_data=cdata, error=err))
         fc = flow_control or (wf.flow_control if wf is not None else None)
-        if isinstance(not_before, datetime):
-            not_before = not_before.timestamp()
+        not_before_s = not_before.timestamp() if isinstance(not_before, datetime) else not_before
         options: dict[str, Any] = {}
         if retries is not None:
             options["retries"] = retries
@@ -415,7 +464,7 @@ class Runyard:
             inputs=new_inputs,
             mode=mode,
             priority=priority if priority is not None else (wf.priority if wf else 0),
-            not_before=not_before,
+            not_before=not_before_s,
             delay_s=delay,
             flow_key=fc.key if fc else None,
             timeout_s=timeout if timeout is not None else (wf.timeout_s if wf else None),
@@ -454,11 +503,20 @@ class Runyard:
         statuses = [status] if isinstance(status, str) else list(status or [])
         for s in statuses:
             if s not in RunStatus.__members__:
-                raise InvalidInput(f"unknown status {s!r}",
-                                   details=[{"field": "status", "error": "unknown status"}])
-        filt = RunFilter(workflow=workflow, statuses=statuses or None, task_id=task_id,
-                         schedule_id=schedule_id, mode=mode, prefix=prefix,
-                         created_after=created_after, created_before=created_before)
+                raise InvalidInput(
+                    f"unknown status {s!r}",
+                    details=[{"field": "status", "error": "unknown status"}],
+                )
+        filt = RunFilter(
+            workflow=workflow,
+            statuses=statuses or None,
+            task_id=task_id,
+            schedule_id=schedule_id,
+            mode=mode,
+            prefix=prefix,
+            created_after=created_after,
+            created_before=created_before,
+        )
         return await self._read(self.store.list_runs, filt, cursor, limit, order)
 
     async def steps(self, run_id: str) -> list[StepRecord]:
@@ -505,11 +563,13 @@ class Runyard:
                         f"run {run_id} is still {run.status.value} after {timeout} s",
                         details={"run_id": run_id, "status": run.status.value},
                     )
-                step = self.settings.poll_s if remaining is None else min(remaining, self.settings.poll_s)
-                try:
+                step = (
+                    self.settings.poll_s
+                    if remaining is None
+                    else min(remaining, self.settings.poll_s)
+                )
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(ev.wait(), step)
-                except TimeoutError:
-                    pass
         finally:
             hub.drop_run_event(run_id, ev)
 
@@ -568,12 +628,16 @@ class Runyard:
         if isinstance(from_step, str):
             matches = [s.position for s in await self.steps(run_id) if s.name == from_step]
             if not matches:
-                raise InvalidInput(f"run {run_id} has no step named {from_step!r}",
-                                   details=[{"field": "from_step", "error": "no such step"}])
+                raise InvalidInput(
+                    f"run {run_id} has no step named {from_step!r}",
+                    details=[{"field": "from_step", "error": "no such step"}],
+                )
             position = min(matches)
         if not isinstance(position, int) or position < 1:
-            raise InvalidInput("from_step must be a position >= 1 or a step name",
-                               details=[{"field": "from_step", "error": "invalid"}])
+            raise InvalidInput(
+                "from_step must be a position >= 1 or a step name",
+                details=[{"field": "from_step", "error": "invalid"}],
+            )
         new_id = check_run_id(new_run_id) if new_run_id else generate_run_id()
         text = jsonutil.dumps(input, what="input") if input is not None else None
         _row, created = await self._write(
@@ -607,7 +671,6 @@ class Runyard:
         return self._sync
 
 
-
 class SyncRunHandle:
     def __init__(self, facade: SyncRunyard, handle: RunHandle) -> None:
         self._f = facade
@@ -634,8 +697,9 @@ class SyncRunyard:
     def __init__(self, yard: Runyard) -> None:
         self._yard = yard
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="runyard-sync",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="runyard-sync", daemon=True
+        )
         self._thread.start()
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -647,7 +711,9 @@ class SyncRunyard:
         if not self._thread.is_alive():
             self._loop.close()
 
-    def start(self, workflow: str | Callable[..., Any], input: Any = None, **kw: Any) -> SyncRunHandle:
+    def start(
+        self, workflow: str | Callable[..., Any], input: Any = None, **kw: Any
+    ) -> SyncRunHandle:
         return SyncRunHandle(self, self._call(self._yard.start(workflow, input, **kw)))
 
     def handle(self, run_id: str) -> SyncRunHandle:

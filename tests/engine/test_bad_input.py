@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from runyard import Context, InvalidInput, Runyard, RunStatus, WorkflowNotFound
+from runyard import Context, InvalidInput, RunStatus, Runyard, WorkflowNotFound
 from tests.conftest import running_worker
 
 

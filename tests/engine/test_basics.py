@@ -14,8 +14,8 @@ from runyard import (
     NonRetryableError,
     RateLimited,
     RunFailed,
-    Runyard,
     RunStatus,
+    Runyard,
     SyncContext,
 )
 from tests.conftest import running_worker
@@ -45,7 +45,9 @@ def test_three_steps_emit_charge_progress(yard: Runyard) -> None:
             assert run.progress == 1.0
             steps = await yard.steps(h.id)
             assert [(s.position, s.kind, s.name) for s in steps] == [
-                (1, "step", "fetch"), (2, "charge", "charge:enrich"), (3, "emit", "emit"),
+                (1, "step", "fetch"),
+                (2, "charge", "charge:enrich"),
+                (3, "emit", "emit"),
                 (4, "step", "count"),
             ]
             outs = await yard.outputs(h.id)
@@ -111,7 +113,9 @@ def test_idempotent_run_id_with_20_concurrent_starts(yard: Runyard) -> None:
         return x
 
     async def main() -> None:
-        handles = await asyncio.gather(*(yard.start("once", 7, run_id="order-42") for _ in range(20)))
+        handles = await asyncio.gather(
+            *(yard.start("once", 7, run_id="order-42") for _ in range(20))
+        )
         assert sum(h.created for h in handles) == 1
         async with running_worker(yard):
             assert await handles[0].result(timeout=20) == 7
@@ -137,7 +141,10 @@ def test_delayed_run_goes_scheduled_queued_running(yard: Runyard) -> None:
             run = await h.get()
             assert run.started_at is not None and run.started_at - t0 >= 0.95
             assert [t.to_status for t in await yard.transitions(h.id)] == [
-                "SCHEDULED", "QUEUED", "RUNNING", "SUCCEEDED",
+                "SCHEDULED",
+                "QUEUED",
+                "RUNNING",
+                "SUCCEEDED",
             ]
 
     asyncio.run(main())

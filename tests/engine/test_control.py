@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runyard import Context, IllegalTransition, RunNotFound, Runyard, RunStatus
+from runyard import Context, IllegalTransition, RunNotFound, RunStatus, Runyard
 from tests.conftest import running_worker, wait_until
 
 

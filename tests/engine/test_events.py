@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from runyard import Context, InvalidInput, Runyard, RunStatus
+from runyard import Context, InvalidInput, RunStatus, Runyard
 from tests.conftest import running_worker, wait_until
 
 

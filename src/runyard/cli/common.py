@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from ..app import Runyard
 
 DatabaseOption = typer.Option(
-    None, "--database-url", envvar="RUNYARD_DATABASE_URL",
+    None,
+    "--database-url",
+    envvar="RUNYARD_DATABASE_URL",
     help="sqlite:///file.db or postgresql://... (default sqlite:///runyard.db)",
 )
 
@@ -34,7 +36,9 @@ def load_app(target: str) -> Runyard:
     else:
         found = [v for v in vars(module).values() if isinstance(v, Runyard)]
         if len(found) != 1:
-            raise ValueError(f"{module_name} has {len(found)} Runyard objects; name one: {module_name}:NAME")
+            raise ValueError(
+                f"{module_name} has {len(found)} Runyard objects; name one: {module_name}:NAME"
+            )
         yard = found[0]
     if not isinstance(yard, Runyard):
         raise ValueError(f"{target} is a {type(yard).__name__}, not a Runyard")

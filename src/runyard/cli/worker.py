@@ -12,11 +12,15 @@ from .common import load_app, setup_logging
 
 def worker(
     app: str = typer.Argument(..., help="The Runyard to serve, as MODULE:ATTRIBUTE"),
-    concurrency: int = typer.Option(16, "--concurrency", "-c", min=1, help="Items executed at once"),
+    concurrency: int = typer.Option(
+        16, "--concurrency", "-c", min=1, help="Items executed at once"
+    ),
     database_url: str = typer.Option(None, "--database-url", envvar="RUNYARD_DATABASE_URL"),
     lease: float = typer.Option(None, "--lease", help="Lease in seconds (RUNYARD_LEASE_S)"),
     shutdown_timeout: float = typer.Option(
-        30.0, "--shutdown-timeout", help="Seconds to finish work after SIGTERM before handing it back"
+        30.0,
+        "--shutdown-timeout",
+        help="Seconds to finish work after SIGTERM before handing it back",
     ),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:

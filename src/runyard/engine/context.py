@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -113,7 +113,7 @@ class Context:
     async def step(
         self,
         name: str,
-        fn: Callable[..., Awaitable[T]] | Callable[..., T],
+        fn: Callable[..., Any],
         *args: Any,
         retries: int | RetryPolicy | None = None,
         timeout: float | None = None,
@@ -167,7 +167,7 @@ class Context:
     async def map(
         self,
         name: str,
-        fn: Callable[[Any], Awaitable[T]] | Callable[[Any], T],
+        fn: Callable[[Any], Any],
         elements: Iterable[Any],
         *,
         concurrency: int = 4,

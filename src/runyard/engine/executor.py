@@ -117,8 +117,11 @@ class Execution:
                 f"is {kind} {name!r} but the recorded history has {rec.kind} {rec.name!r} "
                 "there. Code between steps must make the same calls in the same order "
                 "(branch on ctx.patched() to change a deployed workflow).",
-                details={"position": pos, "expected": {"kind": rec.kind, "name": rec.name},
-                         "found": {"kind": kind, "name": name}},
+                details={
+                    "position": pos,
+                    "expected": {"kind": rec.kind, "name": rec.name},
+                    "found": {"kind": kind, "name": name},
+                },
             )
         return pos, rec
 
@@ -150,13 +153,18 @@ class Execution:
         )
 
     async def _call(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
         timeout: float | None,
     ) -> Any:
         if inspect.iscoroutinefunction(fn):
             coro = fn(*args, **kwargs)
         else:
-            coro = self.rt.loop.run_in_executor(self.rt.pool, functools.partial(fn, *args, **kwargs))
+            coro = self.rt.loop.run_in_executor(
+                self.rt.pool, functools.partial(fn, *args, **kwargs)
+            )
         if timeout is None:
             return await coro
         try:
@@ -178,7 +186,12 @@ class Execution:
             started = time.time()
             try:
                 result = await body()
-                return jsonutil.dumps(result, what=f"the result of step {name!r}"), None, attempt, started
+                return (
+                    jsonutil.dumps(result, what=f"the result of step {name!r}"),
+                    None,
+                    attempt,
+                    started,
+                )
             except (NonRetryableError, InvalidInput, NonDeterminismError) as exc:
                 return None, error_record(exc), attempt, started
             except Exception as exc:
@@ -188,8 +201,14 @@ class Execution:
                 delay = exc.retry_after if isinstance(exc, RateLimited) else policy.delay(attempt)
                 if pos is not None:
                     status = await self.rt.db.write(
-                        self.rt.store.record_attempt_txn, self.fence, self.claimed.iteration,
-                        self.claimed.generation, pos, name, attempt, started,
+                        self.rt.store.record_attempt_txn,
+                        self.fence,
+                        self.claimed.iteration,
+                        self.claimed.generation,
+                        pos,
+                        name,
+                        attempt,
+                        started,
                         jsonutil.dumps(record),
                     )
                     self._check(status)
@@ -237,8 +256,14 @@ class Execution:
         text, error, attempts, started = await self._attempts(name, pos, policy, first, body)
         if error is not None:
             self.pending.append(
-                Checkpoint(pos, name, "step", error=jsonutil.dumps(error), attempts=attempts,
-                           started_at=started)
+                Checkpoint(
+                    pos,
+                    name,
+                    "step",
+                    error=jsonutil.dumps(error),
+                    attempts=attempts,
+                    started_at=started,
+                )
             )
             raise StepFailed(
                 f"step {name!r} failed after {attempts} attempt(s): {error['message']}",
@@ -255,14 +280,19 @@ class Execution:
         )
         while True:
             wait = await self.rt.db.write(
-                self.rt.store.acquire_flow_slot_txn, fc.key, holder, self.fence.owner,
+                self.rt.store.acquire_flow_slot_txn,
+                fc.key,
+                holder,
+                self.fence.owner,
                 self.rt.lease_s,
             )
             if wait <= 0:
                 return
             await asyncio.sleep(min(wait, 0.25))
 
-    async def sleep(self, name: str, *, seconds: float | None = None, until: float | None = None) -> None:
+    async def sleep(
+        self, name: str, *, seconds: float | None = None, until: float | None = None
+    ) -> None:
         pos, rec = self._next(name, "sleep")
         if rec is not None and rec.status == "completed":
             return
@@ -295,15 +325,31 @@ class Execution:
         else:
             now = time.time()
             look = self.rt.event_lookback_s if lookback is None else lookback
-            since, deadline, ids = now - look, (now + timeout if timeout is not None else None), event_ids
+            since, deadline, ids = (
+                now - look,
+                (now + timeout if timeout is not None else None),
+                event_ids,
+            )
             self.pending.append(
-                Checkpoint(pos, name, "wait", status="waiting",
-                           result=jsonutil.dumps({"since": since, "deadline": deadline, "ids": ids}))
+                Checkpoint(
+                    pos,
+                    name,
+                    "wait",
+                    status="waiting",
+                    result=jsonutil.dumps({"since": since, "deadline": deadline, "ids": ids}),
+                )
             )
         pending, self.pending = self.pending, []
         outcome, payload = await self.rt.db.write(
-            self.rt.store.begin_wait_txn, self.fence, self.claimed.iteration, pending, pos, name,
-            ids, since, deadline,
+            self.rt.store.begin_wait_txn,
+            self.fence,
+            self.claimed.iteration,
+            pending,
+            pos,
+            name,
+            ids,
+            since,
+            deadline,
         )
         if outcome == "fenced":
             raise Fenced()
@@ -314,8 +360,18 @@ class Execution:
         else:
             result = EventResult(None, None, True)
         self.pending.append(
-            Checkpoint(pos, name, "wait", result=jsonutil.dumps(
-                {"event_id": result.event_id, "data": result.data, "timed_out": result.timed_out}))
+            Checkpoint(
+                pos,
+                name,
+                "wait",
+                result=jsonutil.dumps(
+                    {
+                        "event_id": result.event_id,
+                        "data": result.data,
+                        "timed_out": result.timed_out,
+                    }
+                ),
+            )
         )
         return result
 
@@ -364,7 +420,11 @@ class Execution:
         return True
 
     async def map(
-        self, name: str, fn: Callable[[Any], Any], elements: list[Any], concurrency: int,
+        self,
+        name: str,
+        fn: Callable[[Any], Any],
+        elements: list[Any],
+        concurrency: int,
         retries: int | RetryPolicy | None,
     ) -> list[Any]:
         if concurrency < 1:
@@ -380,8 +440,13 @@ class Execution:
             encoded = [jsonutil.dumps(e, what=f"{name}[{i}]") for i, e in enumerate(elements)]
             pending, self.pending = self.pending, []
             got = await self.rt.db.write(
-                self.rt.store.start_map_txn, self.fence, self.claimed.iteration, pending, pos,
-                name, encoded,
+                self.rt.store.start_map_txn,
+                self.fence,
+                self.claimed.iteration,
+                pending,
+                pos,
+                name,
+                encoded,
             )
             if got is None:
                 raise Fenced()
@@ -408,7 +473,10 @@ class Execution:
                 element = mine[base + i].input if (base + i) in mine else elements[i]
                 await self._set_elements([(base + i, "processing", None, None)])
                 text, error, _, _ = await self._attempts(
-                    f"{name}[{i}]", None, policy, 1,
+                    f"{name}[{i}]",
+                    None,
+                    policy,
+                    1,
                     lambda: self._call(fn, (element,), {}, None),
                 )
                 if error is None:
@@ -421,8 +489,11 @@ class Execution:
         await asyncio.gather(*(one(i) for i in todo))
         if errors:
             first = min(errors)
-            record = {"code": "map_failed", "message": f"{len(errors)} of {n} elements failed",
-                      "errors": {str(k): v["message"] for k, v in errors.items()}}
+            record = {
+                "code": "map_failed",
+                "message": f"{len(errors)} of {n} elements failed",
+                "errors": {str(k): v["message"] for k, v in errors.items()},
+            }
             self.pending.append(Checkpoint(pos, name, "map", error=jsonutil.dumps(record)))
             raise StepFailed(
                 f"map {name!r}: {len(errors)} of {n} element(s) failed; "
@@ -464,11 +535,18 @@ class Execution:
         await self.rt.db.write(self.rt.store.suspend_txn, self.fence, due_at, waiting_for, pending)
         self.rt.on_run_changed(self.fence.run_id)
 
-    async def _finish(self, state: ItemState, result: str | None, error: dict[str, Any] | None) -> None:
+    async def _finish(
+        self, state: ItemState, result: str | None, error: dict[str, Any] | None
+    ) -> None:
         pending, self.pending = self.pending, []
         await self.rt.db.write(
-            self.rt.store.complete_item_txn, self.fence, self.claimed.iteration, pending, state,
-            result, jsonutil.dumps(error) if error is not None else None,
+            self.rt.store.complete_item_txn,
+            self.fence,
+            self.claimed.iteration,
+            pending,
+            state,
+            result,
+            jsonutil.dumps(error) if error is not None else None,
         )
         self.rt.on_run_changed(self.fence.run_id)
 

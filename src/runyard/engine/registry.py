@@ -108,7 +108,7 @@ class WorkflowDef:
             return {"type": "null"}
         try:
             return self.adapter.json_schema()
-        except Exception:  # noqa: BLE001 - an exotic annotation: accept any JSON
+        except Exception:
             return {}
 
     def validate_input(self, value: Any, field_name: str = "input") -> Any:

@@ -17,9 +17,16 @@ def open_store(url: str) -> Store:
         from .postgres import PostgresStore
 
         return PostgresStore(url)
-    raise ValueError(
-        f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://..."
-    )
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://...")
 
 
-__all__ = ["DEFAULT_URL", "Checkpoint", "Claimed", "Fence", "RunFilter", "Store", "Tx", "open_store"]
+__all__ = [
+    "DEFAULT_URL",
+    "Checkpoint",
+    "Claimed",
+    "Fence",
+    "RunFilter",
+    "Store",
+    "Tx",
+    "open_store",
+]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,8 +127,12 @@ class RunFilter:
 
     @property
     def empty(self) -> bool:
-        return not self.all and self.ids is None and not (
-            self.workflow or self.prefix or self.statuses or self.task_id or self.schedule_id
+        return (
+            not self.all
+            and self.ids is None
+            and not (
+                self.workflow or self.prefix or self.statuses or self.task_id or self.schedule_id
+            )
         )
 
 
@@ -276,10 +280,8 @@ class Store(abc.ABC):
         """Run a script of several statements inside the transaction ``tx``."""
 
     def close_connection(self, conn: Any) -> None:
-        try:
+        with suppress(Exception):
             conn.close()
-        except Exception:  # noqa: S110 - closing a broken connection may fail too
-            pass
 
     # -- migrations ----------------------------------------------------------------
 
@@ -638,7 +640,12 @@ class Store(abc.ABC):
         return str(row["status"])
 
     def suspend_txn(
-        self, tx: Tx, f: Fence, due_at: float, waiting_for: str | None, pending: Sequence[Checkpoint]
+        self,
+        tx: Tx,
+        f: Fence,
+        due_at: float,
+        waiting_for: str | None,
+        pending: Sequence[Checkpoint],
     ) -> bool:
         """Hand the item back until ``due_at`` (a sleep, an event wait, a retry backoff,
         a pause or a graceful shutdown), with its pending checkpoints."""
@@ -813,9 +820,7 @@ class Store(abc.ABC):
         tx.exec("worker_heartbeat", {"id": owner})
         stops = {}
         if run_ids:
-            stops = {
-                r["id"]: r["status"] for r in tx.q("stopping_runs", {"ids": sorted(run_ids)})
-            }
+            stops = {r["id"]: r["status"] for r in tx.q("stopping_runs", {"ids": sorted(run_ids)})}
         return owned, stops
 
     def recover_txn(self, tx: Tx, limit: int = 100) -> list[str]:
@@ -907,7 +912,12 @@ class Store(abc.ABC):
         return row
 
     def fork_txn(
-        self, tx: Tx, source_id: str, new_id: str, position: int, new_input: str | None,
+        self,
+        tx: Tx,
+        source_id: str,
+        new_id: str,
+        position: int,
+        new_input: str | None,
         workflow_version: str | None,
     ) -> tuple[Row, bool]:
         """A new run of the same workflow that reuses ``source_id``'s checkpoints before
@@ -983,13 +993,24 @@ class Store(abc.ABC):
         return Page(items=runs, next_cursor=nxt)
 
     def get_items(
-        self, tx: Tx, run_id: str, *, state: str | None = None, offset: int = 0,
-        limit: int = 100, kinds: Sequence[str] = ("input", "map"),
+        self,
+        tx: Tx,
+        run_id: str,
+        *,
+        state: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+        kinds: Sequence[str] = ("input", "map"),
     ) -> list[Item]:
         rows = tx.q(
             "list_items",
-            {"run_id": run_id, "state": state, "offset": offset, "limit": limit,
-             "kinds": list(kinds)},
+            {
+                "run_id": run_id,
+                "state": state,
+                "offset": offset,
+                "limit": limit,
+                "kinds": list(kinds),
+            },
         )
         return [_item(r) for r in rows]
 
@@ -1012,7 +1033,11 @@ class Store(abc.ABC):
         ]
 
     def get_outputs(
-        self, tx: Tx, run_id: str, after_id: int = 0, limit: int = 100,
+        self,
+        tx: Tx,
+        run_id: str,
+        after_id: int = 0,
+        limit: int = 100,
         iteration: int | None = None,
     ) -> list[Output]:
         rows = tx.q(

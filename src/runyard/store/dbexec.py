@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..errors import StoreUnavailable
-from .base import Store, Tx
+from .base import Store
 
 T = TypeVar("T")
 log = logging.getLogger("runyard.store")
@@ -108,7 +108,9 @@ class DbExecutor:
                         break
                     batch.append(nxt)
                 writes = [j for j in batch if j.write and j.future.set_running_or_notify_cancel()]
-                reads = [j for j in batch if not j.write and j.future.set_running_or_notify_cancel()]
+                reads = [
+                    j for j in batch if not j.write and j.future.set_running_or_notify_cancel()
+                ]
                 if writes:
                     self._run_group(writes)
                 for j in reads:
@@ -140,7 +142,7 @@ class DbExecutor:
             with self.store.transaction(conn, write=True) as tx:
                 for j in jobs:
                     results.append(j.fn(tx, *j.args))
-        except BaseException as exc:  # noqa: BLE001 - each job is retried alone below
+        except BaseException as exc:
             if self.store.is_transient(exc):
                 self._drop_connection()
             for j in jobs:
@@ -157,7 +159,7 @@ class DbExecutor:
                 conn = self._connection()
                 with self.store.transaction(conn, write=job.write) as tx:
                     result = job.fn(tx, *job.args)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's future
+            except BaseException as exc:
                 if self.store.is_transient(exc):
                     self._drop_connection()
                     if time.monotonic() < deadline:
@@ -173,4 +175,3 @@ class DbExecutor:
                 return
             job.future.set_result(result)
             return
-

@@ -10,6 +10,7 @@ of RELIABILITY.md rule 6).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -84,10 +85,8 @@ class Hub:
     async def wait_wake(self, timeout: float) -> None:
         """Return when new work may be due, or after ``timeout`` seconds."""
         if not self._wake.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
         self._wake.clear()
 
     def run_event(self, run_id: str) -> asyncio.Event:
@@ -127,7 +126,7 @@ class Watcher:
                     self._poll()
                 else:
                     self._listen()
-            except Exception as exc:  # noqa: BLE001 - a hint source; reconnect and carry on
+            except Exception as exc:
                 log.warning("change watcher lost its connection (%s); reconnecting", exc)
                 self.hub.notify_all()
                 self._stop.wait(0.5)

@@ -22,7 +22,7 @@ def conninfo(url: str) -> str:
     ``postgresql+psycopg://`` are normalized."""
     for prefix in ("postgresql+psycopg://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql://" + url[len(prefix):]
+            return "postgresql://" + url[len(prefix) :]
     return url
 
 
@@ -32,7 +32,9 @@ class PostgresStore(Store):
 
     def connect(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] = psycopg.connect(
-            conninfo(self.url), row_factory=dict_row, connect_timeout=5,
+            conninfo(self.url),
+            row_factory=dict_row,
+            connect_timeout=5,
             application_name="runyard",
         )
         return conn
@@ -61,7 +63,9 @@ class PostgresStore(Store):
 
     def listen_connection(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] = psycopg.connect(
-            conninfo(self.url), autocommit=True, connect_timeout=5,
+            conninfo(self.url),
+            autocommit=True,
+            connect_timeout=5,
             application_name="runyard-listen",
         )
         conn.execute(f"LISTEN {WAKE_CHANNEL}")

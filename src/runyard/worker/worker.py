@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import random
 import secrets
 import signal
 import socket
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from ..engine.executor import Execution, Runtime
@@ -90,14 +92,25 @@ class Worker:
         await yard.ensure_ready()
         hub = yard.hub()
         store, db = yard.store, yard.db
-        await db.write(store.register_workflows_txn, [wf.to_record() for wf in yard.workflows.values()])
         await db.write(
-            store.register_worker_txn, self.id, socket.gethostname(), os.getpid(),
-            self.concurrency, self.wrefs,
+            store.register_workflows_txn, [wf.to_record() for wf in yard.workflows.values()]
+        )
+        await db.write(
+            store.register_worker_txn,
+            self.id,
+            socket.gethostname(),
+            os.getpid(),
+            self.concurrency,
+            self.wrefs,
         )
         self.runtime = Runtime(
-            store=store, db=db, owner=self.id, loop=loop, pool=self._pool,
-            lease_s=self.lease_s, event_lookback_s=yard.settings.event_lookback_s,
+            store=store,
+            db=db,
+            owner=self.id,
+            loop=loop,
+            pool=self._pool,
+            lease_s=self.lease_s,
+            event_lookback_s=yard.settings.event_lookback_s,
             on_run_changed=hub.notify_run,
         )
         hub.add_run_listener(self._on_run_change)
@@ -117,7 +130,7 @@ class Worker:
             await asyncio.gather(*loops, return_exceptions=True)
             try:
                 await db.write(store.worker_stopped_txn, self.id)
-            except Exception:  # noqa: BLE001 - bookkeeping only
+            except Exception:
                 log.warning("could not mark worker %s stopped", self.id)
             self._pool.shutdown(wait=False, cancel_futures=True)
             if install_signals:
@@ -143,7 +156,7 @@ class Worker:
                 continue
             try:
                 claimed = await db.write(store.claim_txn, self.id, wrefs, free, self.lease_s)
-            except Exception as exc:  # noqa: BLE001 - the database may be away: back off
+            except Exception as exc:
                 log.warning("claim failed (%s); retrying", exc)
                 await self._wait_any(self._stopping.wait(), timeout=1.0)
                 continue
@@ -156,8 +169,8 @@ class Worker:
             else:
                 check_first = False
 
-    async def _wait_any(self, aw: object, timeout: float) -> None:
-        waiter = asyncio.ensure_future(aw)  # type: ignore[arg-type]
+    async def _wait_any(self, aw: Awaitable[object], timeout: float) -> None:
+        waiter = asyncio.ensure_future(aw)
         stop = asyncio.ensure_future(self._stopping.wait())
         try:
             await asyncio.wait({waiter, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -199,7 +212,7 @@ class Worker:
                 owned, stops = await db.write(
                     store.heartbeat_txn, self.id, self.lease_s, sorted({k[0] for k in snapshot})
                 )
-            except Exception as exc:  # noqa: BLE001 - leases may lapse; fencing keeps it safe
+            except Exception as exc:
                 log.warning("heartbeat failed (%s)", exc)
                 continue
             for key, (execution, task) in snapshot.items():
@@ -217,18 +230,18 @@ class Worker:
         store, db = self.yard.store, self.yard.db
         while True:
             self._control_now.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._control_now.wait(), timeout=0.5)
-            except TimeoutError:
-                pass
             if not self.inflight:
                 continue
-            run_ids = sorted({k[0] for k, (x, _) in self.inflight.items() if x.claimed.kind != "hook"})
+            run_ids = sorted(
+                {k[0] for k, (x, _) in self.inflight.items() if x.claimed.kind != "hook"}
+            )
             if not run_ids:
                 continue
             try:
                 statuses = await db.read(store.run_statuses, run_ids)
-            except Exception:  # noqa: BLE001 - try again next round
+            except Exception:
                 continue
             self._apply_stops({k: v for k, v in statuses.items() if v not in ("RUNNING", "QUEUED")})
             await asyncio.sleep(0.02)  # at most ~50 checks a second however busy the hub is
@@ -243,7 +256,9 @@ class Worker:
             if status == "PAUSED":
                 execution.request_stop("paused")
             elif status is not None:
-                self._stop_execution(execution, task, "canceled" if status == "CANCELED" else "lost")
+                self._stop_execution(
+                    execution, task, "canceled" if status == "CANCELED" else "lost"
+                )
 
     def _stop_execution(self, execution: Execution, task: asyncio.Task[None], reason: str) -> None:
         execution.request_stop(reason)
@@ -256,7 +271,7 @@ class Worker:
             await asyncio.sleep(self.recovery_interval_s * random.uniform(0.5, 1.5))
             try:
                 recovered = await db.write(store.recover_txn)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("recovery pass failed (%s)", exc)
                 continue
             if recovered:
