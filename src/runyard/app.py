@@ -356,7 +356,8 @@ class Runyard:
                 flow_control.rate,
                 flow_control.period,
             )
-        _row, created = await self._write(self.store.create_run_txn, new)
+        await self.ensure_ready()
+        _row, created = await self.db.write(self.store.create_run_txn, new, order=new.id)
         if created:
             self._broadcast.notify_wake()
         return RunHandle(self, new.id, created)

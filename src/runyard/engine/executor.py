@@ -137,12 +137,15 @@ class Execution:
         if status not in ("RUNNING", "QUEUED"):
             raise Fenced()
 
+    async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await self.rt.db.write(fn, *args, order=self.fence.run_id)
+
     async def flush(self) -> None:
         """Make pending checkpoints durable (before any new side effect)."""
         if not self.pending:
             return
         pending, self.pending = self.pending, []
-        status = await self.rt.db.write(
+        status = await self._write(
             self.rt.store.checkpoint_txn, self.fence, self.claimed.iteration, pending
         )
         self._check(status)
@@ -200,7 +203,7 @@ class Execution:
                     return None, record, attempt, started
                 delay = exc.retry_after if isinstance(exc, RateLimited) else policy.delay(attempt)
                 if pos is not None:
-                    status = await self.rt.db.write(
+                    status = await self._write(
                         self.rt.store.record_attempt_txn,
                         self.fence,
                         self.claimed.iteration,
@@ -248,7 +251,7 @@ class Execution:
             try:
                 return await self._call(fn, args, kwargs, timeout)
             finally:
-                await self.rt.db.write(
+                await self._write(
                     self.rt.store.release_flow_slot_txn, flow_control.key, holder
                 )
 
@@ -275,11 +278,11 @@ class Execution:
         return json.loads(text) if text is not None else None
 
     async def _acquire_slot(self, fc: FlowControl, holder: str) -> None:
-        await self.rt.db.write(
+        await self._write(
             self.rt.store.upsert_flow_key_txn, fc.key, fc.parallelism, fc.rate, fc.period
         )
         while True:
-            wait = await self.rt.db.write(
+            wait = await self._write(
                 self.rt.store.acquire_flow_slot_txn,
                 fc.key,
                 holder,
@@ -340,7 +343,7 @@ class Execution:
                 )
             )
         pending, self.pending = self.pending, []
-        outcome, payload = await self.rt.db.write(
+        outcome, payload = await self._write(
             self.rt.store.begin_wait_txn,
             self.fence,
             self.claimed.iteration,
@@ -399,7 +402,7 @@ class Execution:
         if self.replaying:
             return
         await self.flush()
-        ok = await self.rt.db.write(self.rt.store.progress_txn, self.fence, fraction, message)
+        ok = await self._write(self.rt.store.progress_txn, self.fence, fraction, message)
         if not ok:
             raise Fenced()
 
@@ -439,7 +442,7 @@ class Execution:
         else:
             encoded = [jsonutil.dumps(e, what=f"{name}[{i}]") for i, e in enumerate(elements)]
             pending, self.pending = self.pending, []
-            got = await self.rt.db.write(
+            got = await self._write(
                 self.rt.store.start_map_txn,
                 self.fence,
                 self.claimed.iteration,
@@ -504,7 +507,7 @@ class Execution:
         return results
 
     async def _set_elements(self, updates: list[tuple[int, str, str | None, str | None]]) -> None:
-        ok = await self.rt.db.write(self.rt.store.set_elements_txn, self.fence, updates)
+        ok = await self._write(self.rt.store.set_elements_txn, self.fence, updates)
         if not ok:
             raise Fenced()
 
@@ -532,14 +535,17 @@ class Execution:
         if deadline is not None:
             due_at = min(due_at, deadline)
         pending, self.pending = self.pending, []
-        await self.rt.db.write(self.rt.store.suspend_txn, self.fence, due_at, waiting_for, pending)
+        await self._write(
+            self.rt.store.suspend_txn, self.fence, self.claimed.iteration, due_at, waiting_for,
+            pending,
+        )
         self.rt.on_run_changed(self.fence.run_id)
 
     async def _finish(
         self, state: ItemState, result: str | None, error: dict[str, Any] | None
     ) -> None:
         pending, self.pending = self.pending, []
-        await self.rt.db.write(
+        await self._write(
             self.rt.store.complete_item_txn,
             self.fence,
             self.claimed.iteration,

@@ -88,6 +88,7 @@ class Claimed:
     max_results: int | None
     options: dict[str, Any]
     run_error: Any
+    flow_key: str | None = None
     history: dict[int, StepRecord] = field(default_factory=dict)
     failed_attempts: dict[int, int] = field(default_factory=dict)
     sync_state: Any = None
@@ -136,19 +137,75 @@ class RunFilter:
         )
 
 
+class Sent:
+    """A statement sent to the database; its rows are read when asked. On PostgreSQL a
+    write transaction is pipelined, so statements sent one after another travel together
+    and the first read waits for all of them (one round trip instead of one each)."""
+
+    __slots__ = ("_cur", "_rows", "_sync")
+
+    def __init__(
+        self, cur: Any = None, rows: list[Row] | None = None, sync: Any = None
+    ) -> None:
+        self._cur = cur
+        self._rows = rows
+        self._sync = sync
+
+    def _arrived(self) -> Any:
+        cur = self._cur
+        if cur.description is None and cur.rowcount < 0 and self._sync is not None:
+            self._sync()  # the answer may not have arrived yet
+        return cur
+
+    def rows(self) -> list[Row]:
+        if self._rows is None:
+            cur = self._arrived()
+            self._rows = list(cur.fetchall()) if cur.description else []
+        return self._rows
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._arrived().rowcount)
+
+    def one(self) -> Row | None:
+        rows = self.rows()
+        return rows[0] if rows else None
+
+
 class Tx:
     """A cursor inside one transaction, running the backend's named queries."""
 
-    def __init__(self, store: Store, cur: Any) -> None:
+    def __init__(self, store: Store, cur: Any, conn: Any = None, pipeline: Any = None) -> None:
         self._store = store
         self._cur = cur
+        self._conn = conn
+        self._pipeline = pipeline
         self._q = store.queries
+
+    def send(self, name: str, params: Mapping[str, Any] | None = None) -> Sent:
+        """Execute without waiting for the answer where the backend allows it."""
+        if self._pipeline is None:
+            return Sent(rows=self.q(name, params))
+        # In pipeline mode each statement needs its own cursor: one cursor would pile
+        # the result sets up and answer a later fetch with an earlier statement's rows.
+        cur = self._conn.cursor()
+        cur.execute(self._q[name], self._store.adapt(params or {}))
+        return Sent(cur=cur, sync=self._pipeline.sync)
+
+    def send_many(self, name: str, params: Sequence[Mapping[str, Any]]) -> None:
+        """Execute one statement for each set of parameters (no rows returned)."""
+        if params:
+            adapt = self._store.adapt
+            cur = self._conn.cursor() if self._pipeline is not None else self._cur
+            cur.executemany(self._q[name], [adapt(p) for p in params])
 
     @property
     def cursor(self) -> Any:
         return self._cur
 
     def q(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        if self._pipeline is not None:
+            return self.send(name, params).rows()
         cur = self._cur
         cur.execute(self._q[name], self._store.adapt(params or {}))
         return list(cur.fetchall()) if cur.description else []
@@ -159,6 +216,8 @@ class Tx:
 
     def exec(self, name: str, params: Mapping[str, Any] | None = None) -> int:
         """Run a statement; the number of rows it changed."""
+        if self._pipeline is not None:
+            return self.send(name, params).rowcount
         cur = self._cur
         cur.execute(self._q[name], self._store.adapt(params or {}))
         return int(cur.rowcount)
@@ -264,8 +323,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     @contextmanager
-    def transaction(self, conn: Any, *, write: bool) -> Iterator[Tx]:
-        """A transaction on ``conn``: committed on success, rolled back on error."""
+    def transaction(self, conn: Any, *, write: bool, pipeline: bool = True) -> Iterator[Tx]:
+        """A transaction on ``conn``: committed on success, rolled back on error. Write
+        transactions are pipelined where the backend can (not for migration scripts)."""
 
     @abc.abstractmethod
     def adapt(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -295,7 +355,7 @@ class Store(abc.ABC):
             for number, name, sql in migrations(self.backend):
                 # Check, apply and record in one transaction under a lock, so processes
                 # starting together apply each migration once.
-                with self.transaction(conn, write=True) as tx:
+                with self.transaction(conn, write=True, pipeline=False) as tx:
                     tx.q("lock_migrations")
                     if number in {r["version"] for r in tx.q("applied_migrations")}:
                         continue
@@ -364,7 +424,7 @@ class Store(abc.ABC):
         else:
             status = RunStatus.QUEUED
         errors = [i.error for i in run.inputs if i.error is not None]
-        inserted = tx.q1(
+        inserted = tx.send(
             "insert_run",
             {
                 "id": run.id,
@@ -391,20 +451,15 @@ class Store(abc.ABC):
                 else None,
             },
         )
-        if inserted is None:
-            existing = tx.q1("get_run", {"id": run.id})
-            assert existing is not None
-            return existing, False
         wref = f"{run.workflow}@{run.workflow_version}"
-        for idx, inp in enumerate(run.inputs):
-            tx.exec(
-                "insert_item",
+        # Items are inserted from the run row, so they ride with it (and do nothing when
+        # the run already existed: same keys, ON CONFLICT DO NOTHING).
+        tx.send_many(
+            "insert_item",
+            [
                 {
                     "run_id": run.id,
                     "idx": idx,
-                    "kind": "input",
-                    "parent_idx": None,
-                    "name": None,
                     "wref": wref,
                     "input": jsonutil.dumps(inp.input, what=f"inputs[{idx}].input"),
                     "custom_data": jsonutil.dumps_opt(
@@ -412,25 +467,38 @@ class Store(abc.ABC):
                     ),
                     "state": "discarded" if inp.error is not None else "queued",
                     "error": jsonutil.dumps_opt(inp.error),
-                    "priority": run.priority,
-                    "flow_key": run.flow_key,
-                    "due_at": inserted["due_at"],
-                },
-            )
-        return inserted, True
+                }
+                for idx, inp in enumerate(run.inputs)
+            ],
+        )
+        row = inserted.one()
+        if row is None:
+            existing = tx.q1("get_run", {"id": run.id})
+            assert existing is not None
+            return existing, False
+        return row, True
 
     # -- claiming ------------------------------------------------------------------
 
     def claim_txn(
-        self, tx: Tx, owner: str, wrefs: Sequence[str], limit: int, lease_s: float
+        self,
+        tx: Tx,
+        owner: str,
+        wrefs: Sequence[str],
+        limit: int,
+        lease_s: float,
+        scan: bool = True,
     ) -> list[Claimed]:
         """Claim up to ``limit`` due items of the workflows in ``wrefs``, flow control
-        respected, and load what their execution needs."""
-        tx.exec("promote_scheduled")
+        respected, and load what their execution needs. ``scan`` also promotes due
+        SCHEDULED runs and looks at flow-controlled items (callers do it every ~100 ms,
+        not on every claim)."""
+        if scan:
+            tx.send("promote_scheduled")
         base = {"owner": owner, "wrefs": list(wrefs), "lease_s": lease_s}
         rows = tx.q("claim_free", {**base, "limit": limit})
         left = limit - len(rows)
-        if left > 0:
+        if left > 0 and scan:
             for key_row in tx.q("due_flow_keys", {"wrefs": list(wrefs), "limit": left}):
                 key = key_row["flow_key"]
                 cap = self._flow_capacity_txn(tx, key, left)
@@ -438,7 +506,7 @@ class Store(abc.ABC):
                     continue
                 got = tx.q("claim_keyed", {**base, "limit": cap, "flow_key": key})
                 for _ in got:
-                    tx.exec("insert_flow_start", {"key": key})
+                    tx.send("insert_flow_start", {"key": key})
                 rows.extend(got)
                 left -= len(got)
                 if left <= 0:
@@ -469,6 +537,7 @@ class Store(abc.ABC):
                 max_results=run["max_results"],
                 options=jsonutil.loads(run["options"]) or {},
                 run_error=jsonutil.loads(run["error"]),
+                flow_key=r["flow_key"],
             )
             claimed.append(c)
             if c.last_position > 0 or c.attempt > 1 or c.generation > 0 or c.iteration > 1:
@@ -517,23 +586,19 @@ class Store(abc.ABC):
 
     # -- writes of an executing item (all fenced) ------------------------------------
 
-    def _fence_txn(self, tx: Tx, f: Fence, position: int = 0) -> str | None:
-        """Lock the item if ``f`` still owns it; the run's status, or None when fenced out."""
-        row = tx.q1(
-            "fence",
-            {
-                "run_id": f.run_id,
-                "idx": f.idx,
-                "owner": f.owner,
-                "epoch": f.epoch,
-                "position": position,
-            },
-        )
-        return row["status"] if row else None
+    @staticmethod
+    def _fence_params(f: Fence) -> dict[str, Any]:
+        return {"run_id": f.run_id, "idx": f.idx, "owner": f.owner, "epoch": f.epoch}
 
-    def _write_checkpoint_txn(self, tx: Tx, f: Fence, iteration: int, cp: Checkpoint) -> bool:
-        key = {"run_id": f.run_id, "idx": f.idx, "iteration": iteration, "position": cp.position}
-        written = tx.q1(
+    def _send_fence(self, tx: Tx, f: Fence, position: int = 0) -> Sent:
+        """Lock the item if ``f`` still owns it; the row answers the run's status (no row:
+        fenced out). Statements sent after it in the transaction are guarded by the same
+        condition, so they can travel in the same round trip."""
+        return tx.send("fence", {**self._fence_params(f), "position": position})
+
+    def _send_checkpoint(self, tx: Tx, f: Fence, iteration: int, cp: Checkpoint) -> None:
+        key = {**self._fence_params(f), "iteration": iteration, "position": cp.position}
+        tx.send(
             "upsert_step",
             {
                 **key,
@@ -546,29 +611,28 @@ class Store(abc.ABC):
                 "started_at": cp.started_at,
             },
         )
-        if written is None or cp.status == "waiting":
-            return written is not None
         if cp.output is not None:
             out_key, data = cp.output
-            tx.exec("insert_output", {**key, "key": out_key, "data": data})
+            tx.send("insert_output", {**key, "key": out_key, "data": data})
         if cp.credit is not None:
             action, amount = cp.credit
-            if tx.exec("insert_credit", {**key, "action": action, "amount": amount}):
-                tx.exec("add_run_credits", {"run_id": f.run_id, "amount": amount})
+            tx.send("insert_credit", {**key, "action": action, "amount": amount})
         if cp.sync_state is not None:
-            tx.exec("save_sync_state", {**key, "state": cp.sync_state})
-        return True
+            tx.send("save_sync_state", {**key, "state": cp.sync_state})
+
+    def _fence_txn(self, tx: Tx, f: Fence, position: int = 0) -> str | None:
+        row = self._send_fence(tx, f, position).one()
+        return row["status"] if row else None
 
     def checkpoint_txn(
         self, tx: Tx, f: Fence, iteration: int, cps: Sequence[Checkpoint]
     ) -> str | None:
         """Record checkpoints; the run's status, or None when fenced out."""
-        status = self._fence_txn(tx, f, max(cp.position for cp in cps))
-        if status is None:
-            return None
+        fence = self._send_fence(tx, f, max(cp.position for cp in cps))
         for cp in cps:
-            self._write_checkpoint_txn(tx, f, iteration, cp)
-        return status
+            self._send_checkpoint(tx, f, iteration, cp)
+        row = fence.one()
+        return row["status"] if row else None
 
     def record_attempt_txn(
         self,
@@ -613,55 +677,45 @@ class Store(abc.ABC):
     ) -> str | None:
         """Write the item's outcome (and its last checkpoints) and, when it was the
         run's last open input, the run's outcome. The run's status, or None if fenced."""
-        tx.q("lock_run", {"run_id": f.run_id})
-        status = self._fence_txn(tx, f, max((cp.position for cp in pending), default=0))
-        if status is None:
-            return None
+        # The run row is locked first, in a statement of its own, so that the finalize
+        # statement's snapshot sees every other item of the run as committed.
+        tx.send("lock_run", {"run_id": f.run_id})
+        fence = self._send_fence(tx, f, max((cp.position for cp in pending), default=0))
         for cp in pending:
-            self._write_checkpoint_txn(tx, f, iteration, cp)
-        tx.exec(
+            self._send_checkpoint(tx, f, iteration, cp)
+        tx.send(
             "finish_item",
-            {
-                "run_id": f.run_id,
-                "idx": f.idx,
-                "state": state.value,
-                "result": result,
-                "error": error,
-            },
+            {**self._fence_params(f), "state": state.value, "result": result, "error": error},
         )
-        return self._finalize_run_txn(tx, f.run_id) or status
-
-    def _finalize_run_txn(self, tx: Tx, run_id: str) -> str | None:
-        row = tx.q1("finalize_run", {"run_id": run_id})
+        final = tx.send("finalize_run", {"run_id": f.run_id})
+        row = fence.one()
         if row is None:
             return None
-        if row["status"] in ("FAILED", "CRASHED"):
-            tx.exec("insert_hook_item", {"run_id": run_id})
-        return str(row["status"])
+        done = final.one()
+        if done is None:
+            return str(row["status"])
+        if done["status"] in ("FAILED", "CRASHED"):
+            tx.exec("insert_hook_item", {"run_id": f.run_id})  # on_failure, once per failure
+        return str(done["status"])
 
     def suspend_txn(
         self,
         tx: Tx,
         f: Fence,
+        iteration: int,
         due_at: float,
         waiting_for: str | None,
         pending: Sequence[Checkpoint],
     ) -> bool:
         """Hand the item back until ``due_at`` (a sleep, an event wait, a retry backoff,
         a pause or a graceful shutdown), with its pending checkpoints."""
-        status = self._fence_txn(tx, f, max((cp.position for cp in pending), default=0))
-        if status is None:
-            return False
-        it = tx.q1("item_iteration", {"run_id": f.run_id, "idx": f.idx})
-        assert it is not None
+        fence = self._send_fence(tx, f, max((cp.position for cp in pending), default=0))
         for cp in pending:
-            self._write_checkpoint_txn(tx, f, it["iteration"], cp)
-        tx.exec(
-            "suspend_item",
-            {"run_id": f.run_id, "idx": f.idx, "due_at": due_at, "waiting_for": waiting_for},
-        )
-        tx.exec("set_run_waiting", {"run_id": f.run_id, "waiting_for": waiting_for})
-        return True
+            self._send_checkpoint(tx, f, iteration, cp)
+        params = {**self._fence_params(f), "due_at": due_at, "waiting_for": waiting_for}
+        tx.send("set_run_waiting", params)
+        tx.send("suspend_item", params)
+        return fence.one() is not None
 
     def begin_wait_txn(
         self,
@@ -685,7 +739,7 @@ class Store(abc.ABC):
         if status is None:
             return "fenced", None
         for cp in pending:
-            self._write_checkpoint_txn(tx, f, iteration, cp)
+            self._send_checkpoint(tx, f, iteration, cp)
         for event_id in sorted(event_ids):
             tx.q("lock_event", {"event_id": event_id})
         ev = tx.q1("first_event", {"event_ids": list(event_ids), "since": since})
@@ -709,17 +763,13 @@ class Store(abc.ABC):
                     "deadline": deadline,
                 },
             )
-        waiting_for = "event:" + ",".join(event_ids)
-        tx.exec(
-            "suspend_item",
-            {
-                "run_id": f.run_id,
-                "idx": f.idx,
-                "due_at": deadline if deadline is not None else FAR_FUTURE,
-                "waiting_for": waiting_for,
-            },
-        )
-        tx.exec("set_run_waiting", {"run_id": f.run_id, "waiting_for": waiting_for})
+        params = {
+            **self._fence_params(f),
+            "due_at": deadline if deadline is not None else FAR_FUTURE,
+            "waiting_for": "event:" + ",".join(event_ids),
+        }
+        tx.exec("set_run_waiting", params)
+        tx.exec("suspend_item", params)
         return "suspended", None
 
     def notify_txn(self, tx: Tx, event_id: str, data: str | None) -> list[str]:
@@ -748,31 +798,18 @@ class Store(abc.ABC):
         if status is None:
             return None
         for cp in pending:
-            self._write_checkpoint_txn(tx, f, iteration, cp)
+            self._send_checkpoint(tx, f, iteration, cp)
         row = tx.q1("reserve_items", {"run_id": f.run_id, "n": len(elements)})
         assert row is not None
         base = int(row["base"])
-        item = tx.q1("get_item_row", {"run_id": f.run_id, "idx": f.idx})
-        assert item is not None
-        for i, element in enumerate(elements):
-            tx.exec(
-                "insert_item",
-                {
-                    "run_id": f.run_id,
-                    "idx": base + i,
-                    "kind": "map",
-                    "parent_idx": f.idx,
-                    "name": name,
-                    "wref": item["wref"],
-                    "input": element,
-                    "custom_data": None,
-                    "state": "queued",
-                    "error": None,
-                    "priority": item["priority"],
-                    "flow_key": None,
-                    "due_at": None,
-                },
-            )
+        tx.send_many(
+            "insert_map_item",
+            [
+                {"run_id": f.run_id, "parent_idx": f.idx, "idx": base + i, "name": name,
+                 "input": element}
+                for i, element in enumerate(elements)
+            ],
+        )
         cp = Checkpoint(
             position=position,
             name=name,
@@ -780,7 +817,7 @@ class Store(abc.ABC):
             status="waiting",
             result=jsonutil.dumps({"base": base, "n": len(elements)}),
         )
-        self._write_checkpoint_txn(tx, f, iteration, cp)
+        self._send_checkpoint(tx, f, iteration, cp)
         return base
 
     def set_elements_txn(

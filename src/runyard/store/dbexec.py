@@ -6,6 +6,11 @@ transaction (group commit): sixteen executions that each finish a step pay for o
 commit, and each still waits for its own write to be durable before going on. If the
 group fails, each job is run again alone, so one bad job never fails another.
 
+Within a group, jobs run in the order of their ``order`` key (a run id), so two groups
+that touch the same runs lock them in the same order and cannot deadlock. On PostgreSQL
+several threads, each with its own connection, share the queue: while one waits for a
+commit another sends the next group. SQLite has one writer at a time, so one thread.
+
 Transient errors (a lost connection, a deadlock, a busy SQLite file) are retried on a
 fresh connection for ``retry_for_s``; after that the job fails with
 :class:`~runyard.errors.StoreUnavailable` (the API answers 503, never 500).
@@ -37,17 +42,33 @@ class _Job:
     args: tuple[Any, ...]
     write: bool
     future: Future[Any]
+    order: str
+
+
+class _Conn(threading.local):
+    conn: Any = None
 
 
 class DbExecutor:
     """A thread that owns one connection and runs jobs on it."""
 
-    def __init__(self, store: Store, *, retry_for_s: float = 30.0, name: str = "runyard-db"):
+    def __init__(
+        self,
+        store: Store,
+        *,
+        retry_for_s: float = 30.0,
+        threads: int | None = None,
+        name: str = "runyard-db",
+    ):
         self.store = store
         self.retry_for_s = retry_for_s
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._conn: Any = None
-        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._local = _Conn()
+        count = threads if threads is not None else (1 if store.needs_polling else 2)
+        self._threads = [
+            threading.Thread(target=self._main, name=f"{name}-{i}", daemon=True)
+            for i in range(max(1, count))
+        ]
         self._started = False
         self._lock = threading.Lock()
         self._closed = False
@@ -56,20 +77,22 @@ class DbExecutor:
         if not self._started:
             with self._lock:
                 if not self._started:
-                    self._thread.start()
+                    for t in self._threads:
+                        t.start()
                     self._started = True
 
-    def submit(self, write: bool, fn: Callable[..., T], *args: Any) -> Future[T]:
+    def submit(self, write: bool, fn: Callable[..., T], *args: Any, order: str = "") -> Future[T]:
         if self._closed:
             raise RuntimeError("the database executor is closed")
         self._ensure_started()
         fut: Future[T] = Future()
-        self._queue.put(_Job(fn, args, write, fut))
+        self._queue.put(_Job(fn, args, write, fut, order))
         return fut
 
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(tx, *args)`` in a write transaction (possibly shared with others)."""
-        return await asyncio.wrap_future(self.submit(True, fn, *args))
+    async def write(self, fn: Callable[..., T], *args: Any, order: str = "") -> T:
+        """Run ``fn(tx, *args)`` in a write transaction (possibly shared with others);
+        ``order`` (a run id) orders it within the shared transaction."""
+        return await asyncio.wrap_future(self.submit(True, fn, *args, order=order))
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.wrap_future(self.submit(False, fn, *args))
@@ -85,8 +108,10 @@ class DbExecutor:
             return
         self._closed = True
         if self._started:
-            self._queue.put(None)
-            self._thread.join(timeout=10)
+            for _ in self._threads:
+                self._queue.put(None)
+            for t in self._threads:
+                t.join(timeout=10)
 
     # -- the thread ------------------------------------------------------------------
 
@@ -107,7 +132,10 @@ class DbExecutor:
                         stop = True
                         break
                     batch.append(nxt)
-                writes = [j for j in batch if j.write and j.future.set_running_or_notify_cancel()]
+                writes = sorted(
+                    (j for j in batch if j.write and j.future.set_running_or_notify_cancel()),
+                    key=lambda j: j.order,
+                )
                 reads = [
                     j for j in batch if not j.write and j.future.set_running_or_notify_cancel()
                 ]
@@ -118,19 +146,17 @@ class DbExecutor:
                 if stop:
                     return
         finally:
-            if self._conn is not None:
-                self.store.close_connection(self._conn)
-                self._conn = None
+            self._drop_connection()
 
     def _connection(self) -> Any:
-        if self._conn is None:
-            self._conn = self.store.connect()
-        return self._conn
+        if self._local.conn is None:
+            self._local.conn = self.store.connect()
+        return self._local.conn
 
     def _drop_connection(self) -> None:
-        if self._conn is not None:
-            self.store.close_connection(self._conn)
-            self._conn = None
+        if self._local.conn is not None:
+            self.store.close_connection(self._local.conn)
+            self._local.conn = None
 
     def _run_group(self, jobs: list[_Job]) -> None:
         if len(jobs) == 1:

@@ -82,12 +82,14 @@ class Hub:
     def has_run_waiters(self) -> bool:
         return bool(self._runs)
 
-    async def wait_wake(self, timeout: float) -> None:
-        """Return when new work may be due, or after ``timeout`` seconds."""
+    async def wait_wake(self, timeout: float) -> bool:
+        """Wait until new work may be due (True) or ``timeout`` seconds passed (False)."""
         if not self._wake.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+        woken = self._wake.is_set()
         self._wake.clear()
+        return woken
 
     def run_event(self, run_id: str) -> asyncio.Event:
         ev = asyncio.Event()

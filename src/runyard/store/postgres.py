@@ -40,9 +40,14 @@ class PostgresStore(Store):
         return conn
 
     @contextmanager
-    def transaction(self, conn: Any, *, write: bool) -> Iterator[Tx]:
-        with conn.transaction(), conn.cursor() as cur:
-            yield Tx(self, cur)
+    def transaction(self, conn: Any, *, write: bool, pipeline: bool = True) -> Iterator[Tx]:
+        if not (write and pipeline):
+            with conn.transaction(), conn.cursor() as cur:
+                yield Tx(self, cur)
+            return
+        # Writes are pipelined: statements sent with Tx.send travel together.
+        with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as cur:
+            yield Tx(self, cur, conn, pipeline)
 
     def adapt(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
         return params

@@ -58,7 +58,7 @@ class SQLiteStore(Store):
         return conn
 
     @contextmanager
-    def transaction(self, conn: Any, *, write: bool) -> Iterator[Tx]:
+    def transaction(self, conn: Any, *, write: bool, pipeline: bool = True) -> Iterator[Tx]:
         cur = conn.cursor()
         # A deferred transaction that later writes fails at once with "database is
         # locked", ignoring the busy timeout; IMMEDIATE takes the write lock up front.

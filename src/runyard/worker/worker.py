@@ -27,16 +27,21 @@ import random
 import secrets
 import signal
 import socket
+import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from ..engine.executor import Execution, Runtime
 from ..store import Claimed, Fence
+from ..store.hub import Hub
 
 if TYPE_CHECKING:
     from ..app import Runyard
 
 log = logging.getLogger("runyard.worker")
+
+#: How often a worker also promotes due SCHEDULED runs and scans flow-controlled items.
+SCAN_INTERVAL_S = 0.1
 
 
 def new_worker_id() -> str:
@@ -145,29 +150,58 @@ class Worker:
         store, db = yard.store, yard.db
         wrefs = self.wrefs
         check_first = False
+        scanned_at = 0.0
+        keyed_found = False
         while not self._stopping.is_set():
             free = self.concurrency - len(self.inflight)
             if free <= 0:
                 self._slot_freed.clear()
                 await self._wait_any(self._slot_freed.wait(), timeout=self.poll_s)
                 continue
-            if check_first and not await db.read(store.has_due_work, wrefs):
-                await self._wait_any(hub.wait_wake(self.poll_s), timeout=self.poll_s)
-                continue
+            due = False
+            if check_first:
+                due = await db.read(store.has_due_work, wrefs)
+                if not due:
+                    await self._idle(hub, self.poll_s)
+                    continue
+            now = time.monotonic()
+            scan = keyed_found or now - scanned_at >= SCAN_INTERVAL_S
+            if scan:
+                scanned_at = now
             try:
-                claimed = await db.write(store.claim_txn, self.id, wrefs, free, self.lease_s)
-            except Exception as exc:
+                claimed = await db.write(
+                    store.claim_txn, self.id, wrefs, free, self.lease_s, scan
+                )
+            except Exception as exc:  # noqa: BLE001 - the database may be away: back off
                 log.warning("claim failed (%s); retrying", exc)
                 await self._wait_any(self._stopping.wait(), timeout=1.0)
                 continue
+            if scan:
+                keyed_found = any(c.flow_key for c in claimed)
             for c in claimed:
                 self._start(c)
             if len(claimed) < free:
-                # Nothing more is due (or flow control holds it back): sleep until woken.
-                await self._wait_any(hub.wait_wake(self.poll_s), timeout=self.poll_s)
-                check_first = True
+                # Nothing more is due, or flow control holds it back (then look again soon).
+                held_back = due and not claimed
+                woken = await self._idle(hub, SCAN_INTERVAL_S if held_back else self.poll_s)
+                # SQLite's wake-ups fire on any commit, so look before taking the write
+                # lock; PostgreSQL's fire only for new work, so claim straight away.
+                check_first = store.needs_polling or not woken
             else:
                 check_first = False
+
+    async def _idle(self, hub: Hub, timeout: float) -> bool:
+        """Wait for a wake-up or ``timeout`` (the polling backstop); True when woken."""
+        waiter = asyncio.ensure_future(hub.wait_wake(timeout))
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({waiter, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not waiter.done():
+            waiter.cancel()
+            return False
+        return bool(waiter.result())
 
     async def _wait_any(self, aw: Awaitable[object], timeout: float) -> None:
         waiter = asyncio.ensure_future(aw)

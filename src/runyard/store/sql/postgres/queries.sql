@@ -66,11 +66,15 @@ ON CONFLICT (id) DO NOTHING
 RETURNING *, coalesce(not_before, created_at) AS due_at;
 
 -- name: insert_item
-INSERT INTO items (run_id, idx, kind, parent_idx, name, wref, input, custom_data, state,
-  error, priority, flow_key, due_at, finished_at)
-VALUES (%(run_id)s, %(idx)s, %(kind)s, %(parent_idx)s, %(name)s, %(wref)s, %(input)s, %(custom_data)s, %(state)s,
-  %(error)s, %(priority)s, %(flow_key)s, coalesce(%(due_at)s::double precision, runyard_now()),
-  CASE WHEN %(state)s = 'discarded' THEN runyard_now() END);
+-- The run's row gives the item its due time, priority and flow key; an existing run
+-- (an idempotent retry) already has its items, so the insert does nothing.
+INSERT INTO items (run_id, idx, kind, wref, input, custom_data, state, error, priority,
+  flow_key, iteration, due_at, finished_at)
+SELECT r.id, %(idx)s, 'input', %(wref)s, %(input)s, %(custom_data)s, %(state)s, %(error)s,
+  r.priority, r.flow_key, r.iteration, coalesce(r.not_before, r.created_at),
+  CASE WHEN %(state)s = 'discarded' THEN runyard_now() END
+FROM runs r WHERE r.id = %(run_id)s
+ON CONFLICT DO NOTHING;
 
 -- name: promote_scheduled
 UPDATE runs SET status = 'QUEUED', updated_at = runyard_now()
@@ -92,7 +96,7 @@ UPDATE items i SET owner = %(owner)s, epoch = i.epoch + 1,
   waiting_for = NULL
 FROM c WHERE i.run_id = c.run_id AND i.idx = c.idx
 RETURNING i.run_id, i.idx, i.kind, i.wref, i.input, i.custom_data, i.iteration, i.generation,
-  i.attempt, i.last_position, i.parent_idx, i.epoch;
+  i.attempt, i.last_position, i.parent_idx, i.epoch, i.flow_key;
 
 -- name: due_flow_keys
 SELECT DISTINCT i.flow_key FROM items i JOIN runs r ON r.id = i.run_id
@@ -117,7 +121,7 @@ UPDATE items i SET owner = %(owner)s, epoch = i.epoch + 1,
   waiting_for = NULL
 FROM c WHERE i.run_id = c.run_id AND i.idx = c.idx
 RETURNING i.run_id, i.idx, i.kind, i.wref, i.input, i.custom_data, i.iteration, i.generation,
-  i.attempt, i.last_position, i.parent_idx, i.epoch;
+  i.attempt, i.last_position, i.parent_idx, i.epoch, i.flow_key;
 
 -- name: start_runs
 UPDATE runs SET status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
@@ -204,31 +208,30 @@ RETURNING (SELECT status FROM runs WHERE id = %(run_id)s) AS status;
 -- name: upsert_step
 INSERT INTO steps (run_id, item_idx, iteration, position, name, kind, status, result, error,
   attempts, started_at)
-VALUES (%(run_id)s, %(idx)s, %(iteration)s, %(position)s, %(name)s, %(kind)s, %(status)s, %(result)s, %(error)s,
-  %(attempts)s, %(started_at)s)
+SELECT %(run_id)s, %(idx)s, %(iteration)s, %(position)s, %(name)s, %(kind)s, %(status)s, %(result)s, %(error)s, %(attempts)s, %(started_at)s
+WHERE EXISTS (SELECT 1 FROM items WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s)
 ON CONFLICT (run_id, item_idx, iteration, position) DO UPDATE SET status = excluded.status,
   result = excluded.result, error = excluded.error, attempts = excluded.attempts,
   completed_at = runyard_now()
-WHERE steps.status = 'waiting' AND excluded.status <> 'waiting'
-RETURNING position;
+WHERE steps.status = 'waiting' AND excluded.status <> 'waiting';
 
 -- name: insert_output
 INSERT INTO outputs (run_id, item_idx, iteration, position, key, data)
-VALUES (%(run_id)s, %(idx)s, %(iteration)s, %(position)s, %(key)s, %(data)s)
+SELECT %(run_id)s, %(idx)s, %(iteration)s, %(position)s, %(key)s, %(data)s
+WHERE EXISTS (SELECT 1 FROM items WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s)
 ON CONFLICT DO NOTHING;
 
 -- name: insert_credit
+-- A trigger adds the amount to the run's credits when (and only when) the row is new.
 INSERT INTO credits (run_id, item_idx, iteration, position, workflow, action, amount)
-SELECT %(run_id)s, %(idx)s, %(iteration)s, %(position)s, r.workflow, %(action)s, %(amount)s
-FROM runs r WHERE r.id = %(run_id)s
+SELECT r.id, %(idx)s, %(iteration)s, %(position)s, r.workflow, %(action)s, %(amount)s
+FROM runs r WHERE r.id = %(run_id)s AND EXISTS (SELECT 1 FROM items WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s)
 ON CONFLICT DO NOTHING;
-
--- name: add_run_credits
-UPDATE runs SET credits = credits + %(amount)s WHERE id = %(run_id)s;
 
 -- name: save_sync_state
 INSERT INTO sync_states (run_id, item_idx, iteration, state)
-VALUES (%(run_id)s, %(idx)s, %(iteration)s, %(state)s)
+SELECT %(run_id)s, %(idx)s, %(iteration)s, %(state)s
+WHERE EXISTS (SELECT 1 FROM items WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s)
 ON CONFLICT (run_id, item_idx, iteration) DO UPDATE SET state = excluded.state,
   saved_at = runyard_now();
 
@@ -244,7 +247,7 @@ SELECT status FROM runs WHERE id = %(run_id)s FOR UPDATE;
 -- name: finish_item
 UPDATE items SET state = %(state)s, result = %(result)s, error = %(error)s, owner = NULL,
   lease_expires_at = NULL, finished_at = runyard_now(), waiting_for = NULL
-WHERE run_id = %(run_id)s AND idx = %(idx)s;
+WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s;
 
 -- name: finalize_run
 UPDATE runs SET
@@ -279,16 +282,14 @@ WHERE r.id = %(run_id)s AND r.has_on_failure AND r.status IN ('FAILED', 'CRASHED
   AND NOT EXISTS (SELECT 1 FROM items h WHERE h.run_id = r.id AND h.kind = 'hook'
                   AND h.state IN ('queued', 'processing'));
 
--- name: item_iteration
-SELECT iteration FROM items WHERE run_id = %(run_id)s AND idx = %(idx)s;
-
 -- name: suspend_item
 UPDATE items SET owner = NULL, lease_expires_at = NULL, due_at = %(due_at)s,
   waiting_for = %(waiting_for)s
-WHERE run_id = %(run_id)s AND idx = %(idx)s;
+WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s;
 
 -- name: set_run_waiting
-UPDATE runs SET waiting_for = %(waiting_for)s, updated_at = runyard_now() WHERE id = %(run_id)s;
+UPDATE runs SET waiting_for = %(waiting_for)s, updated_at = runyard_now()
+WHERE id = %(run_id)s AND EXISTS (SELECT 1 FROM items WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s);
 
 -- name: lock_event
 SELECT pg_advisory_xact_lock(hashtextextended(%(event_id)s, 7207413551));
@@ -323,12 +324,17 @@ DELETE FROM waiters WHERE run_id = %(run_id)s AND item_idx = %(idx)s;
 -- name: delete_run_waiters
 DELETE FROM waiters WHERE run_id = %(run_id)s;
 
+-- name: insert_map_item
+INSERT INTO items (run_id, idx, kind, parent_idx, name, wref, input, state, priority,
+  iteration, due_at)
+SELECT p.run_id, %(idx)s, 'map', p.idx, %(name)s, p.wref, %(input)s, 'queued', p.priority,
+  p.iteration, runyard_now()
+FROM items p WHERE p.run_id = %(run_id)s AND p.idx = %(parent_idx)s
+ON CONFLICT DO NOTHING;
+
 -- name: reserve_items
 UPDATE runs SET item_count = item_count + %(n)s WHERE id = %(run_id)s
 RETURNING item_count - %(n)s AS base;
-
--- name: get_item_row
-SELECT * FROM items WHERE run_id = %(run_id)s AND idx = %(idx)s;
 
 -- name: set_element
 UPDATE items SET state = %(state)s, result = %(result)s, error = %(error)s,

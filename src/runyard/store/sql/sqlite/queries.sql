@@ -66,11 +66,15 @@ ON CONFLICT (id) DO NOTHING
 RETURNING *, coalesce(not_before, created_at) AS due_at;
 
 -- name: insert_item
-INSERT INTO items (run_id, idx, kind, parent_idx, name, wref, input, custom_data, state,
-  error, priority, flow_key, due_at, finished_at)
-VALUES (:run_id, :idx, :kind, :parent_idx, :name, :wref, :input, :custom_data, :state,
-  :error, :priority, :flow_key, coalesce(:due_at, ry_now()),
-  CASE WHEN :state = 'discarded' THEN ry_now() END);
+-- The run's row gives the item its due time, priority and flow key; an existing run
+-- (an idempotent retry) already has its items, so the insert does nothing.
+INSERT INTO items (run_id, idx, kind, wref, input, custom_data, state, error, priority,
+  flow_key, iteration, due_at, finished_at)
+SELECT r.id, :idx, 'input', :wref, :input, :custom_data, :state, :error,
+  r.priority, r.flow_key, r.iteration, coalesce(r.not_before, r.created_at),
+  CASE WHEN :state = 'discarded' THEN ry_now() END
+FROM runs r WHERE r.id = :run_id
+ON CONFLICT DO NOTHING;
 
 -- name: promote_scheduled
 UPDATE runs SET status = 'QUEUED', updated_at = ry_now()
@@ -88,7 +92,7 @@ WHERE rowid IN (
     AND (r.status IN ('QUEUED', 'RUNNING') OR i.kind = 'hook')
   ORDER BY i.priority DESC, i.due_at LIMIT :limit)
 RETURNING run_id, idx, kind, wref, input, custom_data, iteration, generation, attempt,
-  last_position, parent_idx, epoch;
+  last_position, parent_idx, epoch, flow_key;
 
 -- name: due_flow_keys
 SELECT DISTINCT i.flow_key FROM items i JOIN runs r ON r.id = i.run_id
@@ -110,7 +114,7 @@ WHERE rowid IN (
     AND r.status IN ('QUEUED', 'RUNNING')
   ORDER BY i.priority DESC, i.due_at LIMIT :limit)
 RETURNING run_id, idx, kind, wref, input, custom_data, iteration, generation, attempt,
-  last_position, parent_idx, epoch;
+  last_position, parent_idx, epoch, flow_key;
 
 -- name: start_runs
 UPDATE runs SET status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
@@ -197,31 +201,30 @@ RETURNING (SELECT status FROM runs WHERE id = :run_id) AS status;
 -- name: upsert_step
 INSERT INTO steps (run_id, item_idx, iteration, position, name, kind, status, result, error,
   attempts, started_at)
-VALUES (:run_id, :idx, :iteration, :position, :name, :kind, :status, :result, :error,
-  :attempts, :started_at)
+SELECT :run_id, :idx, :iteration, :position, :name, :kind, :status, :result, :error, :attempts, :started_at
+WHERE EXISTS (SELECT 1 FROM items WHERE run_id = :run_id AND idx = :idx AND owner = :owner AND epoch = :epoch)
 ON CONFLICT (run_id, item_idx, iteration, position) DO UPDATE SET status = excluded.status,
   result = excluded.result, error = excluded.error, attempts = excluded.attempts,
   completed_at = ry_now()
-WHERE steps.status = 'waiting' AND excluded.status <> 'waiting'
-RETURNING position;
+WHERE steps.status = 'waiting' AND excluded.status <> 'waiting';
 
 -- name: insert_output
 INSERT INTO outputs (run_id, item_idx, iteration, position, key, data)
-VALUES (:run_id, :idx, :iteration, :position, :key, :data)
+SELECT :run_id, :idx, :iteration, :position, :key, :data
+WHERE EXISTS (SELECT 1 FROM items WHERE run_id = :run_id AND idx = :idx AND owner = :owner AND epoch = :epoch)
 ON CONFLICT DO NOTHING;
 
 -- name: insert_credit
+-- A trigger adds the amount to the run's credits when (and only when) the row is new.
 INSERT INTO credits (run_id, item_idx, iteration, position, workflow, action, amount)
-SELECT :run_id, :idx, :iteration, :position, r.workflow, :action, :amount
-FROM runs r WHERE r.id = :run_id
+SELECT r.id, :idx, :iteration, :position, r.workflow, :action, :amount
+FROM runs r WHERE r.id = :run_id AND EXISTS (SELECT 1 FROM items WHERE run_id = :run_id AND idx = :idx AND owner = :owner AND epoch = :epoch)
 ON CONFLICT DO NOTHING;
-
--- name: add_run_credits
-UPDATE runs SET credits = credits + :amount WHERE id = :run_id;
 
 -- name: save_sync_state
 INSERT INTO sync_states (run_id, item_idx, iteration, state)
-VALUES (:run_id, :idx, :iteration, :state)
+SELECT :run_id, :idx, :iteration, :state
+WHERE EXISTS (SELECT 1 FROM items WHERE run_id = :run_id AND idx = :idx AND owner = :owner AND epoch = :epoch)
 ON CONFLICT (run_id, item_idx, iteration) DO UPDATE SET state = excluded.state,
   saved_at = ry_now();
 
@@ -237,7 +240,7 @@ SELECT status FROM runs WHERE id = :run_id;
 -- name: finish_item
 UPDATE items SET state = :state, result = :result, error = :error, owner = NULL,
   lease_expires_at = NULL, finished_at = ry_now(), waiting_for = NULL
-WHERE run_id = :run_id AND idx = :idx;
+WHERE run_id = :run_id AND idx = :idx AND owner = :owner AND epoch = :epoch;
 
 -- name: finalize_run
 UPDATE runs SET
@@ -274,16 +277,14 @@ WHERE r.id = :run_id AND r.has_on_failure AND r.status IN ('FAILED', 'CRASHED')
   AND NOT EXISTS (SELECT 1 FROM items h WHERE h.run_id = r.id AND h.kind = 'hook'
                   AND h.state IN ('queued', 'processing'));
 
--- name: item_iteration
-SELECT iteration FROM items WHERE run_id = :run_id AND idx = :idx;
-
 -- name: suspend_item
 UPDATE items SET owner = NULL, lease_expires_at = NULL, due_at = :due_at,
   waiting_for = :waiting_for
-WHERE run_id = :run_id AND idx = :idx;
+WHERE run_id = :run_id AND idx = :idx AND owner = :owner AND epoch = :epoch;
 
 -- name: set_run_waiting
-UPDATE runs SET waiting_for = :waiting_for, updated_at = ry_now() WHERE id = :run_id;
+UPDATE runs SET waiting_for = :waiting_for, updated_at = ry_now()
+WHERE id = :run_id AND EXISTS (SELECT 1 FROM items WHERE run_id = :run_id AND idx = :idx AND owner = :owner AND epoch = :epoch);
 
 -- name: lock_event
 SELECT 1;
@@ -318,12 +319,17 @@ DELETE FROM waiters WHERE run_id = :run_id AND item_idx = :idx;
 -- name: delete_run_waiters
 DELETE FROM waiters WHERE run_id = :run_id;
 
+-- name: insert_map_item
+INSERT INTO items (run_id, idx, kind, parent_idx, name, wref, input, state, priority,
+  iteration, due_at)
+SELECT p.run_id, :idx, 'map', p.idx, :name, p.wref, :input, 'queued', p.priority,
+  p.iteration, ry_now()
+FROM items p WHERE p.run_id = :run_id AND p.idx = :parent_idx
+ON CONFLICT DO NOTHING;
+
 -- name: reserve_items
 UPDATE runs SET item_count = item_count + :n WHERE id = :run_id
 RETURNING item_count - :n AS base;
-
--- name: get_item_row
-SELECT * FROM items WHERE run_id = :run_id AND idx = :idx;
 
 -- name: set_element
 UPDATE items SET state = :state, result = :result, error = :error,

@@ -183,6 +183,14 @@ CREATE TABLE credits (
   PRIMARY KEY (run_id, item_idx, iteration, position)
 );
 CREATE INDEX credits_time ON credits (created_at);
+-- A run's credits are the sum of its credit rows, kept up to date as rows arrive.
+CREATE OR REPLACE FUNCTION runyard_credits_sum() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE runs SET credits = credits + NEW.amount WHERE id = NEW.run_id;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER credits_sum AFTER INSERT ON credits
+  FOR EACH ROW EXECUTE FUNCTION runyard_credits_sum();
 
 CREATE TABLE events (
   id BIGSERIAL PRIMARY KEY,

@@ -173,6 +173,10 @@ CREATE TABLE credits (
   PRIMARY KEY (run_id, item_idx, iteration, position)
 );
 CREATE INDEX credits_time ON credits (created_at);
+-- A run's credits are the sum of its credit rows, kept up to date as rows arrive.
+CREATE TRIGGER credits_sum AFTER INSERT ON credits BEGIN
+  UPDATE runs SET credits = credits + NEW.amount WHERE id = NEW.run_id;
+END;
 
 CREATE TABLE events (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
