@@ -38,6 +38,9 @@ from ..models import (
 from .queries import load_queries, migrations
 
 Row = Mapping[str, Any]
+#: Announcement channels (PostgreSQL NOTIFY channels; in-process on SQLite).
+WAKE = "runyard_wake"
+RUN = "runyard_run"
 FAR_FUTURE = 4102444800.0  # 2100-01-01: "no deadline" for a suspended item
 
 
@@ -181,6 +184,15 @@ class Tx:
         self._conn = conn
         self._pipeline = pipeline
         self._q = store.queries
+        self.announcements: set[tuple[str, str]] = set()
+
+    def announce_wake(self) -> None:
+        """After commit, tell every worker that new work may be due."""
+        self.announcements.add((WAKE, ""))
+
+    def announce_run(self, run_id: str) -> None:
+        """After commit, tell whoever waits on ``run_id`` that it changed."""
+        self.announcements.add((RUN, run_id))
 
     def send(self, name: str, params: Mapping[str, Any] | None = None) -> Sent:
         """Execute without waiting for the answer where the backend allows it."""
@@ -476,6 +488,7 @@ class Store(abc.ABC):
             existing = tx.q1("get_run", {"id": run.id})
             assert existing is not None
             return existing, False
+        tx.announce_wake()
         return row, True
 
     # -- claiming ------------------------------------------------------------------
@@ -696,6 +709,8 @@ class Store(abc.ABC):
             return str(row["status"])
         if done["status"] in ("FAILED", "CRASHED"):
             tx.exec("insert_hook_item", {"run_id": f.run_id})  # on_failure, once per failure
+            tx.announce_wake()
+        tx.announce_run(f.run_id)
         return str(done["status"])
 
     def suspend_txn(
@@ -780,7 +795,9 @@ class Store(abc.ABC):
         tx.exec("delete_event_waiters", {"event_id": event_id})
         run_ids = sorted({r["run_id"] for r in woken})
         if run_ids:
-            tx.q("wake")
+            tx.announce_wake()
+        for run_id in run_ids:
+            tx.announce_run(run_id)
         return run_ids
 
     def start_map_txn(
@@ -845,14 +862,17 @@ class Store(abc.ABC):
     # -- leases, recovery ----------------------------------------------------------
 
     def heartbeat_txn(
-        self, tx: Tx, owner: str, lease_s: float, run_ids: Sequence[str]
+        self, tx: Tx, owner: str, lease_s: float, fences: Sequence[Fence]
     ) -> tuple[set[tuple[str, int, int]], dict[str, str]]:
-        """Extend ``owner``'s leases; the items it still owns and the statuses of its
-        runs that want it to stop (PAUSED, CANCELED)."""
-        owned = {
-            (r["run_id"], r["idx"], r["epoch"])
-            for r in tx.q("extend_leases", {"owner": owner, "lease_s": lease_s})
-        }
+        """Extend the leases of the items ``owner`` is executing (only those: an item it
+        claimed but is not executing must expire and be recovered); the items it still
+        owns and the statuses of its runs that want it to stop (PAUSED, CANCELED)."""
+        owned: set[tuple[str, int, int]] = set()
+        for f in fences:
+            row = tx.q1("extend_lease", {**self._fence_params(f), "lease_s": lease_s})
+            if row is not None:
+                owned.add((f.run_id, f.idx, f.epoch))
+        run_ids = sorted({f.run_id for f in fences})
         tx.exec("extend_flow_slots", {"owner": owner, "lease_s": lease_s})
         tx.exec("worker_heartbeat", {"id": owner})
         stops = {}
@@ -881,7 +901,8 @@ class Store(abc.ABC):
             tx.exec("crash_run", {"run_id": row["id"], "error": error})
             tx.exec("crash_items", {"run_id": row["id"], "error": error})
             tx.exec("insert_hook_item", {"run_id": row["id"]})
-        tx.q("wake")
+            tx.announce_run(row["id"])
+        tx.announce_wake()
         return run_ids
 
     # -- client transitions --------------------------------------------------------
@@ -889,7 +910,10 @@ class Store(abc.ABC):
     def _select_txn(self, tx: Tx, filt: RunFilter, statuses: frozenset[RunStatus]) -> list[str]:
         params = filt.params()
         params["statuses"] = sorted(s.value for s in statuses)
-        return [r["id"] for r in tx.q("select_runs_for_action", params)]
+        ids = [r["id"] for r in tx.q("select_runs_for_action", params)]
+        for run_id in ids:
+            tx.announce_run(run_id)
+        return ids
 
     def _check_single(self, tx: Tx, filt: RunFilter, action: str, changed: list[str]) -> None:
         """For an action on one id, explain why nothing changed."""
@@ -933,7 +957,7 @@ class Store(abc.ABC):
             tx.exec("resume_items", {"run_id": run_id})
             tx.exec("resume_run", {"run_id": run_id})
         if ids:
-            tx.q("wake")
+            tx.announce_wake()
         self._check_single(tx, filt, "resume", ids)
         return ids
 
@@ -943,7 +967,8 @@ class Store(abc.ABC):
         self._check_single(tx, filt, "continue", ids)
         tx.exec("continue_items", {"run_id": run_id})
         tx.exec("continue_run", {"run_id": run_id})
-        tx.q("wake")
+        tx.announce_wake()
+        tx.announce_run(run_id)
         row = tx.q1("get_run", {"id": run_id})
         assert row is not None
         return row
@@ -992,6 +1017,7 @@ class Store(abc.ABC):
         }
         tx.exec("fork_steps", params)
         tx.exec("fork_outputs", params)
+        tx.announce_wake()
         row = tx.q1("get_run", {"id": new_id})
         assert row is not None
         return row, True

@@ -169,6 +169,7 @@ class DbExecutor:
                 for j in jobs:
                     results.append(j.fn(tx, *j.args))
         except BaseException as exc:
+            # Run each job alone: one bad job must not fail the others.
             if self.store.is_transient(exc):
                 self._drop_connection()
             for j in jobs:

@@ -10,11 +10,11 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from .base import Store, Tx
+from .base import RUN, WAKE, Store, Tx
 
-#: Channels the database announces on (see the runs trigger in the migrations).
-WAKE_CHANNEL = "runyard_wake"
-RUN_CHANNEL = "runyard_run"
+#: Channels announcements are sent on (see Store.publish).
+WAKE_CHANNEL = WAKE
+RUN_CHANNEL = RUN
 
 
 def conninfo(url: str) -> str:
@@ -45,9 +45,22 @@ class PostgresStore(Store):
             with conn.transaction(), conn.cursor() as cur:
                 yield Tx(self, cur)
             return
-        # Writes are pipelined: statements sent with Tx.send travel together.
-        with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as cur:
-            yield Tx(self, cur, conn, pipeline)
+        # Writes are pipelined: statements sent with Tx.send travel together. What the
+        # transaction announces is sent right after its COMMIT, in the same round trip,
+        # in a transaction of its own: a NOTIFY inside the main transaction would take a
+        # database-wide lock through its commit and serialize every writer.
+        with conn.pipeline() as pipeline:
+            with conn.transaction(), conn.cursor() as cur:
+                tx = Tx(self, cur, conn, pipeline)
+                yield tx
+            if tx.announcements:
+                items = sorted(tx.announcements)
+                with conn.transaction():
+                    tx.send("publish_fast_commit")
+                    tx.send(
+                        "publish",
+                        {"channels": [c for c, _ in items], "payloads": [p for _, p in items]},
+                    )
 
     def adapt(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
         return params

@@ -172,7 +172,7 @@ class Worker:
                 claimed = await db.write(
                     store.claim_txn, self.id, wrefs, free, self.lease_s, scan
                 )
-            except Exception as exc:  # noqa: BLE001 - the database may be away: back off
+            except Exception as exc:
                 log.warning("claim failed (%s); retrying", exc)
                 await self._wait_any(self._stopping.wait(), timeout=1.0)
                 continue
@@ -244,7 +244,8 @@ class Worker:
             snapshot = {k: v for k, v in self.inflight.items()}
             try:
                 owned, stops = await db.write(
-                    store.heartbeat_txn, self.id, self.lease_s, sorted({k[0] for k in snapshot})
+                    store.heartbeat_txn, self.id, self.lease_s,
+                    [x.fence for x, _ in snapshot.values()],
                 )
             except Exception as exc:
                 log.warning("heartbeat failed (%s)", exc)

@@ -20,8 +20,13 @@ VALUES (%(version)s, %(name)s, extract(epoch FROM clock_timestamp()));
 -- name: now
 SELECT runyard_now() AS now;
 
--- name: wake
-SELECT pg_notify('runyard_wake', '');
+-- name: publish
+-- Announcements of committed changes, sent in a transaction of their own with
+-- synchronous_commit off: they are hints and need no durability.
+SELECT pg_notify(c, p) FROM unnest(%(channels)s::text[], %(payloads)s::text[]) AS t(c, p);
+
+-- name: publish_fast_commit
+SET LOCAL synchronous_commit TO off;
 
 -- name: upsert_workflow
 INSERT INTO workflows (name, version, description, input_schema, options)
@@ -349,9 +354,10 @@ WHERE id = %(run_id)s;
 -- name: insert_log
 INSERT INTO logs (run_id, item_idx, level, message) VALUES (%(run_id)s, %(idx)s, %(level)s, %(message)s);
 
--- name: extend_leases
-UPDATE items SET lease_expires_at = runyard_now() + %(lease_s)s WHERE owner = %(owner)s
-RETURNING run_id, idx, epoch;
+-- name: extend_lease
+UPDATE items SET lease_expires_at = runyard_now() + %(lease_s)s
+WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s
+RETURNING epoch;
 
 -- name: stopping_runs
 SELECT id, status FROM runs

@@ -20,7 +20,11 @@ INSERT INTO runyard_migrations (version, name, applied_at) VALUES (:version, :na
 -- name: now
 SELECT ry_now() AS now;
 
--- name: wake
+-- name: publish
+-- SQLite has no notifications: other processes notice commits through data_version.
+SELECT 1 WHERE :channels IS NULL;
+
+-- name: publish_fast_commit
 SELECT 1;
 
 -- name: upsert_workflow
@@ -344,9 +348,10 @@ WHERE id = :run_id;
 -- name: insert_log
 INSERT INTO logs (run_id, item_idx, level, message) VALUES (:run_id, :idx, :level, :message);
 
--- name: extend_leases
-UPDATE items SET lease_expires_at = ry_now() + :lease_s WHERE owner = :owner
-RETURNING run_id, idx, epoch;
+-- name: extend_lease
+UPDATE items SET lease_expires_at = ry_now() + :lease_s
+WHERE run_id = :run_id AND idx = :idx AND owner = :owner AND epoch = :epoch
+RETURNING epoch;
 
 -- name: stopping_runs
 SELECT id, status FROM runs

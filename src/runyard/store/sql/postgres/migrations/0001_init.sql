@@ -76,17 +76,15 @@ CREATE TABLE run_transitions (
 );
 CREATE INDEX run_transitions_run ON run_transitions (run_id, id);
 
--- Every status change is recorded, and announced (a hint: LISTEN/NOTIFY is never the
--- only path, waiters also poll).
+-- Every status change is recorded with its time. (Wake-ups are not sent from here: a
+-- NOTIFY inside a transaction takes a database-wide lock through its commit. The store
+-- announces changes after committing instead; see DbExecutor.)
 CREATE OR REPLACE FUNCTION runyard_run_status() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP = 'INSERT' THEN
     INSERT INTO run_transitions (run_id, from_status, to_status) VALUES (NEW.id, NULL, NEW.status);
-    PERFORM pg_notify('runyard_wake', '');
   ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
     INSERT INTO run_transitions (run_id, from_status, to_status) VALUES (NEW.id, OLD.status, NEW.status);
-    PERFORM pg_notify('runyard_run', NEW.id);
-    IF NEW.status = 'QUEUED' THEN PERFORM pg_notify('runyard_wake', ''); END IF;
   END IF;
   RETURN NEW;
 END $$;
