@@ -121,6 +121,7 @@ class WorkerProcess:
         lease_s: float = 2.0,
         env: dict[str, str] | None = None,
         log: Path | None = None,
+        shutdown_timeout_s: float = 5.0,
     ) -> None:
         self.app = app
         self.db_url = db_url
@@ -128,6 +129,7 @@ class WorkerProcess:
         self.lease_s = lease_s
         self.env = env or {}
         self.log = log
+        self.shutdown_timeout_s = shutdown_timeout_s
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
@@ -150,7 +152,7 @@ class WorkerProcess:
                 "--concurrency",
                 str(self.concurrency),
                 "--shutdown-timeout",
-                "5",
+                str(self.shutdown_timeout_s),
                 "--log-level",
                 "warning",
             ],
@@ -159,6 +161,8 @@ class WorkerProcess:
             stderr=out,
             cwd=str(ROOT),
         )
+        if out is not subprocess.DEVNULL:
+            out.close()  # the child has its own descriptor
         return self
 
     @property

@@ -45,7 +45,7 @@ from .models import (
 )
 from .store import RunFilter, Store, open_store
 from .store.dbexec import DbExecutor
-from .store.hub import Hub, Watcher
+from .store.hub import Hub, Watcher, wait_event
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -570,7 +570,7 @@ class Runyard:
                     else min(remaining, self.settings.poll_s)
                 )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(ev.wait(), step)
+                    await wait_event(ev, step)
         finally:
             hub.drop_run_event(run_id, ev)
 

@@ -171,7 +171,8 @@ class Execution:
         if timeout is None:
             return await coro
         try:
-            return await asyncio.wait_for(coro, timeout)
+            async with asyncio.timeout(timeout):
+                return await coro
         except TimeoutError:
             raise StepTimeout(f"attempt took longer than {timeout} s") from None
 
@@ -573,7 +574,8 @@ class Execution:
             coro = self._invoke(typed)
             if deadline is not None:
                 try:
-                    result = await asyncio.wait_for(coro, max(0.0, deadline - time.time()))
+                    async with asyncio.timeout(max(0.0, deadline - time.time())):
+                        result = await coro
                 except TimeoutError:
                     raise RunTimeout("the run took longer than its timeout") from None
             else:

@@ -322,6 +322,9 @@ class Store(abc.ABC):
     backend: str
     #: True when other processes' commits can only be noticed by polling.
     needs_polling: bool
+    #: Queries only this backend has (fast paths of its own); every other name exists
+    #: for both backends.
+    own_queries: frozenset[str] = frozenset()
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -705,13 +708,22 @@ class Store(abc.ABC):
         if row is None:
             return None
         done = final.one()
-        if done is None:
-            return str(row["status"])
-        if done["status"] in ("FAILED", "CRASHED"):
-            tx.exec("insert_hook_item", {"run_id": f.run_id})  # on_failure, once per failure
+        return self._after_finalize_txn(
+            tx, f.run_id, done["status"] if done else None, row["status"]
+        )
+
+    def _after_finalize_txn(
+        self, tx: Tx, run_id: str, final_status: str | None, run_status: str
+    ) -> str:
+        """The run's status after an item's outcome; a run that just ended FAILED gets
+        its on_failure item (once per failure)."""
+        if final_status is None:
+            return run_status
+        if final_status in ("FAILED", "CRASHED"):
+            tx.exec("insert_hook_item", {"run_id": run_id})
             tx.announce_wake()
-        tx.announce_run(f.run_id)
-        return str(done["status"])
+        tx.announce_run(run_id)
+        return final_status
 
     def suspend_txn(
         self,

@@ -22,6 +22,17 @@ from .base import Store
 log = logging.getLogger("runyard.hub")
 
 
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait for ``event`` at most ``timeout`` seconds; whether it is set. (Python 3.11's
+    ``asyncio.wait_for`` can lose a cancellation and hang; ``asyncio.timeout`` cannot.)"""
+    if event.is_set():
+        return True
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    return event.is_set()
+
+
 class Hub:
     """Events for one asyncio loop; the ``notify_*`` methods may be called from any thread."""
 
@@ -84,10 +95,7 @@ class Hub:
 
     async def wait_wake(self, timeout: float) -> bool:
         """Wait until new work may be due (True) or ``timeout`` seconds passed (False)."""
-        if not self._wake.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-        woken = self._wake.is_set()
+        woken = await wait_event(self._wake, timeout)
         self._wake.clear()
         return woken
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import os
 import random
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from ..engine.executor import Execution, Runtime
 from ..store import Claimed, Fence
-from ..store.hub import Hub
+from ..store.hub import Hub, wait_event
 
 if TYPE_CHECKING:
     from ..app import Runyard
@@ -265,8 +264,7 @@ class Worker:
         store, db = self.yard.store, self.yard.db
         while True:
             self._control_now.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._control_now.wait(), timeout=0.5)
+            await wait_event(self._control_now, 0.5)
             if not self.inflight:
                 continue
             run_ids = sorted(

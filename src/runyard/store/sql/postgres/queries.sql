@@ -541,3 +541,82 @@ SELECT * FROM waiters WHERE event_id = %(event_id)s ORDER BY created_at;
 
 -- name: list_logs
 SELECT * FROM logs WHERE run_id = %(run_id)s ORDER BY id;
+
+-- name: checkpoint_steps
+-- The hot path of a step, in one statement: fence the item (locking its row) and record
+-- the pending checkpoints (arrays, one element each). No row: fenced out.
+WITH f AS (
+  UPDATE items SET last_position = GREATEST(last_position, %(position)s)
+  WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s
+  RETURNING run_id, idx),
+s AS (
+  INSERT INTO steps (run_id, item_idx, iteration, position, name, kind, status, result, error,
+    attempts, started_at)
+  SELECT f.run_id, f.idx, %(iteration)s, c.position, c.name, c.kind, c.status, c.result,
+    c.error, c.attempts, c.started_at
+  FROM f, unnest(%(positions)s::int[], %(names)s::text[], %(kinds)s::text[],
+                 %(statuses)s::text[], %(results)s::text[], %(errors)s::text[],
+                 %(attempts)s::int[], %(started)s::double precision[])
+       AS c(position, name, kind, status, result, error, attempts, started_at)
+  ON CONFLICT (run_id, item_idx, iteration, position) DO UPDATE SET status = excluded.status,
+    result = excluded.result, error = excluded.error, attempts = excluded.attempts,
+    completed_at = runyard_now()
+  WHERE steps.status = 'waiting' AND excluded.status <> 'waiting')
+SELECT r.status FROM f JOIN runs r ON r.id = f.run_id;
+
+-- name: finish_item_steps
+-- An item's outcome in one statement (after lock_run): fence and finish the item, record
+-- its last checkpoints, and finalize the run when this was its last open input. The
+-- snapshot is taken after the run lock, so every other item's outcome is visible.
+WITH f AS (
+  UPDATE items SET state = %(state)s, result = %(result)s, error = %(error)s, owner = NULL,
+    lease_expires_at = NULL, finished_at = runyard_now(), waiting_for = NULL,
+    last_position = GREATEST(last_position, %(position)s)
+  WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s
+  RETURNING run_id, idx, kind, state, result, error),
+s AS (
+  INSERT INTO steps (run_id, item_idx, iteration, position, name, kind, status, result, error,
+    attempts, started_at)
+  SELECT f.run_id, f.idx, %(iteration)s, c.position, c.name, c.kind, c.status, c.result,
+    c.error, c.attempts, c.started_at
+  FROM f, unnest(%(positions)s::int[], %(names)s::text[], %(kinds)s::text[],
+                 %(statuses)s::text[], %(results)s::text[], %(errors)s::text[],
+                 %(attempts)s::int[], %(started)s::double precision[])
+       AS c(position, name, kind, status, result, error, attempts, started_at)
+  ON CONFLICT (run_id, item_idx, iteration, position) DO UPDATE SET status = excluded.status,
+    result = excluded.result, error = excluded.error, attempts = excluded.attempts,
+    completed_at = runyard_now()
+  WHERE steps.status = 'waiting' AND excluded.status <> 'waiting'),
+inputs AS (
+  SELECT i.idx, i.state, i.result, i.error FROM items i, f
+  WHERE i.run_id = f.run_id AND i.kind = 'input' AND i.idx <> f.idx AND f.kind = 'input'
+  UNION ALL
+  SELECT f.idx, f.state, f.result, f.error FROM f WHERE f.kind = 'input'),
+c AS (
+  SELECT count(*) AS n,
+    count(*) FILTER (WHERE state = 'completed') AS ok,
+    count(*) FILTER (WHERE state = 'failed') AS failed,
+    count(*) FILTER (WHERE state = 'discarded') AS discarded,
+    count(*) FILTER (WHERE state IN ('queued', 'processing')) AS open,
+    max(CASE WHEN idx = 0 THEN result END) AS first_result,
+    max(CASE WHEN idx = 0 THEN error END) AS first_error,
+    '[' || string_agg(coalesce(result, 'null'), ',' ORDER BY idx) || ']' AS results
+  FROM inputs),
+r AS (
+  UPDATE runs SET
+    status = CASE WHEN c.ok = c.n THEN 'SUCCEEDED' WHEN c.ok = 0 THEN 'FAILED'
+                  ELSE 'PARTIAL_SUCCEEDED' END,
+    result = CASE WHEN runs.input_count = 1 THEN c.first_result ELSE c.results END,
+    error = CASE WHEN c.ok = c.n THEN NULL
+                 WHEN runs.input_count = 1 THEN c.first_error
+                 ELSE json_build_object('code', 'items_failed', 'message',
+                        c.failed || ' input(s) failed, ' || c.discarded || ' discarded',
+                        'failed', c.failed, 'discarded', c.discarded)::text END,
+    progress = CASE WHEN c.ok = c.n THEN 1.0 ELSE runs.progress END,
+    finished_at = runyard_now(), updated_at = runyard_now(), waiting_for = NULL
+  FROM c, f
+  WHERE runs.id = f.run_id AND c.n = runs.input_count AND c.open = 0
+    AND runs.status IN ('RUNNING', 'QUEUED', 'PAUSED')
+  RETURNING runs.status)
+SELECT (SELECT status FROM r) AS final_status, runs.status AS run_status
+FROM f JOIN runs ON runs.id = f.run_id;
