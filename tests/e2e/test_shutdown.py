@@ -24,8 +24,9 @@ async def _start_when_registered(yard, seconds: float) -> str:  # type: ignore[n
     raise AssertionError("the worker never registered its workflows")
 
 
-def test_sigterm_lets_the_step_finish(db_url: str, worker_procs: list[WorkerProcess],
-                                      tmp_path: Path) -> None:
+def test_sigterm_lets_the_step_finish(
+    db_url: str, worker_procs: list[WorkerProcess], tmp_path: Path
+) -> None:
     yard = make_yard(db_url)
     w = WorkerProcess(APP, db_url, shutdown_timeout_s=10, log=tmp_path / "w.log").start()
     worker_procs.append(w)
@@ -46,8 +47,9 @@ def test_sigterm_lets_the_step_finish(db_url: str, worker_procs: list[WorkerProc
         yard.close()
 
 
-def test_sigterm_hands_back_what_does_not_finish(db_url: str, worker_procs: list[WorkerProcess],
-                                                 tmp_path: Path) -> None:
+def test_sigterm_hands_back_what_does_not_finish(
+    db_url: str, worker_procs: list[WorkerProcess], tmp_path: Path
+) -> None:
     yard = make_yard(db_url)
     marker = tmp_path / "short"
     env = {"SHUTDOWN_MARKER": str(marker)}

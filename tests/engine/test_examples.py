@@ -15,8 +15,8 @@ def _examples_on(db_url: str):  # type: ignore[no-untyped-def]
 
     yard = examples.yard
     yard.close()
-    yard._store = None  # noqa: SLF001 - point the module's yard at this test's database
-    yard._ready = False  # noqa: SLF001
+    yard._store = None
+    yard._ready = False
     yard.settings = dataclasses.replace(Settings.from_env(db_url), lease_s=2.0, poll_s=0.2)
     return yard
 
@@ -28,13 +28,18 @@ def test_examples(db_url: str) -> None:
         async with running_worker(yard):
             batch = await yard.start(
                 "enrich_companies",
-                inputs=[{"domain": "acme.com"}, {"domain": "globex.io"}, {"domain": "NOT A DOMAIN"}],
+                inputs=[
+                    {"domain": "acme.com"},
+                    {"domain": "globex.io"},
+                    {"domain": "NOT A DOMAIN"},
+                ],
             )
             run = await batch.wait(timeout=30)
             assert run.status is RunStatus.PARTIAL_SUCCEEDED
             assert run.credits == 2 + 6
             assert {o.data["domain"] for o in await yard.outputs(batch.id)} == {
-                "acme.com", "globex.io",
+                "acme.com",
+                "globex.io",
             }
             items = await yard.items(batch.id)
             assert sum(1 for i in items if i.kind == "map") == 6
