@@ -83,12 +83,30 @@ def db_url(backend: str, tmp_path: Path, pg_template: str | None) -> Iterator[st
         yield url
         return
     assert pg_template is not None
+    with _pg_database(pg_template) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _pg_database(template: str) -> Iterator[str]:
     name = f"runyard_t_{secrets.token_hex(5)}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name} TEMPLATE {pg_template}")
-    yield _pg_url(name)
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+    try:
+        yield _pg_url(name)
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def pg_db_url(pg_template: str | None) -> Iterator[str]:
+    """A fresh PostgreSQL database, for the tests that only make sense there (they opt
+    out of SQLite by using this fixture instead of ``db_url``)."""
+    if pg_template is None:
+        pytest.skip("RUNYARD_TEST_BACKENDS leaves PostgreSQL out on purpose")
+    with _pg_database(pg_template) as url:
+        yield url
 
 
 def make_yard(db_url: str, **settings: Any) -> Runyard:
