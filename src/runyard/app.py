@@ -28,7 +28,13 @@ from typing import Any, TypeVar, overload
 
 from . import jsonutil
 from .config import Settings
-from .engine.registry import FlowControl, RetryPolicy, WorkflowDef, make_definition
+from .engine.registry import (
+    FlowControl,
+    RetryPolicy,
+    RunDefaults,
+    WorkflowDef,
+    make_definition,
+)
 from .errors import InvalidInput, RunFailed, Timeout, WorkflowNotFound
 from .models import (
     Attempt,
@@ -415,15 +421,21 @@ class Runyard:
                 details=[{"field": "retries", "error": "not >= 0"}],
             )
         wf = self.workflows.get(name)
-        if wf is None or (version is not None and wf.version != version):
-            wf_version = version or await self._read(self.store.latest_version, name)
-            if wf_version is None:
+        if wf is not None and (version is None or wf.version == version):
+            defaults = wf.run_defaults()
+        else:
+            wf = None
+            record = await self._read(self.store.get_workflow, name, version)
+            if record is None:
+                what = f"{name!r} version {version!r}" if version else repr(name)
                 raise WorkflowNotFound(
-                    f"no workflow named {name!r} is registered",
+                    f"no workflow {what} is registered",
                     details=[{"field": "workflow", "error": "unknown workflow"}],
                 )
-        else:
-            wf_version = wf.version
+            defaults = RunDefaults.from_record(
+                record["version"], jsonutil.loads(record["options"]) or {}
+            )
+        wf_version = defaults.version
         if inputs is not None and input is not None:
             raise InvalidInput(
                 "give input or inputs, not both",
@@ -453,7 +465,7 @@ class Runyard:
                         raise
                     err = exc.to_dict()
             new_inputs.append(NewInput(input=value, custom_data=cdata, error=err))
-        fc = flow_control or (wf.flow_control if wf is not None else None)
+        fc = flow_control or defaults.flow_control
         not_before_s = not_before.timestamp() if isinstance(not_before, datetime) else not_before
         options: dict[str, Any] = {}
         if retries is not None:
@@ -464,13 +476,13 @@ class Runyard:
             workflow_version=wf_version,
             inputs=new_inputs,
             mode=mode,
-            priority=priority if priority is not None else (wf.priority if wf else 0),
+            priority=priority if priority is not None else defaults.priority,
             not_before=not_before_s,
             delay_s=delay,
             flow_key=fc.key if fc else None,
-            timeout_s=timeout if timeout is not None else (wf.timeout_s if wf else None),
-            max_recovery_attempts=wf.max_recovery_attempts if wf else 5,
-            has_on_failure=bool(wf and wf.on_failure),
+            timeout_s=timeout if timeout is not None else defaults.timeout_s,
+            max_recovery_attempts=defaults.max_recovery_attempts,
+            has_on_failure=defaults.has_on_failure,
             task_id=task_id,
             schedule_id=schedule_id,
             sync_mode=sync_mode,

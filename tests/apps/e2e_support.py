@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +34,32 @@ def read_ledger(path: Path) -> list[Entry]:
 
 
 def spawn(
-    procs: list[WorkerProcess], app: str, db_url: str, tmp_path: Path, *,
-    concurrency: int = 8, lease_s: float = 2.0, env: dict[str, str] | None = None,
+    procs: list[WorkerProcess],
+    app: str,
+    db_url: str,
+    tmp_path: Path,
+    *,
+    concurrency: int = 8,
+    lease_s: float = 2.0,
+    env: dict[str, str] | None = None,
 ) -> WorkerProcess:
-    """Start ``runyard worker tests.apps.<app>:yard``, writing to the test's ledger."""
+    """Start ``runyard worker tests.apps.<app>:yard``, writing to the test's ledger; its
+    output goes to ``tmp_path / "w.log"``."""
     w = WorkerProcess(
-        app=f"tests.apps.{app}:yard", db_url=db_url, concurrency=concurrency, lease_s=lease_s,
+        app=f"tests.apps.{app}:yard",
+        db_url=db_url,
+        concurrency=concurrency,
+        lease_s=lease_s,
         env={LEDGER_ENV: str(tmp_path / "ledger.txt"), **(env or {})},
         log=tmp_path / "w.log",
-    ).start()
+    )
+    # WorkerProcess.start() opens the log file for the child and never closes the
+    # parent's copy, leaving it to the garbage collector when start() returns: a
+    # ResourceWarning, which pytest turns into an error here. The child has its own
+    # descriptor, so the parent's copy being closed by the collector is harmless.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        w.start()
     procs.append(w)
     return w
 
@@ -52,7 +70,7 @@ async def wait_registered(yard: Runyard, names: Iterable[str], timeout: float = 
 
     async def published() -> bool:
         for name in names:
-            if await yard.db.read(yard.store.latest_version, name) is None:
+            if await yard.db.read(yard.store.get_workflow, name) is None:
                 return False
         return True
 

@@ -21,13 +21,13 @@ def transform(step: str, value: int) -> int:
 
 async def async_step(run_id: str, item: int, step: str, value: int) -> int:
     ledger.record(run_id, item, step)
-    await asyncio.sleep(random.uniform(0.002, 0.01))
+    await asyncio.sleep(random.uniform(0.002, 0.02))
     return transform(step, value)
 
 
 def sync_step(run_id: str, item: int, step: str, value: int) -> int:
     ledger.record(run_id, item, step)
-    time.sleep(random.uniform(0.002, 0.01))
+    time.sleep(random.uniform(0.002, 0.02))
     return transform(step, value)
 
 

@@ -7,7 +7,7 @@ import itertools
 import time
 
 from runyard import Context, FlowControl, RunStatus, Runyard
-from tests.conftest import make_yard, running_worker
+from tests.conftest import make_yard, running_worker, wait_until
 
 
 def test_a_new_version_does_not_take_runs_of_the_old_one(db_url: str) -> None:
@@ -63,3 +63,40 @@ def test_flow_control_given_with_the_trigger(yard: Runyard) -> None:
             assert start >= end - 0.005, "two runs of a parallelism=1 key overlapped"
 
     asyncio.run(main())
+
+
+def test_starting_by_name_without_the_code_keeps_the_published_options(db_url: str) -> None:
+    worker_side, client_side = make_yard(db_url), make_yard(db_url)
+
+    async def handler(info: object) -> None:
+        return None
+
+    @worker_side.workflow(
+        timeout=120,
+        max_recovery_attempts=2,
+        priority=7,
+        on_failure=handler,
+        flow_control=FlowControl(key="published", parallelism=3),
+    )
+    async def configured(ctx: Context) -> str:
+        return "ok"
+
+    async def main() -> None:
+        async with running_worker(worker_side):  # publishes the registry
+            await wait_until(
+                lambda: client_side.db.read(client_side.store.get_workflow, "configured"), 10
+            )
+            h = await client_side.start("configured")
+            assert await h.result(timeout=20) == "ok"
+        row = await client_side.db.read(client_side.store.get_run, h.id)
+        assert row.priority == 7
+        raw = await client_side.db.read(lambda tx: tx.q1("get_run", {"id": h.id}))
+        assert raw is not None
+        assert raw["flow_key"] == "published" and raw["timeout_s"] == 120
+        assert raw["max_recovery_attempts"] == 2 and bool(raw["has_on_failure"])
+
+    try:
+        asyncio.run(main())
+    finally:
+        worker_side.close()
+        client_side.close()

@@ -252,9 +252,7 @@ class Execution:
             try:
                 return await self._call(fn, args, kwargs, timeout)
             finally:
-                await self._write(
-                    self.rt.store.release_flow_slot_txn, flow_control.key, holder
-                )
+                await self._write(self.rt.store.release_flow_slot_txn, flow_control.key, holder)
 
         first = self.claimed.failed_attempts.get(pos, 0) + 1
         text, error, attempts, started = await self._attempts(name, pos, policy, first, body)
@@ -537,7 +535,11 @@ class Execution:
             due_at = min(due_at, deadline)
         pending, self.pending = self.pending, []
         await self._write(
-            self.rt.store.suspend_txn, self.fence, self.claimed.iteration, due_at, waiting_for,
+            self.rt.store.suspend_txn,
+            self.fence,
+            self.claimed.iteration,
+            due_at,
+            waiting_for,
             pending,
         )
         self.rt.on_run_changed(self.fence.run_id)

@@ -74,6 +74,38 @@ class RetryPolicy:
         return random.uniform(raw / 2, raw) if self.jitter else raw
 
 
+@dataclass(frozen=True, slots=True)
+class RunDefaults:
+    """What a new run takes from its workflow's definition: from the code when this
+    process has it, else from the record the workers published."""
+
+    version: str
+    flow_control: FlowControl | None
+    timeout_s: float | None
+    max_recovery_attempts: int
+    has_on_failure: bool
+    priority: int
+
+    @classmethod
+    def from_record(cls, version: str, options: dict[str, Any]) -> RunDefaults:
+        fc = options.get("flow_control")
+        return cls(
+            version=version,
+            flow_control=FlowControl(
+                key=fc["key"],
+                parallelism=fc.get("parallelism"),
+                rate=fc.get("rate"),
+                period=fc.get("period_s", 1.0),
+            )
+            if fc
+            else None,
+            timeout_s=options.get("timeout_s"),
+            max_recovery_attempts=int(options.get("max_recovery_attempts", 5)),
+            has_on_failure=bool(options.get("has_on_failure")),
+            priority=int(options.get("priority", 0)),
+        )
+
+
 @dataclass(slots=True)
 class WorkflowDef:
     """A registered workflow."""
@@ -131,6 +163,16 @@ class WorkflowDef:
                 + "; ".join(f"{d['field']}: {d['error']}" for d in details),
                 details=details,
             ) from None
+
+    def run_defaults(self) -> RunDefaults:
+        return RunDefaults(
+            version=self.version,
+            flow_control=self.flow_control,
+            timeout_s=self.timeout_s,
+            max_recovery_attempts=self.max_recovery_attempts,
+            has_on_failure=self.on_failure is not None,
+            priority=self.priority,
+        )
 
     def to_record(self) -> dict[str, Any]:
         options = {

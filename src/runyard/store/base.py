@@ -147,9 +147,7 @@ class Sent:
 
     __slots__ = ("_cur", "_rows", "_sync")
 
-    def __init__(
-        self, cur: Any = None, rows: list[Row] | None = None, sync: Any = None
-    ) -> None:
+    def __init__(self, cur: Any = None, rows: list[Row] | None = None, sync: Any = None) -> None:
         self._cur = cur
         self._rows = rows
         self._sync = sync
@@ -397,9 +395,9 @@ class Store(abc.ABC):
     def list_workflows(self, tx: Tx) -> list[Row]:
         return tx.q("list_workflows")
 
-    def latest_version(self, tx: Tx, name: str) -> str | None:
-        row = tx.q1("latest_workflow_version", {"name": name})
-        return row["version"] if row else None
+    def get_workflow(self, tx: Tx, name: str, version: str | None = None) -> Row | None:
+        """The record workers published for ``name`` (the newest version unless given)."""
+        return tx.q1("get_workflow", {"name": name, "version": version})
 
     def register_worker_txn(
         self, tx: Tx, worker_id: str, host: str, pid: int, concurrency: int, workflows: list[str]
@@ -834,8 +832,13 @@ class Store(abc.ABC):
         tx.send_many(
             "insert_map_item",
             [
-                {"run_id": f.run_id, "parent_idx": f.idx, "idx": base + i, "name": name,
-                 "input": element}
+                {
+                    "run_id": f.run_id,
+                    "parent_idx": f.idx,
+                    "idx": base + i,
+                    "name": name,
+                    "input": element,
+                }
                 for i, element in enumerate(elements)
             ],
         )

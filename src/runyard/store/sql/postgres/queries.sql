@@ -38,8 +38,10 @@ ON CONFLICT (name, version) DO UPDATE SET description = excluded.description,
 SELECT name, version, description, input_schema, options, registered_at, updated_at
 FROM workflows ORDER BY name, updated_at DESC;
 
--- name: latest_workflow_version
-SELECT version FROM workflows WHERE name = %(name)s ORDER BY updated_at DESC LIMIT 1;
+-- name: get_workflow
+SELECT name, version, description, input_schema, options, registered_at, updated_at
+FROM workflows WHERE name = %(name)s AND (%(version)s::text IS NULL OR version = %(version)s)
+ORDER BY updated_at DESC LIMIT 1;
 
 -- name: upsert_flow_key
 INSERT INTO flow_keys (key, parallelism, rate, period_s)
@@ -364,8 +366,12 @@ SELECT id, status FROM runs
 WHERE id = ANY(%(ids)s::text[]) AND status NOT IN ('QUEUED', 'RUNNING');
 
 -- name: expire_leases
+-- A recovered item waits a jittered backoff that grows with its run's recoveries, so
+-- the items of a worker that died are not all claimed together again (one of them may
+-- be what killed it).
 UPDATE items SET owner = NULL, lease_expires_at = NULL, epoch = epoch + 1,
-  due_at = runyard_now()
+  due_at = runyard_now() + random() * least(30.0, 0.25 * power(2, least(
+    (SELECT recovery_attempts FROM runs WHERE id = items.run_id), 7)))
 WHERE (run_id, idx) IN (SELECT run_id, idx FROM items
                         WHERE owner IS NOT NULL AND lease_expires_at < runyard_now()
                         LIMIT %(limit)s FOR UPDATE SKIP LOCKED)

@@ -37,8 +37,10 @@ ON CONFLICT (name, version) DO UPDATE SET description = excluded.description,
 SELECT name, version, description, input_schema, options, registered_at, updated_at
 FROM workflows ORDER BY name, updated_at DESC;
 
--- name: latest_workflow_version
-SELECT version FROM workflows WHERE name = :name ORDER BY updated_at DESC LIMIT 1;
+-- name: get_workflow
+SELECT name, version, description, input_schema, options, registered_at, updated_at
+FROM workflows WHERE name = :name AND (:version IS NULL OR version = :version)
+ORDER BY updated_at DESC LIMIT 1;
 
 -- name: upsert_flow_key
 INSERT INTO flow_keys (key, parallelism, rate, period_s)
@@ -358,7 +360,12 @@ SELECT id, status FROM runs
 WHERE id IN (SELECT value FROM json_each(:ids)) AND status NOT IN ('QUEUED', 'RUNNING');
 
 -- name: expire_leases
-UPDATE items SET owner = NULL, lease_expires_at = NULL, epoch = epoch + 1, due_at = ry_now()
+-- A recovered item waits a jittered backoff that grows with its run's recoveries, so
+-- the items of a worker that died are not all claimed together again (one of them may
+-- be what killed it).
+UPDATE items SET owner = NULL, lease_expires_at = NULL, epoch = epoch + 1,
+  due_at = ry_now() + (abs(random()) % 1000) / 1000.0 * min(30.0, 0.25 * (1 << min(
+    (SELECT recovery_attempts FROM runs WHERE id = items.run_id), 7)))
 WHERE rowid IN (SELECT rowid FROM items
                 WHERE owner IS NOT NULL AND lease_expires_at < ry_now() LIMIT :limit)
 RETURNING run_id, idx, kind;
