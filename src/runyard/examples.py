@@ -54,8 +54,12 @@ async def enrich_companies(ctx: Context, company: Company) -> dict[str, Any]:
     await ctx.progress(0.3, "company found")
     people = await ctx.map("people", _lookup_person, page["people"], concurrency=2)
     await ctx.charge("person_lookup", len(people))
-    record = {"domain": company.domain, "name": page["name"], "score": _score(company.domain),
-              "people": len(people)}
+    record = {
+        "domain": company.domain,
+        "name": page["name"],
+        "score": _score(company.domain),
+        "people": len(people),
+    }
     await ctx.emit(record, key=company.domain)
     await ctx.progress(1.0, "done")
     return record

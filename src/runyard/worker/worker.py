@@ -168,9 +168,7 @@ class Worker:
             if scan:
                 scanned_at = now
             try:
-                claimed = await db.write(
-                    store.claim_txn, self.id, wrefs, free, self.lease_s, scan
-                )
+                claimed = await db.write(store.claim_txn, self.id, wrefs, free, self.lease_s, scan)
             except Exception as exc:
                 log.warning("claim failed (%s); retrying", exc)
                 await self._wait_any(self._stopping.wait(), timeout=1.0)
@@ -243,7 +241,9 @@ class Worker:
             snapshot = {k: v for k, v in self.inflight.items()}
             try:
                 owned, stops = await db.write(
-                    store.heartbeat_txn, self.id, self.lease_s,
+                    store.heartbeat_txn,
+                    self.id,
+                    self.lease_s,
                     [x.fence for x, _ in snapshot.values()],
                 )
             except Exception as exc:
