@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .base import Checkpoint, Claimed, Fence, RunFilter, Store, Tx
+from .base import Store
+from .records import Checkpoint, Claimed, Fence, RunFilter
+from .tx import Tx
 
 DEFAULT_URL = "sqlite:///runyard.db"
 

@@ -626,3 +626,56 @@ r AS (
   RETURNING runs.status)
 SELECT (SELECT status FROM r) AS final_status, runs.status AS run_status
 FROM f JOIN runs ON runs.id = f.run_id;
+
+-- name: insert_api_key
+INSERT INTO api_keys (id, name, digest, scopes) VALUES (%(id)s, %(name)s, %(digest)s, %(scopes)s)
+RETURNING id, name, scopes, created_at, last_used_at, revoked_at;
+
+-- name: list_api_keys
+SELECT id, name, scopes, created_at, last_used_at, revoked_at FROM api_keys
+ORDER BY created_at, id;
+
+-- name: revoke_api_key
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, runyard_now()) WHERE id = %(id)s
+RETURNING id, name, scopes, created_at, last_used_at, revoked_at;
+
+-- name: find_api_key
+SELECT id, name, scopes FROM api_keys WHERE digest = %(digest)s AND revoked_at IS NULL;
+
+-- name: touch_api_key
+UPDATE api_keys SET last_used_at = runyard_now() WHERE id = %(id)s;
+
+-- name: insert_task
+INSERT INTO tasks (id, name, workflow, input, options)
+VALUES (%(id)s, %(name)s, %(workflow)s, %(input)s, %(options)s)
+ON CONFLICT (id) DO NOTHING
+RETURNING *;
+
+-- name: get_task
+SELECT * FROM tasks WHERE id = %(id)s;
+
+-- name: list_tasks
+SELECT * FROM tasks WHERE (%(after_id)s::text IS NULL OR id > %(after_id)s)
+ORDER BY id LIMIT %(limit)s;
+
+-- name: update_task
+UPDATE tasks SET name = %(name)s, workflow = %(workflow)s, input = %(input)s,
+  options = %(options)s, updated_at = runyard_now()
+WHERE id = %(id)s
+RETURNING *;
+
+-- name: delete_task
+DELETE FROM tasks WHERE id = %(id)s RETURNING id;
+
+-- name: usage
+SELECT to_char(to_timestamp(created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, workflow, action, sum(amount) AS credits, count(*) AS charges
+FROM credits
+WHERE created_at >= %(since)s AND created_at < %(until)s
+  AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3;
+
+-- name: live_workers
+SELECT id, host, pid, concurrency, workflows, started_at, heartbeat_at FROM workers
+WHERE stopped_at IS NULL AND heartbeat_at > runyard_now() - %(seen_within_s)s
+ORDER BY started_at;

@@ -540,3 +540,56 @@ SELECT * FROM waiters WHERE event_id = :event_id ORDER BY created_at;
 
 -- name: list_logs
 SELECT * FROM logs WHERE run_id = :run_id ORDER BY id;
+
+-- name: insert_api_key
+INSERT INTO api_keys (id, name, digest, scopes) VALUES (:id, :name, :digest, :scopes)
+RETURNING id, name, scopes, created_at, last_used_at, revoked_at;
+
+-- name: list_api_keys
+SELECT id, name, scopes, created_at, last_used_at, revoked_at FROM api_keys
+ORDER BY created_at, id;
+
+-- name: revoke_api_key
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, ry_now()) WHERE id = :id
+RETURNING id, name, scopes, created_at, last_used_at, revoked_at;
+
+-- name: find_api_key
+SELECT id, name, scopes FROM api_keys WHERE digest = :digest AND revoked_at IS NULL;
+
+-- name: touch_api_key
+UPDATE api_keys SET last_used_at = ry_now() WHERE id = :id;
+
+-- name: insert_task
+INSERT INTO tasks (id, name, workflow, input, options)
+VALUES (:id, :name, :workflow, :input, :options)
+ON CONFLICT (id) DO NOTHING
+RETURNING *;
+
+-- name: get_task
+SELECT * FROM tasks WHERE id = :id;
+
+-- name: list_tasks
+SELECT * FROM tasks WHERE (:after_id IS NULL OR id > :after_id)
+ORDER BY id LIMIT :limit;
+
+-- name: update_task
+UPDATE tasks SET name = :name, workflow = :workflow, input = :input,
+  options = :options, updated_at = ry_now()
+WHERE id = :id
+RETURNING *;
+
+-- name: delete_task
+DELETE FROM tasks WHERE id = :id RETURNING id;
+
+-- name: usage
+SELECT date(created_at, 'unixepoch') AS day, workflow, action, sum(amount) AS credits, count(*) AS charges
+FROM credits
+WHERE created_at >= :since AND created_at < :until
+  AND (:workflow IS NULL OR workflow = :workflow)
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3;
+
+-- name: live_workers
+SELECT id, host, pid, concurrency, workflows, started_at, heartbeat_at FROM workers
+WHERE stopped_at IS NULL AND heartbeat_at > ry_now() - :seen_within_s
+ORDER BY started_at;

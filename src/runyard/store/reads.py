@@ -1,0 +1,143 @@
+"""Reads of runs and their parts (mixed into :class:`~runyard.store.base.Store`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from .. import jsonutil
+from ..errors import InvalidInput, RunNotFound
+from ..models import Attempt, Item, Output, Page, Run, StepRecord, Transition, Waiter
+from .records import (
+    RunFilter,
+    cursor_decode,
+    cursor_encode,
+    item_from_row,
+    run_from_row,
+    step_from_row,
+)
+from .tx import Row, Tx
+
+
+class ReadsMixin:
+    """Every read of runs, items, steps, outputs and events."""
+
+    def get_run(self, tx: Tx, run_id: str) -> Run:
+        row = tx.q1("get_run", {"id": run_id})
+        if row is None:
+            raise RunNotFound(f"run {run_id!r} does not exist")
+        return run_from_row(row)
+
+    def run_statuses(self, tx: Tx, run_ids: Sequence[str]) -> dict[str, str]:
+        return {r["id"]: r["status"] for r in tx.q("run_statuses", {"ids": list(run_ids)})}
+
+    def list_runs(
+        self, tx: Tx, filt: RunFilter, cursor: str | None, limit: int, order: str = "desc"
+    ) -> Page:
+        if not 1 <= limit <= 100:
+            raise InvalidInput(
+                "limit must be between 1 and 100",
+                details=[{"field": "limit", "error": "between 1 and 100"}],
+            )
+        if order not in ("asc", "desc"):
+            raise InvalidInput(
+                "order must be asc or desc", details=[{"field": "order", "error": "asc|desc"}]
+            )
+        params = filt.params()
+        after_at, after_id = cursor_decode(cursor) if cursor else (None, None)
+        params.update({"after_at": after_at, "after_id": after_id, "limit": limit + 1})
+        rows = tx.q("list_runs_desc" if order == "desc" else "list_runs_asc", params)
+        runs = [run_from_row(r) for r in rows[:limit]]
+        nxt = None
+        if len(rows) > limit:
+            nxt = cursor_encode(runs[-1].created_at, runs[-1].id)
+        return Page(items=runs, next_cursor=nxt)
+
+    def get_items(
+        self,
+        tx: Tx,
+        run_id: str,
+        *,
+        state: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+        kinds: Sequence[str] = ("input", "map"),
+    ) -> list[Item]:
+        rows = tx.q(
+            "list_items",
+            {
+                "run_id": run_id,
+                "state": state,
+                "offset": offset,
+                "limit": limit,
+                "kinds": list(kinds),
+            },
+        )
+        return [item_from_row(r) for r in rows]
+
+    def get_steps(self, tx: Tx, run_id: str, iteration: int | None = None) -> list[StepRecord]:
+        return [
+            step_from_row(r) for r in tx.q("list_steps", {"run_id": run_id, "iteration": iteration})
+        ]
+
+    def get_attempts(self, tx: Tx, run_id: str) -> list[Attempt]:
+        return [
+            Attempt(
+                run_id=r["run_id"],
+                item_idx=r["item_idx"],
+                position=r["position"],
+                name=r["name"],
+                attempt=r["attempt"],
+                started_at=r["started_at"],
+                ended_at=r["ended_at"],
+                error=jsonutil.loads(r["error"]),
+            )
+            for r in tx.q("list_attempts", {"run_id": run_id})
+        ]
+
+    def get_outputs(
+        self,
+        tx: Tx,
+        run_id: str,
+        after_id: int = 0,
+        limit: int = 100,
+        iteration: int | None = None,
+    ) -> list[Output]:
+        rows = tx.q(
+            "list_outputs",
+            {"run_id": run_id, "after_id": after_id, "limit": limit, "iteration": iteration},
+        )
+        return [
+            Output(
+                id=r["id"],
+                run_id=r["run_id"],
+                item_idx=r["item_idx"],
+                iteration=r["iteration"],
+                key=r["key"],
+                data=jsonutil.loads(r["data"]),
+                created_at=r["created_at"],
+            )
+            for r in rows
+        ]
+
+    def get_transitions(self, tx: Tx, run_id: str) -> list[Transition]:
+        return [
+            Transition(r["run_id"], r["from_status"], r["to_status"], r["at"])
+            for r in tx.q("list_transitions", {"run_id": run_id})
+        ]
+
+    def get_waiters(self, tx: Tx, event_id: str) -> list[Waiter]:
+        return [
+            Waiter(r["event_id"], r["run_id"], r["item_idx"], r["since"], r["deadline"])
+            for r in tx.q("list_waiters", {"event_id": event_id})
+        ]
+
+    def get_logs(self, tx: Tx, run_id: str) -> list[Row]:
+        return tx.q("list_logs", {"run_id": run_id})
+
+    def has_due_work(self, tx: Tx, wrefs: Sequence[str]) -> bool:
+        return tx.q1("has_due_work", {"wrefs": list(wrefs)}) is not None
+
+    def now(self, tx: Tx) -> float:
+        row = tx.q1("now")
+        return float(row["now"]) if row else time.time()

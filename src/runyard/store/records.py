@@ -1,0 +1,192 @@
+"""Records the store passes around: fences, checkpoints, claims, filters, and the
+conversion of rows into the models of ``runyard.models``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import jsonutil
+from ..errors import InvalidInput
+from ..models import Item, ItemState, Run, RunStatus, StepRecord
+from .tx import Row
+
+FAR_FUTURE = 4102444800.0  # 2100-01-01: "no deadline" for a suspended item
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Who may write about an item: the owner and the epoch it claimed with."""
+
+    run_id: str
+    idx: int
+    owner: str
+    epoch: int
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """A durable operation's record, with the side effects that commit with it."""
+
+    position: int
+    name: str
+    kind: str
+    result: str | None = None  # JSON text
+    error: str | None = None  # JSON text; status "failed" when set
+    status: str = "completed"
+    attempts: int = 1
+    started_at: float | None = None
+    output: tuple[str | None, str] | None = None  # (dedupe key, JSON data)
+    credit: tuple[str, float] | None = None  # (action, amount)
+    sync_state: str | None = None  # JSON text
+
+
+@dataclass(slots=True)
+class Claimed:
+    """An item a worker now owns, with what it needs to execute it."""
+
+    fence: Fence
+    kind: str
+    workflow: str
+    workflow_version: str
+    input: Any
+    custom_data: Any
+    iteration: int
+    generation: int
+    attempt: int
+    last_position: int
+    parent_idx: int | None
+    deadline_at: float | None
+    sync_mode: str | None
+    max_results: int | None
+    options: dict[str, Any]
+    run_error: Any
+    flow_key: str | None = None
+    history: dict[int, StepRecord] = field(default_factory=dict)
+    failed_attempts: dict[int, int] = field(default_factory=dict)
+    sync_state: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs a list or a bulk action covers."""
+
+    ids: Sequence[str] | None = None
+    workflow: str | None = None
+    prefix: str | None = None
+    statuses: Sequence[str] | None = None
+    task_id: str | None = None
+    schedule_id: str | None = None
+    mode: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+    all: bool = False
+
+    def params(self) -> dict[str, Any]:
+        prefix = None
+        if self.prefix is not None:
+            escaped = self.prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            prefix = escaped + "%"
+        return {
+            "ids": list(self.ids) if self.ids is not None else None,
+            "workflow": self.workflow,
+            "prefix": prefix,
+            "statuses": list(self.statuses) if self.statuses else None,
+            "task_id": self.task_id,
+            "schedule_id": self.schedule_id,
+            "mode": self.mode,
+            "created_after": self.created_after,
+            "created_before": self.created_before,
+        }
+
+    @property
+    def empty(self) -> bool:
+        return (
+            not self.all
+            and self.ids is None
+            and not (
+                self.workflow or self.prefix or self.statuses or self.task_id or self.schedule_id
+            )
+        )
+
+
+def run_from_row(row: Row) -> Run:
+    return Run(
+        id=row["id"],
+        workflow=row["workflow"],
+        workflow_version=row["workflow_version"],
+        mode=row["mode"],
+        status=RunStatus(row["status"]),
+        priority=row["priority"],
+        input_count=row["input_count"],
+        iteration=row["iteration"],
+        result=jsonutil.loads(row["result"]),
+        error=jsonutil.loads(row["error"]),
+        progress=row["progress"],
+        progress_message=row["progress_message"],
+        credits=row["credits"],
+        waiting_for=row["waiting_for"],
+        task_id=row["task_id"],
+        schedule_id=row["schedule_id"],
+        parent_id=row["parent_id"],
+        sync_mode=row["sync_mode"],
+        max_results=row["max_results"],
+        options=jsonutil.loads(row["options"]) or {},
+        recovery_attempts=row["recovery_attempts"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        updated_at=row["updated_at"],
+        not_before=row["not_before"],
+    )
+
+
+def item_from_row(row: Row) -> Item:
+    return Item(
+        run_id=row["run_id"],
+        idx=row["idx"],
+        kind=row["kind"],
+        parent_idx=row["parent_idx"],
+        name=row["name"],
+        input=jsonutil.loads(row["input"]),
+        custom_data=jsonutil.loads(row["custom_data"]),
+        state=ItemState(row["state"]),
+        result=jsonutil.loads(row["result"]),
+        error=jsonutil.loads(row["error"]),
+        attempt=row["attempt"],
+        waiting_for=row["waiting_for"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def step_from_row(row: Row) -> StepRecord:
+    return StepRecord(
+        run_id=row["run_id"],
+        item_idx=row["item_idx"],
+        iteration=row["iteration"],
+        position=row["position"],
+        name=row["name"],
+        kind=row["kind"],
+        status=row["status"],
+        result=jsonutil.loads(row["result"]),
+        error=jsonutil.loads(row["error"]),
+        attempts=row["attempts"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+    )
+
+
+def cursor_encode(created_at: float, run_id: str) -> str:
+    return f"{created_at!r}|{run_id}"
+
+
+def cursor_decode(cursor: str) -> tuple[float, str]:
+    try:
+        at, _, run_id = cursor.partition("|")
+        return float(at), run_id
+    except ValueError:
+        raise InvalidInput(
+            "cursor is not valid", details=[{"field": "cursor", "error": "malformed"}]
+        ) from None

@@ -1,0 +1,107 @@
+"""Transactions: named queries run on one cursor, and the pipelining of statements."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .base import Store
+
+Row = Mapping[str, Any]
+#: Announcement channels (PostgreSQL NOTIFY channels; in-process on SQLite).
+WAKE = "runyard_wake"
+RUN = "runyard_run"
+
+
+class Sent:
+    """A statement sent to the database; its rows are read when asked. On PostgreSQL a
+    write transaction is pipelined, so statements sent one after another travel together
+    and the first read waits for all of them (one round trip instead of one each)."""
+
+    __slots__ = ("_cur", "_rows", "_sync")
+
+    def __init__(self, cur: Any = None, rows: list[Row] | None = None, sync: Any = None) -> None:
+        self._cur = cur
+        self._rows = rows
+        self._sync = sync
+
+    def _arrived(self) -> Any:
+        cur = self._cur
+        if cur.description is None and cur.rowcount < 0 and self._sync is not None:
+            self._sync()  # the answer may not have arrived yet
+        return cur
+
+    def rows(self) -> list[Row]:
+        if self._rows is None:
+            cur = self._arrived()
+            self._rows = list(cur.fetchall()) if cur.description else []
+        return self._rows
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._arrived().rowcount)
+
+    def one(self) -> Row | None:
+        rows = self.rows()
+        return rows[0] if rows else None
+
+
+class Tx:
+    """A cursor inside one transaction, running the backend's named queries."""
+
+    def __init__(self, store: Store, cur: Any, conn: Any = None, pipeline: Any = None) -> None:
+        self._store = store
+        self._cur = cur
+        self._conn = conn
+        self._pipeline = pipeline
+        self._q = store.queries
+        self.announcements: set[tuple[str, str]] = set()
+
+    def announce_wake(self) -> None:
+        """After commit, tell every worker that new work may be due."""
+        self.announcements.add((WAKE, ""))
+
+    def announce_run(self, run_id: str) -> None:
+        """After commit, tell whoever waits on ``run_id`` that it changed."""
+        self.announcements.add((RUN, run_id))
+
+    def send(self, name: str, params: Mapping[str, Any] | None = None) -> Sent:
+        """Execute without waiting for the answer where the backend allows it."""
+        if self._pipeline is None:
+            return Sent(rows=self.q(name, params))
+        # In pipeline mode each statement needs its own cursor: one cursor would pile
+        # the result sets up and answer a later fetch with an earlier statement's rows.
+        cur = self._conn.cursor()
+        cur.execute(self._q[name], self._store.adapt(params or {}))
+        return Sent(cur=cur, sync=self._pipeline.sync)
+
+    def send_many(self, name: str, params: Sequence[Mapping[str, Any]]) -> None:
+        """Execute one statement for each set of parameters (no rows returned)."""
+        if params:
+            adapt = self._store.adapt
+            cur = self._conn.cursor() if self._pipeline is not None else self._cur
+            cur.executemany(self._q[name], [adapt(p) for p in params])
+
+    @property
+    def cursor(self) -> Any:
+        return self._cur
+
+    def q(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        if self._pipeline is not None:
+            return self.send(name, params).rows()
+        cur = self._cur
+        cur.execute(self._q[name], self._store.adapt(params or {}))
+        return list(cur.fetchall()) if cur.description else []
+
+    def q1(self, name: str, params: Mapping[str, Any] | None = None) -> Row | None:
+        rows = self.q(name, params)
+        return rows[0] if rows else None
+
+    def exec(self, name: str, params: Mapping[str, Any] | None = None) -> int:
+        """Run a statement; the number of rows it changed."""
+        if self._pipeline is not None:
+            return self.send(name, params).rowcount
+        cur = self._cur
+        cur.execute(self._q[name], self._store.adapt(params or {}))
+        return int(cur.rowcount)
