@@ -1,0 +1,483 @@
+"""Wire models of the ``/v1`` HTTP API, shared by the server, the SDK, the CLI and (later)
+the MCP server and dashboard: this module *is* the OpenAPI contract.
+
+Times are ISO 8601 strings in UTC on the wire; durations are seconds (``timeout``,
+``delay``). Unknown fields in request bodies are refused (422), so a typo never passes
+silently.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal, overload
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .models import Attempt, Item, Output, Run, RunStatus, StepRecord, Transition, Waiter
+
+RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+=\-]{0,199}$"
+Scope = Literal["read", "write", "admin"]
+
+
+@overload
+def ts(value: float) -> datetime: ...
+@overload
+def ts(value: float | None) -> datetime | None: ...
+def ts(value: float | None) -> datetime | None:
+    """Seconds since the epoch as an aware UTC datetime."""
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["invalid_input"])
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of every endpoint."""
+
+    error: ErrorBody
+
+
+# -- workflows ----------------------------------------------------------------------------
+
+
+class WorkerOut(BaseModel):
+    id: str
+    host: str
+    pid: int
+    concurrency: int
+    heartbeat_at: datetime
+
+
+class WorkflowOut(BaseModel):
+    name: str
+    version: str
+    description: str | None = None
+    input_schema: dict[str, Any]
+    options: dict[str, Any]
+    updated_at: datetime
+    workers: list[WorkerOut] | None = Field(
+        default=None, description="Live workers serving this version (detail view only)"
+    )
+
+
+class WorkflowList(BaseModel):
+    items: list[WorkflowOut]
+
+
+# -- runs ---------------------------------------------------------------------------------
+
+
+class FlowControlIn(_In):
+    key: str = Field(min_length=1, max_length=200)
+    parallelism: int | None = Field(default=None, ge=1)
+    rate: int | None = Field(default=None, ge=1)
+    period: float = Field(default=1.0, gt=0)
+
+
+class InputIn(_In):
+    input: Any = None
+    custom_data: Any = None
+
+
+class RunOptions(_In):
+    """Options of a run, given with a trigger or saved in a task."""
+
+    flow_control: FlowControlIn | None = None
+    retries: int | None = Field(default=None, ge=0, le=100)
+    timeout: float | None = Field(default=None, gt=0, description="Run timeout, seconds")
+    priority: int | None = Field(default=None, ge=-1000, le=1000)
+    sync_mode: Literal["full", "incremental"] | None = None
+    max_results: int | None = Field(default=None, ge=1)
+
+
+class RunCreate(RunOptions):
+    """``POST /v1/runs``. Give ``input`` (with optional ``custom_data``) or ``inputs``."""
+
+    workflow: str = Field(min_length=1, max_length=128)
+    version: str | None = Field(default=None, max_length=64)
+    input: Any = None
+    custom_data: Any = None
+    inputs: list[InputIn] | None = Field(default=None, min_length=1, max_length=10_000)
+    mode: Literal["async", "live"] = "async"
+    run_id: str | None = Field(default=None, pattern=RUN_ID_PATTERN)
+    delay: float | None = Field(default=None, ge=0, le=366 * 86400)
+    not_before: datetime | None = None
+    task_id: str | None = Field(default=None, max_length=200)
+    wait_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        le=300,
+        description="live mode: how long to wait for the result before answering 202 "
+        "(default 30 s)",
+    )
+
+
+class RunOut(BaseModel):
+    id: str
+    workflow: str
+    workflow_version: str
+    mode: str
+    status: RunStatus
+    priority: int
+    input_count: int
+    iteration: int
+    result: Any = None
+    error: Any = None
+    progress: float | None = None
+    progress_message: str | None = None
+    credits: float
+    waiting_for: str | None = None
+    task_id: str | None = None
+    schedule_id: str | None = None
+    parent_id: str | None = None
+    sync_mode: str | None = None
+    max_results: int | None = None
+    recovery_attempts: int
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime
+    not_before: datetime | None = None
+
+    @classmethod
+    def of(cls, run: Run) -> RunOut:
+        return cls(
+            id=run.id,
+            workflow=run.workflow,
+            workflow_version=run.workflow_version,
+            mode=run.mode,
+            status=run.status,
+            priority=run.priority,
+            input_count=run.input_count,
+            iteration=run.iteration,
+            result=run.result,
+            error=run.error,
+            progress=run.progress,
+            progress_message=run.progress_message,
+            credits=run.credits,
+            waiting_for=run.waiting_for,
+            task_id=run.task_id,
+            schedule_id=run.schedule_id,
+            parent_id=run.parent_id,
+            sync_mode=run.sync_mode,
+            max_results=run.max_results,
+            recovery_attempts=run.recovery_attempts,
+            created_at=ts(run.created_at),
+            started_at=ts(run.started_at),
+            finished_at=ts(run.finished_at),
+            updated_at=ts(run.updated_at),
+            not_before=ts(run.not_before),
+        )
+
+
+class RunStatusOut(BaseModel):
+    """``GET /v1/runs/{id}/status``: the lightweight view for polling."""
+
+    id: str
+    status: RunStatus
+    terminal: bool
+    progress: float | None = None
+    progress_message: str | None = None
+    waiting_for: str | None = None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, run: Run) -> RunStatusOut:
+        return cls(
+            id=run.id,
+            status=run.status,
+            terminal=run.terminal,
+            progress=run.progress,
+            progress_message=run.progress_message,
+            waiting_for=run.waiting_for,
+            updated_at=ts(run.updated_at),
+        )
+
+
+class RunPage(BaseModel):
+    items: list[RunOut]
+    next_cursor: str | None = None
+
+
+class OutputOut(BaseModel):
+    id: int
+    item: int
+    iteration: int
+    key: str | None = None
+    data: Any = None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, o: Output) -> OutputOut:
+        return cls(
+            id=o.id,
+            item=o.item_idx,
+            iteration=o.iteration,
+            key=o.key,
+            data=o.data,
+            created_at=ts(o.created_at),
+        )
+
+
+class OutputPage(BaseModel):
+    items: list[OutputOut]
+    next_cursor: str | None = None
+
+
+class LiveRunOut(BaseModel):
+    """A live-mode answer: the run, and the first page of its outputs."""
+
+    run: RunOut
+    outputs: list[OutputOut]
+    next_cursor: str | None = None
+
+
+class InputOut(BaseModel):
+    index: int
+    state: str
+    input: Any = None
+    custom_data: Any = None
+    result: Any = None
+    error: Any = None
+
+    @classmethod
+    def of(cls, item: Item) -> InputOut:
+        return cls(
+            index=item.idx,
+            state=item.state.value,
+            input=item.input,
+            custom_data=item.custom_data,
+            result=item.result,
+            error=item.error,
+        )
+
+
+class QueueItemOut(BaseModel):
+    index: int
+    kind: str
+    parent: int | None = None
+    name: str | None = None
+    state: str
+    result: Any = None
+    error: Any = None
+    attempt: int
+    waiting_for: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @classmethod
+    def of(cls, item: Item) -> QueueItemOut:
+        return cls(
+            index=item.idx,
+            kind=item.kind,
+            parent=item.parent_idx,
+            name=item.name,
+            state=item.state.value,
+            result=item.result,
+            error=item.error,
+            attempt=item.attempt,
+            waiting_for=item.waiting_for,
+            started_at=ts(item.started_at),
+            finished_at=ts(item.finished_at),
+        )
+
+
+class QueuePage(BaseModel):
+    items: list[QueueItemOut]
+    offset: int
+    limit: int
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    started_at: datetime
+    ended_at: datetime
+    error: Any = None
+
+    @classmethod
+    def of(cls, a: Attempt) -> AttemptOut:
+        return cls(
+            attempt=a.attempt,
+            started_at=ts(a.started_at),
+            ended_at=ts(a.ended_at),
+            error=a.error,
+        )
+
+
+class StepOut(BaseModel):
+    item: int
+    iteration: int
+    position: int
+    name: str
+    kind: str
+    status: str
+    result: Any = None
+    error: Any = None
+    attempts: int
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    duration_s: float | None = None
+    failed_attempts: list[AttemptOut] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, s: StepRecord, failed: list[Attempt] | None = None) -> StepOut:
+        duration = s.completed_at - s.started_at if s.completed_at and s.started_at else None
+        return cls(
+            item=s.item_idx,
+            iteration=s.iteration,
+            position=s.position,
+            name=s.name,
+            kind=s.kind,
+            status=s.status,
+            result=s.result,
+            error=s.error,
+            attempts=s.attempts,
+            started_at=ts(s.started_at),
+            completed_at=ts(s.completed_at),
+            duration_s=duration,
+            failed_attempts=[AttemptOut.of(a) for a in failed or []],
+        )
+
+
+class StepList(BaseModel):
+    items: list[StepOut]
+
+
+class TransitionOut(BaseModel):
+    from_status: str | None = None
+    to_status: str
+    at: datetime
+
+    @classmethod
+    def of(cls, t: Transition) -> TransitionOut:
+        return cls(from_status=t.from_status, to_status=t.to_status, at=ts(t.at))
+
+
+class BulkCancel(_In):
+    """``POST /v1/runs/cancel``: which runs to cancel (at least one selector)."""
+
+    ids: list[str] | None = Field(default=None, max_length=10_000)
+    workflow: str | None = None
+    prefix: str | None = Field(default=None, min_length=1)
+    url_prefix: str | None = Field(default=None, min_length=1)
+    all: bool = False
+
+
+class Canceled(BaseModel):
+    canceled: list[str]
+
+
+class ForkIn(_In):
+    from_step: int | str = Field(description="A step position (as in /steps) or a step name")
+    run_id: str | None = Field(default=None, pattern=RUN_ID_PATTERN)
+    input: Any = None
+    version: str | None = None
+
+
+# -- tasks --------------------------------------------------------------------------------
+
+
+class TaskIn(_In):
+    id: str | None = Field(default=None, pattern=RUN_ID_PATTERN)
+    name: str | None = Field(default=None, max_length=200)
+    workflow: str = Field(min_length=1, max_length=128)
+    input: Any = None
+    options: RunOptions = Field(default_factory=RunOptions)
+
+
+class TaskPatch(_In):
+    name: str | None = Field(default=None, max_length=200)
+    workflow: str | None = Field(default=None, min_length=1, max_length=128)
+    input: Any = None
+    options: RunOptions | None = None
+
+
+class TaskOut(BaseModel):
+    id: str
+    name: str | None = None
+    workflow: str
+    input: Any = None
+    options: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskPage(BaseModel):
+    items: list[TaskOut]
+    next_cursor: str | None = None
+
+
+class TaskExecute(RunOptions):
+    """``POST /v1/tasks/{id}/execute``: overrides of the task's defaults."""
+
+    input: Any = None
+    inputs: list[InputIn] | None = Field(default=None, min_length=1)
+    mode: Literal["async", "live"] = "async"
+    run_id: str | None = Field(default=None, pattern=RUN_ID_PATTERN)
+    wait_timeout: float | None = Field(default=None, gt=0, le=300)
+
+
+# -- events, usage, health ------------------------------------------------------------------
+
+
+class NotifyIn(_In):
+    data: Any = None
+
+
+class Notified(BaseModel):
+    event_id: str
+    woken: list[str]
+
+
+class WaiterOut(BaseModel):
+    run_id: str
+    item: int
+    since: datetime
+    deadline: datetime | None = None
+
+    @classmethod
+    def of(cls, w: Waiter) -> WaiterOut:
+        return cls(
+            run_id=w.run_id,
+            item=w.item_idx,
+            since=ts(w.since),
+            deadline=ts(w.deadline),
+        )
+
+
+class WaiterList(BaseModel):
+    items: list[WaiterOut]
+
+
+class UsageRow(BaseModel):
+    day: str
+    workflow: str
+    action: str
+    credits: float
+    charges: int
+
+
+class UsageOut(BaseModel):
+    since: datetime
+    until: datetime
+    total: float
+    by_action: dict[str, float]
+    by_workflow: dict[str, float]
+    by_day: dict[str, float]
+    rows: list[UsageRow]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: str
+    version: str
