@@ -26,6 +26,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, overload
 
+import jsonschema
+
 from . import jsonutil
 from .config import Settings
 from .engine.registry import (
@@ -88,6 +90,30 @@ def check_event_id(event_id: str) -> str:
             details=[{"field": "event_id", "error": "invalid event id"}],
         )
     return event_id
+
+
+def validate_against_schema(workflow: str, schema: dict[str, Any], value: Any, field: str) -> None:
+    """Check an input against the JSON Schema a worker published for ``workflow`` (how a
+    process without the workflow's code, such as the server, validates)."""
+    if not schema:
+        return
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    details = [
+        {
+            "field": ".".join([field, *(str(p) for p in e.absolute_path)]),
+            "error": e.message,
+            "type": str(e.validator),
+        }
+        for e in errors
+    ]
+    raise InvalidInput(
+        f"{field} does not match the input type of workflow {workflow!r}: "
+        + "; ".join(f"{d['field']}: {d['error']}" for d in details),
+        details=details,
+    )
 
 
 class _Broadcast:
@@ -421,6 +447,7 @@ class Runyard:
                 details=[{"field": "retries", "error": "not >= 0"}],
             )
         wf = self.workflows.get(name)
+        schema: dict[str, Any] = {}
         if wf is not None and (version is None or wf.version == version):
             defaults = wf.run_defaults()
         else:
@@ -435,6 +462,7 @@ class Runyard:
             defaults = RunDefaults.from_record(
                 record["version"], jsonutil.loads(record["options"]) or {}
             )
+            schema = jsonutil.loads(record["input_schema"]) or {}
         wf_version = defaults.version
         if inputs is not None and input is not None:
             raise InvalidInput(
@@ -457,13 +485,15 @@ class Runyard:
             jsonutil.dumps(value, what=field)
             jsonutil.dumps(cdata, what=f"{field}.custom_data")
             err = None
-            if wf is not None and wf.version == wf_version:
-                try:
+            try:
+                if wf is not None:
                     wf.validate_input(value, field)
-                except InvalidInput as exc:
-                    if inputs is None:
-                        raise
-                    err = exc.to_dict()
+                else:
+                    validate_against_schema(name, schema, value, field)
+            except InvalidInput as exc:
+                if inputs is None:
+                    raise
+                err = exc.to_dict()
             new_inputs.append(NewInput(input=value, custom_data=cdata, error=err))
         fc = flow_control or defaults.flow_control
         not_before_s = not_before.timestamp() if isinstance(not_before, datetime) else not_before

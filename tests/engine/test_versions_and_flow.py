@@ -6,8 +6,15 @@ import asyncio
 import itertools
 import time
 
-from runyard import Context, FlowControl, RunStatus, Runyard
+from pydantic import BaseModel
+
+from runyard import Context, FlowControl, InvalidInput, RunStatus, Runyard
 from tests.conftest import make_yard, running_worker, wait_until
+
+
+class Order(BaseModel):
+    sku: str
+    qty: int
 
 
 def test_a_new_version_does_not_take_runs_of_the_old_one(db_url: str) -> None:
@@ -94,6 +101,35 @@ def test_starting_by_name_without_the_code_keeps_the_published_options(db_url: s
         assert raw is not None
         assert raw["flow_key"] == "published" and raw["timeout_s"] == 120
         assert raw["max_recovery_attempts"] == 2 and bool(raw["has_on_failure"])
+
+    try:
+        asyncio.run(main())
+    finally:
+        worker_side.close()
+        client_side.close()
+
+
+def test_a_process_without_the_code_validates_against_the_published_schema(db_url: str) -> None:
+    worker_side, client_side = make_yard(db_url), make_yard(db_url)
+
+    @worker_side.workflow
+    async def order(ctx: Context, o: Order) -> int:
+        return o.qty
+
+    async def main() -> None:
+        async with running_worker(worker_side):
+            await wait_until(
+                lambda: client_side.db.read(client_side.store.get_workflow, "order"), 10
+            )
+            try:
+                await client_side.start("order", {"sku": "a", "qty": "many"})
+            except InvalidInput as exc:
+                assert exc.details[0]["field"] == "input.qty"
+            else:
+                raise AssertionError("an input of the wrong type was accepted")
+            multi = await client_side.start("order", inputs=[{"sku": "a", "qty": 2}, {"sku": 5}])
+            run = await multi.wait(timeout=20)
+            assert run.status is RunStatus.PARTIAL_SUCCEEDED and run.result == [2, None]
 
     try:
         asyncio.run(main())
