@@ -159,7 +159,7 @@ class WorkerProcess:
             "RUNYARD_POLL_S": "0.2",
             **self.env,
         }
-        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
+        out: Any = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
                 sys.executable,

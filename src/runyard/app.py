@@ -58,6 +58,7 @@ from .store.hub import Hub, Watcher, wait_event
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
+RECORD_TTL_S = 1.0
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=\-]{0,199}$")
 EVENT_ID_MAX = 300
 MODES = ("async", "live")
@@ -92,12 +93,17 @@ def check_event_id(event_id: str) -> str:
     return event_id
 
 
+@functools.lru_cache(maxsize=256)
+def _validator(schema_text: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(jsonutil.loads(schema_text))
+
+
 def validate_against_schema(workflow: str, schema: dict[str, Any], value: Any, field: str) -> None:
     """Check an input against the JSON Schema a worker published for ``workflow`` (how a
     process without the workflow's code, such as the server, validates)."""
     if not schema:
         return
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validator(jsonutil.dumps(schema))
     errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
     if not errors:
         return
@@ -193,6 +199,7 @@ class Runyard:
         self._hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
         self._watcher: Watcher | None = None
         self._sync: SyncRunyard | None = None
+        self._records: dict[tuple[str, str | None], tuple[float, Any]] = {}
 
     # -- registration ---------------------------------------------------------------------
 
@@ -452,7 +459,7 @@ class Runyard:
             defaults = wf.run_defaults()
         else:
             wf = None
-            record = await self._read(self.store.get_workflow, name, version)
+            record = await self._published(name, version)
             if record is None:
                 what = f"{name!r} version {version!r}" if version else repr(name)
                 raise WorkflowNotFound(
@@ -519,6 +526,19 @@ class Runyard:
             max_results=max_results,
             options=options,
         )
+
+    async def _published(self, name: str, version: str | None) -> Any:
+        """The record workers published for a workflow, cached for a second (a deploy is
+        seen within that second)."""
+        key = (name, version)
+        hit = self._records.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < RECORD_TTL_S:
+            return hit[1]
+        record = await self._read(self.store.get_workflow, name, version)
+        if record is not None:
+            self._records[key] = (now, dict(record))
+        return record
 
     # -- reading --------------------------------------------------------------------------
 

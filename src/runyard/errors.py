@@ -113,7 +113,7 @@ class StoreUnavailable(RunyardError):
 class Timeout(RunyardError):
     """The run did not finish within the time given."""
 
-    code = "timeout"
+    code = "wait_timeout"
     http_status = 408
 
 

@@ -99,11 +99,17 @@ class PostgresStore(Store):
         return self._after_finalize_txn(tx, f.run_id, row["final_status"], row["run_status"])
 
     def connect(self) -> psycopg.Connection[Any]:
+        # Every query of the store is an index lookup. A table that autovacuum has not
+        # analyzed yet (the first minute of a busy database, or after a burst) looks
+        # nearly empty to the planner, which then picks sequential scans whose cost grows
+        # with the backlog (measured: 230 runs/s instead of 870 with 20,000 queued). So
+        # Runyard's own connections steer the planner to the indexes.
         conn: psycopg.Connection[Any] = psycopg.connect(
             conninfo(self.url),
             row_factory=dict_row,
             connect_timeout=5,
             application_name="runyard",
+            options="-c enable_seqscan=off",
         )
         return conn
 

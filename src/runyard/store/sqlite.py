@@ -62,7 +62,10 @@ class SQLiteStore(Store):
         cur = conn.cursor()
         # A deferred transaction that later writes fails at once with "database is
         # locked", ignoring the busy timeout; IMMEDIATE takes the write lock up front.
-        cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        if write:
+            self._begin_immediate(cur)
+        else:
+            cur.execute("BEGIN")
         try:
             yield Tx(self, cur)
         except BaseException:
@@ -72,6 +75,29 @@ class SQLiteStore(Store):
             cur.execute("COMMIT")
         finally:
             cur.close()
+
+    @staticmethod
+    def _begin_immediate(cur: sqlite3.Cursor) -> None:
+        """Take the write lock, retrying every few hundred microseconds for up to the busy
+        timeout. (SQLite's own busy handler sleeps 1, 2, 5, 10 ... ms between tries, so
+        the lock often sits free while every writer sleeps.)"""
+        cur.execute("PRAGMA busy_timeout = 0")
+        try:
+            delay = 0.00005
+            deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+            while True:
+                try:
+                    cur.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.001)
+        finally:
+            cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     def adapt(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
         if not any(isinstance(v, list | tuple) for v in params.values()):

@@ -621,7 +621,7 @@ r AS (
     progress = CASE WHEN c.ok = c.n THEN 1.0 ELSE runs.progress END,
     finished_at = runyard_now(), updated_at = runyard_now(), waiting_for = NULL
   FROM c, f
-  WHERE runs.id = f.run_id AND c.n = runs.input_count AND c.open = 0
+  WHERE runs.id = %(run_id)s AND c.n = runs.input_count AND c.open = 0
     AND runs.status IN ('RUNNING', 'QUEUED', 'PAUSED')
   RETURNING runs.status)
 SELECT (SELECT status FROM r) AS final_status, runs.status AS run_status

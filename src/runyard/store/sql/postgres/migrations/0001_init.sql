@@ -60,6 +60,8 @@ CREATE TABLE runs (
   finished_at DOUBLE PRECISION,
   updated_at DOUBLE PRECISION NOT NULL DEFAULT runyard_now()
 );
+-- Analyze the hot tables early and often: their plans must not go stale in a burst.
+ALTER TABLE runs SET (autovacuum_analyze_threshold = 200, autovacuum_analyze_scale_factor = 0.02);
 CREATE INDEX runs_created ON runs (created_at, id);
 CREATE INDEX runs_workflow ON runs (workflow, created_at);
 CREATE INDEX runs_status ON runs (status, created_at);
@@ -118,6 +120,7 @@ CREATE TABLE items (
   finished_at DOUBLE PRECISION,
   PRIMARY KEY (run_id, idx)
 );
+ALTER TABLE items SET (autovacuum_analyze_threshold = 200, autovacuum_analyze_scale_factor = 0.02);
 CREATE INDEX items_claim ON items (priority DESC, due_at)
   WHERE owner IS NULL AND state IN ('queued', 'processing') AND kind <> 'map';
 CREATE INDEX items_lease ON items (lease_expires_at) WHERE owner IS NOT NULL;
