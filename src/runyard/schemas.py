@@ -262,6 +262,12 @@ class InputOut(BaseModel):
         )
 
 
+class InputList(BaseModel):
+    """``GET /v1/runs/{id}/inputs``: every input of the run, in order."""
+
+    items: list[InputOut]
+
+
 class QueueItemOut(BaseModel):
     index: int
     kind: str

@@ -1,14 +1,19 @@
-"""The ``runyard`` command line."""
+"""The ``runyard`` command line: one module per command group.
+
+``db``, ``keys``, ``worker``, ``server`` and ``dev`` touch the database directly; ``run``,
+``runs``, ``tasks``, ``workflows``, ``notify`` and ``waiters`` go through the HTTP API with
+the SDK, like any client (``--url``/``RUNYARD_URL``, ``--api-key``/``RUNYARD_API_KEY``).
+"""
 
 from __future__ import annotations
 
 import sys
 
 import typer
-from rich.console import Console
 
 from ..errors import RunyardError
-from . import db, worker
+from . import bench, db, dev, events, keys, run, runs, server, tasks, worker, workflows
+from .output import error
 
 app = typer.Typer(
     name="runyard",
@@ -17,10 +22,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(db.app, name="db")
+app.command("dev")(dev.dev)
+app.command("server")(server.server)
 app.command("worker")(worker.worker)
-
-err = Console(stderr=True)
+app.command("run")(run.run)
+app.add_typer(runs.app, name="runs")
+app.add_typer(tasks.app, name="tasks")
+app.add_typer(workflows.app, name="workflows")
+app.command("notify")(events.notify)
+app.command("waiters")(events.waiters)
+app.add_typer(keys.app, name="keys")
+app.add_typer(db.app, name="db")
+app.command("bench")(bench.bench)
 
 
 def main() -> None:
@@ -28,8 +41,10 @@ def main() -> None:
     try:
         app()
     except RunyardError as exc:
-        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        error(exc.message)
         sys.exit(1)
     except (ValueError, ImportError, AttributeError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        error(str(exc))
         sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

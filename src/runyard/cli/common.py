@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 if TYPE_CHECKING:
     from ..app import Runyard
+    from ..client import Client
 
 DatabaseOption = typer.Option(
     None,
@@ -50,3 +53,47 @@ def setup_logging(level: str) -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+# -- commands that go through the HTTP API ----------------------------------------------------
+
+UrlOption = typer.Option(
+    None,
+    "--url",
+    envvar="RUNYARD_URL",
+    help="The Runyard server (default http://127.0.0.1:8000)",
+    show_envvar=True,
+)
+ApiKeyOption = typer.Option(
+    None, "--api-key", envvar="RUNYARD_API_KEY", help="An API key", show_envvar=True
+)
+JsonOption = typer.Option(False, "--json", help="Print JSON (for scripts) instead of tables")
+
+
+class BadJSON(ValueError):
+    """An option that must hold JSON does not (exit status 2)."""
+
+
+def parse_json(text: str | None, option: str) -> Any:
+    """The JSON value of ``option`` (``@file`` reads a file, ``-`` standard input);
+    ``None`` when it was not given."""
+    if text is None:
+        return None
+    if text == "-":
+        text = sys.stdin.read()
+    elif text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise BadJSON(f"{option}: cannot read {text[1:]}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise BadJSON(f"{option} is not valid JSON ({exc}): {text[:80]!r}") from None
+
+
+def make_client(url: str | None, api_key: str | None) -> Client:
+    """The SDK client the CLI's API commands use, like any other client."""
+    from ..client import Client
+
+    return Client(url, api_key, max_retries=2, backoff_s=0.25)

@@ -1,0 +1,93 @@
+"""``runyard bench``."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+BACKENDS = ("sqlite", "postgres", "all")
+
+
+def bench(
+    backend: str = typer.Option(
+        "all", "--backend", "-b", help="sqlite, postgres or all (each on a fresh database)"
+    ),
+    database_url: str = typer.Option(
+        None,
+        "--database-url",
+        help="Benchmark this database instead of a fresh one (its backend is taken from the URL)",
+    ),
+    pg_admin_url: str = typer.Option(
+        "postgresql://postgres@127.0.0.1:5432/postgres",
+        "--pg-admin-url",
+        help="Where the fresh PostgreSQL database runyard_bench_<pid> is created and dropped",
+    ),
+    runs: int = typer.Option(2000, "--runs", min=0, help="No-op runs for runs/s (0 skips)"),
+    wf3_runs: int = typer.Option(1000, "--wf3-runs", min=0, help="3-step workflows for wf/s"),
+    latency_runs: int = typer.Option(
+        200, "--latency-runs", min=0, help="Sequential runs for p50/p99 (after 20 warm-up runs)"
+    ),
+    latency_warmup: int = typer.Option(20, "--latency-warmup", min=0),
+    latency_jitter: float = typer.Option(
+        0.05, "--latency-jitter", min=0, help="Random pause (s, not counted) before each sample"
+    ),
+    workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (one per core)"),
+    concurrency: int = typer.Option(16, "--concurrency", min=1, help="Per worker process"),
+    start_concurrency: int = typer.Option(
+        32,
+        "--start-concurrency",
+        min=1,
+        help="start() calls in flight in the producer during the throughput figures",
+    ),
+    step_count: int = typer.Option(20, "--step-count", min=1, help="K for the cost of a step"),
+    step_runs: int = typer.Option(50, "--step-runs", min=0, help="Runs each of 0 and K steps"),
+    sql_runs: int = typer.Option(
+        50, "--sql-runs", min=0, help="Sequential runs per workflow for statement counts"
+    ),
+    also_sqlite_normal: bool = typer.Option(
+        False,
+        "--also-sqlite-normal",
+        help="Also measure SQLite with synchronous=NORMAL (labelled backend sqlite-normal)",
+    ),
+    timeout: float = typer.Option(300.0, "--timeout", help="Bound of each throughput phase (s)"),
+    log_dir: str = typer.Option(None, "--log-dir", help="Keep worker logs here"),
+) -> None:
+    """Measure runs/s, 3-step workflows/s, trigger->complete latency and the cost of a
+    checkpointed step, per backend: one JSON line per figure on stdout, progress on stderr."""
+    from ..bench import BenchOptions, backend_of, run_bench
+
+    if backend not in BACKENDS:
+        raise typer.BadParameter(f"--backend must be one of {', '.join(BACKENDS)}")
+    if database_url:
+        url_backend = backend_of(database_url)
+        if backend not in ("all", url_backend):
+            raise typer.BadParameter(f"--database-url is a {url_backend} URL, not {backend}")
+        backends = [url_backend]
+    else:
+        backends = ["sqlite", "postgres"] if backend == "all" else [backend]
+        if also_sqlite_normal and "sqlite" in backends:
+            backends.insert(backends.index("sqlite") + 1, "sqlite-normal")
+    opts = BenchOptions(
+        backends=backends,
+        database_url=database_url,
+        pg_admin_url=pg_admin_url,
+        runs=runs,
+        wf3_runs=wf3_runs,
+        latency_runs=latency_runs,
+        latency_warmup=latency_warmup,
+        latency_jitter_s=latency_jitter,
+        workers=workers,
+        concurrency=concurrency,
+        start_concurrency=start_concurrency,
+        step_count=step_count,
+        step_runs=step_runs,
+        sql_runs=sql_runs,
+        timeout_s=timeout,
+        log_dir=log_dir,
+    )
+    try:
+        asyncio.run(run_bench(opts))
+    except asyncio.CancelledError:  # SIGTERM: workers stopped, database dropped
+        typer.echo("runyard bench: terminated", err=True)
+        raise typer.Exit(143) from None

@@ -1,0 +1,229 @@
+"""``runyard dev``: the server and a worker in one process, on a SQLite file, with the
+bundled example workflows (or your app's), ready to be called with curl."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import shlex
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+
+from .. import keys as apikeys
+from ..app import Runyard
+from ..store.dbexec import DbExecutor
+from . import output
+from .common import load_app, setup_logging
+
+EXAMPLES = "runyard.examples:yard"
+DEFAULT_DB = "sqlite:///runyard.db"
+#: An input to show in the printed curl, per bundled example.
+EXAMPLE_INPUTS: dict[str, Any] = {
+    "enrich_companies": {"domain": "acme.com"},
+    "flaky_fetch": {"url": "https://example.com", "fail_rate": 0.3},
+    "approval": {"amount": 42.0, "reason": "books"},
+    "sync_feed": None,
+}
+
+
+def dev(
+    app: str = typer.Argument(
+        None, help=f"The Runyard to serve, as MODULE:ATTRIBUTE (default {EXAMPLES})"
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", envvar="RUNYARD_HOST"),
+    port: int = typer.Option(8000, "--port", "-p", min=1, max=65535, envvar="RUNYARD_PORT"),
+    database_url: str = typer.Option(
+        DEFAULT_DB, "--database-url", envvar="RUNYARD_DATABASE_URL", help="Where runs are kept"
+    ),
+    api_key: str = typer.Option(
+        None,
+        "--api-key",
+        envvar="RUNYARD_API_KEY",
+        help="Use this admin key (default: one created and kept beside the database)",
+    ),
+    concurrency: int = typer.Option(16, "--concurrency", "-c", min=1),
+    log_level: str = typer.Option("warning", "--log-level"),
+) -> None:
+    """Run the server and a worker in one process (Ctrl-C stops both, gracefully)."""
+    from ..server import ServerSettings, create_app
+
+    setup_logging(log_level)
+    _check_port(host, port)
+    yard = load_app(app or EXAMPLES)
+    yard.settings = dataclasses.replace(yard.settings, database_url=database_url)
+    yard.migrate()
+    key, where = dev_key(yard, api_key)
+    settings = dataclasses.replace(
+        ServerSettings.from_env(), database_url=database_url, api_key=api_key or None
+    )
+    fastapi_app = create_app(yard, settings=settings)
+    worker = yard.worker(concurrency=concurrency, shutdown_timeout_s=10.0)
+    shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    try:
+        asyncio.run(_serve_and_work(fastapi_app, worker, host, port, base, yard, key, where))
+    finally:
+        yard.close()
+
+
+def _check_port(host: str, port: int) -> None:
+    """A clear error before anything starts when the port is taken."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ValueError(
+                f"cannot listen on {host}:{port} ({exc.strerror}): pick another --port"
+            ) from None
+
+
+def dev_key(yard: Runyard, given: str | None) -> tuple[str, str]:
+    """The admin key to print, and where it comes from: the one given (accepted by the
+    server as RUNYARD_API_KEY), else the one kept in ``<database>.key`` if the store still
+    knows it, else a new key stored (hashed) in the database and written to that file."""
+    if given:
+        return given, "from RUNYARD_API_KEY / --api-key"
+    store = yard.store
+    db = DbExecutor(store)
+    path = _key_file(yard.settings.database_url)
+    try:
+        if path is not None and path.exists():
+            kept = path.read_text().strip()
+            if apikeys.well_formed(kept) and db.read_sync(store.find_api_key, apikeys.digest(kept)):
+                return kept, f"kept in {path}"
+        key = apikeys.generate()
+        db.write_sync(
+            store.create_api_key_txn,
+            apikeys.key_id(key),
+            "runyard dev",
+            apikeys.digest(key),
+            ["admin"],
+        )
+    finally:
+        db.close()
+    if path is None:
+        return key, "new; runyard keys revoke to drop it"
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    return key, f"new; kept in {path}"
+
+
+def _key_file(database_url: str) -> Path | None:
+    if not database_url.startswith("sqlite:///"):
+        return None
+    db_file = database_url.removeprefix("sqlite:///").split("?")[0]
+    if not db_file or db_file == ":memory:":
+        return None
+    return Path(db_file).with_name(Path(db_file).name + ".key")
+
+
+def example_curl(base: str, key: str, yard: Runyard) -> str:
+    """A curl that starts a run in live mode (it answers with the result)."""
+    names = sorted(yard.workflows)
+    name = next((n for n in EXAMPLE_INPUTS if n in yard.workflows), names[0] if names else "")
+    if name in EXAMPLE_INPUTS:
+        sample = EXAMPLE_INPUTS[name]
+    else:
+        sample = sample_input(yard.workflows[name].input_schema()) if name else None
+    body = json.dumps({"workflow": name, "input": sample, "mode": "live"})
+    return (
+        f"curl -sS -X POST {base}/v1/runs -H {shlex.quote('Authorization: Bearer ' + key)} "
+        f"-H 'Content-Type: application/json' -d {shlex.quote(body)}"
+    )
+
+
+def sample_input(schema: dict[str, Any]) -> Any:
+    """A value shaped like ``schema`` (required fields only), for the printed curl."""
+    kind = schema.get("type")
+    if "default" in schema:
+        return schema["default"]
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties") or {}
+        return {k: sample_input(props.get(k) or {}) for k in schema.get("required") or []}
+    return {"string": "example", "integer": 1, "number": 1, "boolean": True, "array": []}.get(
+        str(kind)
+    )
+
+
+async def _serve_and_work(
+    fastapi_app: Any,
+    worker: Any,
+    host: str,
+    port: int,
+    base: str,
+    yard: Runyard,
+    key: str,
+    where: str,
+) -> None:
+    from ..server import serve
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    server_task = asyncio.create_task(serve(fastapi_app, host, port, install_signals=False))
+    worker_task = asyncio.create_task(worker.run())
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        if await _ready(base, server_task):
+            _banner(base, key, where, yard)
+        await asyncio.wait({server_task, worker_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        output.err.print("runyard dev: stopping", highlight=False)
+        # serve() returns once the server's "stopping" event is set and open requests
+        # are answered; the worker finishes or hands back its items
+        fastapi_app.state.runyard.stopping.set()
+        worker.stop()
+        stopper.cancel()
+        await asyncio.gather(server_task, worker_task, return_exceptions=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    for task in (server_task, worker_task):
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+
+async def _ready(base: str, server_task: asyncio.Task[None]) -> bool:
+    """Wait until the server answers ``/healthz`` (False if it stopped first)."""
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient(timeout=2) as http:
+        while time.monotonic() < deadline and not server_task.done():
+            with contextlib.suppress(httpx.TransportError):
+                if (await http.get(base + "/healthz")).status_code < 500:
+                    return True
+            await asyncio.sleep(0.05)
+    return not server_task.done()
+
+
+def _banner(base: str, key: str, where: str, yard: Runyard) -> None:
+    db = yard.settings.database_url
+    names = ", ".join(sorted(yard.workflows)) or "(none)"
+    lines = [
+        "",
+        "Runyard dev: server + worker in one process (Ctrl-C stops both)",
+        f"  Database:  {db}",
+        f"  Workflows: {names}",
+        f"  URL:       {base}",
+        f"  API docs:  {base}/docs",
+        f"  API key:   {key}   ({where})",
+        "",
+        "Start a run (live mode answers with its result):",
+        f"  {example_curl(base, key, yard)}",
+        "",
+        "Or with the CLI:",
+        f"  export RUNYARD_URL={base} RUNYARD_API_KEY={key}",
+        "  runyard runs ls",
+        "",
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()

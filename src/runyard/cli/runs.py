@@ -1,0 +1,373 @@
+"""``runyard runs``: list, inspect and control runs through the HTTP API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import islice
+
+import typer
+
+from ..client import RunFilters
+from ..schemas import RunOut
+from . import output
+from .common import ApiKeyOption, JsonOption, UrlOption, make_client, parse_json
+from .run import finish
+
+app = typer.Typer(help="List, inspect and control runs.", no_args_is_help=True)
+
+
+def _run_rows(runs: list[RunOut]) -> Iterator[list[str]]:
+    for r in runs:
+        progress = "-" if r.progress is None else f"{r.progress:.0%}"
+        yield [
+            r.id,
+            r.workflow,
+            output.status(r.status),
+            progress,
+            str(r.input_count),
+            f"{r.credits:g}",
+            output.when(r.created_at),
+            output.when(r.finished_at),
+        ]
+
+
+@app.command("ls")
+def ls(
+    workflow: str = typer.Option(None, "--workflow", help="Only runs of this workflow"),
+    status: list[str] = typer.Option(None, "--status", "-s", help="Only these statuses"),
+    task_id: str = typer.Option(None, "--task-id"),
+    schedule_id: str = typer.Option(None, "--schedule-id"),
+    mode: str = typer.Option(None, "--mode", help="async or live"),
+    created_after: str = typer.Option(None, "--created-after", help="ISO 8601 time"),
+    created_before: str = typer.Option(None, "--created-before", help="ISO 8601 time"),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many runs"),
+    cursor: str = typer.Option(None, "--cursor", help="Continue after a previous page"),
+    order: str = typer.Option("desc", "--order", help="asc or desc (by creation)"),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    api_key: str = ApiKeyOption,
+) -> None:
+    """List runs, newest first. With --json: {"items": [...], "next_cursor": ...}."""
+    if order not in ("asc", "desc"):
+        raise typer.BadParameter("asc or desc", param_hint="--order")
+    filters: RunFilters = {"order": "asc" if order == "asc" else "desc"}
+    for name, value in (
+        ("workflow", workflow),
+        ("status", [s.upper() for s in status] if status else None),
+        ("task_id", task_id),
+        ("schedule_id", schedule_id),
+        ("mode", mode),
+        ("created_after", created_after),
+        ("created_before", created_before),
+    ):
+        if value is not None:
+            filters[name] = value  # type: ignore[literal-required]
+    with make_client(url, api_key) as client:
+        if limit <= 100:
+            filters["limit"] = limit
+            page = client.list_runs(cursor=cursor, **filters)
+            runs, next_cursor = page.items, page.next_cursor
+        else:
+            filters["limit"] = 100
+            runs = list(islice(client.iter_runs(**filters), limit))
+            next_cursor = None
+    if as_json:
+        output.print_json({"items": runs, "next_cursor": next_cursor})
+        return
+    output.table(
+        ["id", "workflow", "status", "progress", "inputs", "credits", "created", "finished"],
+        _run_rows(runs),
+    )
+    if next_cursor:
+        output.console.print(f"[dim]more: --cursor {next_cursor}[/dim]", highlight=False)
+
+
+@app.command("show")
+def show(
+    run_id: str = typer.Argument(...),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    api_key: str = ApiKeyOption,
+) -> None:
+    """A run: status, result or error, progress, credits and times."""
+    with make_client(url, api_key) as client:
+        run = client.get_run(run_id)
+    if as_json:
+        output.print_json(run)
+        return
+    show_run(run)
+
+
+def show_run(run: RunOut) -> None:
+    pairs = [
+        ("id", run.id),
+        ("workflow", f"{run.workflow} (version {run.workflow_version})"),
+        ("status", output.status(run.status)),
+        ("mode", run.mode),
+        ("inputs", str(run.input_count)),
+        ("iteration", str(run.iteration)),
+        ("priority", str(run.priority)),
+        ("credits", f"{run.credits:g}"),
+    ]
+    if run.progress is not None:
+        pairs.append(("progress", f"{run.progress:.0%} {run.progress_message or ''}"))
+    if run.waiting_for:
+        pairs.append(("waiting for", output.short(run.waiting_for)))
+    for label, value in (("task", run.task_id), ("schedule", run.schedule_id)):
+        if value:
+            pairs.append((label, value))
+    if run.parent_id:
+        pairs.append(("forked from", run.parent_id))
+    pairs += [
+        ("created", output.when(run.created_at)),
+        ("started", output.when(run.started_at)),
+        ("finished", output.when(run.finished_at)),
+    ]
+    if run.error is not None:
+        pairs.append(("error", f"[red]{output.short(run.error, 500)}[/red]"))
+    if run.result is not None:
+        pairs.append(("result", output.short(run.result, 500)))
+    output.fields(pairs)
+
+
+def _changed(run: RunOut, verb: str, as_json: bool) -> None:
+    if as_json:
+        output.print_json(run)
+    else:
+        output.console.print(f"{verb} run [bold]{run.id}[/bold]: {output.status(run.status)}")
+
+
+@app.command("cancel")
+def cancel(
+    run_ids: list[str] = typer.Argument(None, help="Runs to cancel"),
+    workflow: str = typer.Option(None, "--workflow", help="Every run of this workflow"),
+    prefix: str = typer.Option(None, "--prefix", help="Every run whose id starts so"),
+    all_runs: bool = typer.Option(False, "--all", help="Every run that has not ended"),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    api_key: str = ApiKeyOption,
+) -> None:
+    """Cancel one run, several, every run of a workflow or id prefix, or --all."""
+    with make_client(url, api_key) as client:
+        if run_ids and len(run_ids) == 1 and not (workflow or prefix or all_runs):
+            _changed(client.cancel(run_ids[0]), "canceled", as_json)
+            return
+        if not (run_ids or workflow or prefix or all_runs):
+            raise typer.BadParameter("name runs, or give --workflow, --prefix or --all")
+        done = client.bulk_cancel(
+            ids=run_ids or None, workflow=workflow, prefix=prefix, all=all_runs
+        )
+    if as_json:
+        output.print_json(done)
+    else:
+        output.console.print(f"canceled {len(done.canceled)} run(s)")
+        for run_id in done.canceled:
+            output.console.print(f"  {run_id}", highlight=False)
+
+
+@app.command("pause")
+def pause(
+    run_id: str = typer.Argument(...),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    api_key: str = ApiKeyOption,
+) -> None:
+    """Pause a run at its next step boundary."""
+    with make_client(url, api_key) as client:
+        _changed(client.pause(run_id), "paused", as_json)
+
+
+@app.command("resume")
+def resume(
+    run_id: str = typer.Argument(...),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    api_key: str = ApiKeyOption,
+) -> None:
+    """Resume a PAUSED, FAILED, CANCELED or CRASHED run from its last checkpoint."""
+    with make_client(url, api_key) as client:
+        _changed(client.resume(run_id), "resumed", as_json)
+
+
+@app.command("continue")
+def continue_(
+    run_id: str = typer.Argument(...),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    api_key: str = ApiKeyOption,
+) -> None:
+    """Start the next iteration of a finished (incremental) run."""
+    with make_client(url, api_key) as client:
+        _changed(client.continue_(run_id), "continued", as_json)
+
+
+@app.command("fork")
+def fork(
+    run_id: str = typer.Argument(...),
+    from_step: str = typer.Option(..., "--from-step", help="A step position or name"),
+    new_run_id: str = typer.Option(None, "--run-id", help="The new run's id"),
+    input: str = typer.Option(None, "--input", "-i", help="A new input, as JSON"),
+    version: str = typer.Option(None, "--version", help="Run on this workflow version"),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    api_key: str = ApiKeyOption,
+) -> None:
+    """Start a new run from a step of RUN_ID, reusing the checkpoints before it."""
+    step: int | str = int(from_step) if from_step.isdigit() else from_step
+    with make_client(url, api_key) as client:
+        run = client.fork(
+            run_id,
+            step,
+            new_run_id=new_run_id,
+            input=parse_json(input, "--input"),
+            version=version,
+        )
+    _changed(run, "forked into", as_json)
+
+
+@app.command("wait")
+def wait(
+    run_id: str = typer.Argument(...),
+    timeout: float = typer.Option(None, "--timeout", help="Stop waiting after S seconds"),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    api_key: str = ApiKeyOption,
+) -> None:
+    """Follow a run until it ends and print it (exit status 1 unless it succeeded)."""
+    with make_client(url, api_key) as client:
+        finish(client, run_id, as_json=as_json, timeout=timeout)
+
+
+@app.command("inputs")
+def inputs(
+    run_id: str = typer.Argument(...),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    api_key: str = ApiKeyOption,
+) -> None:
+    """Each input of a run with its state, result and error."""
+    with make_client(url, api_key) as client:
+        items = client.inputs(run_id)
+    if as_json:
+        output.print_json({"items": items})
+        return
+    output.table(
+        ["#", "state", "input", "result", "error"],
+        (
+            [
+                str(i.index),
+                output.status(i.state),
+                output.short(i.input, 40),
+                output.short(i.result, 40),
+                output.short(i.error, 50),
+            ]
+            for i in items
+        ),
+    )
+
+
+@app.command("outputs")
+def outputs(
+    run_id: str = typer.Argument(...),
+    limit: int = typer.Option(None, "--limit", "-n", min=1, help="Page size"),
+    cursor: str = typer.Option(None, "--cursor", help="Start after this cursor"),
+    all_pages: bool = typer.Option(False, "--all", help="Every page, not just the first"),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    api_key: str = ApiKeyOption,
+) -> None:
+    """The outputs a run emitted. With --json: {"items": [...], "next_cursor": ...}."""
+    with make_client(url, api_key) as client:
+        if all_pages:
+            items = list(client.iter_outputs(run_id, cursor=cursor, limit=limit))
+            next_cursor = None
+        else:
+            page = client.outputs(run_id, cursor=cursor, limit=limit)
+            items, next_cursor = page.items, page.next_cursor
+    if as_json:
+        output.print_json({"items": items, "next_cursor": next_cursor})
+        return
+    output.table(
+        ["id", "item", "iter", "key", "data", "created"],
+        (
+            [
+                str(o.id),
+                str(o.item),
+                str(o.iteration),
+                o.key or "-",
+                output.short(o.data, 70),
+                output.when(o.created_at),
+            ]
+            for o in items
+        ),
+    )
+    if next_cursor:
+        output.console.print(f"[dim]more: --cursor {next_cursor}[/dim]", highlight=False)
+
+
+@app.command("steps")
+def steps(
+    run_id: str = typer.Argument(...),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    api_key: str = ApiKeyOption,
+) -> None:
+    """The step log of a run: names, attempts, durations, errors."""
+    with make_client(url, api_key) as client:
+        items = client.steps(run_id)
+    if as_json:
+        output.print_json({"items": items})
+        return
+    output.table(
+        ["item", "pos", "name", "kind", "status", "attempts", "duration", "error"],
+        (
+            [
+                str(s.item),
+                str(s.position),
+                s.name,
+                s.kind,
+                output.status(s.status),
+                str(s.attempts),
+                "-" if s.duration_s is None else f"{s.duration_s:.3f}s",
+                output.short(s.error, 50),
+            ]
+            for s in items
+        ),
+    )
+
+
+@app.command("queue")
+def queue(
+    run_id: str = typer.Argument(...),
+    state: str = typer.Option(None, "--state", help="queued, processing, completed, ..."),
+    offset: int = typer.Option(0, "--offset", min=0),
+    limit: int = typer.Option(50, "--limit", "-n", min=1),
+    history: bool = typer.Option(False, "--history", help="Include earlier iterations"),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    api_key: str = ApiKeyOption,
+) -> None:
+    """The items of a run: its inputs and the elements it fanned out."""
+    with make_client(url, api_key) as client:
+        page = client.queue(
+            run_id, offset=offset, limit=limit, state=state, include_history=history or None
+        )
+    if as_json:
+        output.print_json(page)
+        return
+    output.table(
+        ["#", "kind", "parent", "name", "state", "attempt", "waiting for", "error"],
+        (
+            [
+                str(i.index),
+                i.kind,
+                "-" if i.parent is None else str(i.parent),
+                i.name or "-",
+                output.status(i.state),
+                str(i.attempt),
+                output.short(i.waiting_for, 30),
+                output.short(i.error, 50),
+            ]
+            for i in page.items
+        ),
+    )

@@ -1,0 +1,63 @@
+"""Keyword options of the clients' methods, typed (``**options: Unpack[...]``)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal, TypedDict
+
+from ..schemas import FlowControlIn
+
+
+class _Unset(enum.Enum):
+    UNSET = 0
+
+
+#: "Not given" for fields where ``None`` is a value (e.g. clearing a task's input).
+UNSET: Any = _Unset.UNSET
+
+
+class ExecuteOptions(TypedDict, total=False):
+    """Options of a run started from a task (each overrides the task's default)."""
+
+    inputs: Iterable[Any]
+    """Several inputs: each a value, or ``{"input": ..., "custom_data": ...}``."""
+    run_id: str
+    """A unique id chosen by the caller: starting again with it returns the same run."""
+    wait_timeout: float
+    """Live mode: how long the server waits for the result before answering 202."""
+    flow_control: FlowControlIn | Mapping[str, Any]
+    retries: int
+    timeout: float
+    """The run's timeout, seconds."""
+    priority: int
+    sync_mode: Literal["full", "incremental"]
+    max_results: int
+
+
+class StartOptions(ExecuteOptions, total=False):
+    """Options of ``POST /v1/runs`` besides the workflow, the input and the mode."""
+
+    custom_data: Any
+    version: str
+    delay: float
+    not_before: datetime | str
+    task_id: str
+
+
+class RunFilters(TypedDict, total=False):
+    """Filters and order of ``GET /v1/runs``."""
+
+    workflow: str
+    task_id: str
+    status: str | Sequence[str]
+    """One status or several (any of them)."""
+    mode: str
+    schedule_id: str
+    created_after: datetime | str
+    created_before: datetime | str
+    limit: int
+    """Page size (at most 100)."""
+    sort: str
+    order: Literal["asc", "desc"]

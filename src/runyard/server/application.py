@@ -1,0 +1,164 @@
+"""``create_app`` builds the FastAPI application; ``serve`` runs it with uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from .. import __version__
+from ..app import Runyard
+from ..config import Settings
+from .errors import ErrorBoundary, install_handlers
+from .metrics import Metrics
+from .middleware import BodyLimit, RequestMetrics
+from .routes import events, ops, runs, tasks, usage, workflows
+from .settings import ServerSettings
+from .state import LiveGate, ServerState
+
+log = logging.getLogger("runyard.server")
+
+DESCRIPTION = """Durable workflow runs over HTTP.
+
+Send an API key as `x-api-key: <key>` or `Authorization: Bearer <key>` (every endpoint
+but `/healthz`). GET needs the `read` scope, every other method `write`.
+
+Errors have one shape: `{"error": {"code", "message", "details"}}`. Times are ISO 8601
+in UTC (a time without a zone is read as UTC); durations are seconds. Lists are paged
+with a cursor, also given in the `X-Pagination-Next` header.
+"""
+
+
+def create_app(yard: Runyard | None = None, *, settings: ServerSettings | None = None) -> FastAPI:
+    """The HTTP API over ``yard`` (built from ``settings`` / ``RUNYARD_DATABASE_URL``
+    when not given, and then closed with the app). Workflows are what workers published
+    to the database: the server never imports user code."""
+    settings = settings or ServerSettings.from_env()
+    owns_yard = yard is None
+    if yard is None:
+        base = Settings.from_env(settings.database_url)
+        yard = Runyard(settings=dataclasses.replace(base, db_retry_s=settings.db_retry_s))
+    store = yard.store  # an unsupported database URL fails here, not on a request
+    metrics = Metrics()
+    state = ServerState(
+        yard=yard,
+        settings=settings,
+        metrics=metrics,
+        live=LiveGate(settings.live_capacity, metrics),
+        owns_yard=owns_yard,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        state.stopping.clear()  # the same app may be served again after a stop
+        try:
+            await yard.ensure_ready()
+        except Exception as exc:
+            # Start anyway: requests answer 503 until the database is back.
+            log.warning("database not ready at start (%s); answering 503 until it is", exc)
+        yield
+        state.stopping.set()
+        await state.drain()
+        if state.owns_yard:
+            await yard.aclose()
+
+    app = FastAPI(
+        title="Runyard",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        redoc_url=None,
+        openapi_tags=[
+            {"name": "runs", "description": "Start, follow and steer runs"},
+            {"name": "workflows", "description": "What workers published"},
+            {"name": "tasks", "description": "Saved run templates"},
+            {"name": "events", "description": "Wake runs waiting for an event"},
+            {"name": "usage", "description": "Credits"},
+            {"name": "ops", "description": "Health and metrics"},
+        ],
+    )
+    app.state.runyard = state
+    install_handlers(app)
+    app.include_router(ops.health_router)
+    app.include_router(ops.metrics_router)
+    for module in (workflows, runs, tasks, events, usage):
+        app.include_router(module.router)
+    # Added innermost first: RequestMetrics sees every answer, the 413s included.
+    app.add_middleware(ErrorBoundary, is_transient=store.is_transient)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, told about the stop first so that long-polls and event streams answer at
+    once instead of holding the graceful shutdown for their whole wait."""
+
+    def __init__(self, config: uvicorn.Config, state: ServerState | None) -> None:
+        super().__init__(config)
+        self.app_state = state
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # serve() handles the signals itself and returns normally (uvicorn's own handling
+        # re-raises the signal after stopping, which would end the calling process).
+        yield
+
+    def begin_stop(self) -> None:
+        if self.app_state is not None:
+            self.app_state.stopping.set()
+        self.should_exit = True
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        if self.app_state is not None:
+            self.app_state.stopping.set()
+        await super().shutdown(sockets)
+
+
+async def serve(
+    app: FastAPI, host: str = "127.0.0.1", port: int = 8000, *, install_signals: bool = True
+) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM (or until ``app.state.runyard.stopping`` is
+    set), finishing open requests within ``RUNYARD_SHUTDOWN_S``; then return."""
+    state = getattr(app.state, "runyard", None)
+    state = state if isinstance(state, ServerState) else None
+    timeout = state.settings.shutdown_timeout_s if state is not None else 5.0
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=max(1, round(timeout)),
+    )
+    server = _Server(config, state)
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    if install_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, server.begin_stop)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread, or no signals on this platform
+
+    async def stop_when_asked() -> None:
+        if state is not None:
+            await state.stopping.wait()
+            server.should_exit = True
+
+    watcher = asyncio.ensure_future(stop_when_asked())
+    try:
+        await server.serve()
+    finally:
+        watcher.cancel()
+        for sig in installed:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,218 @@
+"""API keys on every ``/v1`` route and ``/metrics``.
+
+A key comes in ``x-api-key: <key>`` or ``Authorization: Bearer <key>``. It is looked up
+by digest on every request (no cache), so a revocation takes effect at once. Scopes:
+GET needs ``read``, anything else ``write``; a handler may ask for more (bulk cancel of
+every run needs ``admin``).
+
+:class:`ApiRoute` checks the key *before* FastAPI reads and validates the body, so a
+caller without a valid key learns nothing about the body's shape (401, never 422). It
+also refuses text the database cannot store (NUL characters, lone surrogates) and JSON
+that is not strict (``NaN``, ``Infinity``) with 422, before any handler runs.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request, Response, Security
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import ClientDisconnect
+
+from .. import jsonutil, keys
+from ..errors import InvalidInput
+from ..schemas import Scope
+from .errors import Forbidden, Unauthorized, error_responses
+from .state import ServerState, server_state
+
+TOUCH_EVERY_S = 60.0
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+api_key_header = APIKeyHeader(
+    name="x-api-key", auto_error=False, description="An API key (`ry_...`)"
+)
+bearer = HTTPBearer(auto_error=False, description="The API key as a bearer token")
+
+
+async def documented_auth(
+    _key: str | None = Security(api_key_header),
+    _bearer: HTTPAuthorizationCredentials | None = Security(bearer),
+) -> None:
+    """Declares both ways to send a key in the OpenAPI document; the check itself runs in
+    :class:`ApiRoute`, before the body is read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the key's public id and its scopes."""
+
+    key_id: str
+    scopes: tuple[str, ...]
+
+    def require(self, scope: Scope) -> None:
+        if not keys.allows(self.scopes, scope):
+            raise Forbidden(
+                f"this API key's scopes ({', '.join(self.scopes) or 'none'}) do not include "
+                f"{scope!r}",
+                details={"needed": scope, "granted": list(self.scopes)},
+            )
+
+
+def presented_key(request: Request) -> str | None:
+    key = request.headers.get("x-api-key")
+    if key:
+        return key.strip()
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+async def authenticate(state: ServerState, request: Request) -> Principal:
+    key = presented_key(request)
+    if key is None:
+        raise Unauthorized()
+    dev_key = state.settings.api_key
+    if dev_key and hmac.compare_digest(key.encode(), dev_key.encode()):
+        return Principal("env:RUNYARD_API_KEY", ("admin",))
+    # A malformed key cannot be valid: refused without asking the database.
+    if not keys.well_formed(key):
+        raise Unauthorized("unknown or revoked API key")
+    row = await state.read(state.yard.store.find_api_key, keys.digest(key))
+    if row is None:
+        raise Unauthorized("unknown or revoked API key")
+    scopes = jsonutil.loads(row["scopes"]) or []
+    principal = Principal(str(row["id"]), tuple(str(s) for s in scopes))
+    _touch(state, principal.key_id)
+    return principal
+
+
+def _touch(state: ServerState, key_id: str) -> None:
+    """Record the key's last use, at most once a minute and off the request's path."""
+    now = time.monotonic()
+    if now - state.touched.get(key_id, -TOUCH_EVERY_S) < TOUCH_EVERY_S:
+        return
+    state.touched[key_id] = now
+    state.spawn(state.write(state.yard.store.touch_api_key_txn, key_id), "recording a key's use")
+
+
+def principal_of(request: Request) -> Principal:
+    principal = getattr(request.state, "principal", None)
+    assert isinstance(principal, Principal), "route is not an ApiRoute"
+    return principal
+
+
+# -- text the database cannot hold ------------------------------------------------------
+
+
+def _unstorable(value: Any, path: str) -> str | None:
+    """The path of the first string (or key) with a NUL or a lone surrogate, or of the
+    first number too large to be finite (``1e999`` parses as infinity)."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, str):
+        if "\x00" in value:
+            return path
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _unstorable(k, f"{path}.<key>") or _unstorable(v, f"{path}.{k}" if path else k)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _unstorable(v, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidInput(
+        f"the body is not strict JSON: {name} is not a number",
+        details=[{"field": "body", "in": "body", "error": f"{name} is not allowed"}],
+    )
+
+
+def check_query_and_path(request: Request) -> None:
+    if "\x00" in request.url.path or b"%00" in request.scope.get("query_string", b""):
+        raise InvalidInput(
+            "the path or the query contains a NUL character",
+            details=[{"field": "query", "in": "query", "error": "NUL character"}],
+        )
+
+
+async def check_body(request: Request) -> None:
+    """Strict JSON with storable text, or 422. A body that is not JSON at all is left to
+    FastAPI, which names the position of the error."""
+    body = await request.body()
+    if not body:
+        return
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(
+            "the body is not UTF-8",
+            details=[{"field": "body", "in": "body", "error": "not UTF-8"}],
+        ) from None
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError:
+        return
+    where = _unstorable(value, "")
+    if where is not None:
+        field = where or "body"
+        raise InvalidInput(
+            f"{field} cannot be stored: a NUL character, an invalid Unicode sequence or "
+            "a number out of range",
+            details=[{"field": field, "in": "body", "error": "cannot be stored"}],
+        )
+
+
+class ApiRoute(APIRoute):
+    """A ``/v1`` route: documents its error answers and checks the caller first."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        methods = {m.upper() for m in kwargs.get("methods") or ["GET"]}
+        codes = [401, 403, 422, 503]
+        if methods & _BODY_METHODS:
+            codes.append(413)
+        responses = dict(kwargs.get("responses") or {})
+        for code, doc in error_responses(codes).items():
+            responses.setdefault(code, doc)
+        kwargs["responses"] = responses
+        # Set before APIRoute.__init__, which builds the handler.
+        self.needed_scope: Scope = "read" if methods <= {"GET", "HEAD"} else "write"
+        super().__init__(path, endpoint, **kwargs)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        needed = self.needed_scope
+
+        async def checked(request: Request) -> Response:
+            state = server_state(request)
+            principal = await authenticate(state, request)
+            principal.require(needed)
+            request.state.principal = principal
+            check_query_and_path(request)
+            if request.method in _BODY_METHODS:
+                try:
+                    await check_body(request)
+                except ClientDisconnect:
+                    # The body limit cut the stream (or the client left): nothing to do;
+                    # the 413 (if any) is sent by the BodyLimit middleware.
+                    return Response(status_code=499)
+            return await handler(request)
+
+        return checked

@@ -1,0 +1,44 @@
+"""``/v1/events``: notify an event (waking the runs waiting for it) and list waiters."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Path
+
+from ...schemas import Notified, NotifyIn, WaiterList, WaiterOut
+from ..auth import ApiRoute, documented_auth
+from ..errors import error_responses
+from ..state import State
+
+router = APIRouter(
+    prefix="/v1", tags=["events"], route_class=ApiRoute, dependencies=[Depends(documented_auth)]
+)
+
+EventId = Annotated[str, Path(min_length=1, max_length=300, description="The event's id")]
+
+
+@router.post(
+    "/events/{event_id}",
+    response_model=Notified,
+    # An id with a "/" cannot be addressed: the path then names no route.
+    responses=error_responses([404]),
+    summary="Notify an event",
+)
+async def notify(
+    event_id: EventId, state: State, body: Annotated[NotifyIn | None, Body()] = None
+) -> Notified:
+    """The event is stored first, so a wait that starts shortly after still receives it
+    (within the lookback window); the answer lists the runs woken now."""
+    woken = await state.yard.notify(event_id, body.data if body is not None else None)
+    return Notified(event_id=event_id, woken=woken)
+
+
+@router.get(
+    "/events/{event_id}/waiters",
+    response_model=WaiterList,
+    responses=error_responses([404]),
+    summary="Runs waiting for an event",
+)
+async def waiters(event_id: EventId, state: State) -> WaiterList:
+    return WaiterList(items=[WaiterOut.of(w) for w in await state.yard.waiters(event_id)])

@@ -1,0 +1,459 @@
+"""``/v1/runs``: start, list, read, wait for, stream and steer runs."""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from ... import jsonutil
+from ...app import validate_against_schema
+from ...errors import IllegalTransition, InvalidInput, RunNotFound, WorkflowNotFound
+from ...models import Attempt, Item, ItemState, RunStatus, StepRecord
+from ...schemas import (
+    AttemptOut,
+    BulkCancel,
+    Canceled,
+    ForkIn,
+    InputList,
+    InputOut,
+    LiveRunOut,
+    OutputOut,
+    OutputPage,
+    QueueItemOut,
+    QueuePage,
+    RunCreate,
+    RunOut,
+    RunPage,
+    RunStatusOut,
+    StepList,
+    StepOut,
+    ts,
+)
+from ..auth import ApiRoute, documented_auth, principal_of
+from ..errors import error_responses
+from ..live import read_task, start_and_answer, start_options, wait_terminal
+from ..sse import run_event_stream
+from ..state import State
+from ..wire import INT32_MAX, bound, json_response, run_location
+from .common import CONFLICT, NOT_FOUND, RunId, paginated, set_next
+
+router = APIRouter(
+    prefix="/v1", tags=["runs"], route_class=ApiRoute, dependencies=[Depends(documented_auth)]
+)
+
+#: Largest queue offset: the active view merges two ordered reads of offset + limit rows.
+MAX_QUEUE_OFFSET = 100_000
+
+_RUN_ANSWERS: dict[int | str, dict[str, Any]] = {
+    201: {"model": RunOut, "description": "Created (async mode)"},
+    200: {
+        "model": RunOut | LiveRunOut,
+        "description": "Live mode: the finished run and the first page of its outputs "
+        "(`X-Pagination-Next` when there are more). Async mode: the run that already had "
+        "this `run_id` (nothing started twice)",
+        "headers": {
+            "X-Pagination-Next": {
+                "description": "Cursor of the next page of outputs",
+                "schema": {"type": "string"},
+            }
+        },
+    },
+    202: {
+        "model": RunStatusOut,
+        "description": "Live mode: still going after `wait_timeout`; poll or long-poll it",
+    },
+    **error_responses([404, 429]),
+}
+
+
+#: One event of the stream (in OpenAPI 3.1 the schema of an event stream describes each
+#: event); ``data`` is JSON: RunStatusOut, {progress, message}, OutputOut, RunOut, or
+#: ErrorBody for ``error``.
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["status", "progress", "output", "end", "error"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string", "description": "The output id (output events)"},
+        "retry": {"type": "integer"},
+    },
+}
+
+
+# -- starting and listing --------------------------------------------------------------
+
+
+@router.post(
+    "/runs",
+    status_code=201,
+    response_model=None,
+    responses=_RUN_ANSWERS,
+    summary="Start a run (async or live)",
+)
+async def create_run(body: RunCreate, request: Request, state: State) -> JSONResponse:
+    """Start a run of a published workflow. ``mode: "live"`` waits up to ``wait_timeout``
+    seconds (default 30, ``RUNYARD_LIVE_WAIT_S``) for the result; ``timeout`` is the run's
+    own timeout."""
+    if body.task_id is not None:
+        await read_task(state, body.task_id)
+    kwargs = start_options(
+        body,
+        input=body.input,
+        inputs=body.inputs,
+        custom_data=body.custom_data,
+        run_id=body.run_id,
+        mode=body.mode,
+        version=body.version,
+        delay=body.delay,
+        not_before=body.not_before,
+        task_id=body.task_id,
+    )
+    return await start_and_answer(state, request, body.workflow, kwargs, body.wait_timeout)
+
+
+@router.get("/runs", response_model=RunPage, responses=paginated(RunPage), summary="List runs")
+async def list_runs(
+    state: State,
+    response: Response,
+    workflow: Annotated[str | None, Query(max_length=128)] = None,
+    task_id: Annotated[str | None, Query(max_length=200)] = None,
+    status: Annotated[list[RunStatus] | None, Query(description="Repeat for several")] = None,
+    mode: Annotated[str | None, Query(max_length=32)] = None,
+    schedule_id: Annotated[str | None, Query(max_length=200)] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    sort: Literal["created_at"] = "created_at",
+    order: Literal["asc", "desc"] = "desc",
+) -> RunPage:
+    """Newest first by default; follow ``next_cursor`` (also in ``X-Pagination-Next``).
+    A run created while you page never makes a later page repeat or skip one."""
+    page = await state.yard.list_runs(
+        workflow=workflow,
+        status=[s.value for s in status] if status else None,
+        task_id=task_id,
+        schedule_id=schedule_id,
+        mode=mode,
+        created_after=bound(created_after, "created_after"),
+        created_before=bound(created_before, "created_before"),
+        cursor=cursor,
+        limit=limit,
+        order=order,
+    )
+    set_next(response, page.next_cursor)
+    return RunPage(items=[RunOut.of(r) for r in page.items], next_cursor=page.next_cursor)
+
+
+@router.post(
+    "/runs/cancel",
+    response_model=Canceled,
+    summary="Cancel many runs",
+)
+async def cancel_many(body: BulkCancel, request: Request, state: State) -> Canceled:
+    """Cancel the non-terminal runs selected by ``ids``, ``workflow`` and ``prefix``
+    (all given selectors must match); ``all: true`` needs the admin scope."""
+    if body.all:
+        principal_of(request).require("admin")
+    if body.url_prefix is not None:
+        raise InvalidInput(
+            "url_prefix is not supported yet: there are no HTTP-target runs",
+            details=[{"field": "url_prefix", "in": "body", "error": "not supported yet"}],
+        )
+    try:
+        ids = await state.yard.cancel(
+            ids=body.ids, workflow=body.workflow, prefix=body.prefix, all=body.all
+        )
+    except (RunNotFound, IllegalTransition):
+        # The store explains a one-id selection that changed nothing as if it were the
+        # single-run action (404/409); a bulk cancel answers with what it canceled.
+        if body.ids is None or len(body.ids) != 1:
+            raise
+        ids = []
+    return Canceled(canceled=ids)
+
+
+# -- one run ----------------------------------------------------------------------------
+
+
+@router.get("/runs/{run_id}", response_model=RunOut, responses=NOT_FOUND, summary="Get a run")
+async def get_run(run_id: RunId, state: State) -> RunOut:
+    return RunOut.of(await state.yard.get_run(run_id))
+
+
+@router.get(
+    "/runs/{run_id}/status",
+    response_model=RunStatusOut,
+    responses=NOT_FOUND,
+    summary="A run's status (lightweight, for polling)",
+)
+async def get_status(run_id: RunId, state: State) -> RunStatusOut:
+    return RunStatusOut.of(await state.yard.get_run(run_id))
+
+
+@router.get(
+    "/runs/{run_id}/result",
+    response_model=RunOut,
+    responses={
+        200: {"model": RunOut, "description": "The run is terminal"},
+        202: {"model": RunStatusOut, "description": "Still going after `timeout` seconds"},
+        **error_responses([404, 429]),
+    },
+    summary="Wait for a run's result (long-poll)",
+)
+async def get_result(
+    run_id: RunId,
+    request: Request,
+    state: State,
+    timeout: Annotated[
+        float, Query(ge=0, le=300, description="Seconds to wait for the run to finish")
+    ] = 0,
+) -> JSONResponse:
+    """Answers the moment the run finishes (woken, not polled), or 202 after ``timeout``."""
+    if timeout > 0:
+        with state.live.slot():
+            run = await wait_terminal(state, request, run_id, timeout)
+    else:
+        run = await wait_terminal(state, request, run_id, 0)
+    if run is None:
+        current = await state.yard.get_run(run_id)
+        return json_response(RunStatusOut.of(current), 202, run_location(run_id))
+    return json_response(RunOut.of(run), 200)
+
+
+@router.get(
+    "/runs/{run_id}/inputs",
+    response_model=InputList,
+    responses=NOT_FOUND,
+    summary="Each input's state, result and error",
+)
+async def get_inputs(run_id: RunId, state: State) -> InputList:
+    run = await state.yard.get_run(run_id)
+    read = functools.partial(
+        state.yard.store.get_items, kinds=("input",), limit=max(1, run.input_count)
+    )
+    items: list[Item] = await state.read(read, run_id)
+    return InputList(items=[InputOut.of(i) for i in items])
+
+
+@router.get(
+    "/runs/{run_id}/outputs",
+    response_model=OutputPage,
+    responses={**paginated(OutputPage), **NOT_FOUND},
+    summary="Page through a run's outputs",
+)
+async def get_outputs(
+    run_id: RunId,
+    state: State,
+    response: Response,
+    cursor: Annotated[
+        str | None, Query(pattern=r"^[0-9]{1,18}$", description="The last output id seen")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> OutputPage:
+    """Outputs in the order they were emitted, each once; ``next_cursor`` until the end."""
+    outputs = await state.yard.outputs(run_id, after=int(cursor or 0), limit=limit + 1)
+    more = len(outputs) > limit
+    outputs = outputs[:limit]
+    nxt = str(outputs[-1].id) if more else None
+    set_next(response, nxt)
+    return OutputPage(items=[OutputOut.of(o) for o in outputs], next_cursor=nxt)
+
+
+@router.get(
+    "/runs/{run_id}/queue",
+    response_model=QueuePage,
+    responses=NOT_FOUND,
+    summary="A run's items (inputs and fanned-out elements)",
+)
+async def get_queue(
+    run_id: RunId,
+    state: State,
+    offset: Annotated[int, Query(ge=0, le=MAX_QUEUE_OFFSET)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    item_state: Annotated[ItemState | None, Query(alias="state")] = None,
+    include_history: bool = False,
+) -> QueuePage:
+    """Without ``include_history`` (or a ``state``) only the items still to do: queued
+    and processing."""
+    yard = state.yard
+    if item_state is not None or include_history:
+        items = await yard.items(
+            run_id,
+            state=item_state.value if item_state else None,
+            offset=offset,
+            limit=limit,
+        )
+    else:
+        want = offset + limit
+        active = [
+            *await yard.items(run_id, state=ItemState.QUEUED.value, limit=want),
+            *await yard.items(run_id, state=ItemState.PROCESSING.value, limit=want),
+        ]
+        items = sorted(active, key=lambda i: i.idx)[offset : offset + limit]
+    return QueuePage(items=[QueueItemOut.of(i) for i in items], offset=offset, limit=limit)
+
+
+@router.get(
+    "/runs/{run_id}/steps",
+    response_model=StepList,
+    responses=NOT_FOUND,
+    summary="The step log: names, attempts, times, errors",
+)
+async def get_steps(run_id: RunId, state: State) -> StepList:
+    run = await state.yard.get_run(run_id)
+    steps = await state.yard.steps(run_id)
+    attempts = await state.yard.attempts(run_id)
+    return StepList(items=step_log(steps, attempts, run.terminal, run.iteration))
+
+
+def step_log(
+    steps: list[StepRecord], attempts: list[Attempt], terminal: bool, iteration: int
+) -> list[StepOut]:
+    """Each checkpoint with its failed attempts; a step that failed and has no checkpoint
+    yet (it is backing off before its next attempt) is listed as ``retrying``."""
+    failed: dict[tuple[int, int], list[Attempt]] = {}
+    for a in attempts:
+        failed.setdefault((a.item_idx, a.position), []).append(a)
+    out = []
+    seen: set[tuple[int, int]] = set()
+    for s in steps:
+        key = (s.item_idx, s.position)
+        seen.add(key)
+        mine = [a for a in failed.get(key, []) if a.name == s.name]
+        out.append(StepOut.of(s, mine))
+    for key, tries in failed.items():
+        if key in seen:
+            continue
+        last = tries[-1]
+        out.append(
+            StepOut(
+                item=last.item_idx,
+                iteration=iteration,
+                position=last.position,
+                name=last.name,
+                kind="step",
+                status="failed" if terminal else "retrying",
+                error=last.error,
+                attempts=len(tries),
+                started_at=ts(tries[0].started_at),
+                failed_attempts=[AttemptOut.of(a) for a in tries],
+            )
+        )
+    out.sort(key=lambda s: (s.iteration, s.item, s.position))
+    return out
+
+
+@router.get(
+    "/runs/{run_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Server-Sent Events: `status`, `progress` and `output` as they "
+            "happen, `end` (the run) once it is terminal; comment pings in between. "
+            "Reconnect with `Last-Event-ID` to resume outputs after that id.",
+            "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
+        },
+        **NOT_FOUND,
+    },
+    summary="Stream a run's changes (Server-Sent Events)",
+)
+async def get_events(
+    run_id: RunId,
+    request: Request,
+    state: State,
+    last_event_id: Annotated[str | None, Header(max_length=32)] = None,
+) -> StreamingResponse:
+    run = await state.yard.get_run(run_id)  # 404 before the stream starts
+    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    return StreamingResponse(
+        run_event_stream(state, request, run, min(after, 2**62)),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+# -- steering ---------------------------------------------------------------------------
+
+
+@router.post(
+    "/runs/{run_id}/cancel", response_model=RunOut, responses=CONFLICT, summary="Cancel a run"
+)
+async def cancel_run(run_id: RunId, state: State) -> RunOut:
+    """Completed steps are not undone; outputs already emitted stay readable."""
+    await state.yard.cancel(run_id)
+    return RunOut.of(await state.yard.get_run(run_id))
+
+
+@router.post(
+    "/runs/{run_id}/pause", response_model=RunOut, responses=CONFLICT, summary="Pause a run"
+)
+async def pause_run(run_id: RunId, state: State) -> RunOut:
+    """The run stops at its next step boundary, holding no worker."""
+    await state.yard.pause(run_id)
+    return RunOut.of(await state.yard.get_run(run_id))
+
+
+@router.post(
+    "/runs/{run_id}/resume", response_model=RunOut, responses=CONFLICT, summary="Resume a run"
+)
+async def resume_run(run_id: RunId, state: State) -> RunOut:
+    """A PAUSED, FAILED, CANCELED or CRASHED run continues from its last checkpoint."""
+    await state.yard.resume(run_id)
+    return RunOut.of(await state.yard.get_run(run_id))
+
+
+@router.post(
+    "/runs/{run_id}/continue",
+    response_model=RunOut,
+    responses=CONFLICT,
+    summary="Start the next iteration of a finished run",
+)
+async def continue_run(run_id: RunId, state: State) -> RunOut:
+    await state.yard.continue_(run_id)
+    return RunOut.of(await state.yard.get_run(run_id))
+
+
+@router.post(
+    "/runs/{run_id}/fork",
+    status_code=201,
+    response_model=None,
+    responses={
+        201: {"model": RunOut, "description": "The new run"},
+        200: {"model": RunOut, "description": "The run that already had this `run_id`"},
+        **NOT_FOUND,
+    },
+    summary="Start a new run from a recorded step of this one",
+)
+async def fork_run(run_id: RunId, body: ForkIn, state: State) -> JSONResponse:
+    """Reuses the checkpoints before ``from_step`` (optionally with a new input or a
+    published newer version) and executes from there."""
+    yard = state.yard
+    source = await yard.get_run(run_id)
+    if isinstance(body.from_step, int) and not 1 <= body.from_step <= INT32_MAX:
+        raise InvalidInput(
+            "from_step must be a position >= 1 or a step name",
+            details=[{"field": "from_step", "in": "body", "error": "out of range"}],
+        )
+    if body.version is not None or body.input is not None:
+        version = body.version or source.workflow_version
+        record = await state.read(yard.store.get_workflow, source.workflow, version)
+        if record is None:
+            raise WorkflowNotFound(
+                f"workflow {source.workflow!r} version {version!r} is not published",
+                details=[{"field": "version", "in": "body", "error": "unknown version"}],
+            )
+        if body.input is not None:
+            schema = jsonutil.loads(record["input_schema"]) or {}
+            validate_against_schema(source.workflow, schema, body.input, "input")
+    handle = await yard.fork(
+        run_id, body.from_step, new_run_id=body.run_id, input=body.input, version=body.version
+    )
+    if handle.created:
+        state.metrics.runs_created.labels(source.workflow, "fork").inc()
+    run = await yard.get_run(handle.id)
+    return json_response(RunOut.of(run), 201 if handle.created else 200, run_location(run.id))

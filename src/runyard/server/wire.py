@@ -1,0 +1,58 @@
+"""Small conversions between the wire and Runyard, shared by the routes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from ..errors import InvalidInput
+
+PAGINATION_HEADER = "X-Pagination-Next"
+#: Columns the database keeps as 32-bit integers.
+INT32_MAX = 2**31 - 1
+#: The earliest time that can be shown (0001-01-02 UTC), for derived bounds.
+MIN_EPOCH = datetime(1, 1, 2, tzinfo=UTC).timestamp()
+
+
+def json_response(
+    model: BaseModel, status: int, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(model.model_dump(mode="json"), status_code=status, headers=headers)
+
+
+def run_location(run_id: str) -> dict[str, str]:
+    return {"Location": f"/v1/runs/{run_id}"}
+
+
+def epoch(value: datetime | None, field: str, where: str = "query") -> float | None:
+    """Seconds since the epoch; a time without a zone is UTC (as every time on the wire).
+    A time that falls outside years 1-9999 once in UTC is refused (422): it could not be
+    given back."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        seconds = value.astimezone(UTC).timestamp()
+        datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, ValueError, OSError):
+        raise InvalidInput(
+            f"{field} is out of range",
+            details=[{"field": field, "in": where, "error": "out of range"}],
+        ) from None
+    return seconds
+
+
+#: Half the resolution of a time on the wire (microseconds).
+HALF_MICROSECOND = 0.5e-6
+
+
+def bound(value: datetime | None, field: str) -> float | None:
+    """A ``created_after``/``created_before`` bound as the database compares it. Stored
+    times are finer than the microseconds shown, and a shown time is rounded to the
+    nearest one: shifting the bound by half a microsecond makes "after the run's
+    ``created_at``" include that very run, and "before" exclude it."""
+    seconds = epoch(value, field)
+    return None if seconds is None else seconds - HALF_MICROSECOND

@@ -1,0 +1,103 @@
+"""One error shape for every failure, 422 naming each bad field, 413 over the body limit
+(announced or streamed), and nothing written when a request is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from tests.server.conftest import Keys, ServerFactory, client, publish_without_worker
+
+
+def test_error_shape_and_bad_input(
+    db_url: str, server_factory: ServerFactory, api_keys: Keys
+) -> None:
+    publish_without_worker(db_url)
+    server = server_factory(RUNYARD_MAX_BODY_BYTES="4000")
+    with client(server, api_keys.write) as api:
+        r = api.get("/v1/nothing-here")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+        r = api.put("/v1/runs", json={})
+        assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+        assert "POST" in r.headers["allow"]
+
+        def refused(
+            body: object | None = None, content: bytes | None = None, **kw: object
+        ) -> dict[str, object]:
+            if content is not None:
+                r = api.post(
+                    "/v1/runs", content=content, headers={"content-type": "application/json"}
+                )
+            else:
+                r = api.post("/v1/runs", json=body)
+            assert r.status_code == 422, r.text
+            error = r.json()["error"]
+            assert set(error) == {"code", "message", "details"}
+            assert error["code"] == "invalid_input"
+            return error
+
+        fields = lambda e: [d["field"] for d in e["details"]]  # noqa: E731
+        assert fields(refused({})) == ["workflow"]
+        assert set(fields(refused({"workflow": "", "limit": 3, "mode": "now"}))) == {
+            "workflow",
+            "limit",
+            "mode",
+        }
+        assert fields(refused({"workflow": "greet", "input": {"name": 5}, "run_id": "r-1"})) == [
+            "input.name"
+        ]
+        assert fields(refused({"workflow": "greet", "run_id": "bad id!"})) == ["run_id"]
+        assert fields(refused({"workflow": "greet", "flow_control": {"key": "k", "rate": 0}})) == [
+            "flow_control.rate"
+        ]
+        assert fields(refused({"workflow": "greet", "max_results": 2**40})) == ["max_results"]
+        assert fields(refused({"workflow": "greet", "input": {"name": "a\u0000b"}})) == [
+            "input.name"
+        ]
+        assert fields(
+            refused({"workflow": "greet", "not_before": "9999-12-31T23:00:00-05:00"})
+        ) == ["not_before"]
+        refused(content=b'{"workflow": "greet", "input": {"name": NaN}}')
+        assert fields(refused(content=b'{"workflow": "greet", "timeout": 1e999}')) == ["timeout"]
+        refused(content=b'{"workflow": "greet", "input": {"name": "\\ud800"}}')
+        assert refused(content=b'{"workflow": ')["details"][0]["type"] == "json_invalid"
+        refused(content=b'{"workflow": "greet", "input": {"name": "\xff"}}')
+        r = api.post("/v1/runs", json={"workflow": "nope", "input": 1})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "workflow_not_found"
+        assert api.get("/v1/runs/not a run id").status_code == 404
+        assert api.get("/v1/runs", params={"workflow": "a\x00b"}).status_code == 422
+
+        # Over the body limit: refused whether the length is announced or streamed.
+        big = {"workflow": "greet", "input": {"name": "x" * 5000}, "run_id": "too-big-1"}
+        r = api.post("/v1/runs", json=big)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+        def chunks() -> Iterator[bytes]:
+            yield b'{"workflow": "greet", "run_id": "too-big-2", "input": {"name": "'
+            for _ in range(10):
+                yield b"y" * 1000
+            yield b'"}}'
+
+        with client(server, api_keys.write) as streaming:
+            r = streaming.post(
+                "/v1/runs", content=chunks(), headers={"content-type": "application/json"}
+            )
+        assert r.status_code == 413, r.text
+        for run_id in ("r-1", "too-big-1", "too-big-2"):
+            assert api.get(f"/v1/runs/{run_id}").status_code == 404  # nothing written
+        assert api.get("/v1/runs").json()["items"] == []
+
+        # Several inputs: one bad input is discarded with its error, the others run.
+        r = api.post(
+            "/v1/runs",
+            json={"workflow": "greet", "inputs": [{"input": {"name": "a"}}, {"input": {}}]},
+        )
+        assert r.status_code == 201, r.text
+        inputs = api.get(f"/v1/runs/{r.json()['id']}/inputs").json()["items"]
+        assert [i["state"] for i in inputs] == ["queued", "discarded"]
+        assert inputs[1]["error"]["code"] == "invalid_input"
+        queue = api.get(f"/v1/runs/{r.json()['id']}/queue").json()
+        assert [i["index"] for i in queue["items"]] == [0]
+        history = api.get(
+            f"/v1/runs/{r.json()['id']}/queue", params={"include_history": True}
+        ).json()
+        assert [i["state"] for i in history["items"]] == ["queued", "discarded"]

@@ -1,0 +1,97 @@
+"""The README's set-up commands do what it says, in a fresh virtual environment."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import ROOT
+
+
+def _block_after(marker: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    m = re.search(re.escape(marker) + r"\s*```bash\n(.*?)```", text, re.S)
+    assert m, f"README has no command after {marker}"
+    return m.group(1).strip()
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    cmd = _block_after("<!-- test-command -->")
+    assert "pytest" in cmd
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "test-command" in ci  # .ci/run extracts and runs exactly that block
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_start_command_in_a_fresh_venv_serves_the_examples(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    cmd = _block_after("<!-- start-command -->")
+    port = _free_port()
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("RUNYARD_", "VIRTUAL_ENV"))},
+        "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "RUNYARD_PORT": str(port),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
+    # The README command installs from the repository root; run it there, with the
+    # database in a scratch folder.
+    env["RUNYARD_DATABASE_URL"] = f"sqlite:///{workdir / 'runyard.db'}"
+    log = open(tmp_path / "dev.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        ["bash", "-c", cmd],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 240  # pip install from the registry, then start
+        key = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            out = (tmp_path / "dev.log").read_text(errors="replace")
+            found = re.search(r"API key:\s+(ry_\w+)", out)
+            if found:
+                key = found.group(1)
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.5)
+        out = (tmp_path / "dev.log").read_text(errors="replace")
+        assert key, f"runyard dev printed no API key:\n{out[-3000:]}"
+        assert httpx.get(f"{url}/healthz", timeout=5).json()["status"] == "ok"
+        resp = httpx.post(
+            f"{url}/v1/runs",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"workflow": "enrich_companies", "input": {"domain": "acme.com"}, "mode": "live"},
+            timeout=60,
+        )
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["run"]["result"]["name"] == "Acme"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
