@@ -37,7 +37,7 @@ from .engine.registry import (
     WorkflowDef,
     make_definition,
 )
-from .errors import InvalidInput, RunFailed, Timeout, WorkflowNotFound
+from .errors import InvalidInput, RunFailed, StoreUnavailable, Timeout, WorkflowNotFound
 from .models import (
     Attempt,
     Item,
@@ -59,6 +59,8 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 RECORD_TTL_S = 1.0
+INT32_MAX = 2**31 - 1  # what an INTEGER column holds on PostgreSQL
+PRIORITY_MAX = 1000
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=\-]{0,199}$")
 EVENT_ID_MAX = 300
 MODES = ("async", "live")
@@ -299,7 +301,12 @@ class Runyard:
     def _ensure_ready_sync(self) -> None:
         with self._ready_lock:
             if not self._ready:
-                self.migrate()
+                try:
+                    self.migrate()
+                except Exception as exc:
+                    if self.store.is_transient(exc):
+                        raise StoreUnavailable(f"the database is unavailable: {exc}") from exc
+                    raise
 
     def hub(self) -> Hub:
         """This event loop's hub, fed by a watcher of other processes' commits."""
@@ -387,14 +394,6 @@ class Runyard:
             schedule_id=schedule_id,
             version=version,
         )
-        if flow_control is not None:
-            await self._write(
-                self.store.upsert_flow_key_txn,
-                flow_control.key,
-                flow_control.parallelism,
-                flow_control.rate,
-                flow_control.period,
-            )
         await self.ensure_ready()
         _row, created = await self.db.write(self.store.create_run_txn, new, order=new.id)
         if created:
@@ -443,12 +442,21 @@ class Runyard:
                     f"{field_name} must be a number of seconds >= 0",
                     details=[{"field": field_name, "error": "not >= 0"}],
                 )
-        if max_results is not None and (not isinstance(max_results, int) or max_results < 1):
+        if max_results is not None and (
+            not isinstance(max_results, int) or not 1 <= max_results <= INT32_MAX
+        ):
             raise InvalidInput(
-                "max_results must be a positive integer",
-                details=[{"field": "max_results", "error": "not positive"}],
+                f"max_results must be an integer from 1 to {INT32_MAX}",
+                details=[{"field": "max_results", "error": "out of range"}],
             )
-        if retries is not None and (not isinstance(retries, int) or retries < 0):
+        if priority is not None and (
+            not isinstance(priority, int) or not -PRIORITY_MAX <= priority <= PRIORITY_MAX
+        ):
+            raise InvalidInput(
+                f"priority must be an integer from {-PRIORITY_MAX} to {PRIORITY_MAX}",
+                details=[{"field": "priority", "error": "out of range"}],
+            )
+        if retries is not None and (not isinstance(retries, int) or not 0 <= retries <= 100):
             raise InvalidInput(
                 "retries must be an integer >= 0",
                 details=[{"field": "retries", "error": "not >= 0"}],
@@ -517,6 +525,7 @@ class Runyard:
             not_before=not_before_s,
             delay_s=delay,
             flow_key=fc.key if fc else None,
+            flow_limits=flow_control.to_dict() if flow_control is not None else None,
             timeout_s=timeout if timeout is not None else defaults.timeout_s,
             max_recovery_attempts=defaults.max_recovery_attempts,
             has_on_failure=defaults.has_on_failure,
@@ -657,17 +666,18 @@ class Runyard:
     ) -> list[str]:
         """Cancel one run, a list, every run of a workflow or id prefix, or ``all``
         non-terminal runs; the ids canceled."""
+        single = run_id is not None
         if run_id is not None:
             ids = [run_id]
-        filt = RunFilter(ids=ids, workflow=workflow, prefix=prefix, all=all)
+        filt = RunFilter(ids=ids, workflow=workflow, prefix=prefix, all=all, single=single)
         return await self._transition(self.store.cancel_txn, filt)
 
     async def pause(self, run_id: str) -> None:
-        await self._transition(self.store.pause_txn, RunFilter(ids=[run_id]))
+        await self._transition(self.store.pause_txn, RunFilter(ids=[run_id], single=True))
 
     async def resume(self, run_id: str) -> None:
         """Continue a PAUSED, FAILED, CANCELED or CRASHED run from its last checkpoint."""
-        await self._transition(self.store.resume_txn, RunFilter(ids=[run_id]))
+        await self._transition(self.store.resume_txn, RunFilter(ids=[run_id], single=True))
 
     async def continue_(self, run_id: str) -> RunHandle:
         """Start the next iteration of a finished (incremental) run."""

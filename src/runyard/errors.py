@@ -7,6 +7,8 @@ Every error a client can see derives from :class:`RunyardError` and carries a st
 ::
 
     RunyardError
+    ├── Unauthorized              401  no API key, or an unknown or revoked one
+    ├── Forbidden                 403  the key's scope does not allow this
     ├── InvalidInput              422  a field is missing, of the wrong type, or not JSON
     ├── NotFound                  404
     │   ├── RunNotFound
@@ -15,6 +17,7 @@ Every error a client can see derives from :class:`RunyardError` and carries a st
     ├── PayloadTooLarge           413
     ├── CapacityExceeded          429
     ├── StoreUnavailable          503  the database cannot be reached right now
+    ├── ServerUnreachable         503  (SDK) the Runyard server cannot be reached
     ├── WorkflowError                  raised inside workflows
     │   ├── NonRetryableError          a step failure that must not be retried
     │   ├── RateLimited                retry the step after ``retry_after`` seconds
@@ -48,6 +51,27 @@ class RunyardError(Exception):
     def to_dict(self) -> dict[str, Any]:
         """The body of the JSON error shape."""
         return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class Unauthorized(RunyardError):
+    """An API key is required: send ``x-api-key: <key>`` or ``Authorization: Bearer <key>``."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(RunyardError):
+    """The API key's scope does not allow this."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class ServerUnreachable(RunyardError):
+    """The Runyard server cannot be reached."""
+
+    code = "server_unreachable"
+    http_status = 503
 
 
 class InvalidInput(RunyardError):
@@ -178,6 +202,7 @@ class NonDeterminismError(WorkflowError):
 
 __all__ = [
     "CapacityExceeded",
+    "Forbidden",
     "IllegalTransition",
     "InvalidInput",
     "NonDeterminismError",
@@ -189,10 +214,12 @@ __all__ = [
     "RunNotFound",
     "RunTimeout",
     "RunyardError",
+    "ServerUnreachable",
     "StepFailed",
     "StepTimeout",
     "StoreUnavailable",
     "Timeout",
+    "Unauthorized",
     "WorkflowError",
     "WorkflowNotFound",
 ]

@@ -217,6 +217,9 @@ class NewRun:
     not_before: float | None = None
     delay_s: float | None = None
     flow_key: str | None = None
+    #: Limits given with the trigger for ``flow_key`` (key, parallelism, rate, period_s);
+    #: stored with the run, in the same transaction.
+    flow_limits: dict[str, Any] | None = None
     timeout_s: float | None = None
     max_recovery_attempts: int = 5
     has_on_failure: bool = False

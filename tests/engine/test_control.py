@@ -62,6 +62,7 @@ def test_bulk_cancel_by_ids_workflow_prefix_and_all(yard: Runyard) -> None:
         await yard.start("idle", run_id="batch_x")  # "_" must not act as a wildcard
         await yard.start("idle", run_id="lone", delay=60)
         assert await yard.cancel(ids=["batch-a-0", "missing"]) == ["batch-a-0"]
+        assert await yard.cancel(ids=["missing"]) == []  # a selection, not a single-run action
         assert await yard.cancel(prefix="batch-a-") == ["batch-a-1", "batch-a-2"]
         assert await yard.cancel(workflow="other") == ["batch-b-0", "batch-b-1", "batch-b-2"]
         assert await yard.cancel(prefix="batch-") == []

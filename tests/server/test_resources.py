@@ -91,19 +91,19 @@ def test_workflows_outputs_stream_tasks_events_usage_metrics(
         assert [d["data"]["i"] for n, d in resumed if n == "output"] == list(range(200, 237))
 
         # ... and of a live one, following it to the end.
-        waiting = api.post("/v1/runs", json={"workflow": "waiter", "input": "ev:stream"}).json()[
+        waiting = api.post("/v1/runs", json={"workflow": "waiter", "input": "approve/ev-7"}).json()[
             "id"
         ]
         wait_status(api, waiting, "RUNNING")
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             stream = pool.submit(_sse, reader, f"/v1/runs/{waiting}/events")
             deadline = time.monotonic() + 20
-            while not reader.get("/v1/events/ev:stream/waiters").json()["items"]:
+            while not reader.get("/v1/events/approve/ev-7/waiters").json()["items"]:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
-            waiters = reader.get("/v1/events/ev:stream/waiters").json()["items"]
+            waiters = reader.get("/v1/events/approve/ev-7/waiters").json()["items"]
             assert [w["run_id"] for w in waiters] == [waiting]
-            assert api.post("/v1/events/ev:stream", json={"data": "go"}).json()["woken"] == [
+            assert api.post("/v1/events/approve%2Fev-7", json={"data": "go"}).json()["woken"] == [
                 waiting
             ]
             live_events = stream.result(30)

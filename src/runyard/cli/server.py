@@ -18,14 +18,14 @@ def server(
     """Serve the HTTP API until SIGTERM or Ctrl-C.
 
     Workers run apart (runyard worker): the server never imports workflow code."""
-    from ..app import Runyard
-    from ..server import create_app, serve
+    import dataclasses
+
+    from ..server import ServerSettings, create_app, serve
 
     setup_logging(log_level)
-    yard = Runyard(database_url) if database_url else None
-    app = create_app(yard)
-    try:
-        asyncio.run(serve(app, host=host, port=port))
-    finally:
-        if yard is not None:
-            yard.close()
+    settings = ServerSettings.from_env()
+    if database_url:
+        settings = dataclasses.replace(settings, database_url=database_url)
+    # The app builds its own Runyard with the server's short database retry window, so
+    # an unreachable database answers 503 within seconds.
+    asyncio.run(serve(create_app(settings=settings), host=host, port=port))

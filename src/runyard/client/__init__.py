@@ -20,7 +20,7 @@ The pattern a client app needs::
     result = Client().result(db.load(), timeout=600)
 """
 
-from ._base import Forbidden, ServerUnreachable, Unauthorized
+from ..errors import Forbidden, ServerUnreachable, Unauthorized
 from ._sse import RunEvent
 from ._types import UNSET, ExecuteOptions, RunFilters, StartOptions
 from .aio import AsyncClient

@@ -24,7 +24,7 @@ import httpx
 from pydantic import BaseModel
 
 from .. import __version__, errors
-from ..errors import RunyardError
+from ..errors import RunyardError, ServerUnreachable
 from ..schemas import (
     Canceled,
     ErrorResponse,
@@ -61,27 +61,6 @@ RETRY_ALWAYS = frozenset({429, 503})
 #: Statuses retried only when repeating the request is harmless.
 RETRY_IDEMPOTENT = frozenset({502, 504})
 SUCCESS = frozenset({"SUCCEEDED", "PARTIAL_SUCCEEDED"})
-
-
-class ServerUnreachable(RunyardError):
-    """The Runyard server cannot be reached."""
-
-    code = "server_unreachable"
-    http_status = 503
-
-
-class Unauthorized(RunyardError):
-    """The API key is missing, malformed, unknown or revoked."""
-
-    code = "unauthorized"
-    http_status = 401
-
-
-class Forbidden(RunyardError):
-    """The API key does not have the scope this request needs."""
-
-    code = "forbidden"
-    http_status = 403
 
 
 RunMode = Literal["async", "live"]

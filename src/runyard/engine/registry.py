@@ -31,10 +31,12 @@ class FlowControl:
     def __post_init__(self) -> None:
         if not self.key or len(self.key) > 200 or "\x00" in self.key:
             raise InvalidInput("flow_control.key must be 1-200 characters")
-        if self.parallelism is not None and self.parallelism < 1:
-            raise InvalidInput("flow_control.parallelism must be at least 1")
-        if self.rate is not None and self.rate < 1:
-            raise InvalidInput("flow_control.rate must be at least 1")
+        for name, value in (("parallelism", self.parallelism), ("rate", self.rate)):
+            if value is not None and not 1 <= value <= 2**31 - 1:
+                raise InvalidInput(
+                    f"flow_control.{name} must be from 1 to {2**31 - 1}",
+                    details=[{"field": f"flow_control.{name}", "error": "out of range"}],
+                )
         if self.period <= 0:
             raise InvalidInput("flow_control.period must be positive")
 

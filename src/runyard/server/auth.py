@@ -27,9 +27,9 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.requests import ClientDisconnect
 
 from .. import jsonutil, keys
-from ..errors import InvalidInput
+from ..errors import Forbidden, InvalidInput, Unauthorized
 from ..schemas import Scope
-from .errors import Forbidden, Unauthorized, error_responses
+from .errors import error_responses
 from .state import ServerState, server_state
 
 TOUCH_EVERY_S = 60.0

@@ -19,27 +19,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import CapacityExceeded, RunyardError, StoreUnavailable
+from ..errors import (
+    CapacityExceeded,
+    RunyardError,
+    StoreUnavailable,
+)
 from ..schemas import ErrorResponse
 
 log = logging.getLogger("runyard.server")
 
 #: Seconds a client should wait before retrying while the database is away.
 UNAVAILABLE_RETRY_AFTER_S = 1
-
-
-class Unauthorized(RunyardError):
-    """An API key is required: send ``x-api-key: <key>`` or ``Authorization: Bearer <key>``."""
-
-    code = "unauthorized"
-    http_status = 401
-
-
-class Forbidden(RunyardError):
-    """The API key's scope does not allow this."""
-
-    code = "forbidden"
-    http_status = 403
 
 
 _HTTP_CODES = {

@@ -6,7 +6,6 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ..models import RunStatus
-from ..store.tx import Tx
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -53,11 +52,3 @@ class Metrics:
         for status in RunStatus:
             self.runs.labels(status.value).set(runs_by_status.get(status.value, 0))
         return generate_latest(self.registry)
-
-
-def count_runs_by_status(tx: Tx) -> dict[str, int]:
-    """Runs per status. The store has no named query for this yet (STYLE.md keeps SQL in
-    ``queries.sql``): this statement belongs there as ``count_runs_by_status``; it is the
-    same on both backends."""
-    tx.cursor.execute("SELECT status, count(*) AS n FROM runs GROUP BY status")
-    return {str(row["status"]): int(row["n"]) for row in tx.cursor.fetchall()}

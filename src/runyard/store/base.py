@@ -152,6 +152,8 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
         else:
             status = RunStatus.QUEUED
         errors = [i.error for i in run.inputs if i.error is not None]
+        if run.flow_limits is not None:
+            tx.send("upsert_flow_key", run.flow_limits)
         inserted = tx.send(
             "insert_run",
             {
@@ -646,8 +648,8 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
         return ids
 
     def _check_single(self, tx: Tx, filt: RunFilter, action: str, changed: list[str]) -> None:
-        """For an action on one id, explain why nothing changed."""
-        if filt.ids is None or len(filt.ids) != 1 or changed:
+        """For an action on one named run, explain why nothing changed."""
+        if not filt.single or filt.ids is None or changed:
             return
         row = tx.q1("get_run", {"id": filt.ids[0]})
         if row is None:
@@ -692,7 +694,7 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
         return ids
 
     def continue_txn(self, tx: Tx, run_id: str) -> Row:
-        filt = RunFilter(ids=[run_id])
+        filt = RunFilter(ids=[run_id], single=True)
         ids = self._select_txn(tx, filt, CLIENT_TRANSITIONS["continue"])
         self._check_single(tx, filt, "continue", ids)
         tx.exec("continue_items", {"run_id": run_id})

@@ -135,6 +135,9 @@ class ReadsMixin:
     def get_logs(self, tx: Tx, run_id: str) -> list[Row]:
         return tx.q("list_logs", {"run_id": run_id})
 
+    def count_runs_by_status(self, tx: Tx) -> dict[str, int]:
+        return {str(r["status"]): int(r["n"]) for r in tx.q("count_runs_by_status")}
+
     def has_due_work(self, tx: Tx, wrefs: Sequence[str]) -> bool:
         return tx.q1("has_due_work", {"wrefs": list(wrefs)}) is not None
 

@@ -82,6 +82,9 @@ class RunFilter:
     created_after: float | None = None
     created_before: float | None = None
     all: bool = False
+    #: An action on one named run: nothing changing is an error (404 / 409), not an
+    #: empty answer as for a bulk selection.
+    single: bool = False
 
     def params(self) -> dict[str, Any]:
         prefix = None

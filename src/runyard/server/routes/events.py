@@ -19,9 +19,9 @@ EventId = Annotated[str, Path(min_length=1, max_length=300, description="The eve
 
 
 @router.post(
-    "/events/{event_id}",
+    "/events/{event_id:path}",
     response_model=Notified,
-    # An id with a "/" cannot be addressed: the path then names no route.
+    # The id may contain "/" (e.g. "approve/order-7"): the rest of the path is the id.
     responses=error_responses([404]),
     summary="Notify an event",
 )
@@ -35,7 +35,7 @@ async def notify(
 
 
 @router.get(
-    "/events/{event_id}/waiters",
+    "/events/{event_id:path}/waiters",
     response_model=WaiterList,
     responses=error_responses([404]),
     summary="Runs waiting for an event",

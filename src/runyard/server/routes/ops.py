@@ -12,7 +12,7 @@ from ... import __version__
 from ...schemas import Health
 from ...store import Store
 from ..auth import ApiRoute, documented_auth
-from ..metrics import CONTENT_TYPE, count_runs_by_status
+from ..metrics import CONTENT_TYPE
 from ..state import State
 
 log = logging.getLogger("runyard.server")
@@ -67,5 +67,5 @@ async def healthz(state: State) -> JSONResponse:
     summary="Prometheus metrics",
 )
 async def metrics(state: State) -> Response:
-    counts = await state.read(count_runs_by_status)
+    counts = await state.read(state.yard.store.count_runs_by_status)
     return Response(state.metrics.render(counts), media_type=CONTENT_TYPE)

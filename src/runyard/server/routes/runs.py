@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from ... import jsonutil
 from ...app import validate_against_schema
-from ...errors import IllegalTransition, InvalidInput, RunNotFound, WorkflowNotFound
+from ...errors import InvalidInput, WorkflowNotFound
 from ...models import Attempt, Item, ItemState, RunStatus, StepRecord
 from ...schemas import (
     AttemptOut,
@@ -164,16 +164,9 @@ async def cancel_many(body: BulkCancel, request: Request, state: State) -> Cance
             "url_prefix is not supported yet: there are no HTTP-target runs",
             details=[{"field": "url_prefix", "in": "body", "error": "not supported yet"}],
         )
-    try:
-        ids = await state.yard.cancel(
-            ids=body.ids, workflow=body.workflow, prefix=body.prefix, all=body.all
-        )
-    except (RunNotFound, IllegalTransition):
-        # The store explains a one-id selection that changed nothing as if it were the
-        # single-run action (404/409); a bulk cancel answers with what it canceled.
-        if body.ids is None or len(body.ids) != 1:
-            raise
-        ids = []
+    ids = await state.yard.cancel(
+        ids=body.ids, workflow=body.workflow, prefix=body.prefix, all=body.all
+    )
     return Canceled(canceled=ids)
 
 

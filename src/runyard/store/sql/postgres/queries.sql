@@ -679,3 +679,6 @@ ORDER BY 1, 2, 3;
 SELECT id, host, pid, concurrency, workflows, started_at, heartbeat_at FROM workers
 WHERE stopped_at IS NULL AND heartbeat_at > runyard_now() - %(seen_within_s)s
 ORDER BY started_at;
+
+-- name: count_runs_by_status
+SELECT status, count(*) AS n FROM runs GROUP BY status;
