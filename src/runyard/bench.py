@@ -16,7 +16,8 @@ Figures, per backend, on a fresh database each invocation:
 * ``checkpointed_step_ms``: sequential runs of a workflow with K no-op steps and of one
   with none, interleaved: (median(t_K) - median(t_0)) / K;
 * ``sql_per_run`` / ``sql_per_step``: statements and transactions the engine issues per
-  run (producer + worker, counted in one process with an in-process worker).
+  run (producer + worker, counted in one process with an in-process worker);
+* the HTTP figures through a ``runyard server`` process: see ``bench_http.py``.
 
 This module is also the workflow module the worker processes serve (``yard`` below).
 """
@@ -106,6 +107,10 @@ class BenchOptions:
     step_count: int = 20
     step_runs: int = 50
     sql_runs: int = 50
+    http_runs: int = 2000  # the HTTP figures (bench_http.py); 0 skips them all
+    http_live_runs: int = 200
+    http_wake_runs: int = 100
+    http_concurrency: int = 32
     timeout_s: float = 300.0
     log_dir: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -159,7 +164,7 @@ def _engine_digest() -> str:
     here = Path(__file__).resolve().parent
     h = hashlib.sha1()
     for path in sorted([*here.rglob("*.py"), *here.rglob("*.sql")]):
-        if path.name == "bench.py" or "__pycache__" in path.parts:
+        if path.name in ("bench.py", "bench_http.py") or "__pycache__" in path.parts:
             continue
         h.update(str(path.relative_to(here)).encode())
         h.update(path.read_bytes())
@@ -307,6 +312,8 @@ class StoreCounter:
 class WorkerProcs:
     """``runyard worker runyard.bench:yard`` processes, stopped with SIGTERM."""
 
+    target = "runyard.bench:yard"  # MODULE:ATTRIBUTE served
+
     def __init__(self, url: str, n: int, concurrency: int, env: dict[str, str], logs: Path) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
@@ -320,7 +327,7 @@ class WorkerProcs:
                 "-m",
                 "runyard",
                 "worker",
-                "runyard.bench:yard",
+                self.target,
                 "--concurrency",
                 str(concurrency),
                 "--database-url",
@@ -768,6 +775,10 @@ async def bench_backend(
         log(f"{label}: workers stopped (exit codes {codes})")
         counter.close()
     try:
+        if opts.http_runs > 0:
+            from .bench_http import http_figures
+
+            await http_figures(label, url, opts, logs / label / "http", base, y)
         if opts.sql_runs > 0:
             counts = await sql_counts(y, opts)
             k = opts.step_count

@@ -45,6 +45,22 @@ def bench(
     sql_runs: int = typer.Option(
         50, "--sql-runs", min=0, help="Sequential runs per workflow for statement counts"
     ),
+    http_runs: int = typer.Option(
+        2000,
+        "--http-runs",
+        min=0,
+        help="Async POST /v1/runs for HTTP triggers/s through a runyard server (0 skips "
+        "every HTTP figure)",
+    ),
+    http_live_runs: int = typer.Option(
+        200, "--http-live-runs", min=0, help="Sequential live-mode POSTs for the HTTP p50/p99"
+    ),
+    http_wake_runs: int = typer.Option(
+        100, "--http-wake-runs", min=0, help="Samples of the long-poll wake-up after a run ends"
+    ),
+    http_concurrency: int = typer.Option(
+        32, "--http-concurrency", min=1, help="HTTP requests in flight for HTTP triggers/s"
+    ),
     also_sqlite_normal: bool = typer.Option(
         False,
         "--also-sqlite-normal",
@@ -53,8 +69,9 @@ def bench(
     timeout: float = typer.Option(300.0, "--timeout", help="Bound of each throughput phase (s)"),
     log_dir: str = typer.Option(None, "--log-dir", help="Keep worker logs here"),
 ) -> None:
-    """Measure runs/s, 3-step workflows/s, trigger->complete latency and the cost of a
-    checkpointed step, per backend: one JSON line per figure on stdout, progress on stderr."""
+    """Measure runs/s, 3-step workflows/s, trigger->complete latency, the cost of a
+    checkpointed step and the HTTP figures (triggers/s, live round trip, long-poll wake-up)
+    per backend: one JSON line per figure on stdout, progress on stderr."""
     from ..bench import BenchOptions, backend_of, run_bench
 
     if backend not in BACKENDS:
@@ -83,6 +100,10 @@ def bench(
         step_count=step_count,
         step_runs=step_runs,
         sql_runs=sql_runs,
+        http_runs=http_runs,
+        http_live_runs=http_live_runs,
+        http_wake_runs=http_wake_runs,
+        http_concurrency=http_concurrency,
         timeout_s=timeout,
         log_dir=log_dir,
     )

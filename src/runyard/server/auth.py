@@ -201,7 +201,7 @@ class ApiRoute(APIRoute):
         needed = self.needed_scope
 
         async def checked(request: Request) -> Response:
-            state = server_state(request)
+            state = await server_state(request)
             principal = await authenticate(state, request)
             principal.require(needed)
             request.state.principal = principal

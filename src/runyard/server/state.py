@@ -87,7 +87,8 @@ class ServerState:
             await asyncio.wait(set(self._tasks), timeout=5)
 
 
-def server_state(request: Request) -> ServerState:
+async def server_state(request: Request) -> ServerState:
+    # async, so FastAPI does not send every request through its thread pool for it.
     state = request.app.state.runyard
     assert isinstance(state, ServerState)
     return state
