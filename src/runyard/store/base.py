@@ -365,6 +365,12 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
         row = fence.one()
         return row["status"] if row else None
 
+    def checkpoint_many_txn(
+        self, tx: Tx, calls: Sequence[tuple[Fence, int, Sequence[Checkpoint]]]
+    ) -> list[str | None]:
+        """:meth:`checkpoint_txn` for several executions sharing a transaction."""
+        return [self.checkpoint_txn(tx, f, iteration, cps) for f, iteration, cps in calls]
+
     def record_attempt_txn(
         self,
         tx: Tx,

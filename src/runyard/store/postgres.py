@@ -47,7 +47,7 @@ def _has_side_effects(cps: Sequence[Checkpoint]) -> bool:
 class PostgresStore(Store):
     backend = "postgres"
     needs_polling = False
-    own_queries = frozenset({"checkpoint_steps", "finish_item_steps"})
+    own_queries = frozenset({"checkpoint_steps", "checkpoint_steps_many", "finish_item_steps"})
 
     # The two writes every step and every run make, each in one statement instead of
     # several (a statement costs the client more than the server here). Checkpoints with
@@ -68,6 +68,30 @@ class PostgresStore(Store):
             },
         ).one()
         return row["status"] if row else None
+
+    def checkpoint_many_txn(
+        self, tx: Tx, calls: Sequence[tuple[Fence, int, Sequence[Checkpoint]]]
+    ) -> list[str | None]:
+        if len(calls) == 1 or any(_has_side_effects(cps) for _, _, cps in calls):
+            return super().checkpoint_many_txn(tx, calls)
+        every = [(f, it, cp) for f, it, cps in calls for cp in cps]
+        arrays = _checkpoint_arrays([cp for _, _, cp in every])
+        rows = tx.send(
+            "checkpoint_steps_many",
+            {
+                "run_ids": [f.run_id for f, _, _ in calls],
+                "idxs": [f.idx for f, _, _ in calls],
+                "owners": [f.owner for f, _, _ in calls],
+                "epochs": [f.epoch for f, _, _ in calls],
+                "fence_positions": [max(cp.position for cp in cps) for _, _, cps in calls],
+                "cp_run_ids": [f.run_id for f, _, _ in every],
+                "cp_idxs": [f.idx for f, _, _ in every],
+                "iterations": [it for _, it, _ in every],
+                **arrays,
+            },
+        ).rows()
+        status = {(r["run_id"], r["idx"]): r["status"] for r in rows}
+        return [status.get((f.run_id, f.idx)) for f, _, _ in calls]
 
     def complete_item_txn(
         self,

@@ -682,3 +682,34 @@ ORDER BY started_at;
 
 -- name: count_runs_by_status
 SELECT status, count(*) AS n FROM runs GROUP BY status;
+
+-- name: checkpoint_steps_many
+-- checkpoint_steps for every execution of a commit group at once: one statement, however
+-- many executions finished a step together. Rows: the items still owned (fenced ones are
+-- missing) with their run's status.
+WITH j AS (
+  SELECT * FROM unnest(%(run_ids)s::text[], %(idxs)s::int[], %(owners)s::text[],
+                       %(epochs)s::int[], %(fence_positions)s::int[])
+         AS j(run_id, idx, owner, epoch, position)),
+f AS (
+  UPDATE items i SET last_position = GREATEST(i.last_position, j.position)
+  FROM j
+  WHERE i.run_id = j.run_id AND i.idx = j.idx AND i.owner = j.owner AND i.epoch = j.epoch
+  RETURNING i.run_id, i.idx),
+s AS (
+  INSERT INTO steps (run_id, item_idx, iteration, position, name, kind, status, result, error,
+    attempts, started_at)
+  SELECT c.run_id, c.idx, c.iteration, c.position, c.name, c.kind, c.status, c.result,
+    c.error, c.attempts, c.started_at
+  FROM unnest(%(cp_run_ids)s::text[], %(cp_idxs)s::int[], %(iterations)s::int[],
+              %(positions)s::int[], %(names)s::text[], %(kinds)s::text[],
+              %(statuses)s::text[], %(results)s::text[], %(errors)s::text[],
+              %(attempts)s::int[], %(started)s::double precision[])
+       AS c(run_id, idx, iteration, position, name, kind, status, result, error, attempts,
+            started_at)
+  JOIN f ON f.run_id = c.run_id AND f.idx = c.idx
+  ON CONFLICT (run_id, item_idx, iteration, position) DO UPDATE SET status = excluded.status,
+    result = excluded.result, error = excluded.error, attempts = excluded.attempts,
+    completed_at = runyard_now()
+  WHERE steps.status = 'waiting' AND excluded.status <> 'waiting')
+SELECT f.run_id, f.idx, r.status FROM f JOIN runs r ON r.id = f.run_id;
