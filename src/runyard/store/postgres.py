@@ -47,7 +47,7 @@ def _has_side_effects(cps: Sequence[Checkpoint]) -> bool:
 class PostgresStore(Store):
     backend = "postgres"
     needs_polling = False
-    own_queries = frozenset({"checkpoint_steps", "checkpoint_steps_many", "finish_item_steps"})
+    own_queries = frozenset({"checkpoint_steps_many", "finish_item_steps"})
 
     # The two writes every step and every run make, each in one statement instead of
     # several (a statement costs the client more than the server here). Checkpoints with
@@ -58,21 +58,12 @@ class PostgresStore(Store):
     ) -> str | None:
         if _has_side_effects(cps):
             return super().checkpoint_txn(tx, f, iteration, cps)
-        row = tx.send(
-            "checkpoint_steps",
-            {
-                **self._fence_params(f),
-                "iteration": iteration,
-                "position": max(cp.position for cp in cps),
-                **_checkpoint_arrays(cps),
-            },
-        ).one()
-        return row["status"] if row else None
+        return self.checkpoint_many_txn(tx, [(f, iteration, cps)])[0]
 
     def checkpoint_many_txn(
         self, tx: Tx, calls: Sequence[tuple[Fence, int, Sequence[Checkpoint]]]
     ) -> list[str | None]:
-        if len(calls) == 1 or any(_has_side_effects(cps) for _, _, cps in calls):
+        if any(_has_side_effects(cps) for _, _, cps in calls):
             return super().checkpoint_many_txn(tx, calls)
         every = [(f, it, cp) for f, it, cps in calls for cp in cps]
         arrays = _checkpoint_arrays([cp for _, _, cp in every])

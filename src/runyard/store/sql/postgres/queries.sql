@@ -548,28 +548,6 @@ SELECT * FROM waiters WHERE event_id = %(event_id)s ORDER BY created_at;
 -- name: list_logs
 SELECT * FROM logs WHERE run_id = %(run_id)s ORDER BY id;
 
--- name: checkpoint_steps
--- The hot path of a step, in one statement: fence the item (locking its row) and record
--- the pending checkpoints (arrays, one element each). No row: fenced out.
-WITH f AS (
-  UPDATE items SET last_position = GREATEST(last_position, %(position)s)
-  WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s
-  RETURNING run_id, idx),
-s AS (
-  INSERT INTO steps (run_id, item_idx, iteration, position, name, kind, status, result, error,
-    attempts, started_at)
-  SELECT f.run_id, f.idx, %(iteration)s, c.position, c.name, c.kind, c.status, c.result,
-    c.error, c.attempts, c.started_at
-  FROM f, unnest(%(positions)s::int[], %(names)s::text[], %(kinds)s::text[],
-                 %(statuses)s::text[], %(results)s::text[], %(errors)s::text[],
-                 %(attempts)s::int[], %(started)s::double precision[])
-       AS c(position, name, kind, status, result, error, attempts, started_at)
-  ON CONFLICT (run_id, item_idx, iteration, position) DO UPDATE SET status = excluded.status,
-    result = excluded.result, error = excluded.error, attempts = excluded.attempts,
-    completed_at = runyard_now()
-  WHERE steps.status = 'waiting' AND excluded.status <> 'waiting')
-SELECT r.status FROM f JOIN runs r ON r.id = f.run_id;
-
 -- name: finish_item_steps
 -- An item's outcome in one statement (after lock_run): fence and finish the item, record
 -- its last checkpoints, and finalize the run when this was its last open input. The
@@ -684,8 +662,9 @@ ORDER BY started_at;
 SELECT status, count(*) AS n FROM runs GROUP BY status;
 
 -- name: checkpoint_steps_many
--- checkpoint_steps for every execution of a commit group at once: one statement, however
--- many executions finished a step together. Rows: the items still owned (fenced ones are
+-- The hot path of a step: fence each item (locking its row) and record its pending
+-- checkpoints, for every execution of a commit group in one statement, however many
+-- finished a step together. Rows: the items still owned (fenced ones are
 -- missing) with their run's status.
 WITH j AS (
   SELECT * FROM unnest(%(run_ids)s::text[], %(idxs)s::int[], %(owners)s::text[],
