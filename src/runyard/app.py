@@ -54,6 +54,7 @@ from .models import (
 from .store import RunFilter, Store, open_store
 from .store.dbexec import DbExecutor
 from .store.hub import Hub, Watcher, wait_event
+from .store.records import run_from_row
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -146,10 +147,14 @@ class _Broadcast:
 class RunHandle:
     """A started run: ask for its status or wait for its result."""
 
-    def __init__(self, yard: Runyard, run_id: str, created: bool = True) -> None:
+    def __init__(
+        self, yard: Runyard, run_id: str, created: bool = True, initial: Run | None = None
+    ) -> None:
         self.yard = yard
         self.id = run_id
         self.created = created
+        #: The run as :meth:`Runyard.start` wrote it (or found it, when ``run_id`` existed).
+        self.initial = initial
 
     def __repr__(self) -> str:
         return f"RunHandle({self.id!r})"
@@ -338,6 +343,8 @@ class Runyard:
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._store is not None:
+            self._store.close()
         self._hubs.clear()
         self._broadcast.hubs.clear()
 
@@ -395,10 +402,10 @@ class Runyard:
             version=version,
         )
         await self.ensure_ready()
-        _row, created = await self.db.write(self.store.create_run_txn, new, order=new.id)
+        row, created = await self.db.write(self.store.create_run_txn, new, order=new.id)
         if created:
             self._broadcast.notify_wake()
-        return RunHandle(self, new.id, created)
+        return RunHandle(self, new.id, created, run_from_row(row))
 
     async def _new_run(
         self,

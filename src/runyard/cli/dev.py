@@ -19,6 +19,7 @@ import httpx
 import typer
 
 from .. import keys as apikeys
+from .. import loop
 from ..app import Runyard
 from ..store.dbexec import DbExecutor
 from . import output
@@ -70,7 +71,7 @@ def dev(
     shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
     base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
     try:
-        asyncio.run(_serve_and_work(fastapi_app, worker, host, port, base, yard, key, where))
+        loop.run(_serve_and_work(fastapi_app, worker, host, port, base, yard, key, where))
     finally:
         yard.close()
 

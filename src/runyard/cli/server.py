@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 
+from .. import loop
 from .common import DatabaseOption, setup_logging
 
 
@@ -28,4 +27,4 @@ def server(
         settings = dataclasses.replace(settings, database_url=database_url)
     # The app builds its own Runyard with the server's short database retry window, so
     # an unreachable database answers 503 within seconds.
-    asyncio.run(serve(create_app(settings=settings), host=host, port=port))
+    loop.run(serve(create_app(settings=settings), host=host, port=port))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 
 import typer
 
+from .. import loop
 from .common import load_app, setup_logging
 
 
@@ -37,4 +37,4 @@ def worker(
         finally:
             await yard.aclose()
 
-    asyncio.run(main())
+    loop.run(main())

@@ -101,7 +101,7 @@ async def start_and_answer(
         handle = await yard.start(workflow, **kwargs)
         if handle.created:
             state.metrics.runs_created.labels(workflow, "async").inc()
-        run = await yard.get_run(handle.id)
+        run = handle.initial or await yard.get_run(handle.id)
         return json_response(RunOut.of(run), 201 if handle.created else 200, run_location(run.id))
     with state.live.slot():
         await _check_flow_capacity(state, workflow, kwargs)

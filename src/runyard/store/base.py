@@ -71,6 +71,15 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
         with suppress(Exception):
             conn.close()
 
+    def close(self) -> None:
+        """Release what the store holds besides connections (nothing by default)."""
+
+    @property
+    def precise_wakeups(self) -> bool:
+        """Whether the watcher's wake-ups say what changed (new work, which run), rather
+        than only that something was committed."""
+        return not self.needs_polling
+
     # -- migrations ----------------------------------------------------------------
 
     def upgrade(self) -> list[int]:

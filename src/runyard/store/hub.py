@@ -2,9 +2,9 @@
 
 The :class:`Hub` wakes coroutines that wait for new work (workers) or for a run to change
 (result waiters). It is fed by the process's own writes and by a watcher thread:
-PostgreSQL LISTEN/NOTIFY, or SQLite's ``PRAGMA data_version`` polled every millisecond or
-two. Both are hints only: every waiter also re-checks on a timeout (the polling backstop
-of RELIABILITY.md rule 6).
+PostgreSQL LISTEN/NOTIFY; on SQLite the wake-up sockets of :mod:`.wakebus` (Linux), or
+else ``PRAGMA data_version`` polled every millisecond. All are hints only: every waiter
+also re-checks on a timeout (the polling backstop of RELIABILITY.md rule 6).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .base import Store
+from . import wakebus
+from .base import RUN, WAKE, Store
 
 log = logging.getLogger("runyard.hub")
 
@@ -115,10 +116,13 @@ class Hub:
 class Watcher:
     """A thread that turns other processes' commits into :class:`Hub` notifications."""
 
-    def __init__(self, store: Store, hub: Hub, *, poll_s: float = 0.001) -> None:
+    def __init__(
+        self, store: Store, hub: Hub, *, poll_s: float = 0.001, backstop_s: float = 0.05
+    ) -> None:
         self.store = store
         self.hub = hub
         self.poll_s = poll_s
+        self.backstop_s = backstop_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name="runyard-watch", daemon=True)
 
@@ -132,10 +136,12 @@ class Watcher:
     def _main(self) -> None:
         while not self._stop.is_set():
             try:
-                if self.store.needs_polling:
-                    self._poll()
-                else:
+                if not self.store.needs_polling:
                     self._listen()
+                elif wakebus.supported():
+                    self._listen_bus()
+                else:
+                    self._poll()
             except Exception as exc:
                 log.warning("change watcher lost its connection (%s); reconnecting", exc)
                 self.hub.notify_all()
@@ -156,6 +162,42 @@ class Watcher:
                     self.hub.notify_all()
         finally:
             conn.close()
+
+    def _listen_bus(self) -> None:
+        """SQLite on Linux: the wake-ups other processes send after their commits (see
+        :mod:`.wakebus`). A commit announced by nobody (a process that cannot reach this
+        socket, e.g. in another network namespace) is still noticed, through
+        ``data_version`` every ``backstop_s``, when no wake-up came in the meantime."""
+        from .sqlite import SQLiteStore
+
+        assert isinstance(self.store, SQLiteStore)
+        listener = wakebus.Listener(self.store.wake_dir)
+        conn = self.store.connect()
+        try:
+            # Anything committed before we listened: make everyone look.
+            self.hub.notify_all()
+            last = self.store.data_version(conn)
+            heard = False
+            check_at = time.monotonic() + self.backstop_s
+            while not self._stop.is_set():
+                messages = listener.receive(min(0.1, max(0.0, check_at - time.monotonic())))
+                for channel, payload in messages:
+                    heard = True
+                    if channel == RUN:
+                        self.hub.notify_run(payload)
+                    elif channel == WAKE:
+                        self.hub.notify_wake()
+                    else:
+                        self.hub.notify_all()
+                if time.monotonic() >= check_at:
+                    version = self.store.data_version(conn)
+                    if version != last and not heard:
+                        self.hub.notify_all()
+                    last, heard = version, False
+                    check_at = time.monotonic() + self.backstop_s
+        finally:
+            conn.close()
+            listener.close()
 
     def _listen(self) -> None:
         from .postgres import RUN_CHANNEL, PostgresStore

@@ -8,8 +8,10 @@ process still loses nothing; a power cut may lose the last commits).
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -17,7 +19,10 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from .. import jsonutil
+from . import wakebus
 from .base import Store, Tx
+
+log = logging.getLogger("runyard.store")
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -42,6 +47,32 @@ class SQLiteStore(Store):
         if sync not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("RUNYARD_SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA")
         self.synchronous = sync
+        #: Where the processes on this database name their wake-up sockets.
+        self.wake_dir = os.path.abspath(self.path) + ".wake"
+        self._publisher: wakebus.Publisher | None = None
+        self._publisher_lock = threading.Lock()
+
+    @property
+    def precise_wakeups(self) -> bool:
+        return wakebus.supported()
+
+    def publish(self, announcements: set[tuple[str, str]]) -> None:
+        """Send what a committed transaction announced to every process listening. Never
+        raises: the transaction is committed, and the announcement only a hint."""
+        if not wakebus.supported():
+            return
+        try:
+            if self._publisher is None:
+                with self._publisher_lock:
+                    if self._publisher is None:
+                        self._publisher = wakebus.Publisher(self.wake_dir)
+            self._publisher.publish(sorted(announcements))
+        except Exception as exc:
+            log.warning("could not send wake-ups (%s); waiters fall back to polling", exc)
+
+    def close(self) -> None:
+        if self._publisher is not None:
+            self._publisher.close()
 
     def connect(self) -> sqlite3.Connection:
         folder = os.path.dirname(os.path.abspath(self.path))
@@ -66,13 +97,16 @@ class SQLiteStore(Store):
             self._begin_immediate(cur)
         else:
             cur.execute("BEGIN")
+        tx = Tx(self, cur)
         try:
-            yield Tx(self, cur)
+            yield tx
         except BaseException:
             cur.execute("ROLLBACK")
             raise
         else:
             cur.execute("COMMIT")
+            if tx.announcements:
+                self.publish(tx.announcements)
         finally:
             cur.close()
 

@@ -181,9 +181,10 @@ class Worker:
                 # Nothing more is due, or flow control holds it back (then look again soon).
                 held_back = due and not claimed
                 woken = await self._idle(hub, SCAN_INTERVAL_S if held_back else self.poll_s)
-                # SQLite's wake-ups fire on any commit, so look before taking the write
-                # lock; PostgreSQL's fire only for new work, so claim straight away.
-                check_first = store.needs_polling or not woken
+                # A wake-up that only says "something was committed" (SQLite's polling
+                # fallback) is checked before taking the write lock; one that says "new
+                # work" is claimed straight away.
+                check_first = not (woken and store.precise_wakeups)
             else:
                 check_first = False
 

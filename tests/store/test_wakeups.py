@@ -1,0 +1,151 @@
+"""Wake-ups between processes: what another process commits reaches this one's waiters,
+and says what changed (new work; which run), on both backends. On SQLite that is the
+wake-up socket bus of ``runyard.store.wakebus``, tested here on its own as well."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from runyard.store import wakebus
+from runyard.store.hub import wait_event
+from runyard.store.tx import RUN, WAKE
+
+from ..conftest import make_yard
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from runyard import Runyard
+
+    yard = Runyard(database_url=sys.argv[1])
+
+    @yard.workflow(name="wake_probe")
+    async def wake_probe(ctx, x: int) -> int:
+        return x
+
+    yard.sync.start("wake_probe", 1, run_id=sys.argv[2], delay=3600)
+    yard.sync.cancel(sys.argv[2])
+    yard.close()
+    """
+)
+
+
+def test_another_process_wakes_exactly_who_it_concerns(db_url: str) -> None:
+    """A run started and then canceled by another process: this process's worker wake-up
+    and the waiter of that run fire; the waiter of another run does not (a watcher that
+    only knew "something was committed" would wake everyone)."""
+    asyncio.run(_wakes_exactly(db_url))
+
+
+async def _wakes_exactly(db_url: str) -> None:
+    yard = make_yard(db_url)
+    try:
+        hub = yard.hub()
+        target, other = "wake-target-1", "wake-other-1"
+        ev_target, ev_other = hub.run_event(target), hub.run_event(other)
+        # The watcher wakes everyone once when it starts listening; wait that out.
+        await wait_event(ev_other, 5.0)
+        await asyncio.sleep(0.3)
+        ev_target.clear()
+        ev_other.clear()
+        await hub.wait_wake(0)
+
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, db_url, target)
+        assert await proc.wait() == 0
+        assert await wait_event(ev_target, 5.0), "the canceled run's waiter was not woken"
+        assert await hub.wait_wake(5.0), "the new run did not wake this process's workers"
+        await asyncio.sleep(0.3)  # anything else that was going to arrive has
+        assert not ev_other.is_set(), "a waiter of an unrelated run was woken"
+    finally:
+        await yard.aclose()
+
+
+# -- the SQLite wake-up bus itself ---------------------------------------------------------
+
+needs_linux = pytest.mark.skipif(not wakebus.supported(), reason="abstract sockets: Linux")
+
+
+def _drain(listener: wakebus.Listener, want: int, timeout: float = 5.0) -> list[tuple[str, str]]:
+    got: list[tuple[str, str]] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        got += listener.receive(0.05)
+    return got
+
+
+@needs_linux
+def test_bus_delivers_to_every_listener_and_forgets_the_dead(tmp_path: Path) -> None:
+    directory = str(tmp_path / "db.sqlite.wake")
+    a, b = wakebus.Listener(directory), wakebus.Listener(directory)
+    pub = wakebus.Publisher(directory)
+    try:
+        pub.publish([(WAKE, ""), (RUN, "run-1")])
+        for listener in (a, b):
+            assert sorted(_drain(listener, 2)) == [(RUN, "run-1"), (WAKE, "")]
+        # A marker nobody listens behind (its process was SIGKILLed) is removed; a closed
+        # listener removed its own.
+        dead = tmp_path / "db.sqlite.wake" / "12345-0123456789abcdef"
+        dead.touch()
+        b.close()
+        assert not os.path.exists(b.marker)
+        pub.publish([(RUN, "run-2")])
+        assert _drain(a, 1) == [(RUN, "run-2")]
+        assert not dead.exists()
+        assert sorted(os.listdir(directory)) == [a.token]
+    finally:
+        pub.close()
+        a.close()
+        b.close()
+
+
+@needs_linux
+def test_bus_listener_that_fell_behind_is_told_anything_may_have_changed(
+    tmp_path: Path,
+) -> None:
+    directory = str(tmp_path / "w")
+    slow = wakebus.Listener(directory)
+    pub = wakebus.Publisher(directory)
+    try:
+        pub.publish([(WAKE, "")])
+        assert _drain(slow, 1) == [(WAKE, "")]
+        # Not read for a while: the socket buffers fill and messages are dropped.
+        big = [(RUN, f"run-{i:06d}-" + "x" * 200) for i in range(200)]
+        for _ in range(200):
+            pub.publish(big)
+        pub.publish([(RUN, "after")])
+        got: list[tuple[str, str]] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (wakebus.ANY, "") not in got:
+            got += slow.receive(0.05)
+            pub.publish([(RUN, "later")])  # what brings the "anything" once there is room
+        assert (wakebus.ANY, "") in got
+    finally:
+        pub.close()
+        slow.close()
+
+
+@needs_linux
+def test_bus_marker_comes_back_and_foreign_bytes_are_ignored(tmp_path: Path) -> None:
+    directory = str(tmp_path / "w")
+    listener = wakebus.Listener(directory)
+    try:
+        os.unlink(listener.marker)
+        deadline = time.monotonic() + 5
+        while not os.path.exists(listener.marker) and time.monotonic() < deadline:
+            listener.receive(0.1)
+        assert os.path.exists(listener.marker)
+        # Someone else's bytes on the socket are no announcement.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect("\0runyard-wake-" + listener.token)
+            s.sendall(b"hello\nW\n")
+        assert _drain(listener, 1) == [(WAKE, "")]
+    finally:
+        listener.close()
