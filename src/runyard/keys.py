@@ -14,6 +14,7 @@ import zlib
 
 PREFIX = "ry_"
 SCOPES = ("read", "write", "admin")
+_RANK = {s: i for i, s in enumerate(SCOPES)}
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _BODY = 32
 
@@ -56,5 +57,4 @@ def key_id(key: str) -> str:
 
 def allows(granted: list[str] | tuple[str, ...], needed: str) -> bool:
     """admin ⊃ write ⊃ read."""
-    rank = {s: i for i, s in enumerate(SCOPES)}
-    return any(rank.get(g, -1) >= rank[needed] for g in granted)
+    return any(_RANK.get(g, -1) >= _RANK[needed] for g in granted)
