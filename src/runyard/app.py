@@ -55,6 +55,7 @@ from .store import RunFilter, Store, open_store
 from .store.dbexec import DbExecutor
 from .store.hub import Hub, Watcher, wait_event
 from .store.records import run_from_row
+from .store.tx import Row
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -148,13 +149,17 @@ class RunHandle:
     """A started run: ask for its status or wait for its result."""
 
     def __init__(
-        self, yard: Runyard, run_id: str, created: bool = True, initial: Run | None = None
+        self, yard: Runyard, run_id: str, created: bool = True, row: Row | None = None
     ) -> None:
         self.yard = yard
         self.id = run_id
         self.created = created
-        #: The run as :meth:`Runyard.start` wrote it (or found it, when ``run_id`` existed).
-        self.initial = initial
+        self._row = row
+
+    @property
+    def initial(self) -> Run | None:
+        """The run as :meth:`Runyard.start` wrote it (or found it, when ``run_id`` existed)."""
+        return run_from_row(self._row) if self._row is not None else None
 
     def __repr__(self) -> str:
         return f"RunHandle({self.id!r})"
@@ -405,7 +410,7 @@ class Runyard:
         row, created = await self.db.write(self.store.create_run_txn, new, order=new.id)
         if created:
             self._broadcast.notify_wake()
-        return RunHandle(self, new.id, created, run_from_row(row))
+        return RunHandle(self, new.id, created, row)
 
     async def _new_run(
         self,
