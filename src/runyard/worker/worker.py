@@ -4,7 +4,7 @@ Loops, all in one asyncio loop:
 
 * **claim**: take up to the free slots of due items in one transaction, start each;
   when nothing is due, wait for a wake-up (LISTEN/NOTIFY, an in-process signal, SQLite's
-  data_version) or the polling backstop.
+  wake sockets) or the polling backstop.
 * **heartbeat**: every third of the lease, extend the leases this worker holds (on the
   database clock); an item missing from the answer was taken over, so its execution
   stops.
