@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -49,8 +48,7 @@ class SQLiteStore(Store):
         self.synchronous = sync
         #: Where the processes on this database name their wake-up sockets.
         self.wake_dir = os.path.abspath(self.path) + ".wake"
-        self._publisher: wakebus.Publisher | None = None
-        self._publisher_lock = threading.Lock()
+        self._publisher = wakebus.Publisher(self.wake_dir) if wakebus.supported() else None
 
     @property
     def precise_wakeups(self) -> bool:
@@ -59,13 +57,9 @@ class SQLiteStore(Store):
     def publish(self, announcements: set[tuple[str, str]]) -> None:
         """Send what a committed transaction announced to every process listening. Never
         raises: the transaction is committed, and the announcement only a hint."""
-        if not wakebus.supported():
+        if self._publisher is None:
             return
         try:
-            if self._publisher is None:
-                with self._publisher_lock:
-                    if self._publisher is None:
-                        self._publisher = wakebus.Publisher(self.wake_dir)
             self._publisher.publish(sorted(announcements))
         except Exception as exc:
             log.warning("could not send wake-ups (%s); waiters fall back to polling", exc)

@@ -147,8 +147,8 @@ class Publisher:
         except BlockingIOError:
             peer.owed = True
         except OSError:
-            self._drop(token, unlink=False)  # closed: reconnect (or find it gone) next time
-            self._peers[token] = None
+            peer.sock.close()
+            self._peers[token] = None  # closed: reconnect (or find it gone) next time
 
 
 class Listener:

@@ -21,7 +21,8 @@ INSERT INTO runyard_migrations (version, name, applied_at) VALUES (:version, :na
 SELECT ry_now() AS now;
 
 -- name: publish
--- SQLite has no notifications: other processes notice commits through data_version.
+-- SQLite has no notifications: SQLiteStore.publish sends announcements over the wake
+-- sockets (store/wakebus.py) after COMMIT; this query exists for parity only.
 SELECT 1 WHERE :channels IS NULL;
 
 -- name: publish_fast_commit
