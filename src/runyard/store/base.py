@@ -51,9 +51,24 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
 
     @abc.abstractmethod
     @contextmanager
-    def transaction(self, conn: Any, *, write: bool, pipeline: bool = True) -> Iterator[Tx]:
+    def transaction(
+        self,
+        conn: Any,
+        *,
+        write: bool,
+        pipeline: bool = True,
+        durable: bool = True,
+        wait: bool = True,
+    ) -> Iterator[Tx]:
         """A transaction on ``conn``: committed on success, rolled back on error. Write
-        transactions are pipelined where the backend can (not for migration scripts)."""
+        transactions are pipelined where the backend can (not for migration scripts).
+
+        ``durable=False`` commits without waiting for the disk (SQLite
+        ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``): still atomic,
+        visible at once and ordered before every later commit, whose flush takes it along;
+        only a power cut or an operating-system crash may undo it (which writes may:
+        :mod:`runyard.store.dbexec`). ``wait=False`` (SQLite): fail at once with a
+        transient error instead of waiting for a lock another connection holds."""
 
     @abc.abstractmethod
     def adapt(self, params: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -14,6 +14,22 @@ commit another sends the next group. SQLite has one writer at a time, so one thr
 Transient errors (a lost connection, a deadlock, a busy SQLite file) are retried on a
 fresh connection for ``retry_for_s``; after that the job fails with
 :class:`~runyard.errors.StoreUnavailable` (the API answers 503, never 500).
+
+Claims and lease extensions are written with ``durable=False``: their commit does not
+wait for the disk. Losing one in a power cut or an operating-system crash changes nothing
+anyone was promised: the item is claimed again from its last checkpoint, which is what
+that crash does to every execution anyway; and a later durable commit (a checkpoint, the
+outcome) flushes it along, so nothing written after it can outlive it. A worker that
+outlives a PostgreSQL crash holding a claim the server forgot is fenced like any other
+(owner and epoch no longer match). Accepted runs, checkpoints, outcomes, events and
+every client's request stay durable.
+
+On SQLite, a job submitted from the event loop while the thread is idle runs in the loop
+itself, on a connection of its own, at the end of the loop's current pass, together with
+every other job submitted in that pass: a lone write on a quiet system then costs no hop
+to a thread and back (each a wake-up of a sleeping thread, often on an idle core) but
+still commits in a group. It never waits there: if another writer holds the lock, or
+anything fails, the jobs go to the thread, which runs them as it runs any.
 """
 
 from __future__ import annotations
@@ -29,7 +45,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..errors import StoreUnavailable
-from .base import Store
+from .base import Store, Tx
 
 T = TypeVar("T")
 log = logging.getLogger("runyard.store")
@@ -43,6 +59,7 @@ class _Job:
     write: bool
     future: Future[Any]
     order: str
+    durable: bool
 
 
 class _Conn(threading.local):
@@ -72,6 +89,11 @@ class DbExecutor:
         self._started = False
         self._lock = threading.Lock()
         self._closed = False
+        self._working = False  # the threads hold jobs taken off the queue
+        self._inline = store.backend == "sqlite"
+        self._inline_loop: asyncio.AbstractEventLoop | None = None
+        self._inline_conn: Any = None
+        self._inline_jobs: list[_Job] = []
 
     def _ensure_started(self) -> None:
         if not self._started:
@@ -81,21 +103,45 @@ class DbExecutor:
                         t.start()
                     self._started = True
 
-    def submit(self, write: bool, fn: Callable[..., T], *args: Any, order: str = "") -> Future[T]:
+    def submit(
+        self, write: bool, fn: Callable[..., T], *args: Any, order: str = "", durable: bool = True
+    ) -> Future[T]:
         if self._closed:
             raise RuntimeError("the database executor is closed")
         self._ensure_started()
         fut: Future[T] = Future()
-        self._queue.put(_Job(fn, args, write, fut, order))
+        self._queue.put(_Job(fn, args, write, fut, order, durable))
         return fut
 
-    async def write(self, fn: Callable[..., T], *args: Any, order: str = "") -> T:
+    async def write(
+        self, fn: Callable[..., T], *args: Any, order: str = "", durable: bool = True
+    ) -> T:
         """Run ``fn(tx, *args)`` in a write transaction (possibly shared with others);
-        ``order`` (a run id) orders it within the shared transaction."""
-        return await asyncio.wrap_future(self.submit(True, fn, *args, order=order))
+        ``order`` (a run id) orders it within the shared transaction. ``durable=False``
+        only for writes whose loss in a crash is harmless (see the module's docstring);
+        a group with any durable job waits for the disk."""
+        return await asyncio.wrap_future(self._submit_from_loop(True, fn, args, order, durable))
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.wrap_future(self.submit(False, fn, *args))
+        return await asyncio.wrap_future(self._submit_from_loop(False, fn, args, "", True))
+
+    def _submit_from_loop(
+        self, write: bool, fn: Callable[..., T], args: tuple[Any, ...], order: str, durable: bool
+    ) -> Future[T]:
+        if self._inline and not self._closed and self._idle():
+            loop = asyncio.get_running_loop()
+            if self._inline_loop is None:
+                self._inline_loop = loop
+            if loop is self._inline_loop:
+                fut: Future[T] = Future()
+                if not self._inline_jobs:
+                    loop.call_soon(self._run_inline)
+                self._inline_jobs.append(_Job(fn, args, write, fut, order, durable))
+                return fut
+        return self.submit(write, fn, *args, order=order, durable=durable)
+
+    def _idle(self) -> bool:
+        return not self._working and self._queue.empty()
 
     def write_sync(self, fn: Callable[..., T], *args: Any) -> T:
         return self.submit(True, fn, *args).result()
@@ -107,11 +153,65 @@ class DbExecutor:
         if self._closed:
             return
         self._closed = True
+        self._handover()
         if self._started:
             for _ in self._threads:
                 self._queue.put(None)
             for t in self._threads:
                 t.join(timeout=10)
+        if self._inline_conn is not None:
+            self.store.close_connection(self._inline_conn)
+            self._inline_conn = None
+
+    # -- in the event loop -------------------------------------------------------------
+
+    def _run_inline(self) -> None:
+        """Run the jobs submitted in this pass of the loop, unless the thread got busy
+        meanwhile, the write lock is taken, or anything fails: then hand them over."""
+        jobs = self._inline_jobs
+        if not jobs:
+            return
+        if self._closed or not self._idle():
+            self._handover()
+            return
+        # (Marked running only once done: on a failure the thread takes them as new.)
+        writes, reads = self._split(jobs, start=False)
+        try:
+            if self._inline_conn is None:
+                self._inline_conn = self.store.connect()
+            results: dict[int, Any] = {}
+            if writes:
+                durable = any(j.durable for j in writes)
+                with self.store.transaction(
+                    self._inline_conn, write=True, durable=durable, wait=False
+                ) as tx:
+                    results.update(self._run_jobs(tx, writes))
+            for j in reads:
+                with self.store.transaction(self._inline_conn, write=False, wait=False) as tx:
+                    results[id(j)] = j.fn(tx, *j.args)
+        except BaseException:
+            # Busy, or a job failed: the thread runs them again (alone where one fails,
+            # retrying where the database is busy) and reports what they raise.
+            conn = self._inline_conn
+            if conn is not None and getattr(conn, "in_transaction", True):
+                self.store.close_connection(conn)  # left in an unknown state
+                self._inline_conn = None
+            self._handover()
+            return
+        self._inline_jobs = []
+        for j in writes + reads:
+            if j.future.set_running_or_notify_cancel():
+                j.future.set_result(results[id(j)])
+
+    def _handover(self) -> None:
+        """Give the jobs waiting to run in the loop to the thread."""
+        jobs, self._inline_jobs = self._inline_jobs, []
+        for j in jobs:
+            if self._closed:
+                j.future.set_exception(RuntimeError("the database executor is closed"))
+            else:
+                self._ensure_started()
+                self._queue.put(j)
 
     # -- the thread ------------------------------------------------------------------
 
@@ -132,21 +232,43 @@ class DbExecutor:
                         stop = True
                         break
                     batch.append(nxt)
-                writes = sorted(
-                    (j for j in batch if j.write and j.future.set_running_or_notify_cancel()),
-                    key=lambda j: j.order,
-                )
-                reads = [
-                    j for j in batch if not j.write and j.future.set_running_or_notify_cancel()
-                ]
+                self._working = True
+                writes, reads = self._split(batch)
                 if writes:
                     self._run_group(writes)
                 for j in reads:
                     self._run_one(j)
+                self._working = False
                 if stop:
                     return
         finally:
+            self._working = False
             self._drop_connection()
+
+    @staticmethod
+    def _split(batch: list[_Job], start: bool = True) -> tuple[list[_Job], list[_Job]]:
+        """The writes of ``batch`` in their order, and its reads; canceled ones dropped,
+        the others marked running when ``start``."""
+        if start:
+            live = [j for j in batch if j.future.set_running_or_notify_cancel()]
+        else:
+            live = [j for j in batch if not j.future.cancelled()]
+        writes = sorted((j for j in live if j.write), key=lambda j: j.order)
+        return writes, [j for j in live if not j.write]
+
+    def _run_jobs(self, tx: Tx, jobs: list[_Job]) -> dict[int, Any]:
+        """Run write ``jobs`` in ``tx``; their results by ``id(job)``. Checkpoints of
+        several executions go to the store in one call, which a backend may turn into one
+        statement (PostgreSQL does)."""
+        results: dict[int, Any] = {}
+        cps = [j for j in jobs if j.fn == self.store.checkpoint_txn]
+        if len(cps) > 1:
+            merged = self.store.checkpoint_many_txn(tx, [j.args for j in cps])
+            results.update((id(j), r) for j, r in zip(cps, merged, strict=True))
+        for j in jobs:
+            if id(j) not in results:
+                results[id(j)] = j.fn(tx, *j.args)
+        return results
 
     def _connection(self) -> Any:
         if self._local.conn is None:
@@ -162,19 +284,11 @@ class DbExecutor:
         if len(jobs) == 1:
             self._run_one(jobs[0])
             return
-        # Checkpoints of several executions go to the store in one call, which a backend
-        # may turn into one statement (PostgreSQL does).
-        cps = [j for j in jobs if j.fn == self.store.checkpoint_txn]
         try:
             conn = self._connection()
-            results: dict[int, Any] = {}
-            with self.store.transaction(conn, write=True) as tx:
-                if len(cps) > 1:
-                    merged = self.store.checkpoint_many_txn(tx, [j.args for j in cps])
-                    results.update((id(j), r) for j, r in zip(cps, merged, strict=True))
-                for j in jobs:
-                    if id(j) not in results:
-                        results[id(j)] = j.fn(tx, *j.args)
+            durable = any(j.durable for j in jobs)
+            with self.store.transaction(conn, write=True, durable=durable) as tx:
+                results = self._run_jobs(tx, jobs)
         except BaseException as exc:
             # Run each job alone: one bad job must not fail the others.
             if self.store.is_transient(exc):
@@ -191,7 +305,7 @@ class DbExecutor:
         while True:
             try:
                 conn = self._connection()
-                with self.store.transaction(conn, write=job.write) as tx:
+                with self.store.transaction(conn, write=job.write, durable=job.durable) as tx:
                     result = job.fn(tx, *job.args)
             except BaseException as exc:
                 if self.store.is_transient(exc):

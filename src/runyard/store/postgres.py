@@ -129,7 +129,15 @@ class PostgresStore(Store):
         return conn
 
     @contextmanager
-    def transaction(self, conn: Any, *, write: bool, pipeline: bool = True) -> Iterator[Tx]:
+    def transaction(
+        self,
+        conn: Any,
+        *,
+        write: bool,
+        pipeline: bool = True,
+        durable: bool = True,
+        wait: bool = True,
+    ) -> Iterator[Tx]:
         if not (write and pipeline):
             with conn.transaction(), conn.cursor() as cur:
                 yield Tx(self, cur)
@@ -141,11 +149,13 @@ class PostgresStore(Store):
         with conn.pipeline() as pipeline:
             with conn.transaction(), conn.cursor() as cur:
                 tx = Tx(self, cur, conn, pipeline)
+                if not durable:
+                    tx.send("async_commit")
                 yield tx
             if tx.announcements:
                 items = sorted(tx.announcements)
                 with conn.transaction():
-                    tx.send("publish_fast_commit")
+                    tx.send("async_commit")
                     tx.send(
                         "publish",
                         {"channels": [c for c, _ in items], "payloads": [p for _, p in items]},

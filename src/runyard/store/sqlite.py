@@ -83,14 +83,33 @@ class SQLiteStore(Store):
         return conn
 
     @contextmanager
-    def transaction(self, conn: Any, *, write: bool, pipeline: bool = True) -> Iterator[Tx]:
+    def transaction(
+        self,
+        conn: Any,
+        *,
+        write: bool,
+        pipeline: bool = True,
+        durable: bool = True,
+        wait: bool = True,
+    ) -> Iterator[Tx]:
         cur = conn.cursor()
+        lax = write and not durable and self.synchronous != "NORMAL"
+        if lax:
+            # In WAL mode NORMAL skips the fsync of this commit only; the next FULL
+            # commit's fsync of the same WAL file makes this one durable too.
+            cur.execute("PRAGMA synchronous = NORMAL")
+        if not wait:
+            cur.execute("PRAGMA busy_timeout = 0")
         # A deferred transaction that later writes fails at once with "database is
         # locked", ignoring the busy timeout; IMMEDIATE takes the write lock up front.
-        if write:
-            self._begin_immediate(cur)
-        else:
-            cur.execute("BEGIN")
+        try:
+            if write and wait:
+                self._begin_immediate(cur)
+            else:
+                cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        except BaseException:
+            self._restore(cur, lax, wait)
+            raise
         tx = Tx(self, cur)
         try:
             yield tx
@@ -102,7 +121,15 @@ class SQLiteStore(Store):
             if tx.announcements:
                 self.publish(tx.announcements)
         finally:
-            cur.close()
+            self._restore(cur, lax, wait)
+
+    def _restore(self, cur: sqlite3.Cursor, lax: bool, wait: bool) -> None:
+        """Undo what :meth:`transaction` changed on the connection, and close ``cur``."""
+        if lax:
+            cur.execute(f"PRAGMA synchronous = {self.synchronous}")
+        if not wait:
+            cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cur.close()
 
     @staticmethod
     def _begin_immediate(cur: sqlite3.Cursor) -> None:

@@ -168,7 +168,9 @@ class Worker:
             if scan:
                 scanned_at = now
             try:
-                claimed = await db.write(store.claim_txn, self.id, wrefs, free, self.lease_s, scan)
+                claimed = await db.write(
+                    store.claim_txn, self.id, wrefs, free, self.lease_s, scan, durable=False
+                )
             except Exception as exc:
                 log.warning("claim failed (%s); retrying", exc)
                 await self._wait_any(self._stopping.wait(), timeout=1.0)
@@ -246,6 +248,7 @@ class Worker:
                     self.id,
                     self.lease_s,
                     [x.fence for x, _ in snapshot.values()],
+                    durable=False,
                 )
             except Exception as exc:
                 log.warning("heartbeat failed (%s)", exc)

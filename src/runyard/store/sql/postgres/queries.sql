@@ -25,7 +25,7 @@ SELECT runyard_now() AS now;
 -- synchronous_commit off: they are hints and need no durability.
 SELECT pg_notify(c, p) FROM unnest(%(channels)s::text[], %(payloads)s::text[]) AS t(c, p);
 
--- name: publish_fast_commit
+-- name: async_commit
 SET LOCAL synchronous_commit TO off;
 
 -- name: upsert_workflow

@@ -25,7 +25,8 @@ SELECT ry_now() AS now;
 -- sockets (store/wakebus.py) after COMMIT; this query exists for parity only.
 SELECT 1 WHERE :channels IS NULL;
 
--- name: publish_fast_commit
+-- name: async_commit
+-- Parity only: SQLite sets PRAGMA synchronous around such a transaction (sqlite.py).
 SELECT 1;
 
 -- name: upsert_workflow

@@ -1,0 +1,156 @@
+"""The database executor: commits that need not wait for the disk, and jobs run in the
+event loop itself while the database thread is idle (SQLite)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from runyard.models import NewInput, NewRun
+from runyard.store import Tx, open_store
+from runyard.store.dbexec import DbExecutor
+from runyard.store.sqlite import SQLiteStore
+
+
+def _new_run(run_id: str) -> NewRun:
+    return NewRun(id=run_id, workflow="wf", workflow_version="1", inputs=[NewInput(input=None)])
+
+
+def _commit_mode(store: Any, tx: Tx) -> str:
+    if isinstance(store, SQLiteStore):
+        return {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[
+            tx.cursor.execute("PRAGMA synchronous").fetchone()[0]
+        ]
+    return str(tx.cursor.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"])
+
+
+def test_a_lax_write_commits_without_waiting_for_the_disk_and_only_that_one(db_url: str) -> None:
+    store = open_store(db_url)
+    conn = store.connect()
+    durable_mode = "FULL" if isinstance(store, SQLiteStore) else "on"
+    lax_mode = "NORMAL" if isinstance(store, SQLiteStore) else "off"
+    try:
+        with store.transaction(conn, write=True, durable=False) as tx:
+            assert _commit_mode(store, tx) == lax_mode
+            store.create_run_txn(tx, _new_run("lax"))
+        with store.transaction(conn, write=True) as tx:
+            assert _commit_mode(store, tx) == durable_mode
+        # Committed and visible like any other write.
+        with store.transaction(conn, write=False) as tx:
+            assert store.get_run(tx, "lax") is not None
+        # A failed lax write leaves the connection as it found it.
+        with pytest.raises(ZeroDivisionError), store.transaction(conn, write=True, durable=False):
+            1 / 0  # noqa: B018
+        with store.transaction(conn, write=True) as tx:
+            assert _commit_mode(store, tx) == durable_mode
+    finally:
+        store.close_connection(conn)
+
+
+def test_a_group_waits_for_the_disk_when_any_of_its_jobs_must(db_url: str) -> None:
+    db = DbExecutor(open_store(db_url))
+    modes: list[str] = []
+
+    def record(tx: Tx) -> None:
+        modes.append(_commit_mode(db.store, tx))
+
+    async def main() -> None:
+        # Submitted in one pass of the loop: one group, one transaction.
+        await asyncio.gather(db.write(record, durable=False), db.write(record))
+        await db.write(record, durable=False)
+
+    try:
+        asyncio.run(main())
+    finally:
+        db.close()
+    durable_mode, lax_mode = ("FULL", "NORMAL") if db.store.backend == "sqlite" else ("on", "off")
+    assert modes == [durable_mode, durable_mode, lax_mode]
+
+
+def test_idle_sqlite_runs_jobs_of_one_loop_pass_in_the_loop_as_one_group(db_url: str) -> None:
+    db = DbExecutor(open_store(db_url))
+    seen: list[tuple[str, int]] = []
+
+    def write(tx: Tx, run_id: str) -> str:
+        seen.append((threading.current_thread().name, id(tx)))
+        db.store.create_run_txn(tx, _new_run(run_id))
+        return run_id
+
+    def read(tx: Tx, run_id: str) -> str | None:
+        seen.append((threading.current_thread().name, id(tx)))
+        row = db.store.get_run(tx, run_id)
+        return None if row is None else str(row.status)
+
+    async def main() -> tuple[list[str], str | None]:
+        ids = await asyncio.gather(*(db.write(write, f"r{i}") for i in range(5)))
+        return list(ids), await db.read(read, "r3")
+
+    try:
+        ids, status = asyncio.run(main())
+    finally:
+        db.close()
+    assert ids == [f"r{i}" for i in range(5)]
+    assert status == "QUEUED"
+    threads = {name for name, _ in seen}
+    if db.store.backend == "sqlite":
+        assert threads == {"MainThread"}
+        assert len({tx for _, tx in seen[:5]}) == 1  # the five writes shared a transaction
+    else:
+        assert "MainThread" not in threads  # PostgreSQL: network round trips stay off the loop
+
+
+def test_inline_jobs_never_wait_for_a_lock_and_a_failing_job_fails_alone(
+    tmp_path: Any,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'lock.db'}"
+    open_store(url).upgrade()
+    db = DbExecutor(open_store(url))
+    blocker = sqlite3.connect(str(tmp_path / "lock.db"), isolation_level=None)
+    ran_in: list[str] = []
+
+    def write(tx: Tx, run_id: str) -> str:
+        ran_in.append(threading.current_thread().name)
+        db.store.create_run_txn(tx, _new_run(run_id))
+        return run_id
+
+    def bad(tx: Tx) -> None:
+        raise ValueError("this job is wrong")
+
+    async def main() -> tuple[list[float], list[Any]]:
+        ticks: list[float] = []
+
+        async def ticker() -> None:
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.01)
+
+        t = asyncio.create_task(ticker())
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock for 0.3 s
+        asyncio.get_running_loop().call_later(0.3, blocker.execute, "COMMIT")
+        results = await asyncio.gather(db.write(write, "a"), db.write(bad), return_exceptions=True)
+        t.cancel()
+        return ticks, results
+
+    try:
+        ticks, results = asyncio.run(main())
+    finally:
+        db.close()
+        blocker.close()
+    assert results[0] == "a"
+    assert isinstance(results[1], ValueError) and "this job is wrong" in str(results[1])
+    # The loop kept turning while the lock was held: no gap near the 0.3 s wait.
+    assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.15
+    assert ran_in[-1].startswith("runyard-db")  # handed to the thread, which waited
+    check = open_store(url)
+    conn = check.connect()
+    try:
+        with check.transaction(conn, write=False) as tx:
+            assert check.get_run(tx, "a") is not None
+    finally:
+        check.close_connection(conn)
