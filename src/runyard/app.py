@@ -321,14 +321,15 @@ class Runyard:
     def hub(self) -> Hub:
         """This event loop's hub, fed by a watcher of other processes' commits."""
         loop = asyncio.get_running_loop()
+        if self._watcher is None:
+            self._watcher = Watcher(self.store, self._broadcast)  # type: ignore[arg-type]
+            self._watcher.start()
         hub = self._hubs.get(loop)
         if hub is None:
             hub = Hub(loop)
             self._hubs[loop] = hub
             self._broadcast.hubs.append(hub)
-        if self._watcher is None:
-            self._watcher = Watcher(self.store, self._broadcast)  # type: ignore[arg-type]
-            self._watcher.start()
+            self._watcher.attach(loop)
         return hub
 
     def notify_run_changed(self, run_id: str) -> None:

@@ -9,13 +9,14 @@ import os
 import socket
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from runyard.store import wakebus
-from runyard.store.hub import wait_event
+from runyard.store import open_store, wakebus
+from runyard.store.hub import Watcher, wait_event
 from runyard.store.tx import RUN, WAKE
 
 from ..conftest import make_yard
@@ -149,3 +150,77 @@ def test_bus_marker_comes_back_and_foreign_bytes_are_ignored(tmp_path: Path) -> 
         assert _drain(listener, 1) == [(WAKE, "")]
     finally:
         listener.close()
+
+
+class _Recorder:
+    """Stands in for a process's hubs: records which thread delivered each wake-up."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, str]] = []
+
+    def notify_run(self, run_id: str) -> None:
+        self.got.append((run_id, threading.current_thread().name))
+
+    def notify_wake(self) -> None:
+        pass
+
+    def notify_all(self) -> None:
+        pass
+
+
+def _announce(db_url: str, run_id: str) -> None:
+    """Commit a transaction announcing ``run_id`` from a connection of its own."""
+    store = open_store(db_url)
+    conn = store.connect()
+    try:
+        with store.transaction(conn, write=True) as tx:
+            tx.announce_run(run_id)
+    finally:
+        store.close_connection(conn)
+        store.close()
+
+
+def _delivered(rec: _Recorder, run_id: str, timeout: float = 5.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for rid, thread in rec.got:
+            if rid == run_id:
+                return thread
+        time.sleep(0.005)
+    raise AssertionError(f"no wake-up for {run_id} within {timeout} s")
+
+
+def test_an_attached_loop_reads_the_wake_ups_itself_and_the_thread_takes_over_after(
+    db_url: str,
+) -> None:
+    """SQLite: once a loop is attached, a wake-up is read by that loop's own thread (no
+    hop through the watcher thread); when the loop closes, the watcher thread reads again.
+    PostgreSQL: LISTEN stays on the watcher thread."""
+    store = open_store(db_url)
+    rec = _Recorder()
+    watcher = Watcher(store, rec)  # type: ignore[arg-type]
+    watcher.start()
+    sqlite = store.backend == "sqlite"
+
+    async def in_loop() -> str:
+        watcher.attach(asyncio.get_running_loop())
+        await asyncio.sleep(0.3)  # the thread hands the socket over within its backstop
+        await asyncio.to_thread(_announce, db_url, "in-loop")
+        for _ in range(500):
+            for rid, thread in rec.got:
+                if rid == "in-loop":
+                    return thread
+            await asyncio.sleep(0.01)
+        raise AssertionError("no wake-up for in-loop within 5 s")
+
+    try:
+        time.sleep(0.3)
+        in_loop_thread = asyncio.run(in_loop())
+        assert in_loop_thread == ("MainThread" if sqlite else "runyard-watch")
+        _announce(db_url, "after-loop")  # the loop is closed now
+        assert _delivered(rec, "after-loop") == "runyard-watch"
+    finally:
+        watcher.stop()
+        store.close()
+    if sqlite:
+        assert os.listdir(store.wake_dir) == []  # type: ignore[attr-defined]  # marker gone

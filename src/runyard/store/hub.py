@@ -114,7 +114,12 @@ class Hub:
 
 
 class Watcher:
-    """A thread that turns other processes' commits into :class:`Hub` notifications."""
+    """A thread that turns other processes' commits into :class:`Hub` notifications.
+
+    On SQLite on Linux the wake-up socket is read by an event loop itself once one is
+    attached (:meth:`attach`): a message then wakes that loop directly instead of this
+    thread, which would wake the loop in turn. The thread keeps the polling backstop
+    and reads the socket again whenever no open loop does."""
 
     def __init__(
         self, store: Store, hub: Hub, *, poll_s: float = 0.001, backstop_s: float = 0.05
@@ -125,13 +130,33 @@ class Watcher:
         self.backstop_s = backstop_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name="runyard-watch", daemon=True)
+        self._lock = threading.Lock()  # who reads the socket: the thread or _reader
+        self._wanted: asyncio.AbstractEventLoop | None = None
+        self._reader: asyncio.AbstractEventLoop | None = None
+        self._listener: wakebus.Listener | None = None
+        self._heard = False
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        with contextlib.suppress(RuntimeError):
+            if asyncio.get_running_loop() is self._reader and self._listener is not None:
+                # Stopped from the loop that reads the socket: it cannot wait on itself.
+                with self._lock:
+                    self._reader.remove_reader(self._listener.fileno())
+                    self._reader = None
         self._thread.join(timeout=5)
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Let ``loop`` read the wake-up socket (SQLite on Linux; otherwise nothing),
+        unless another open loop already does."""
+        if not (self.store.needs_polling and wakebus.supported()):
+            return
+        with self._lock:
+            if self._reader is None or self._reader.is_closed():
+                self._wanted = loop
 
     def _main(self) -> None:
         while not self._stop.is_set():
@@ -171,33 +196,86 @@ class Watcher:
         from .sqlite import SQLiteStore
 
         assert isinstance(self.store, SQLiteStore)
-        listener = wakebus.Listener(self.store.wake_dir)
+        listener = self._listener = wakebus.Listener(self.store.wake_dir)
         conn = self.store.connect()
         try:
             # Anything committed before we listened: make everyone look.
             self.hub.notify_all()
             last = self.store.data_version(conn)
-            heard = False
+            self._heard = False
             check_at = time.monotonic() + self.backstop_s
             while not self._stop.is_set():
-                messages = listener.receive(min(0.1, max(0.0, check_at - time.monotonic())))
-                for channel, payload in messages:
-                    heard = True
-                    if channel == RUN:
-                        self.hub.notify_run(payload)
-                    elif channel == WAKE:
-                        self.hub.notify_wake()
-                    else:
-                        self.hub.notify_all()
+                wait = min(0.1, max(0.0, check_at - time.monotonic()))
+                if self._reading_in_loop(listener):
+                    self._stop.wait(wait)
+                    listener.keep_marker()
+                else:
+                    with self._lock:
+                        self._dispatch(listener.receive(wait))
                 if time.monotonic() >= check_at:
                     version = self.store.data_version(conn)
-                    if version != last and not heard:
+                    if version != last and not self._heard:
                         self.hub.notify_all()
-                    last, heard = version, False
+                    last, self._heard = version, False
                     check_at = time.monotonic() + self.backstop_s
         finally:
             conn.close()
+            self._close_listener(listener)
+
+    def _dispatch(self, messages: list[tuple[str, str]]) -> None:
+        for channel, payload in messages:
+            self._heard = True
+            if channel == RUN:
+                self.hub.notify_run(payload)
+            elif channel == WAKE:
+                self.hub.notify_wake()
+            else:
+                self.hub.notify_all()
+
+    def _reading_in_loop(self, listener: wakebus.Listener) -> bool:
+        """Whether an open loop reads the socket; hands it to a newly attached one."""
+        with self._lock:
+            if self._reader is not None and self._reader.is_closed():
+                self._reader = None  # its reader went with it
+            if self._reader is None and self._wanted is not None:
+                loop, self._wanted = self._wanted, None
+                try:
+                    loop.call_soon_threadsafe(self._add_reader, loop, listener)
+                    self._reader = loop
+                except RuntimeError:
+                    pass  # closed meanwhile
+            return self._reader is not None
+
+    def _add_reader(self, loop: asyncio.AbstractEventLoop, listener: wakebus.Listener) -> None:
+        def readable() -> None:
+            with self._lock:
+                self._dispatch(listener.receive(0))
+
+        with self._lock:
+            if self._reader is loop and not self._stop.is_set():
+                loop.add_reader(listener.fileno(), readable)
+
+    def _close_listener(self, listener: wakebus.Listener) -> None:
+        """Close the socket, first taking it out of the loop that reads it, if any."""
+        with self._lock:
+            loop, self._reader, self._wanted = self._reader, None, None
+        if loop is None or loop.is_closed():
             listener.close()
+            return
+        removed = threading.Event()
+
+        def remove() -> None:
+            loop.remove_reader(listener.fileno())
+            listener.close()
+            removed.set()
+
+        try:
+            loop.call_soon_threadsafe(remove)
+        except RuntimeError:  # closed meanwhile
+            listener.close()
+            return
+        if not removed.wait(1.0) and loop.is_closed():
+            listener.close()  # the loop closed first; otherwise it closes it when it runs
 
     def _listen(self) -> None:
         from .postgres import RUN_CHANNEL, PostgresStore

@@ -152,7 +152,8 @@ class Publisher:
 
 
 class Listener:
-    """One process's socket and marker; :meth:`receive` is called from one thread."""
+    """One process's socket and marker. :meth:`receive` is called from one thread at a
+    time; :meth:`fileno` (readable when anything arrived) lets an event loop wait on it."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
@@ -163,7 +164,7 @@ class Listener:
         self._server.bind(_ADDRESS.format(token=self.token))
         self._server.listen(64)
         self._server.setblocking(False)
-        self._selector = selectors.DefaultSelector()
+        self._selector = selectors.EpollSelector()  # Linux only, as the abstract namespace
         self._selector.register(self._server, selectors.EVENT_READ)
         self._buffers: dict[socket.socket, bytes] = {}
         self._closed = False
@@ -173,6 +174,9 @@ class Listener:
     def _write_marker(self) -> None:
         with open(self.marker, "wb"):
             pass
+
+    def fileno(self) -> int:
+        return self._selector.fileno()  # an epoll descriptor is itself pollable
 
     def receive(self, timeout: float) -> list[tuple[str, str]]:
         """What arrived within ``timeout`` seconds (empty if nothing did)."""
@@ -200,13 +204,17 @@ class Listener:
                 message = _decode(line)
                 if message is not None:
                     out.append(message)
+        self.keep_marker()
+        return out
+
+    def keep_marker(self) -> None:
+        """Re-create the marker if someone deleted it (checked once a second at most)."""
         now = time.monotonic()
         if now - self._marker_checked >= _MARKER_CHECK_S:
             self._marker_checked = now
             if not os.path.exists(self.marker):
                 os.makedirs(self.directory, exist_ok=True)
                 self._write_marker()
-        return out
 
     def _accept(self) -> None:
         while True:
