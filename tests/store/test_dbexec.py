@@ -147,6 +147,20 @@ def test_inline_jobs_never_wait_for_a_lock_and_a_failing_job_fails_alone(
     # The loop kept turning while the lock was held: no gap near the 0.3 s wait.
     assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.15
     assert ran_in[-1].startswith("runyard-db")  # handed to the thread, which waited
+    # One writer connection per process: the loop borrows the thread's.
+    conns: list[tuple[str, int]] = []
+
+    def where(tx: Tx) -> None:
+        conns.append((threading.current_thread().name, id(tx.cursor.connection)))
+
+    db2 = DbExecutor(open_store(url))
+    try:
+        db2.write_sync(where)  # from a thread that is not a loop: the database thread
+        asyncio.run(db2.write(where))  # from a loop, the thread idle: in the loop
+    finally:
+        db2.close()
+    assert [name for name, _ in conns] == ["runyard-db-0", "MainThread"]
+    assert conns[0][1] == conns[1][1]
     check = open_store(url)
     conn = check.connect()
     try:

@@ -25,16 +25,18 @@ outlives a PostgreSQL crash holding a claim the server forgot is fenced like any
 every client's request stay durable.
 
 On SQLite, a job submitted from the event loop while the thread is idle runs in the loop
-itself, on a connection of its own, at the end of the loop's current pass, together with
-every other job submitted in that pass: a lone write on a quiet system then costs no hop
-to a thread and back (each a wake-up of a sleeping thread, often on an idle core) but
-still commits in a group. It never waits there: if another writer holds the lock, or
-anything fails, the jobs go to the thread, which runs them as it runs any.
+itself, on the thread's connection (taken under a lock: one writer connection per process,
+RELIABILITY.md rule 8), at the end of the loop's current pass, together with every other
+job submitted in that pass: a lone write on a quiet system then costs no hop to a thread
+and back (each a wake-up of a sleeping thread, often on an idle core) but still commits in
+a group. It never waits there: if the thread or another process holds a lock, or anything
+fails, the jobs go to the thread, which runs them as it runs any.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -66,6 +68,13 @@ class _Conn(threading.local):
     conn: Any = None
 
 
+class _SharedConn:
+    """SQLite: the one connection of the thread, shared with the event loop under a lock
+    (one writer connection per process, RELIABILITY.md rule 8)."""
+
+    conn: Any = None
+
+
 class DbExecutor:
     """A thread that owns one connection and runs jobs on it."""
 
@@ -80,8 +89,10 @@ class DbExecutor:
         self.store = store
         self.retry_for_s = retry_for_s
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._local = _Conn()
         count = threads if threads is not None else (1 if store.needs_polling else 2)
+        self._inline = store.backend == "sqlite" and count == 1
+        self._local: _Conn | _SharedConn = _SharedConn() if self._inline else _Conn()
+        self._conn_lock = threading.Lock()  # when shared: who uses the connection now
         self._threads = [
             threading.Thread(target=self._main, name=f"{name}-{i}", daemon=True)
             for i in range(max(1, count))
@@ -90,9 +101,7 @@ class DbExecutor:
         self._lock = threading.Lock()
         self._closed = False
         self._working = False  # the threads hold jobs taken off the queue
-        self._inline = store.backend == "sqlite"
         self._inline_loop: asyncio.AbstractEventLoop | None = None
-        self._inline_conn: Any = None
         self._inline_jobs: list[_Job] = []
 
     def _ensure_started(self) -> None:
@@ -159,9 +168,9 @@ class DbExecutor:
                 self._queue.put(None)
             for t in self._threads:
                 t.join(timeout=10)
-        if self._inline_conn is not None:
-            self.store.close_connection(self._inline_conn)
-            self._inline_conn = None
+        if self._inline:
+            with self._conn_lock:
+                self._drop_connection()
 
     # -- in the event loop -------------------------------------------------------------
 
@@ -171,33 +180,30 @@ class DbExecutor:
         jobs = self._inline_jobs
         if not jobs:
             return
-        if self._closed or not self._idle():
+        if self._closed or not self._idle() or not self._conn_lock.acquire(blocking=False):
             self._handover()
             return
         # (Marked running only once done: on a failure the thread takes them as new.)
         writes, reads = self._split(jobs, start=False)
         try:
-            if self._inline_conn is None:
-                self._inline_conn = self.store.connect()
+            conn = self._connection()
             results: dict[int, Any] = {}
             if writes:
                 durable = any(j.durable for j in writes)
-                with self.store.transaction(
-                    self._inline_conn, write=True, durable=durable, wait=False
-                ) as tx:
+                with self.store.transaction(conn, write=True, durable=durable, wait=False) as tx:
                     results.update(self._run_jobs(tx, writes))
             for j in reads:
-                with self.store.transaction(self._inline_conn, write=False, wait=False) as tx:
+                with self.store.transaction(conn, write=False, wait=False) as tx:
                     results[id(j)] = j.fn(tx, *j.args)
         except BaseException:
             # Busy, or a job failed: the thread runs them again (alone where one fails,
             # retrying where the database is busy) and reports what they raise.
-            conn = self._inline_conn
-            if conn is not None and getattr(conn, "in_transaction", True):
-                self.store.close_connection(conn)  # left in an unknown state
-                self._inline_conn = None
+            if getattr(self._local.conn, "in_transaction", False):
+                self._drop_connection()  # left in an unknown state
             self._handover()
             return
+        finally:
+            self._conn_lock.release()
         self._inline_jobs = []
         for j in writes + reads:
             if j.future.set_running_or_notify_cancel():
@@ -233,11 +239,12 @@ class DbExecutor:
                         break
                     batch.append(nxt)
                 self._working = True
-                writes, reads = self._split(batch)
-                if writes:
-                    self._run_group(writes)
-                for j in reads:
-                    self._run_one(j)
+                with self._conn_lock if self._inline else contextlib.nullcontext():
+                    writes, reads = self._split(batch)
+                    if writes:
+                        self._run_group(writes)
+                    for j in reads:
+                        self._run_one(j)
                 self._working = False
                 if stop:
                     return
