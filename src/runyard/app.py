@@ -354,13 +354,13 @@ class Runyard:
         self._hubs.clear()
         self._broadcast.hubs.clear()
 
-    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _write(self, fn: Callable[..., T], *args: Any, inline: bool = True) -> T:
         await self.ensure_ready()
-        return await self.db.write(fn, *args)
+        return await self.db.write(fn, *args, inline=inline)
 
-    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _read(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
         await self.ensure_ready()
-        return await self.db.read(fn, *args)
+        return await self.db.read(fn, *args, inline=inline)
 
     # -- starting runs --------------------------------------------------------------------
 
@@ -557,7 +557,7 @@ class Runyard:
         now = time.monotonic()
         if hit is not None and now - hit[0] < RECORD_TTL_S:
             return hit[1]
-        record = await self._read(self.store.get_workflow, name, version)
+        record = await self._read(self.store.get_workflow, name, version, inline=True)
         if record is not None:
             self._records[key] = (now, dict(record))
         return record
@@ -565,7 +565,7 @@ class Runyard:
     # -- reading --------------------------------------------------------------------------
 
     async def get_run(self, run_id: str) -> Run:
-        return await self._read(self.store.get_run, run_id)
+        return await self._read(self.store.get_run, run_id, inline=True)
 
     def handle(self, run_id: str) -> RunHandle:
         return RunHandle(self, run_id, created=False)
@@ -622,7 +622,7 @@ class Runyard:
 
     async def outputs(self, run_id: str, *, after: int = 0, limit: int = 100) -> list[Output]:
         await self.get_run(run_id)
-        return await self._read(self.store.get_outputs, run_id, after, limit)
+        return await self._read(self.store.get_outputs, run_id, after, limit, inline=limit <= 100)
 
     async def transitions(self, run_id: str) -> list[Transition]:
         return await self._read(self.store.get_transitions, run_id)
@@ -661,7 +661,7 @@ class Runyard:
     # -- changing runs --------------------------------------------------------------------
 
     async def _transition(self, fn: Callable[..., list[str]], filt: RunFilter) -> list[str]:
-        ids = await self._write(fn, filt)
+        ids = await self._write(fn, filt, inline=filt.ids is not None and len(filt.ids) <= 1)
         for run_id in ids:
             self._broadcast.notify_run(run_id)
         if ids:

@@ -89,7 +89,9 @@ def test_idle_sqlite_runs_jobs_of_one_loop_pass_in_the_loop_as_one_group(db_url:
 
     async def main() -> tuple[list[str], str | None]:
         ids = await asyncio.gather(*(db.write(write, f"r{i}") for i in range(5)))
-        return list(ids), await db.read(read, "r3")
+        await db.read(read, "r2")  # a read not marked small: always the thread
+        await asyncio.sleep(0.1)  # the thread back to idle
+        return list(ids), await db.read(read, "r3", inline=True)
 
     try:
         ids, status = asyncio.run(main())
@@ -97,9 +99,10 @@ def test_idle_sqlite_runs_jobs_of_one_loop_pass_in_the_loop_as_one_group(db_url:
         db.close()
     assert ids == [f"r{i}" for i in range(5)]
     assert status == "QUEUED"
-    threads = {name for name, _ in seen}
+    threads = [name for name, _ in seen]
     if db.store.backend == "sqlite":
-        assert threads == {"MainThread"}
+        assert threads[:5] == ["MainThread"] * 5 and threads[6] == "MainThread"
+        assert threads[5].startswith("runyard-db")
         assert len({tx for _, tx in seen[:5]}) == 1  # the five writes shared a transaction
     else:
         assert "MainThread" not in threads  # PostgreSQL: network round trips stay off the loop

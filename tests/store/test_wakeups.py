@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sqlite3
 import sys
 import textwrap
 import threading
@@ -157,6 +158,7 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.got: list[tuple[str, str]] = []
+        self.alls = 0
 
     def notify_run(self, run_id: str) -> None:
         self.got.append((run_id, threading.current_thread().name))
@@ -165,7 +167,7 @@ class _Recorder:
         pass
 
     def notify_all(self) -> None:
-        pass
+        self.alls += 1
 
 
 def _announce(db_url: str, run_id: str) -> None:
@@ -224,3 +226,51 @@ def test_an_attached_loop_reads_the_wake_ups_itself_and_the_thread_takes_over_af
         store.close()
     if sqlite:
         assert os.listdir(store.wake_dir) == []  # type: ignore[attr-defined]  # marker gone
+
+
+@needs_linux
+def test_a_commit_nobody_announced_still_wakes_everyone(tmp_path: Path) -> None:
+    """SQLite: a commit that sent no wake-up (a process that cannot reach the sockets) is
+    noticed through ``data_version`` and wakes everyone, whether the thread or a loop reads
+    the socket; an announced one does not make everyone look."""
+    url = f"sqlite:///{tmp_path / 'quiet.db'}"
+    store = open_store(url)
+    store.upgrade()
+    rec = _Recorder()
+    watcher = Watcher(store, rec)  # type: ignore[arg-type]
+    watcher.start()
+
+    def quiet_commit() -> None:
+        raw = sqlite3.connect(str(tmp_path / "quiet.db"), isolation_level=None)
+        raw.execute("UPDATE runyard_migrations SET applied_at = applied_at + 1")
+        raw.close()
+
+    def woken_all(before: int, within: float) -> bool:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if rec.alls > before:
+                return True
+            time.sleep(0.01)
+        return False
+
+    async def in_loop() -> tuple[bool, bool]:
+        watcher.attach(asyncio.get_running_loop())
+        await asyncio.sleep(0.3)
+        before = rec.alls
+        await asyncio.to_thread(_announce, url, "announced")
+        announced_woke_all = await asyncio.to_thread(woken_all, before, 0.5)
+        before = rec.alls
+        await asyncio.to_thread(quiet_commit)
+        return announced_woke_all, await asyncio.to_thread(woken_all, before, 2.0)
+
+    try:
+        time.sleep(0.3)  # past the wake-everyone of a watcher that starts listening
+        before = rec.alls
+        quiet_commit()
+        assert woken_all(before, 2.0), "the thread missed a commit nobody announced"
+        announced_woke_all, quiet_woke_all = asyncio.run(in_loop())
+        assert not announced_woke_all, "an announced commit made everyone look"
+        assert quiet_woke_all, "a loop reading the socket missed a commit nobody announced"
+    finally:
+        watcher.stop()
+        store.close()

@@ -137,8 +137,8 @@ class Execution:
         if status not in ("RUNNING", "QUEUED"):
             raise Fenced()
 
-    async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await self.rt.db.write(fn, *args, order=self.fence.run_id)
+    async def _write(self, fn: Callable[..., Any], *args: Any, inline: bool = True) -> Any:
+        return await self.rt.db.write(fn, *args, order=self.fence.run_id, inline=inline)
 
     async def flush(self) -> None:
         """Make pending checkpoints durable (before any new side effect)."""
@@ -449,6 +449,7 @@ class Execution:
                 pos,
                 name,
                 encoded,
+                inline=len(encoded) <= 16,
             )
             if got is None:
                 raise Fenced()

@@ -85,7 +85,7 @@ async def authenticate(state: ServerState, request: Request) -> Principal:
     # A malformed key cannot be valid: refused without asking the database.
     if not keys.well_formed(key):
         raise Unauthorized("unknown or revoked API key")
-    row = await state.read(state.yard.store.find_api_key, keys.digest(key))
+    row = await state.read(state.yard.store.find_api_key, keys.digest(key), inline=True)
     if row is None:
         raise Unauthorized("unknown or revoked API key")
     scopes = jsonutil.loads(row["scopes"]) or []

@@ -138,7 +138,9 @@ async def _check_flow_capacity(state: ServerState, workflow: str, kwargs: dict[s
     fc: FlowControl | None = kwargs.get("flow_control")
     key = fc.key if fc is not None else None
     if key is None:
-        record = await state.read(state.yard.store.get_workflow, workflow, kwargs.get("version"))
+        record = await state.read(
+            state.yard.store.get_workflow, workflow, kwargs.get("version"), inline=True
+        )
         if record is None:
             return  # start() names the unknown workflow
         published = (jsonutil.loads(record["options"]) or {}).get("flow_control")

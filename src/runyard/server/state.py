@@ -60,10 +60,11 @@ class ServerState:
     touched: dict[str, float] = field(default_factory=dict)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(tx, *args)`` in a read transaction (the database migrated first)."""
+    async def read(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
+        """``fn(tx, *args)`` in a read transaction (the database migrated first);
+        ``inline`` for a read of a few rows (see :meth:`DbExecutor.read`)."""
         await self.yard.ensure_ready()
-        return await self.yard.db.read(fn, *args)
+        return await self.yard.db.read(fn, *args, inline=inline)
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         await self.yard.ensure_ready()

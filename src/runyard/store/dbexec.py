@@ -24,13 +24,15 @@ outlives a PostgreSQL crash holding a claim the server forgot is fenced like any
 (owner and epoch no longer match). Accepted runs, checkpoints, outcomes, events and
 every client's request stay durable.
 
-On SQLite, a job submitted from the event loop while the thread is idle runs in the loop
-itself, on the thread's connection (taken under a lock: one writer connection per process,
-RELIABILITY.md rule 8), at the end of the loop's current pass, together with every other
-job submitted in that pass: a lone write on a quiet system then costs no hop to a thread
-and back (each a wake-up of a sleeping thread, often on an idle core) but still commits in
-a group. It never waits there: if the thread or another process holds a lock, or anything
-fails, the jobs go to the thread, which runs them as it runs any.
+On SQLite, a small job (a write about one run, a read of a few rows) submitted from the
+event loop while the thread is idle runs in the loop itself, on the thread's connection
+(taken under a lock: one writer connection per process, RELIABILITY.md rule 8), at the end
+of the loop's current pass, together with every other job submitted in that pass: a lone
+write on a quiet system then costs no hop to a thread and back (each a wake-up of a
+sleeping thread, often on an idle core) but still commits in a group. It never waits
+there: if the thread or another process holds a lock, or anything fails, the jobs go to
+the thread, which runs them as it runs any. Jobs of unbounded size always go to the
+thread, so the loop is never held up by a scan.
 """
 
 from __future__ import annotations
@@ -123,21 +125,38 @@ class DbExecutor:
         return fut
 
     async def write(
-        self, fn: Callable[..., T], *args: Any, order: str = "", durable: bool = True
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        order: str = "",
+        durable: bool = True,
+        inline: bool = True,
     ) -> T:
         """Run ``fn(tx, *args)`` in a write transaction (possibly shared with others);
         ``order`` (a run id) orders it within the shared transaction. ``durable=False``
         only for writes whose loss in a crash is harmless (see the module's docstring);
-        a group with any durable job waits for the disk."""
-        return await asyncio.wrap_future(self._submit_from_loop(True, fn, args, order, durable))
+        a group with any durable job waits for the disk. ``inline=False`` for a write
+        whose size has no bound (a bulk cancel): it never runs in the event loop."""
+        fut = self._submit_from_loop(True, fn, args, order, durable, inline)
+        return await asyncio.wrap_future(fut)
 
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.wrap_future(self._submit_from_loop(False, fn, args, "", True))
+    async def read(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
+        """Run ``fn(tx, *args)`` in a read transaction. ``inline=True`` for a read of a
+        few rows (a run by id, a key): it may run in the event loop (see the module's
+        docstring); a read that may return or scan many rows never does."""
+        fut = self._submit_from_loop(False, fn, args, "", True, inline)
+        return await asyncio.wrap_future(fut)
 
     def _submit_from_loop(
-        self, write: bool, fn: Callable[..., T], args: tuple[Any, ...], order: str, durable: bool
+        self,
+        write: bool,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        order: str,
+        durable: bool,
+        inline: bool,
     ) -> Future[T]:
-        if self._inline and not self._closed and self._idle():
+        if inline and self._inline and not self._closed and self._idle():
             loop = asyncio.get_running_loop()
             if self._inline_loop is None:
                 self._inline_loop = loop

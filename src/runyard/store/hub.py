@@ -192,7 +192,7 @@ class Watcher:
         """SQLite on Linux: the wake-ups other processes send after their commits (see
         :mod:`.wakebus`). A commit announced by nobody (a process that cannot reach this
         socket, e.g. in another network namespace) is still noticed, through
-        ``data_version`` every ``backstop_s``, when no wake-up came in the meantime."""
+        ``data_version`` every ``backstop_s``, when no wake-up came for two checks."""
         from .sqlite import SQLiteStore
 
         assert isinstance(self.store, SQLiteStore)
@@ -202,7 +202,7 @@ class Watcher:
             # Anything committed before we listened: make everyone look.
             self.hub.notify_all()
             last = self.store.data_version(conn)
-            self._heard = False
+            self._heard = unheard = False
             check_at = time.monotonic() + self.backstop_s
             while not self._stop.is_set():
                 wait = min(0.1, max(0.0, check_at - time.monotonic()))
@@ -213,10 +213,18 @@ class Watcher:
                     with self._lock:
                         self._dispatch(listener.receive(wait))
                 if time.monotonic() >= check_at:
+                    # A commit nobody announced: wake everyone, once it has gone unheard
+                    # for a whole period (its announcement may still be on its way to
+                    # the loop that reads the socket).
                     version = self.store.data_version(conn)
-                    if version != last and not self._heard:
+                    if self._heard or version == last:
+                        last, unheard = version, False
+                    elif unheard:
                         self.hub.notify_all()
-                    last, self._heard = version, False
+                        last, unheard = version, False
+                    else:
+                        unheard = True
+                    self._heard = False
                     check_at = time.monotonic() + self.backstop_s
         finally:
             conn.close()

@@ -159,7 +159,7 @@ class Worker:
                 continue
             due = False
             if check_first:
-                due = await db.read(store.has_due_work, wrefs)
+                due = await db.read(store.has_due_work, wrefs, inline=True)
                 if not due:
                     await self._idle(hub, self.poll_s)
                     continue
@@ -277,7 +277,7 @@ class Worker:
             if not run_ids:
                 continue
             try:
-                statuses = await db.read(store.run_statuses, run_ids)
+                statuses = await db.read(store.run_statuses, run_ids, inline=True)
             except Exception:
                 continue
             self._apply_stops({k: v for k, v in statuses.items() if v not in ("RUNNING", "QUEUED")})
