@@ -14,7 +14,7 @@ import pytest
 
 from runyard.models import NewInput, NewRun
 from runyard.store import Tx, open_store
-from runyard.store.dbexec import DbExecutor
+from runyard.store.dbexec import DbExecutor, LockBusy
 from runyard.store.sqlite import SQLiteStore
 
 
@@ -171,3 +171,39 @@ def test_inline_jobs_never_wait_for_a_lock_and_a_failing_job_fails_alone(
             assert check.get_run(tx, "a") is not None
     finally:
         check.close_connection(conn)
+
+
+def test_a_write_that_must_not_queue_for_the_lock_fails_at_once(tmp_path: Any) -> None:
+    """SQLite: ``busy_fails`` turns "another process holds the write lock" into LockBusy at
+    once (a worker's claim then looks again without the lock); a write of the same loop
+    pass without it still waits for the lock and commits."""
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    open_store(url).upgrade()
+    db = DbExecutor(open_store(url))
+    blocker = sqlite3.connect(str(tmp_path / "busy.db"), isolation_level=None)
+    ran: list[str] = []
+
+    def write(tx: Tx, run_id: str) -> str:
+        ran.append(run_id)
+        db.store.create_run_txn(tx, _new_run(run_id))
+        return run_id
+
+    async def main() -> tuple[Any, Any, float]:
+        blocker.execute("BEGIN IMMEDIATE")
+        asyncio.get_running_loop().call_later(0.3, blocker.execute, "COMMIT")
+        started = time.monotonic()
+        quick = asyncio.ensure_future(db.write(write, "quick", busy_fails=True))
+        patient = asyncio.ensure_future(db.write(write, "patient"))
+        first = await asyncio.gather(quick, return_exceptions=True)
+        failed_after = time.monotonic() - started
+        return first[0], await patient, failed_after
+
+    try:
+        quick, patient, failed_after = asyncio.run(main())
+    finally:
+        db.close()
+        blocker.close()
+    assert isinstance(quick, LockBusy)
+    assert failed_after < 0.2  # did not wait for the 0.3 s lock
+    assert patient == "patient"
+    assert ran == ["patient"]

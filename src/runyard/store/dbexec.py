@@ -48,7 +48,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import StoreUnavailable
+from ..errors import RunyardError, StoreUnavailable
 from .base import Store, Tx
 
 T = TypeVar("T")
@@ -64,6 +64,14 @@ class _Job:
     future: Future[Any]
     order: str
     durable: bool
+    busy_fails: bool = False
+
+
+class LockBusy(RunyardError):
+    """A write asked not to wait found the database's write lock taken (SQLite)."""
+
+    code = "lock_busy"
+    http_status = 503
 
 
 class _Conn(threading.local):
@@ -131,20 +139,23 @@ class DbExecutor:
         order: str = "",
         durable: bool = True,
         inline: bool = True,
+        busy_fails: bool = False,
     ) -> T:
         """Run ``fn(tx, *args)`` in a write transaction (possibly shared with others);
         ``order`` (a run id) orders it within the shared transaction. ``durable=False``
         only for writes whose loss in a crash is harmless (see the module's docstring);
         a group with any durable job waits for the disk. ``inline=False`` for a write
-        whose size has no bound (a bulk cancel): it never runs in the event loop."""
-        fut = self._submit_from_loop(True, fn, args, order, durable, inline)
+        whose size has no bound (a bulk cancel): it never runs in the event loop.
+        ``busy_fails``: where it runs in the loop and another process holds the write
+        lock, raise :class:`LockBusy` at once instead of queueing for the lock."""
+        fut = self._submit_from_loop(True, fn, args, order, durable, inline, busy_fails)
         return await asyncio.wrap_future(fut)
 
     async def read(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
         """Run ``fn(tx, *args)`` in a read transaction. ``inline=True`` for a read of a
         few rows (a run by id, a key): it may run in the event loop (see the module's
         docstring); a read that may return or scan many rows never does."""
-        fut = self._submit_from_loop(False, fn, args, "", True, inline)
+        fut = self._submit_from_loop(False, fn, args, "", True, inline, False)
         return await asyncio.wrap_future(fut)
 
     def _submit_from_loop(
@@ -155,6 +166,7 @@ class DbExecutor:
         order: str,
         durable: bool,
         inline: bool,
+        busy_fails: bool,
     ) -> Future[T]:
         if inline and self._inline and not self._closed and self._idle():
             loop = asyncio.get_running_loop()
@@ -164,7 +176,7 @@ class DbExecutor:
                 fut: Future[T] = Future()
                 if not self._inline_jobs:
                     loop.call_soon(self._run_inline)
-                self._inline_jobs.append(_Job(fn, args, write, fut, order, durable))
+                self._inline_jobs.append(_Job(fn, args, write, fut, order, durable, busy_fails))
                 return fut
         return self.submit(write, fn, *args, order=order, durable=durable)
 
@@ -214,11 +226,16 @@ class DbExecutor:
             for j in reads:
                 with self.store.transaction(conn, write=False, wait=False) as tx:
                     results[id(j)] = j.fn(tx, *j.args)
-        except BaseException:
+        except BaseException as exc:
             # Busy, or a job failed: the thread runs them again (alone where one fails,
             # retrying where the database is busy) and reports what they raise.
             if getattr(self._local.conn, "in_transaction", False):
                 self._drop_connection()  # left in an unknown state
+            if self.store.is_transient(exc):
+                for j in jobs:
+                    if j.busy_fails and j.future.set_running_or_notify_cancel():
+                        j.future.set_exception(LockBusy("the write lock is taken"))
+                self._inline_jobs = [j for j in jobs if not j.busy_fails]
             self._handover()
             return
         finally:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from ..engine.executor import Execution, Runtime
 from ..store import Claimed, Fence
+from ..store.dbexec import LockBusy
 from ..store.hub import Hub, wait_event
 
 if TYPE_CHECKING:
@@ -151,6 +152,7 @@ class Worker:
         check_first = False
         scanned_at = 0.0
         keyed_found = False
+        busy = 0
         while not self._stopping.is_set():
             free = self.concurrency - len(self.inflight)
             if free <= 0:
@@ -161,7 +163,8 @@ class Worker:
             if check_first:
                 due = await db.read(store.has_due_work, wrefs, inline=True)
                 if not due:
-                    await self._idle(hub, self.poll_s)
+                    woken = await self._idle(hub, self.poll_s)
+                    check_first = not (woken and store.precise_wakeups)
                     continue
             now = time.monotonic()
             scan = keyed_found or now - scanned_at >= SCAN_INTERVAL_S
@@ -169,12 +172,29 @@ class Worker:
                 scanned_at = now
             try:
                 claimed = await db.write(
-                    store.claim_txn, self.id, wrefs, free, self.lease_s, scan, durable=False
+                    store.claim_txn,
+                    self.id,
+                    wrefs,
+                    free,
+                    self.lease_s,
+                    scan,
+                    durable=False,
+                    busy_fails=busy < 3,
                 )
+            except LockBusy:
+                # Another process holds the write lock: most often another worker woken
+                # by the same commit, taking the same items. Look again (a read, no lock)
+                # once it had time to commit, instead of queueing behind it for what is
+                # likely gone and holding up its next write; the fourth time, queue.
+                busy += 1
+                check_first = True
+                await self._wait_any(self._stopping.wait(), timeout=0.0005 * busy)
+                continue
             except Exception as exc:
                 log.warning("claim failed (%s); retrying", exc)
                 await self._wait_any(self._stopping.wait(), timeout=1.0)
                 continue
+            busy = 0
             if scan:
                 keyed_found = any(c.flow_key for c in claimed)
             for c in claimed:
