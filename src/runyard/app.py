@@ -55,7 +55,7 @@ from .store import RunFilter, Store, open_store
 from .store.dbexec import DbExecutor
 from .store.hub import Hub, Watcher, wait_event
 from .store.records import run_from_row
-from .store.tx import Row
+from .store.tx import Row, Tx
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -158,7 +158,8 @@ class RunHandle:
 
     @property
     def initial(self) -> Run | None:
-        """The run as :meth:`Runyard.start` wrote it (or found it, when ``run_id`` existed)."""
+        """The run as :meth:`Runyard.start` (or :meth:`Runyard.continue_`) wrote it, or
+        found it when ``run_id`` existed."""
         return run_from_row(self._row) if self._row is not None else None
 
     def __repr__(self) -> str:
@@ -661,12 +662,25 @@ class Runyard:
     # -- changing runs --------------------------------------------------------------------
 
     async def _transition(self, fn: Callable[..., list[str]], filt: RunFilter) -> list[str]:
-        ids = await self._write(fn, filt, inline=filt.ids is not None and len(filt.ids) <= 1)
-        for run_id in ids:
-            self._broadcast.notify_run(run_id)
+        ids, _ = await self._transition_reading(fn, filt, None)
+        return ids
+
+    async def _transition_reading(
+        self, fn: Callable[..., list[str]], filt: RunFilter, run_id: str | None
+    ) -> tuple[list[str], Run | None]:
+        """Apply ``fn`` to the runs ``filt`` selects; with ``run_id``, also that run as the
+        transition left it, read in the same transaction (a worker may move it on at once)."""
+        store = self.store
+
+        def txn(tx: Tx, filt: RunFilter) -> tuple[list[str], Run | None]:
+            return fn(tx, filt), store.get_run(tx, run_id) if run_id is not None else None
+
+        ids, run = await self._write(txn, filt, inline=filt.ids is not None and len(filt.ids) <= 1)
+        for changed in ids:
+            self._broadcast.notify_run(changed)
         if ids:
             self._broadcast.notify_wake()
-        return ids
+        return ids, run
 
     async def cancel(
         self,
@@ -685,19 +699,26 @@ class Runyard:
         filt = RunFilter(ids=ids, workflow=workflow, prefix=prefix, all=all, single=single)
         return await self._transition(self.store.cancel_txn, filt)
 
-    async def pause(self, run_id: str) -> None:
-        await self._transition(self.store.pause_txn, RunFilter(ids=[run_id], single=True))
+    async def pause(self, run_id: str) -> Run:
+        """Stop the run at its next step boundary; the run as the pause left it."""
+        return await self._transition_one(self.store.pause_txn, run_id)
 
-    async def resume(self, run_id: str) -> None:
-        """Continue a PAUSED, FAILED, CANCELED or CRASHED run from its last checkpoint."""
-        await self._transition(self.store.resume_txn, RunFilter(ids=[run_id], single=True))
+    async def resume(self, run_id: str) -> Run:
+        """Continue a PAUSED, FAILED, CANCELED or CRASHED run from its last checkpoint;
+        the run as the resume left it (QUEUED)."""
+        return await self._transition_one(self.store.resume_txn, run_id)
+
+    async def _transition_one(self, fn: Callable[..., list[str]], run_id: str) -> Run:
+        _, run = await self._transition_reading(fn, RunFilter(ids=[run_id], single=True), run_id)
+        assert run is not None
+        return run
 
     async def continue_(self, run_id: str) -> RunHandle:
         """Start the next iteration of a finished (incremental) run."""
-        await self._write(self.store.continue_txn, run_id)
+        row = await self._write(self.store.continue_txn, run_id)
         self._broadcast.notify_run(run_id)
         self._broadcast.notify_wake()
-        return RunHandle(self, run_id, created=False)
+        return RunHandle(self, run_id, created=False, row=row)
 
     async def fork(
         self,
@@ -817,11 +838,11 @@ class SyncRunyard:
     def cancel(self, run_id: str | None = None, **kw: Any) -> list[str]:
         return self._call(self._yard.cancel(run_id, **kw))
 
-    def pause(self, run_id: str) -> None:
-        self._call(self._yard.pause(run_id))
+    def pause(self, run_id: str) -> Run:
+        return self._call(self._yard.pause(run_id))
 
-    def resume(self, run_id: str) -> None:
-        self._call(self._yard.resume(run_id))
+    def resume(self, run_id: str) -> Run:
+        return self._call(self._yard.resume(run_id))
 
     def continue_(self, run_id: str) -> SyncRunHandle:
         return SyncRunHandle(self, self._call(self._yard.continue_(run_id)))

@@ -8,6 +8,7 @@ import itertools
 import sqlite3
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -108,13 +109,17 @@ def test_idle_sqlite_runs_jobs_of_one_loop_pass_in_the_loop_as_one_group(db_url:
         assert "MainThread" not in threads  # PostgreSQL: network round trips stay off the loop
 
 
-def test_inline_jobs_never_wait_for_a_lock_and_a_failing_job_fails_alone(
-    tmp_path: Any,
-) -> None:
-    url = f"sqlite:///{tmp_path / 'lock.db'}"
+def _with_blocker(path: Path) -> tuple[str, DbExecutor, sqlite3.Connection]:
+    """A migrated SQLite file, an executor on it, and another connection to take its lock."""
+    url = f"sqlite:///{path}"
     open_store(url).upgrade()
-    db = DbExecutor(open_store(url))
-    blocker = sqlite3.connect(str(tmp_path / "lock.db"), isolation_level=None)
+    return url, DbExecutor(open_store(url)), sqlite3.connect(str(path), isolation_level=None)
+
+
+def test_inline_jobs_never_wait_for_a_lock_and_a_failing_job_fails_alone(
+    tmp_path: Path,
+) -> None:
+    url, db, blocker = _with_blocker(tmp_path / "lock.db")
     ran_in: list[str] = []
 
     def write(tx: Tx, run_id: str) -> str:
@@ -173,14 +178,11 @@ def test_inline_jobs_never_wait_for_a_lock_and_a_failing_job_fails_alone(
         check.close_connection(conn)
 
 
-def test_a_write_that_must_not_queue_for_the_lock_fails_at_once(tmp_path: Any) -> None:
+def test_a_write_that_must_not_queue_for_the_lock_fails_at_once(tmp_path: Path) -> None:
     """SQLite: ``busy_fails`` turns "another process holds the write lock" into LockBusy at
     once (a worker's claim then looks again without the lock); a write of the same loop
     pass without it still waits for the lock and commits."""
-    url = f"sqlite:///{tmp_path / 'busy.db'}"
-    open_store(url).upgrade()
-    db = DbExecutor(open_store(url))
-    blocker = sqlite3.connect(str(tmp_path / "busy.db"), isolation_level=None)
+    _, db, blocker = _with_blocker(tmp_path / "busy.db")
     ran: list[str] = []
 
     def write(tx: Tx, run_id: str) -> str:

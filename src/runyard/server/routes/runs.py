@@ -387,8 +387,7 @@ async def cancel_run(run_id: RunId, state: State) -> RunOut:
 )
 async def pause_run(run_id: RunId, state: State) -> RunOut:
     """The run stops at its next step boundary, holding no worker."""
-    await state.yard.pause(run_id)
-    return RunOut.of(await state.yard.get_run(run_id))
+    return RunOut.of(await state.yard.pause(run_id))
 
 
 @router.post(
@@ -396,8 +395,7 @@ async def pause_run(run_id: RunId, state: State) -> RunOut:
 )
 async def resume_run(run_id: RunId, state: State) -> RunOut:
     """A PAUSED, FAILED, CANCELED or CRASHED run continues from its last checkpoint."""
-    await state.yard.resume(run_id)
-    return RunOut.of(await state.yard.get_run(run_id))
+    return RunOut.of(await state.yard.resume(run_id))
 
 
 @router.post(
@@ -407,8 +405,10 @@ async def resume_run(run_id: RunId, state: State) -> RunOut:
     summary="Start the next iteration of a finished run",
 )
 async def continue_run(run_id: RunId, state: State) -> RunOut:
-    await state.yard.continue_(run_id)
-    return RunOut.of(await state.yard.get_run(run_id))
+    """Answers with the run as the continue left it (QUEUED), not as a worker may already
+    have moved it on."""
+    handle = await state.yard.continue_(run_id)
+    return RunOut.of(handle.initial or await state.yard.get_run(run_id))
 
 
 @router.post(
