@@ -250,7 +250,8 @@ class DbExecutor:
         jobs, self._inline_jobs = self._inline_jobs, []
         for j in jobs:
             if self._closed:
-                j.future.set_exception(RuntimeError("the database executor is closed"))
+                if j.future.set_running_or_notify_cancel():
+                    j.future.set_exception(RuntimeError("the database executor is closed"))
             else:
                 self._ensure_started()
                 self._queue.put(j)
