@@ -44,6 +44,7 @@ def test_both_backends_define_the_same_queries() -> None:
     postgres_names = set(load_queries("postgres")) - PostgresStore.own_queries
     assert sqlite_names == postgres_names
     assert PostgresStore.own_queries <= set(load_queries("postgres"))
+    assert SQLiteStore.own_queries <= set(load_queries("sqlite"))
 
 
 def test_migrations_are_numbered_the_same() -> None:

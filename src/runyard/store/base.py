@@ -38,6 +38,10 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
     #: Queries only this backend has (fast paths of its own); every other name exists
     #: for both backends.
     own_queries: frozenset[str] = frozenset()
+    #: Whether claim_free and claim_keyed also start the claimed items' runs and return
+    #: each run's columns (deadline_at, sync_mode, max_results, options, error) with its
+    #: items; otherwise start_runs follows them.
+    claim_starts_runs = False
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -268,8 +272,11 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
                     break
         if not rows:
             return []
-        run_ids = sorted({r["run_id"] for r in rows})
-        runs = {r["id"]: r for r in tx.q("start_runs", {"ids": run_ids})}
+        if self.claim_starts_runs:
+            runs = {r["run_id"]: r for r in rows}
+        else:
+            run_ids = sorted({r["run_id"] for r in rows})
+            runs = {r["id"]: r for r in tx.q("start_runs", {"ids": run_ids})}
         claimed: list[Claimed] = []
         needs_history: list[Claimed] = []
         for r in rows:

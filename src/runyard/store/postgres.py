@@ -48,6 +48,7 @@ class PostgresStore(Store):
     backend = "postgres"
     needs_polling = False
     own_queries = frozenset({"checkpoint_steps_many", "finish_item_steps"})
+    claim_starts_runs = True
 
     # The two writes every step and every run make, each in one statement instead of
     # several (a statement costs the client more than the server here). Checkpoints with
@@ -122,6 +123,7 @@ class PostgresStore(Store):
         conn: psycopg.Connection[Any] = psycopg.connect(
             conninfo(self.url),
             row_factory=dict_row,
+            autocommit=True,
             connect_timeout=5,
             application_name="runyard",
             options="-c enable_seqscan=off",
@@ -138,28 +140,54 @@ class PostgresStore(Store):
         durable: bool = True,
         wait: bool = True,
     ) -> Iterator[Tx]:
-        if not (write and pipeline):
+        if not write:
+            # Under READ COMMITTED every statement takes its own snapshot inside a
+            # transaction too, so reads run without BEGIN and COMMIT (two round trips).
+            with conn.cursor() as cur:
+                yield Tx(self, cur)
+            return
+        if not pipeline:
             with conn.transaction(), conn.cursor() as cur:
                 yield Tx(self, cur)
             return
-        # Writes are pipelined: statements sent with Tx.send travel together. What the
-        # transaction announces is sent right after its COMMIT, in the same round trip,
-        # in a transaction of its own: a NOTIFY inside the main transaction would take a
-        # database-wide lock through its commit and serialize every writer.
-        with conn.pipeline() as pipeline:
-            with conn.transaction(), conn.cursor() as cur:
-                tx = Tx(self, cur, conn, pipeline)
+        # Writes are pipelined: BEGIN, the statements sent with Tx.send and COMMIT travel
+        # together and the transaction waits for answers only where it reads them (one
+        # round trip for most). What the transaction announces is sent right after its
+        # COMMIT, in the same round trip, as a statement of its own (its own implicit
+        # transaction, committed by the pipeline's closing sync): a NOTIFY inside the
+        # main transaction would take a database-wide lock through its commit and
+        # serialize every writer. BEGIN and COMMIT are sent by hand: psycopg's
+        # transaction block waits for each of them in pipeline mode.
+        done = False
+        try:
+            with conn.pipeline() as pipe, conn.cursor() as cur:
+                conn.execute(b"BEGIN")
+                tx = Tx(self, cur, conn, pipe)
                 if not durable:
                     tx.send("async_commit")
                 yield tx
-            if tx.announcements:
-                items = sorted(tx.announcements)
-                with conn.transaction():
-                    tx.send("async_commit")
+                conn.execute(b"COMMIT")
+                if tx.announcements:
+                    items = sorted(tx.announcements)
                     tx.send(
                         "publish",
                         {"channels": [c for c, _ in items], "payloads": [p for _, p in items]},
                     )
+            done = True
+        finally:
+            if not done:
+                self._abandon(conn)
+
+    @staticmethod
+    def _abandon(conn: Any) -> None:
+        """Roll back what a failed write left open; a connection that cannot is closed
+        (the next use reconnects)."""
+        if conn.closed or conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            return
+        try:
+            conn.execute(b"ROLLBACK")
+        except psycopg.Error:
+            conn.close()
 
     def adapt(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
         return params

@@ -38,6 +38,7 @@ def sqlite_path(url: str) -> str:
 class SQLiteStore(Store):
     backend = "sqlite"
     needs_polling = True
+    own_queries = frozenset({"start_runs"})  # PostgreSQL's claims start the runs themselves
 
     def __init__(self, url: str) -> None:
         super().__init__(url)

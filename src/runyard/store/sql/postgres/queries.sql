@@ -21,8 +21,9 @@ VALUES (%(version)s, %(name)s, extract(epoch FROM clock_timestamp()));
 SELECT runyard_now() AS now;
 
 -- name: publish
--- Announcements of committed changes, sent in a transaction of their own with
--- synchronous_commit off: they are hints and need no durability.
+-- Announcements of committed changes, sent after the COMMIT as a transaction of their
+-- own (this one statement). It writes no WAL but its commit record, so its commit does
+-- not wait for the disk.
 SELECT pg_notify(c, p) FROM unnest(%(channels)s::text[], %(payloads)s::text[]) AS t(c, p);
 
 -- name: async_commit
@@ -89,6 +90,8 @@ WHERE id IN (SELECT id FROM runs WHERE status = 'SCHEDULED' AND not_before <= ru
              FOR UPDATE SKIP LOCKED);
 
 -- name: claim_free
+-- Claims and starts their runs in one statement (runs locked in id order, like
+-- start_runs); each row carries its run's columns.
 WITH c AS (
   SELECT i.run_id, i.idx FROM items i JOIN runs r ON r.id = i.run_id
   WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
@@ -96,14 +99,24 @@ WITH c AS (
     AND i.wref = ANY(%(wrefs)s::text[])
     AND (r.status IN ('QUEUED', 'RUNNING') OR i.kind = 'hook')
   ORDER BY i.priority DESC, i.due_at LIMIT %(limit)s
-  FOR UPDATE OF i SKIP LOCKED)
-UPDATE items i SET owner = %(owner)s, epoch = i.epoch + 1,
-  lease_expires_at = runyard_now() + %(lease_s)s, state = 'processing',
-  attempt = i.attempt + 1, started_at = coalesce(i.started_at, runyard_now()),
-  waiting_for = NULL
-FROM c WHERE i.run_id = c.run_id AND i.idx = c.idx
-RETURNING i.run_id, i.idx, i.kind, i.wref, i.input, i.custom_data, i.iteration, i.generation,
-  i.attempt, i.last_position, i.parent_idx, i.epoch, i.flow_key;
+  FOR UPDATE OF i SKIP LOCKED),
+claimed AS (
+  UPDATE items i SET owner = %(owner)s, epoch = i.epoch + 1,
+    lease_expires_at = runyard_now() + %(lease_s)s, state = 'processing',
+    attempt = i.attempt + 1, started_at = coalesce(i.started_at, runyard_now()),
+    waiting_for = NULL
+  FROM c WHERE i.run_id = c.run_id AND i.idx = c.idx
+  RETURNING i.run_id, i.idx, i.kind, i.wref, i.input, i.custom_data, i.iteration,
+    i.generation, i.attempt, i.last_position, i.parent_idx, i.epoch, i.flow_key),
+started AS (
+  UPDATE runs SET status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
+    started_at = coalesce(started_at, runyard_now()),
+    deadline_at = coalesce(deadline_at, runyard_now() + timeout_s),
+    waiting_for = NULL, updated_at = runyard_now()
+  WHERE id = ANY(ARRAY(SELECT DISTINCT run_id FROM claimed ORDER BY 1))
+  RETURNING id, deadline_at, sync_mode, max_results, options, error)
+SELECT claimed.*, s.deadline_at, s.sync_mode, s.max_results, s.options, s.error
+FROM claimed JOIN started s ON s.id = claimed.run_id;
 
 -- name: due_flow_keys
 SELECT DISTINCT i.flow_key FROM items i JOIN runs r ON r.id = i.run_id
@@ -114,6 +127,7 @@ WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map
 LIMIT %(limit)s;
 
 -- name: claim_keyed
+-- Like claim_free, for one flow-control key.
 WITH c AS (
   SELECT i.run_id, i.idx FROM items i JOIN runs r ON r.id = i.run_id
   WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
@@ -121,22 +135,24 @@ WITH c AS (
     AND i.wref = ANY(%(wrefs)s::text[])
     AND r.status IN ('QUEUED', 'RUNNING')
   ORDER BY i.priority DESC, i.due_at LIMIT %(limit)s
-  FOR UPDATE OF i SKIP LOCKED)
-UPDATE items i SET owner = %(owner)s, epoch = i.epoch + 1,
-  lease_expires_at = runyard_now() + %(lease_s)s, state = 'processing',
-  attempt = i.attempt + 1, started_at = coalesce(i.started_at, runyard_now()),
-  waiting_for = NULL
-FROM c WHERE i.run_id = c.run_id AND i.idx = c.idx
-RETURNING i.run_id, i.idx, i.kind, i.wref, i.input, i.custom_data, i.iteration, i.generation,
-  i.attempt, i.last_position, i.parent_idx, i.epoch, i.flow_key;
-
--- name: start_runs
-UPDATE runs SET status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
-  started_at = coalesce(started_at, runyard_now()),
-  deadline_at = coalesce(deadline_at, runyard_now() + timeout_s),
-  waiting_for = NULL, updated_at = runyard_now()
-WHERE id = ANY(%(ids)s::text[])
-RETURNING id, deadline_at, sync_mode, max_results, options, error;
+  FOR UPDATE OF i SKIP LOCKED),
+claimed AS (
+  UPDATE items i SET owner = %(owner)s, epoch = i.epoch + 1,
+    lease_expires_at = runyard_now() + %(lease_s)s, state = 'processing',
+    attempt = i.attempt + 1, started_at = coalesce(i.started_at, runyard_now()),
+    waiting_for = NULL
+  FROM c WHERE i.run_id = c.run_id AND i.idx = c.idx
+  RETURNING i.run_id, i.idx, i.kind, i.wref, i.input, i.custom_data, i.iteration,
+    i.generation, i.attempt, i.last_position, i.parent_idx, i.epoch, i.flow_key),
+started AS (
+  UPDATE runs SET status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
+    started_at = coalesce(started_at, runyard_now()),
+    deadline_at = coalesce(deadline_at, runyard_now() + timeout_s),
+    waiting_for = NULL, updated_at = runyard_now()
+  WHERE id = ANY(ARRAY(SELECT DISTINCT run_id FROM claimed ORDER BY 1))
+  RETURNING id, deadline_at, sync_mode, max_results, options, error)
+SELECT claimed.*, s.deadline_at, s.sync_mode, s.max_results, s.options, s.error
+FROM claimed JOIN started s ON s.id = claimed.run_id;
 
 -- name: has_due_work
 SELECT 1 FROM items i JOIN runs r ON r.id = i.run_id
