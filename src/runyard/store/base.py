@@ -24,7 +24,7 @@ from .admin import AdminMixin
 from .queries import load_queries, migrations
 from .reads import ReadsMixin
 from .records import FAR_FUTURE, Checkpoint, Claimed, Fence, RunFilter, step_from_row
-from .tx import RUN, WAKE, Row, Sent, Tx
+from .tx import RUN, WAKE, Later, Row, Sent, Tx
 
 __all__ = ["RUN", "WAKE", "Checkpoint", "Claimed", "Fence", "Row", "RunFilter", "Store", "Tx"]
 
@@ -169,9 +169,10 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
 
     # -- creating runs -------------------------------------------------------------
 
-    def create_run_txn(self, tx: Tx, run: NewRun) -> tuple[Row, bool]:
-        """Insert ``run`` with its items; ``(row, created)``. An existing id returns the
-        stored run untouched (idempotent trigger)."""
+    def create_run_txn(self, tx: Tx, run: NewRun) -> Later[tuple[Row, bool]]:
+        """Insert ``run`` with its items; ``(row, created)``, read once the statements of
+        the runs created with it are sent. An existing id returns the stored run
+        untouched (idempotent trigger)."""
         valid = sum(1 for i in run.inputs if i.error is None)
         if valid == 0:
             status = RunStatus.INVALID
@@ -229,13 +230,19 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
                 for idx, inp in enumerate(run.inputs)
             ],
         )
-        row = inserted.one()
-        if row is None:
-            existing = tx.q1("get_run", {"id": run.id})
-            assert existing is not None
-            return existing, False
+        # Announced even if the id existed (a harmless look) so that nothing is left to
+        # do once the answer is read.
         tx.announce_wake()
-        return row, True
+
+        def read() -> tuple[Row, bool]:
+            row = inserted.one()
+            if row is None:
+                existing = tx.q1("get_run", {"id": run.id})
+                assert existing is not None
+                return existing, False
+            return row, True
+
+        return Later(read)
 
     # -- claiming ------------------------------------------------------------------
 

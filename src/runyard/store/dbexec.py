@@ -46,10 +46,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from ..errors import RunyardError, StoreUnavailable
 from .base import Store, Tx
+from .tx import Later, settle
 
 T = TypeVar("T")
 log = logging.getLogger("runyard.store")
@@ -123,7 +124,12 @@ class DbExecutor:
                     self._started = True
 
     def submit(
-        self, write: bool, fn: Callable[..., T], *args: Any, order: str = "", durable: bool = True
+        self,
+        write: bool,
+        fn: Callable[..., T | Later[T]],
+        *args: Any,
+        order: str = "",
+        durable: bool = True,
     ) -> Future[T]:
         if self._closed:
             raise RuntimeError("the database executor is closed")
@@ -132,9 +138,31 @@ class DbExecutor:
         self._queue.put(_Job(fn, args, write, fut, order, durable))
         return fut
 
+    @overload
+    async def write(
+        self,
+        fn: Callable[..., Later[T]],
+        *args: Any,
+        order: str = "",
+        durable: bool = True,
+        inline: bool = True,
+        busy_fails: bool = False,
+    ) -> T: ...
+
+    @overload
     async def write(
         self,
         fn: Callable[..., T],
+        *args: Any,
+        order: str = "",
+        durable: bool = True,
+        inline: bool = True,
+        busy_fails: bool = False,
+    ) -> T: ...
+
+    async def write(
+        self,
+        fn: Callable[..., T | Later[T]],
         *args: Any,
         order: str = "",
         durable: bool = True,
@@ -161,7 +189,7 @@ class DbExecutor:
     def _submit_from_loop(
         self,
         write: bool,
-        fn: Callable[..., T],
+        fn: Callable[..., T | Later[T]],
         args: tuple[Any, ...],
         order: str,
         durable: bool,
@@ -183,7 +211,13 @@ class DbExecutor:
     def _idle(self) -> bool:
         return not self._working and self._queue.empty()
 
-    def write_sync(self, fn: Callable[..., T], *args: Any) -> T:
+    @overload
+    def write_sync(self, fn: Callable[..., Later[T]], *args: Any) -> T: ...
+
+    @overload
+    def write_sync(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+    def write_sync(self, fn: Callable[..., T | Later[T]], *args: Any) -> T:
         return self.submit(True, fn, *args).result()
 
     def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
@@ -312,7 +346,7 @@ class DbExecutor:
         for j in jobs:
             if id(j) not in results:
                 results[id(j)] = j.fn(tx, *j.args)
-        return results
+        return {k: settle(v) for k, v in results.items()}
 
     def _connection(self) -> Any:
         if self._local.conn is None:
@@ -350,7 +384,7 @@ class DbExecutor:
             try:
                 conn = self._connection()
                 with self.store.transaction(conn, write=job.write, durable=job.durable) as tx:
-                    result = job.fn(tx, *job.args)
+                    result = settle(job.fn(tx, *job.args))
             except BaseException as exc:
                 if self.store.is_transient(exc):
                     self._drop_connection()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from .base import Store
 
 Row = Mapping[str, Any]
+T = TypeVar("T")
 #: Announcement channels (PostgreSQL NOTIFY channels; in-process on SQLite).
 WAKE = "runyard_wake"
 RUN = "runyard_run"
@@ -27,15 +28,17 @@ class Sent:
         self._sync = sync
 
     def _arrived(self) -> Any:
-        cur = self._cur
-        if cur.description is None and cur.rowcount < 0 and self._sync is not None:
-            self._sync()  # the answer may not have arrived yet
+        cur = self._cur  # a psycopg cursor (other backends answer at once)
+        if cur.pgresult is None and self._sync is not None:
+            self._sync()  # the answer has not arrived yet
         return cur
 
     def rows(self) -> list[Row]:
         if self._rows is None:
             cur = self._arrived()
-            self._rows = list(cur.fetchall()) if cur.description else []
+            # (pgresult, not description: psycopg builds the description anew each time)
+            result = cur.pgresult
+            self._rows = list(cur.fetchall()) if result is not None and result.nfields else []
         return self._rows
 
     @property
@@ -45,6 +48,26 @@ class Sent:
     def one(self) -> Row | None:
         rows = self.rows()
         return rows[0] if rows else None
+
+
+class Later(Generic[T]):
+    """A job's answer, read from its statements' rows once every job sharing its
+    transaction has sent its own statements: on PostgreSQL a group of such jobs then
+    waits for one round trip instead of one each. The database executor reads it before
+    the commit (:func:`settle`)."""
+
+    __slots__ = ("_read",)
+
+    def __init__(self, read: Callable[[], T]) -> None:
+        self._read = read
+
+    def result(self) -> T:
+        return self._read()
+
+
+def settle(value: T | Later[T]) -> T:
+    """``value``, or what it reads when it is a :class:`Later`."""
+    return value.result() if isinstance(value, Later) else value
 
 
 class Tx:
