@@ -109,6 +109,59 @@ def test_idle_sqlite_runs_jobs_of_one_loop_pass_in_the_loop_as_one_group(db_url:
         assert "MainThread" not in threads  # PostgreSQL: network round trips stay off the loop
 
 
+def test_runs_created_together_wait_for_one_answer(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(db_url)
+    db = DbExecutor(store, threads=1)
+    syncs = 0
+    if store.backend == "postgres":
+        import psycopg
+
+        real_sync = psycopg.Pipeline.sync
+
+        def counting_sync(self: Any) -> None:
+            nonlocal syncs
+            syncs += 1
+            real_sync(self)
+
+        monkeypatch.setattr(psycopg.Pipeline, "sync", counting_sync)
+    held, release = threading.Event(), threading.Event()
+
+    def hold(tx: Tx) -> None:
+        held.set()
+        release.wait(10)
+
+    async def main() -> list[tuple[Any, bool]]:
+        await db.write(store.create_run_txn, _new_run("existing"))
+        nonlocal syncs
+        syncs = 0
+        blocker = asyncio.wrap_future(db.submit(False, hold))
+        assert await asyncio.to_thread(held.wait, 10)
+        # Queued while the thread is busy: taken as one group, one transaction.
+        creates = [db.write(store.create_run_txn, _new_run(f"new{i}")) for i in range(6)]
+        creates.append(db.write(store.create_run_txn, _new_run("existing")))
+        pending = asyncio.gather(*creates)
+        await asyncio.sleep(0.05)
+        release.set()
+        await blocker
+        return await pending
+
+    try:
+        answers = asyncio.run(main())
+    finally:
+        db.close()
+    assert [(row["id"], created) for row, created in answers] == [
+        *((f"new{i}", True) for i in range(6)),
+        ("existing", False),
+    ]
+    assert all(row["status"] == "QUEUED" for row, _ in answers)
+    if store.backend == "postgres":
+        # One wait for all seven answers (not one each), one more to read the run that
+        # existed.
+        assert syncs == 2
+
+
 def _with_blocker(path: Path) -> tuple[str, DbExecutor, sqlite3.Connection]:
     """A migrated SQLite file, an executor on it, and another connection to take its lock."""
     url = f"sqlite:///{path}"
