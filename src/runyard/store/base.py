@@ -254,17 +254,18 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
         limit: int,
         lease_s: float,
         scan: bool = True,
-    ) -> list[Claimed]:
+    ) -> Later[list[Claimed]]:
         """Claim up to ``limit`` due items of the workflows in ``wrefs``, flow control
         respected, and load what their execution needs. ``scan`` also promotes due
         SCHEDULED runs and looks at flow-controlled items (callers do it every ~100 ms,
-        not on every claim)."""
+        not on every claim). The claims are read once the commit is on its way (one
+        round trip for a claim without a scan on PostgreSQL)."""
         if scan:
             tx.send("promote_scheduled")
         base = {"owner": owner, "wrefs": list(wrefs), "lease_s": lease_s}
-        rows = tx.q("claim_free", {**base, "limit": limit})
-        left = limit - len(rows)
-        if left > 0 and scan:
+        free = tx.send("claim_free", {**base, "limit": limit})
+        keyed: list[Row] = []
+        if scan and (left := limit - len(free.rows())) > 0:
             for key_row in tx.q("due_flow_keys", {"wrefs": list(wrefs), "limit": left}):
                 key = key_row["flow_key"]
                 cap = self._flow_capacity_txn(tx, key, left)
@@ -273,21 +274,25 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
                 got = tx.q("claim_keyed", {**base, "limit": cap, "flow_key": key})
                 for _ in got:
                     tx.send("insert_flow_start", {"key": key})
-                rows.extend(got)
+                keyed.extend(got)
                 left -= len(got)
                 if left <= 0:
                     break
-        if not rows:
-            return []
-        if self.claim_starts_runs:
-            runs = {r["run_id"]: r for r in rows}
-        else:
+        runs: dict[str, Row] | None = None
+        if not self.claim_starts_runs and (rows := free.rows() + keyed):
             run_ids = sorted({r["run_id"] for r in rows})
             runs = {r["id"]: r for r in tx.q("start_runs", {"ids": run_ids})}
+        return Later(lambda: self._claimed(tx, owner, free.rows() + keyed, runs))
+
+    def _claimed(
+        self, tx: Tx, owner: str, rows: list[Row], runs: dict[str, Row] | None
+    ) -> list[Claimed]:
+        """What executing the claimed ``rows`` needs; ``runs``: their runs' columns by id
+        (None when each row carries them)."""
         claimed: list[Claimed] = []
         needs_history: list[Claimed] = []
         for r in rows:
-            run = runs[r["run_id"]]
+            run = r if runs is None else runs[r["run_id"]]
             wf, _, ver = r["wref"].rpartition("@")
             c = Claimed(
                 fence=Fence(r["run_id"], r["idx"], owner, r["epoch"]),
@@ -312,7 +317,7 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
             if c.last_position > 0 or c.attempt > 1 or c.generation > 0 or c.iteration > 1:
                 needs_history.append(c)
         for c in needs_history:
-            self._load_history_txn(tx, c)
+            self._load_history_txn(tx, c)  # (reads of committed checkpoints)
         return claimed
 
     def _load_history_txn(self, tx: Tx, c: Claimed) -> None:

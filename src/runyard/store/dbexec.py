@@ -346,7 +346,7 @@ class DbExecutor:
         for j in jobs:
             if id(j) not in results:
                 results[id(j)] = j.fn(tx, *j.args)
-        return {k: settle(v) for k, v in results.items()}
+        return dict(zip(results, settle(tx, list(results.values())), strict=True))
 
     def _connection(self) -> Any:
         if self._local.conn is None:
@@ -384,7 +384,7 @@ class DbExecutor:
             try:
                 conn = self._connection()
                 with self.store.transaction(conn, write=job.write, durable=job.durable) as tx:
-                    result = settle(job.fn(tx, *job.args))
+                    (result,) = settle(tx, [job.fn(tx, *job.args)])
             except BaseException as exc:
                 if self.store.is_transient(exc):
                     self._drop_connection()

@@ -161,18 +161,20 @@ class PostgresStore(Store):
         done = False
         try:
             with conn.pipeline() as pipe, conn.cursor() as cur:
+
+                def commit() -> None:
+                    conn.execute(b"COMMIT")
+                    if tx.announcements:
+                        items = sorted(tx.announcements)
+                        channels, payloads = [c for c, _ in items], [p for _, p in items]
+                        tx.send("publish", {"channels": channels, "payloads": payloads})
+
                 conn.execute(b"BEGIN")
-                tx = Tx(self, cur, conn, pipe)
+                tx = Tx(self, cur, conn, pipe, commit)
                 if not durable:
                     tx.send("async_commit")
                 yield tx
-                conn.execute(b"COMMIT")
-                if tx.announcements:
-                    items = sorted(tx.announcements)
-                    tx.send(
-                        "publish",
-                        {"channels": [c for c, _ in items], "payloads": [p for _, p in items]},
-                    )
+                tx.finish()
             done = True
         finally:
             if not done:

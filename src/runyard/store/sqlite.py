@@ -111,16 +111,24 @@ class SQLiteStore(Store):
         except BaseException:
             self._restore(cur, lax, wait)
             raise
-        tx = Tx(self, cur)
-        try:
-            yield tx
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        else:
+
+        def commit() -> None:
             cur.execute("COMMIT")
             if tx.announcements:
                 self.publish(tx.announcements)
+
+        tx = Tx(self, cur, commit=commit if write else None)
+        try:
+            yield tx
+        except BaseException:
+            if not tx.finished:
+                cur.execute("ROLLBACK")
+            raise
+        else:
+            if write:
+                tx.finish()
+            else:
+                cur.execute("COMMIT")
         finally:
             self._restore(cur, lax, wait)
 

@@ -52,9 +52,10 @@ class Sent:
 
 class Later(Generic[T]):
     """A job's answer, read from its statements' rows once every job sharing its
-    transaction has sent its own statements: on PostgreSQL a group of such jobs then
-    waits for one round trip instead of one each. The database executor reads it before
-    the commit (:func:`settle`)."""
+    transaction has sent its own, and the COMMIT is on its way (:func:`settle`): on
+    PostgreSQL a group of such jobs and its commit then take one round trip instead of
+    one each plus one. Reading may run more queries, outside the transaction then: reads
+    only."""
 
     __slots__ = ("_read",)
 
@@ -65,29 +66,57 @@ class Later(Generic[T]):
         return self._read()
 
 
-def settle(value: T | Later[T]) -> T:
-    """``value``, or what it reads when it is a :class:`Later`."""
-    return value.result() if isinstance(value, Later) else value
+def settle(tx: Tx, values: Sequence[Any]) -> list[Any]:
+    """``values`` (job answers in ``tx``) with every :class:`Later` read, after ``tx``
+    was told to commit if there is any."""
+    if any(isinstance(v, Later) for v in values):
+        tx.finish()
+        return [v.result() if isinstance(v, Later) else v for v in values]
+    return list(values)
 
 
 class Tx:
     """A cursor inside one transaction, running the backend's named queries."""
 
-    def __init__(self, store: Store, cur: Any, conn: Any = None, pipeline: Any = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        cur: Any,
+        conn: Any = None,
+        pipeline: Any = None,
+        commit: Callable[[], None] | None = None,
+    ) -> None:
         self._store = store
         self._cur = cur
         self._conn = conn
         self._pipeline = pipeline
+        self._commit = commit
         self._q = store.queries
         self.announcements: set[tuple[str, str]] = set()
+        self.finished = False
+
+    def finish(self) -> None:
+        """Commit now (on PostgreSQL: send the COMMIT, answered with whatever is read
+        next), then publish the announcements. What runs in this Tx afterwards runs
+        outside the transaction: reads only. Without a commit of its own to make (a read,
+        an unpipelined write), the transaction ends as usual when its block does."""
+        if self.finished or self._commit is None:
+            return
+        self.finished = True
+        self._commit()
 
     def announce_wake(self) -> None:
         """After commit, tell every worker that new work may be due."""
-        self.announcements.add((WAKE, ""))
+        self._announce((WAKE, ""))
 
     def announce_run(self, run_id: str) -> None:
         """After commit, tell whoever waits on ``run_id`` that it changed."""
-        self.announcements.add((RUN, run_id))
+        self._announce((RUN, run_id))
+
+    def _announce(self, item: tuple[str, str]) -> None:
+        if self.finished:
+            raise RuntimeError("an announcement after the commit would never be sent")
+        self.announcements.add(item)
 
     def send(self, name: str, params: Mapping[str, Any] | None = None) -> Sent:
         """Execute without waiting for the answer where the backend allows it."""
