@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 
+from runyard.errors import RunNotFound
 from runyard.models import NewInput, NewRun
 from runyard.store import Tx, open_store
 from runyard.store.dbexec import DbExecutor, LockBusy
 from runyard.store.sqlite import SQLiteStore
+from runyard.store.tx import Later
 
 
 def _new_run(run_id: str) -> NewRun:
@@ -160,6 +162,43 @@ def test_runs_created_together_wait_for_one_answer(
         # One wait for all seven answers (not one each), one more to read the run that
         # existed.
         assert syncs == 2
+
+
+def test_a_later_is_read_after_the_commit_was_sent_and_a_failure_still_undoes_all(
+    db_url: str,
+) -> None:
+    store = open_store(db_url)
+    db = DbExecutor(store)
+
+    def create_then_read(tx: Tx, run_id: str) -> Later[tuple[bool, bool]]:
+        store.create_run_txn(tx, _new_run(run_id))
+        return Later(lambda: (tx.finished, store.get_run(tx, run_id) is not None))
+
+    def create_then_fail(tx: Tx, run_id: str) -> Later[None]:
+        store.create_run_txn(tx, _new_run(run_id))
+        # On PostgreSQL queued with the COMMIT and failing only when the answers are
+        # read (SQLite fails here at once): the COMMIT must not count.
+        tx.cursor.execute("SELECT * FROM no_such_table")
+        return Later(lambda: tx.cursor.fetchone() and None)
+
+    def announce_late(tx: Tx) -> Later[None]:
+        return Later(tx.announce_wake)
+
+    async def main() -> None:
+        finished, visible = await db.write(create_then_read, "kept")
+        assert finished and visible  # read after the commit, which it sees
+        with pytest.raises(Exception, match=r"no_such_table|no such table"):
+            await db.write(create_then_fail, "undone")
+        with pytest.raises(RuntimeError, match="never be sent"):
+            await db.write(announce_late)
+        assert (await db.read(store.get_run, "kept")).id == "kept"
+        with pytest.raises(RunNotFound):
+            await db.read(store.get_run, "undone")
+
+    try:
+        asyncio.run(main())
+    finally:
+        db.close()
 
 
 def _with_blocker(path: Path) -> tuple[str, DbExecutor, sqlite3.Connection]:
