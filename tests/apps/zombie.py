@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from runyard import Context, Runyard
+from runyard.store.tx import Later
 from tests.apps import ledger
 
 yard = Runyard()
@@ -65,9 +66,14 @@ def _spy_on_outcome_writes() -> None:
         write = getattr(store, name)
 
         def spy(tx: Any, f: Any, *args: Any, _write: Any = write, _name: str = name) -> Any:
-            status = _write(tx, f, *args)
-            ledger.record("write", _name, f.run_id, "refused" if status is None else status)
-            return status
+            def record(status: Any) -> Any:
+                ledger.record("write", _name, f.run_id, "refused" if status is None else status)
+                return status
+
+            answer = _write(tx, f, *args)
+            if isinstance(answer, Later):  # read once the commit is on its way
+                return Later(lambda: record(answer.result()))
+            return record(answer)
 
         setattr(store, name, spy)
 

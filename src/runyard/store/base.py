@@ -400,19 +400,25 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
 
     def checkpoint_txn(
         self, tx: Tx, f: Fence, iteration: int, cps: Sequence[Checkpoint]
-    ) -> str | None:
-        """Record checkpoints; the run's status, or None when fenced out."""
+    ) -> Later[str | None]:
+        """Record checkpoints; the run's status, or None when fenced out (read once the
+        commit is on its way: a fenced-out write changed nothing either way)."""
         fence = self._send_fence(tx, f, max(cp.position for cp in cps))
         for cp in cps:
             self._send_checkpoint(tx, f, iteration, cp)
-        row = fence.one()
-        return row["status"] if row else None
+
+        def status() -> str | None:
+            row = fence.one()
+            return row["status"] if row else None
+
+        return Later(status)
 
     def checkpoint_many_txn(
         self, tx: Tx, calls: Sequence[tuple[Fence, int, Sequence[Checkpoint]]]
-    ) -> list[str | None]:
+    ) -> Later[list[str | None]]:
         """:meth:`checkpoint_txn` for several executions sharing a transaction."""
-        return [self.checkpoint_txn(tx, f, iteration, cps) for f, iteration, cps in calls]
+        each = [self.checkpoint_txn(tx, f, iteration, cps) for f, iteration, cps in calls]
+        return Later(lambda: [c.result() for c in each])
 
     def record_attempt_txn(
         self,

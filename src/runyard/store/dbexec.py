@@ -342,7 +342,7 @@ class DbExecutor:
         cps = [j for j in jobs if j.fn == self.store.checkpoint_txn]
         if len(cps) > 1:
             merged = self.store.checkpoint_many_txn(tx, [j.args for j in cps])
-            results.update((id(j), r) for j, r in zip(cps, merged, strict=True))
+            results.update((id(j), merged.item(i)) for i, j in enumerate(cps))
         for j in jobs:
             if id(j) not in results:
                 results[id(j)] = j.fn(tx, *j.args)

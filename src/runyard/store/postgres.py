@@ -3,6 +3,7 @@ per-key locks for flow control, LISTEN/NOTIFY wake-ups (a hint, never the only p
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -12,6 +13,7 @@ from psycopg.rows import dict_row
 
 from ..models import ItemState
 from .base import RUN, WAKE, Checkpoint, Fence, Store, Tx
+from .tx import Later
 
 #: Channels announcements are sent on (see Store.publish).
 WAKE_CHANNEL = WAKE
@@ -56,19 +58,19 @@ class PostgresStore(Store):
 
     def checkpoint_txn(
         self, tx: Tx, f: Fence, iteration: int, cps: Sequence[Checkpoint]
-    ) -> str | None:
+    ) -> Later[str | None]:
         if _has_side_effects(cps):
             return super().checkpoint_txn(tx, f, iteration, cps)
-        return self.checkpoint_many_txn(tx, [(f, iteration, cps)])[0]
+        return self.checkpoint_many_txn(tx, [(f, iteration, cps)]).item(0)
 
     def checkpoint_many_txn(
         self, tx: Tx, calls: Sequence[tuple[Fence, int, Sequence[Checkpoint]]]
-    ) -> list[str | None]:
+    ) -> Later[list[str | None]]:
         if any(_has_side_effects(cps) for _, _, cps in calls):
             return super().checkpoint_many_txn(tx, calls)
         every = [(f, it, cp) for f, it, cps in calls for cp in cps]
         arrays = _checkpoint_arrays([cp for _, _, cp in every])
-        rows = tx.send(
+        sent = tx.send(
             "checkpoint_steps_many",
             {
                 "run_ids": [f.run_id for f, _, _ in calls],
@@ -81,9 +83,13 @@ class PostgresStore(Store):
                 "iterations": [it for _, it, _ in every],
                 **arrays,
             },
-        ).rows()
-        status = {(r["run_id"], r["idx"]): r["status"] for r in rows}
-        return [status.get((f.run_id, f.idx)) for f, _, _ in calls]
+        )
+
+        def statuses() -> list[str | None]:
+            status = {(r["run_id"], r["idx"]): r["status"] for r in sent.rows()}
+            return [status.get((f.run_id, f.idx)) for f, _, _ in calls]
+
+        return Later(statuses)
 
     def complete_item_txn(
         self,
@@ -160,7 +166,8 @@ class PostgresStore(Store):
         # transaction block waits for each of them in pipeline mode.
         done = False
         try:
-            with conn.pipeline() as pipe, conn.cursor() as cur:
+            with conn.cursor() as cur, contextlib.ExitStack() as pipelined:
+                pipe = pipelined.enter_context(conn.pipeline())
 
                 def commit() -> None:
                     conn.execute(b"COMMIT")
@@ -168,6 +175,7 @@ class PostgresStore(Store):
                         items = sorted(tx.announcements)
                         channels, payloads = [c for c, _ in items], [p for _, p in items]
                         tx.send("publish", {"channels": channels, "payloads": payloads})
+                    pipelined.close()  # leaving pipeline mode waits for every answer
 
                 conn.execute(b"BEGIN")
                 tx = Tx(self, cur, conn, pipe, commit)

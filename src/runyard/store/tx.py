@@ -57,13 +57,21 @@ class Later(Generic[T]):
     one each plus one. Reading may run more queries, outside the transaction then: reads
     only."""
 
-    __slots__ = ("_read",)
+    __slots__ = ("_read", "_value")
 
     def __init__(self, read: Callable[[], T]) -> None:
-        self._read = read
+        self._read: Callable[[], T] | None = read
+        self._value: T | None = None
 
     def result(self) -> T:
-        return self._read()
+        """What it reads (read once; later calls give the same)."""
+        if self._read is not None:
+            self._value, self._read = self._read(), None
+        return self._value  # type: ignore[return-value]
+
+    def item(self, i: int) -> Later[Any]:
+        """A Later of element ``i`` of this one's list."""
+        return Later(lambda: self.result()[i])  # type: ignore[index]
 
 
 def settle(tx: Tx, values: Sequence[Any]) -> list[Any]:
@@ -96,14 +104,16 @@ class Tx:
         self.finished = False
 
     def finish(self) -> None:
-        """Commit now (on PostgreSQL: send the COMMIT, answered with whatever is read
-        next), then publish the announcements. What runs in this Tx afterwards runs
-        outside the transaction: reads only. Without a commit of its own to make (a read,
-        an unpipelined write), the transaction ends as usual when its block does."""
+        """Commit now and publish the announcements (on PostgreSQL the COMMIT goes with
+        every statement not yet answered, in one round trip). What runs in this Tx
+        afterwards runs outside the transaction: reads only. Without a commit of its own
+        to make (a read, an unpipelined write), the transaction ends as usual when its
+        block does."""
         if self.finished or self._commit is None:
             return
         self.finished = True
         self._commit()
+        self._pipeline = None  # what follows runs statement by statement
 
     def announce_wake(self) -> None:
         """After commit, tell every worker that new work may be due."""
