@@ -38,7 +38,7 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
     #: Queries only this backend has (fast paths of its own); every other name exists
     #: for both backends.
     own_queries: frozenset[str] = frozenset()
-    #: Whether claim_free and claim_keyed also start the claimed items' runs and return
+    #: Whether the claim query also starts the claimed items' runs and returns
     #: each run's columns (deadline_at, sync_mode, max_results, options, error) with its
     #: items; otherwise start_runs follows them.
     claim_starts_runs = False
@@ -263,7 +263,7 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
         if scan:
             tx.send("promote_scheduled")
         base = {"owner": owner, "wrefs": list(wrefs), "lease_s": lease_s}
-        free = tx.send("claim_free", {**base, "limit": limit})
+        free = tx.send("claim", {**base, "limit": limit, "flow_key": None})
         keyed: list[Row] = []
         if scan and (left := limit - len(free.rows())) > 0:
             for key_row in tx.q("due_flow_keys", {"wrefs": list(wrefs), "limit": left}):
@@ -271,7 +271,7 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
                 cap = self._flow_capacity_txn(tx, key, left)
                 if cap <= 0:
                     continue
-                got = tx.q("claim_keyed", {**base, "limit": cap, "flow_key": key})
+                got = tx.q("claim", {**base, "limit": cap, "flow_key": key})
                 for _ in got:
                     tx.send("insert_flow_start", {"key": key})
                 keyed.extend(got)

@@ -89,13 +89,14 @@ UPDATE runs SET status = 'QUEUED', updated_at = runyard_now()
 WHERE id IN (SELECT id FROM runs WHERE status = 'SCHEDULED' AND not_before <= runyard_now()
              FOR UPDATE SKIP LOCKED);
 
--- name: claim_free
--- Claims and starts their runs in one statement (runs locked in id order, like
--- start_runs); each row carries its run's columns.
+-- name: claim
+-- Due items with the flow-control key flow_key (NULL: none), claimed and their runs
+-- started in one statement (runs locked in id order); each row carries its run's
+-- columns. (A hook item never has a key: it may run after its run ended.)
 WITH c AS (
   SELECT i.run_id, i.idx FROM items i JOIN runs r ON r.id = i.run_id
   WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
-    AND i.due_at <= runyard_now() AND i.flow_key IS NULL
+    AND i.due_at <= runyard_now() AND i.flow_key IS NOT DISTINCT FROM %(flow_key)s::text
     AND i.wref = ANY(%(wrefs)s::text[])
     AND (r.status IN ('QUEUED', 'RUNNING') OR i.kind = 'hook')
   ORDER BY i.priority DESC, i.due_at LIMIT %(limit)s
@@ -125,34 +126,6 @@ WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map
   AND i.wref = ANY(%(wrefs)s::text[])
   AND r.status IN ('QUEUED', 'RUNNING')
 LIMIT %(limit)s;
-
--- name: claim_keyed
--- Like claim_free, for one flow-control key.
-WITH c AS (
-  SELECT i.run_id, i.idx FROM items i JOIN runs r ON r.id = i.run_id
-  WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
-    AND i.due_at <= runyard_now() AND i.flow_key = %(flow_key)s
-    AND i.wref = ANY(%(wrefs)s::text[])
-    AND r.status IN ('QUEUED', 'RUNNING')
-  ORDER BY i.priority DESC, i.due_at LIMIT %(limit)s
-  FOR UPDATE OF i SKIP LOCKED),
-claimed AS (
-  UPDATE items i SET owner = %(owner)s, epoch = i.epoch + 1,
-    lease_expires_at = runyard_now() + %(lease_s)s, state = 'processing',
-    attempt = i.attempt + 1, started_at = coalesce(i.started_at, runyard_now()),
-    waiting_for = NULL
-  FROM c WHERE i.run_id = c.run_id AND i.idx = c.idx
-  RETURNING i.run_id, i.idx, i.kind, i.wref, i.input, i.custom_data, i.iteration,
-    i.generation, i.attempt, i.last_position, i.parent_idx, i.epoch, i.flow_key),
-started AS (
-  UPDATE runs SET status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
-    started_at = coalesce(started_at, runyard_now()),
-    deadline_at = coalesce(deadline_at, runyard_now() + timeout_s),
-    waiting_for = NULL, updated_at = runyard_now()
-  WHERE id = ANY(ARRAY(SELECT DISTINCT run_id FROM claimed ORDER BY 1))
-  RETURNING id, deadline_at, sync_mode, max_results, options, error)
-SELECT claimed.*, s.deadline_at, s.sync_mode, s.max_results, s.options, s.error
-FROM claimed JOIN started s ON s.id = claimed.run_id;
 
 -- name: has_due_work
 SELECT 1 FROM items i JOIN runs r ON r.id = i.run_id

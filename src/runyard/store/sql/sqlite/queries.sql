@@ -88,14 +88,16 @@ ON CONFLICT DO NOTHING;
 UPDATE runs SET status = 'QUEUED', updated_at = ry_now()
 WHERE status = 'SCHEDULED' AND not_before <= ry_now();
 
--- name: claim_free
+-- name: claim
+-- Due items with the flow-control key :flow_key (NULL: none). (A hook item never has a
+-- key: it may run after its run ended.)
 UPDATE items SET owner = :owner, epoch = epoch + 1, lease_expires_at = ry_now() + :lease_s,
   state = 'processing', attempt = attempt + 1, started_at = coalesce(started_at, ry_now()),
   waiting_for = NULL
 WHERE rowid IN (
   SELECT i.rowid FROM items i JOIN runs r ON r.id = i.run_id
   WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
-    AND i.due_at <= ry_now() AND i.flow_key IS NULL
+    AND i.due_at <= ry_now() AND i.flow_key IS :flow_key
     AND i.wref IN (SELECT value FROM json_each(:wrefs))
     AND (r.status IN ('QUEUED', 'RUNNING') OR i.kind = 'hook')
   ORDER BY i.priority DESC, i.due_at LIMIT :limit)
@@ -109,20 +111,6 @@ WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map
   AND i.wref IN (SELECT value FROM json_each(:wrefs))
   AND r.status IN ('QUEUED', 'RUNNING')
 LIMIT :limit;
-
--- name: claim_keyed
-UPDATE items SET owner = :owner, epoch = epoch + 1, lease_expires_at = ry_now() + :lease_s,
-  state = 'processing', attempt = attempt + 1, started_at = coalesce(started_at, ry_now()),
-  waiting_for = NULL
-WHERE rowid IN (
-  SELECT i.rowid FROM items i JOIN runs r ON r.id = i.run_id
-  WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
-    AND i.due_at <= ry_now() AND i.flow_key = :flow_key
-    AND i.wref IN (SELECT value FROM json_each(:wrefs))
-    AND r.status IN ('QUEUED', 'RUNNING')
-  ORDER BY i.priority DESC, i.due_at LIMIT :limit)
-RETURNING run_id, idx, kind, wref, input, custom_data, iteration, generation, attempt,
-  last_position, parent_idx, epoch, flow_key;
 
 -- name: start_runs
 UPDATE runs SET status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
