@@ -170,9 +170,9 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
     # -- creating runs -------------------------------------------------------------
 
     def create_run_txn(self, tx: Tx, run: NewRun) -> Later[tuple[Row, bool]]:
-        """Insert ``run`` with its items; ``(row, created)``, read once the statements of
-        the runs created with it are sent. An existing id returns the stored run
-        untouched (idempotent trigger)."""
+        """Insert ``run`` with its items; ``(row, created)``, read once the commit is on
+        its way (runs created together then share one round trip). An existing id returns
+        the stored run untouched (idempotent trigger)."""
         valid = sum(1 for i in run.inputs if i.error is None)
         if valid == 0:
             status = RunStatus.INVALID
