@@ -3,9 +3,8 @@ per-key locks for flow control, LISTEN/NOTIFY wake-ups (a hint, never the only p
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import psycopg
@@ -166,7 +165,7 @@ class PostgresStore(Store):
         # transaction block waits for each of them in pipeline mode.
         done = False
         try:
-            with conn.cursor() as cur, contextlib.ExitStack() as pipelined:
+            with conn.cursor() as cur, ExitStack() as pipelined:
                 pipe = pipelined.enter_context(conn.pipeline())
 
                 def commit() -> None:
