@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Any
 
@@ -280,6 +281,45 @@ def test_on_failure_runs_once(yard: Runyard) -> None:
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)
         assert seen == [(h.id, "boom")]
+
+    asyncio.run(main())
+
+
+def test_on_failure_once_per_failure(yard: Runyard) -> None:
+    """A resumed run that fails again gets its handler again; a handler's own outcome
+    (here: a failure) never schedules another; the run stays FAILED throughout."""
+    seen: list[str] = []
+    attempts = 0
+
+    async def handler(info: Any) -> None:
+        seen.append(info.error["message"])
+        raise RuntimeError("the handler fails too")
+
+    @yard.workflow(on_failure=handler)
+    async def twice_doomed(ctx: Context) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise RuntimeError(f"boom {attempts}")
+
+    async def settled(count: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(seen) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)  # time for a wrong extra hook to run
+
+    async def main() -> None:
+        async with running_worker(yard):
+            h = await yard.start("twice_doomed")
+            assert (await h.wait(timeout=20)).status is RunStatus.FAILED
+            await settled(1)
+            assert seen == ["boom 1"]
+            await yard.resume(h.id)
+            assert (await h.wait(timeout=20)).status is RunStatus.FAILED
+            await settled(2)
+            assert seen == ["boom 1", "boom 2"]
+            assert (await h.status()) is RunStatus.FAILED
+        hooks = await yard.db.read(functools.partial(yard.store.get_items, kinds=("hook",)), h.id)
+        assert sorted((i.idx, i.state) for i in hooks) == [(-2, "failed"), (-1, "failed")]
 
     asyncio.run(main())
 

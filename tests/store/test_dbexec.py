@@ -4,6 +4,7 @@ event loop itself while the database thread is idle (SQLite)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import sqlite3
 import threading
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from runyard.errors import RunNotFound
-from runyard.models import NewInput, NewRun
+from runyard.models import ItemState, NewInput, NewRun
 from runyard.store import Tx, open_store
 from runyard.store.dbexec import DbExecutor, LockBusy
 from runyard.store.sqlite import SQLiteStore
@@ -111,47 +112,64 @@ def test_idle_sqlite_runs_jobs_of_one_loop_pass_in_the_loop_as_one_group(db_url:
         assert "MainThread" not in threads  # PostgreSQL: network round trips stay off the loop
 
 
-def test_runs_created_together_wait_for_one_answer(
-    db_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = open_store(db_url)
-    db = DbExecutor(store, threads=1)
-    waits = 0  # round trips: pipeline syncs and exits, statements outside a pipeline
-    if store.backend == "postgres":
+class RoundTrips:
+    """Counts the waits for PostgreSQL's answers (pipeline syncs and exits, statements
+    outside a pipeline) on the real psycopg classes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         import psycopg
 
+        self.count = 0
+
         def counted(real: Any) -> Any:
-            def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-                nonlocal waits
-                if not isinstance(self, psycopg.Cursor) or self.connection._pipeline is None:
-                    waits += 1
-                return real(self, *args, **kwargs)
+            def wrapper(obj: Any, *args: Any, **kwargs: Any) -> Any:
+                if not isinstance(obj, psycopg.Cursor) or obj.connection._pipeline is None:
+                    self.count += 1
+                return real(obj, *args, **kwargs)
 
             return wrapper
 
         monkeypatch.setattr(psycopg.Pipeline, "sync", counted(psycopg.Pipeline.sync))
         monkeypatch.setattr(psycopg.Pipeline, "__exit__", counted(psycopg.Pipeline.__exit__))
         monkeypatch.setattr(psycopg.Cursor, "execute", counted(psycopg.Cursor.execute))
+
+
+async def _as_one_group(db: DbExecutor, writes: Any) -> list[Any]:
+    """Run the ``writes`` (a function giving awaitables) queued while the database
+    thread is busy, so that it takes them as one group, in one transaction."""
     held, release = threading.Event(), threading.Event()
 
     def hold(tx: Tx) -> None:
         held.set()
         release.wait(10)
 
+    blocker = asyncio.wrap_future(db.submit(False, hold))
+    assert await asyncio.to_thread(held.wait, 10)
+    pending = asyncio.gather(*writes())
+    await asyncio.sleep(0.05)
+    release.set()
+    await blocker
+    return list(await pending)
+
+
+def test_runs_created_together_wait_for_one_answer(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(db_url)
+    db = DbExecutor(store, threads=1)
+    trips = RoundTrips(monkeypatch) if store.backend == "postgres" else None
+
     async def main() -> list[tuple[Any, bool]]:
         await db.write(store.create_run_txn, _new_run("existing"))
-        nonlocal waits
-        waits = 0
-        blocker = asyncio.wrap_future(db.submit(False, hold))
-        assert await asyncio.to_thread(held.wait, 10)
-        # Queued while the thread is busy: taken as one group, one transaction.
-        creates = [db.write(store.create_run_txn, _new_run(f"new{i}")) for i in range(6)]
-        creates.append(db.write(store.create_run_txn, _new_run("existing")))
-        pending = asyncio.gather(*creates)
-        await asyncio.sleep(0.05)
-        release.set()
-        await blocker
-        return await pending
+        if trips:
+            trips.count = 0
+        return await _as_one_group(
+            db,
+            lambda: [
+                *(db.write(store.create_run_txn, _new_run(f"new{i}")) for i in range(6)),
+                db.write(store.create_run_txn, _new_run("existing")),
+            ],
+        )
 
     try:
         answers = asyncio.run(main())
@@ -162,10 +180,47 @@ def test_runs_created_together_wait_for_one_answer(
         ("existing", False),
     ]
     assert all(row["status"] == "QUEUED" for row, _ in answers)
-    if store.backend == "postgres":
+    if trips:
         # One round trip for all seven answers and the commit (not one each and one
         # more), one more to read the run that existed.
-        assert waits == 2
+        assert trips.count == 2
+
+
+def test_outcomes_written_together_wait_for_one_answer(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three runs' outcomes and a fenced-out one (a stale epoch) in one group: each gets
+    its own answer, and on PostgreSQL the group and its commit take one round trip."""
+    store = open_store(db_url)
+    db = DbExecutor(store, threads=1)
+    trips = RoundTrips(monkeypatch) if store.backend == "postgres" else None
+
+    async def main() -> list[Any]:
+        for i in range(3):
+            await db.write(store.create_run_txn, _new_run(f"done{i}"))
+        claimed = await db.write(store.claim_txn, "w1", ["wf@1"], 10, 30.0)
+        fences = sorted((c.fence for c in claimed), key=lambda f: f.run_id)
+        stale = dataclasses.replace(fences[0], epoch=fences[0].epoch - 1)
+        if trips:
+            trips.count = 0
+        return await _as_one_group(
+            db,
+            lambda: [
+                db.write(store.complete_item_txn, f, 1, [], ItemState.COMPLETED, '"ok"', None)
+                for f in [*fences, stale]
+            ],
+        )
+
+    try:
+        answers = asyncio.run(main())
+        waits = trips.count if trips else 0
+        runs = [db.read_sync(store.get_run, f"done{i}") for i in range(3)]
+    finally:
+        db.close()
+    assert answers == ["SUCCEEDED", "SUCCEEDED", "SUCCEEDED", None]
+    assert [(r.status.value, r.result) for r in runs] == [("SUCCEEDED", "ok")] * 3
+    if trips:
+        assert waits == 1
 
 
 def test_a_later_is_read_after_the_commit_was_sent_and_a_failure_still_undoes_all(

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from runyard import RunStatus
 from runyard.store import open_store, wakebus
 from runyard.store.hub import Watcher, wait_event
 from runyard.store.tx import RUN, WAKE
+from tests.apps.e2e_support import spawn, wait_registered
 
-from ..conftest import make_yard
+from ..conftest import WorkerProcess, make_yard
 
 CHILD = textwrap.dedent(
     """
@@ -66,6 +68,50 @@ async def _wakes_exactly(db_url: str) -> None:
         assert await hub.wait_wake(5.0), "the new run did not wake this process's workers"
         await asyncio.sleep(0.3)  # anything else that was going to arrive has
         assert not ev_other.is_set(), "a waiter of an unrelated run was woken"
+    finally:
+        await yard.aclose()
+
+
+def test_a_run_of_several_inputs_is_announced_when_it_ends_not_per_input(
+    db_url: str, tmp_path: Path, worker_procs: list[WorkerProcess]
+) -> None:
+    """A worker process finishes a run's inputs 0 s, 1.5 s and 3 s after they start: a
+    waiter of the run in this process is woken when the run ends, and on PostgreSQL not
+    by an input that leaves the run going (the worker announces without waiting to learn
+    whether the run ended; the database decides when it sends the announcement)."""
+    asyncio.run(_announced_when_it_ends(db_url, tmp_path, worker_procs))
+
+
+async def _announced_when_it_ends(
+    db_url: str, tmp_path: Path, worker_procs: list[WorkerProcess]
+) -> None:
+    yard = make_yard(db_url)
+    try:
+        spawn(worker_procs, "waits", db_url, tmp_path, concurrency=4)
+        await wait_registered(yard, ["staggered"])
+        hub = yard.hub()
+        ev = hub.run_event("staggered-1")
+        await wait_event(ev, 5.0)  # the watcher's first wake-up of everyone
+        h = await yard.start("staggered", inputs=[0.0, 1.5, 3.0], run_id="staggered-1")
+        started = time.monotonic()
+        await asyncio.sleep(0.8)  # claimed, started, input 0 finished
+        assert (await h.status()) is RunStatus.RUNNING
+        ev.clear()
+        woken = await wait_event(ev, 2.2 - (time.monotonic() - started))
+        if yard.store.backend == "postgres":
+            # (SQLite's watcher wakes everyone after a commit nobody announced, which
+            # an input that leaves the run going is, as is a lease extension.)
+            assert not woken, "woken while the run was still going"
+        await asyncio.sleep(2.2 - (time.monotonic() - started))
+        ev.clear()
+        assert [i.state for i in await yard.items(h.id)] == ["completed", "completed", "processing"]
+        while True:
+            assert await wait_event(ev, 10.0), "the run's end was not announced"
+            ev.clear()
+            status = await h.status()
+            if status is RunStatus.SUCCEEDED or yard.store.backend == "postgres":
+                break  # (on PostgreSQL the next wake-up is the end's)
+        assert status is RunStatus.SUCCEEDED
     finally:
         await yard.aclose()
 

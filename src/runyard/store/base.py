@@ -460,9 +460,10 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
         state: ItemState,
         result: str | None,
         error: str | None,
-    ) -> str | None:
+    ) -> str | Later[str | None] | None:
         """Write the item's outcome (and its last checkpoints) and, when it was the
-        run's last open input, the run's outcome. The run's status, or None if fenced."""
+        run's last open input, the run's outcome. The run's status, or None if fenced
+        (a backend may read it once the commit is on its way)."""
         # The run row is locked first, in a statement of its own, so that the finalize
         # statement's snapshot sees every other item of the run as committed.
         tx.send("lock_run", {"run_id": f.run_id})

@@ -99,11 +99,11 @@ class PostgresStore(Store):
         state: ItemState,
         result: str | None,
         error: str | None,
-    ) -> str | None:
+    ) -> str | Later[str | None] | None:
         if _has_side_effects(pending):
             return super().complete_item_txn(tx, f, iteration, pending, state, result, error)
         tx.send("lock_run", {"run_id": f.run_id})
-        row = tx.send(
+        sent = tx.send(
             "finish_item_steps",
             {
                 **self._fence_params(f),
@@ -114,10 +114,19 @@ class PostgresStore(Store):
                 "error": error,
                 **_checkpoint_arrays(pending),
             },
-        ).one()
-        if row is None:
-            return None
-        return self._after_finalize_txn(tx, f.run_id, row["final_status"], row["run_status"])
+        )
+        # Announced without waiting for the answer (the transaction then takes one round
+        # trip with its commit): the run, if this ended it; work, if this may have given
+        # the run its on_failure item.
+        tx.announce_run_end(f.run_id)
+        if state is not ItemState.COMPLETED:
+            tx.announce_wake()
+
+        def status() -> str | None:
+            row = sent.one()
+            return None if row is None else row["final_status"] or row["run_status"]
+
+        return Later(status)
 
     def connect(self) -> psycopg.Connection[Any]:
         # Every query of the store is an index lookup. A table that autovacuum has not

@@ -13,6 +13,8 @@ T = TypeVar("T")
 #: Announcement channels (PostgreSQL NOTIFY channels; in-process on SQLite).
 WAKE = "runyard_wake"
 RUN = "runyard_run"
+#: RUN, sent only if the run has ended by the time it is sent (PostgreSQL).
+RUN_END = "runyard_run_end"
 
 
 class Sent:
@@ -122,6 +124,12 @@ class Tx:
     def announce_run(self, run_id: str) -> None:
         """After commit, tell whoever waits on ``run_id`` that it changed."""
         self._announce((RUN, run_id))
+
+    def announce_run_end(self, run_id: str) -> None:
+        """:meth:`announce_run` if ``run_id`` has ended when the announcement is sent, for
+        a writer that cannot tell whether its change ended the run without waiting for
+        the answer (PostgreSQL only)."""
+        self._announce((RUN_END, run_id))
 
     def _announce(self, item: tuple[str, str]) -> None:
         if self.finished:

@@ -24,7 +24,12 @@ SELECT runyard_now() AS now;
 -- Announcements of committed changes, sent after the COMMIT as a transaction of their
 -- own (this one statement). It writes no WAL but its commit record, so its commit does
 -- not wait for the disk.
-SELECT pg_notify(c, p) FROM unnest(%(channels)s::text[], %(payloads)s::text[]) AS t(c, p);
+-- runyard_run_end is runyard_run for a run that has ended by now (sent by a writer that
+-- could not tell whether its change ended the run without waiting for the answer).
+SELECT pg_notify(CASE WHEN c = 'runyard_run_end' THEN 'runyard_run' ELSE c END, p)
+FROM unnest(%(channels)s::text[], %(payloads)s::text[]) AS t(c, p)
+WHERE c <> 'runyard_run_end' OR EXISTS (
+  SELECT 1 FROM runs WHERE id = p AND status IN ('SUCCEEDED', 'FAILED', 'PARTIAL_SUCCEEDED'));
 
 -- name: async_commit
 SET LOCAL synchronous_commit TO off;
@@ -539,8 +544,9 @@ SELECT * FROM logs WHERE run_id = %(run_id)s ORDER BY id;
 
 -- name: finish_item_steps
 -- An item's outcome in one statement (after lock_run): fence and finish the item, record
--- its last checkpoints, and finalize the run when this was its last open input. The
--- snapshot is taken after the run lock, so every other item's outcome is visible.
+-- its last checkpoints, finalize the run when this was its last open input, and give a
+-- run this failed its on_failure item (as insert_hook_item). The snapshot is taken after
+-- the run lock, so every other item's outcome is visible.
 WITH f AS (
   UPDATE items SET state = %(state)s, result = %(result)s, error = %(error)s, owner = NULL,
     lease_expires_at = NULL, finished_at = runyard_now(), waiting_for = NULL,
@@ -590,7 +596,16 @@ r AS (
   FROM c, f
   WHERE runs.id = %(run_id)s AND c.n = runs.input_count AND c.open = 0
     AND runs.status IN ('RUNNING', 'QUEUED', 'PAUSED')
-  RETURNING runs.status)
+  RETURNING runs.id, runs.status, runs.has_on_failure, runs.workflow, runs.workflow_version,
+    runs.error, runs.priority),
+hook AS (
+  INSERT INTO items (run_id, idx, kind, wref, input, state, priority, due_at)
+  SELECT r.id, -1 - (SELECT count(*) FROM items h WHERE h.run_id = r.id AND h.kind = 'hook'),
+    'hook', r.workflow || '@' || r.workflow_version, r.error, 'queued', r.priority, runyard_now()
+  FROM r
+  WHERE r.has_on_failure AND r.status = 'FAILED'
+    AND NOT EXISTS (SELECT 1 FROM items h WHERE h.run_id = r.id AND h.kind = 'hook'
+                    AND h.state IN ('queued', 'processing')))
 SELECT (SELECT status FROM r) AS final_status, runs.status AS run_status
 FROM f JOIN runs ON runs.id = f.run_id;
 
