@@ -18,11 +18,24 @@ WRITE_METHODS = {"post", "patch", "put", "delete"}
 
 
 def _operations(api: httpx.Client) -> list[tuple[str, str]]:
+    """Every operation but health, each also checked to document both ways of sending a
+    key (and health, to document none)."""
     doc: dict[str, Any] = httpx.get(str(api.base_url) + "/openapi.json").json()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["APIKeyHeader"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "x-api-key",
+        "description": "An API key (`ry_...`)",
+    }
+    assert schemes["HTTPBearer"]["scheme"] == "bearer"
     ops = []
     for path, methods in doc["paths"].items():
-        for method in methods:
-            if path != "/healthz":
+        for method, op in methods.items():
+            if path == "/healthz":
+                assert "security" not in op
+            else:
+                assert op["security"] == [{"APIKeyHeader": []}, {"HTTPBearer": []}], path
                 # Any value serves for the path parameters: auth is checked first.
                 ops.append((method, re.sub(r"\{[^}]+\}", "x1", path)))
     return ops

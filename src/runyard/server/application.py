@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..app import Runyard
 from ..config import Settings
+from .auth import SECURITY_SCHEMES
 from .errors import ErrorBoundary, install_handlers
 from .metrics import Metrics
 from .middleware import BodyLimit, RequestMetrics
@@ -85,6 +86,14 @@ def create_app(yard: Runyard | None = None, *, settings: ServerSettings | None =
         ],
     )
     app.state.runyard = state
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = FastAPI.openapi(app)
+            doc.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
     install_handlers(app)
     app.include_router(ops.health_router)
     app.include_router(ops.metrics_router)

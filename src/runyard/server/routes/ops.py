@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from ... import __version__
 from ...schemas import Health
 from ...store import Store
-from ..auth import ApiRoute, documented_auth
+from ..auth import ApiRoute
 from ..metrics import CONTENT_TYPE
 from ..state import State
 
@@ -19,9 +19,7 @@ log = logging.getLogger("runyard.server")
 HEALTH_TIMEOUT_S = 3.0
 
 health_router = APIRouter(tags=["ops"])
-metrics_router = APIRouter(
-    tags=["ops"], route_class=ApiRoute, dependencies=[Depends(documented_auth)]
-)
+metrics_router = APIRouter(tags=["ops"], route_class=ApiRoute)
 
 
 def _probe(store: Store) -> None:

@@ -8,7 +8,7 @@ import secrets
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from ... import jsonutil
@@ -27,16 +27,14 @@ from ...schemas import (
     ts,
 )
 from ...store.tx import Row
-from ..auth import ApiRoute, documented_auth
+from ..auth import ApiRoute
 from ..errors import error_responses
 from ..live import check_options, start_and_answer, start_options
 from ..state import ServerState, State
 from ..wire import json_response
 from .common import NOT_FOUND, paginated, set_next
 
-router = APIRouter(
-    prefix="/v1", tags=["tasks"], route_class=ApiRoute, dependencies=[Depends(documented_auth)]
-)
+router = APIRouter(prefix="/v1", tags=["tasks"], route_class=ApiRoute)
 
 TaskId = Annotated[str, Path(max_length=200, description="The task's id")]
 

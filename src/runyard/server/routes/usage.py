@@ -7,17 +7,15 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
 from ...errors import InvalidInput
 from ...schemas import UsageOut, UsageRow, ts
-from ..auth import ApiRoute, documented_auth
+from ..auth import ApiRoute
 from ..state import State
 from ..wire import MIN_EPOCH, epoch
 
-router = APIRouter(
-    prefix="/v1", tags=["usage"], route_class=ApiRoute, dependencies=[Depends(documented_auth)]
-)
+router = APIRouter(prefix="/v1", tags=["usage"], route_class=ApiRoute)
 
 DEFAULT_PERIOD_S = 30 * 86400
 
