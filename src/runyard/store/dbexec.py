@@ -7,9 +7,13 @@ commit, and each still waits for its own write to be durable before going on. If
 group fails, each job is run again alone, so one bad job never fails another.
 
 Within a group, jobs run in the order of their ``order`` key (a run id), so two groups
-that touch the same runs lock them in the same order and cannot deadlock. On PostgreSQL
-several threads, each with its own connection, share the queue: while one waits for a
-commit another sends the next group. SQLite has one writer at a time, so one thread.
+that touch the same runs lock them in the same order and cannot deadlock. One thread
+writes: every write waiting while it commits goes into its next group, so a process
+makes the fewest, largest transactions (on PostgreSQL a transaction costs the server
+more than its statements; measured against two writer threads sharing the queue, which
+halve the groups: 15 % more HTTP triggers/s, 15 % less database CPU per request). On
+PostgreSQL reads have a thread and a connection of their own, so that a slow read (a
+list, a usage report) never holds up a commit; SQLite has one connection per process.
 
 Transient errors (a lost connection, a deadlock, a busy SQLite file) are retried on a
 fresh connection for ``retry_for_s``; after that the job fails with
@@ -100,13 +104,18 @@ class DbExecutor:
         self.store = store
         self.retry_for_s = retry_for_s
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        count = threads if threads is not None else (1 if store.needs_polling else 2)
+        # PostgreSQL by default: a writer and a reader thread, a queue each. Otherwise
+        # ``threads`` threads (SQLite: one) share one queue.
+        split = threads is None and not store.needs_polling
+        self._reads = queue.SimpleQueue() if split else self._queue
+        count = threads if threads is not None else 1
         self._inline = store.backend == "sqlite" and count == 1
         self._local: _Conn | _SharedConn = _SharedConn() if self._inline else _Conn()
         self._conn_lock = threading.Lock()  # when shared: who uses the connection now
+        queues = [self._queue, self._reads] if split else [self._queue] * max(1, count)
         self._threads = [
-            threading.Thread(target=self._main, name=f"{name}-{i}", daemon=True)
-            for i in range(max(1, count))
+            (threading.Thread(target=self._main, args=(q,), name=f"{name}-{i}", daemon=True), q)
+            for i, q in enumerate(queues)
         ]
         self._started = False
         self._lock = threading.Lock()
@@ -119,7 +128,7 @@ class DbExecutor:
         if not self._started:
             with self._lock:
                 if not self._started:
-                    for t in self._threads:
+                    for t, _ in self._threads:
                         t.start()
                     self._started = True
 
@@ -135,8 +144,11 @@ class DbExecutor:
             raise RuntimeError("the database executor is closed")
         self._ensure_started()
         fut: Future[T] = Future()
-        self._queue.put(_Job(fn, args, write, fut, order, durable))
+        self._put(_Job(fn, args, write, fut, order, durable))
         return fut
+
+    def _put(self, job: _Job) -> None:
+        (self._queue if job.write else self._reads).put(job)
 
     @overload
     async def write(
@@ -229,9 +241,9 @@ class DbExecutor:
         self._closed = True
         self._handover()
         if self._started:
-            for _ in self._threads:
-                self._queue.put(None)
-            for t in self._threads:
+            for _, q in self._threads:
+                q.put(None)
+            for t, _ in self._threads:
                 t.join(timeout=10)
         if self._inline:
             with self._conn_lock:
@@ -288,21 +300,21 @@ class DbExecutor:
                     j.future.set_exception(RuntimeError("the database executor is closed"))
             else:
                 self._ensure_started()
-                self._queue.put(j)
+                self._put(j)
 
     # -- the thread ------------------------------------------------------------------
 
-    def _main(self) -> None:
+    def _main(self, jobs: queue.SimpleQueue[_Job | None]) -> None:
         try:
             while True:
-                job = self._queue.get()
+                job = jobs.get()
                 if job is None:
                     return
                 batch = [job]
                 stop = False
                 while len(batch) < MAX_GROUP:
                     try:
-                        nxt = self._queue.get_nowait()
+                        nxt = jobs.get_nowait()
                     except queue.Empty:
                         break
                     if nxt is None:
