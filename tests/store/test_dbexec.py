@@ -135,7 +135,7 @@ class RoundTrips:
 
 
 async def _as_one_group(db: DbExecutor, writes: Any) -> list[Any]:
-    """Run the ``writes`` (a function giving awaitables) queued while the database
+    """Run the ``writes`` (a function giving awaitables) queued while the writing
     thread is busy, so that it takes them as one group, in one transaction."""
     held, release = threading.Event(), threading.Event()
 
@@ -143,7 +143,7 @@ async def _as_one_group(db: DbExecutor, writes: Any) -> list[Any]:
         held.set()
         release.wait(10)
 
-    blocker = asyncio.wrap_future(db.submit(False, hold))
+    blocker = asyncio.wrap_future(db.submit(True, hold))
     assert await asyncio.to_thread(held.wait, 10)
     pending = asyncio.gather(*writes())
     await asyncio.sleep(0.05)
@@ -156,7 +156,7 @@ def test_runs_created_together_wait_for_one_answer(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = open_store(db_url)
-    db = DbExecutor(store, threads=1)
+    db = DbExecutor(store)
     trips = RoundTrips(monkeypatch) if store.backend == "postgres" else None
 
     async def main() -> list[tuple[Any, bool]]:
@@ -182,8 +182,8 @@ def test_runs_created_together_wait_for_one_answer(
     assert all(row["status"] == "QUEUED" for row, _ in answers)
     if trips:
         # One round trip for all seven answers and the commit (not one each and one
-        # more), one more to read the run that existed.
-        assert trips.count == 2
+        # more), one more to read the run that existed; and the blocking job's own.
+        assert trips.count == 3
 
 
 def test_outcomes_written_together_wait_for_one_answer(
@@ -192,7 +192,7 @@ def test_outcomes_written_together_wait_for_one_answer(
     """Three runs' outcomes and a fenced-out one (a stale epoch) in one group: each gets
     its own answer, and on PostgreSQL the group and its commit take one round trip."""
     store = open_store(db_url)
-    db = DbExecutor(store, threads=1)
+    db = DbExecutor(store)
     trips = RoundTrips(monkeypatch) if store.backend == "postgres" else None
 
     async def main() -> list[Any]:
@@ -220,7 +220,7 @@ def test_outcomes_written_together_wait_for_one_answer(
     assert answers == ["SUCCEEDED", "SUCCEEDED", "SUCCEEDED", None]
     assert [(r.status.value, r.result) for r in runs] == [("SUCCEEDED", "ok")] * 3
     if trips:
-        assert waits == 1
+        assert waits == 2  # the group's, and the blocking job's own
 
 
 def test_a_later_is_read_after_the_commit_was_sent_and_a_failure_still_undoes_all(
@@ -360,3 +360,49 @@ def test_a_write_that_must_not_queue_for_the_lock_fails_at_once(tmp_path: Path) 
     assert failed_after < 0.2  # did not wait for the 0.3 s lock
     assert patient == "patient"
     assert ran == ["patient"]
+
+
+def test_one_writer_and_on_postgres_a_reader_of_its_own(db_url: str) -> None:
+    """PostgreSQL: a read answers while the writer is busy, and a write commits while a
+    read is slow (their own threads and connections), but a write waits for the writer.
+    SQLite: one connection, so the read waits its turn too."""
+    store = open_store(db_url)
+    db = DbExecutor(store)
+    held, release = threading.Event(), threading.Event()
+
+    def hold(tx: Tx) -> str:
+        held.set()
+        release.wait(10)
+        return threading.current_thread().name
+
+    async def main() -> tuple[bool, bool]:
+        await db.write(store.create_run_txn, _new_run("there"))
+        blocked = asyncio.ensure_future(db.write(hold, inline=False))
+        assert await asyncio.to_thread(held.wait, 10)
+        read = asyncio.ensure_future(db.read(store.get_run, "there"))
+        read_done = (await asyncio.wait([read], timeout=2))[0] == {read}
+        # One writer: a write waits for the one in progress (and then shares the next
+        # group with whatever else came meanwhile) instead of taking a second thread.
+        second = asyncio.ensure_future(db.write(store.create_run_txn, _new_run("second")))
+        assert (await asyncio.wait([second], timeout=0.5))[0] == set()
+        release.set()
+        await blocked
+        await read
+        await second
+        held.clear()
+        release.clear()
+        slow_read = asyncio.ensure_future(db.read(hold))
+        assert await asyncio.to_thread(held.wait, 10)
+        write = asyncio.ensure_future(db.write(store.create_run_txn, _new_run("meanwhile")))
+        write_done = (await asyncio.wait([write], timeout=2))[0] == {write}
+        release.set()
+        await slow_read
+        await write
+        return read_done, write_done
+
+    try:
+        read_done, write_done = asyncio.run(main())
+    finally:
+        db.close()
+    postgres = store.backend == "postgres"
+    assert (read_done, write_done) == (postgres, postgres)

@@ -1,4 +1,4 @@
-"""One database thread per process, committing concurrent writes together.
+"""One writing thread per process, committing concurrent writes together.
 
 Every write of a process goes through :class:`DbExecutor`: a job is a function of a
 :class:`~runyard.store.base.Tx`. The thread takes every job waiting and runs them in one
