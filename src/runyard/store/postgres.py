@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from .. import jsonutil
 from ..models import ItemState
 from .base import RUN, WAKE, Checkpoint, Fence, Store, Tx
 from .tx import Later
@@ -28,17 +29,24 @@ def conninfo(url: str) -> str:
     return url
 
 
-def _checkpoint_arrays(cps: Sequence[Checkpoint]) -> dict[str, list[Any]]:
-    return {
-        "positions": [cp.position for cp in cps],
-        "names": [cp.name for cp in cps],
-        "kinds": [cp.kind for cp in cps],
-        "statuses": ["failed" if cp.error is not None else cp.status for cp in cps],
-        "results": [cp.result for cp in cps],
-        "errors": [cp.error for cp in cps],
-        "attempts": [cp.attempts for cp in cps],
-        "started": [cp.started_at for cp in cps],
-    }
+def _checkpoints_json(cps: Sequence[Checkpoint], **each: Any) -> list[dict[str, Any]]:
+    """Checkpoints as rows of one JSON parameter (``json_to_recordset``): one parameter
+    instead of an array each column, which psycopg adapts at a cost of its own per array
+    and statement."""
+    return [
+        {
+            **each,
+            "position": cp.position,
+            "name": cp.name,
+            "kind": cp.kind,
+            "status": "failed" if cp.error is not None else cp.status,
+            "result": cp.result,
+            "error": cp.error,
+            "attempts": cp.attempts,
+            "started_at": cp.started_at,
+        }
+        for cp in cps
+    ]
 
 
 def _has_side_effects(cps: Sequence[Checkpoint]) -> bool:
@@ -67,21 +75,24 @@ class PostgresStore(Store):
     ) -> Later[list[str | None]]:
         if any(_has_side_effects(cps) for _, _, cps in calls):
             return super().checkpoint_many_txn(tx, calls)
-        every = [(f, it, cp) for f, it, cps in calls for cp in cps]
-        arrays = _checkpoint_arrays([cp for _, _, cp in every])
+        fences = [
+            {
+                "run_id": f.run_id,
+                "idx": f.idx,
+                "owner": f.owner,
+                "epoch": f.epoch,
+                "position": max(cp.position for cp in cps),
+            }
+            for f, _, cps in calls
+        ]
+        checkpoints = [
+            row
+            for f, it, cps in calls
+            for row in _checkpoints_json(cps, run_id=f.run_id, idx=f.idx, iteration=it)
+        ]
         sent = tx.send(
             "checkpoint_steps_many",
-            {
-                "run_ids": [f.run_id for f, _, _ in calls],
-                "idxs": [f.idx for f, _, _ in calls],
-                "owners": [f.owner for f, _, _ in calls],
-                "epochs": [f.epoch for f, _, _ in calls],
-                "fence_positions": [max(cp.position for cp in cps) for _, _, cps in calls],
-                "cp_run_ids": [f.run_id for f, _, _ in every],
-                "cp_idxs": [f.idx for f, _, _ in every],
-                "iterations": [it for _, it, _ in every],
-                **arrays,
-            },
+            {"fences": jsonutil.dumps(fences), "checkpoints": jsonutil.dumps(checkpoints)},
         )
 
         def statuses() -> list[str | None]:
@@ -112,7 +123,7 @@ class PostgresStore(Store):
                 "state": state.value,
                 "result": result,
                 "error": error,
-                **_checkpoint_arrays(pending),
+                "checkpoints": jsonutil.dumps(_checkpoints_json(pending)),
             },
         )
         # Announced without waiting for the answer (the transaction then takes one round

@@ -558,10 +558,9 @@ s AS (
     attempts, started_at)
   SELECT f.run_id, f.idx, %(iteration)s, c.position, c.name, c.kind, c.status, c.result,
     c.error, c.attempts, c.started_at
-  FROM f, unnest(%(positions)s::int[], %(names)s::text[], %(kinds)s::text[],
-                 %(statuses)s::text[], %(results)s::text[], %(errors)s::text[],
-                 %(attempts)s::int[], %(started)s::double precision[])
-       AS c(position, name, kind, status, result, error, attempts, started_at)
+  FROM f, json_to_recordset(%(checkpoints)s::json)
+       AS c(position int, name text, kind text, status text, result text, error text,
+            attempts int, started_at double precision)
   ON CONFLICT (run_id, item_idx, iteration, position) DO UPDATE SET status = excluded.status,
     result = excluded.result, error = excluded.error, attempts = excluded.attempts,
     completed_at = runyard_now()
@@ -671,9 +670,8 @@ SELECT status, count(*) AS n FROM runs GROUP BY status;
 -- finished a step together. Rows: the items still owned (fenced ones are
 -- missing) with their run's status.
 WITH j AS (
-  SELECT * FROM unnest(%(run_ids)s::text[], %(idxs)s::int[], %(owners)s::text[],
-                       %(epochs)s::int[], %(fence_positions)s::int[])
-         AS j(run_id, idx, owner, epoch, position)),
+  SELECT * FROM json_to_recordset(%(fences)s::json)
+         AS j(run_id text, idx int, owner text, epoch int, position int)),
 f AS (
   UPDATE items i SET last_position = GREATEST(i.last_position, j.position)
   FROM j
@@ -684,12 +682,9 @@ s AS (
     attempts, started_at)
   SELECT c.run_id, c.idx, c.iteration, c.position, c.name, c.kind, c.status, c.result,
     c.error, c.attempts, c.started_at
-  FROM unnest(%(cp_run_ids)s::text[], %(cp_idxs)s::int[], %(iterations)s::int[],
-              %(positions)s::int[], %(names)s::text[], %(kinds)s::text[],
-              %(statuses)s::text[], %(results)s::text[], %(errors)s::text[],
-              %(attempts)s::int[], %(started)s::double precision[])
-       AS c(run_id, idx, iteration, position, name, kind, status, result, error, attempts,
-            started_at)
+  FROM json_to_recordset(%(checkpoints)s::json)
+       AS c(run_id text, idx int, iteration int, position int, name text, kind text,
+            status text, result text, error text, attempts int, started_at double precision)
   JOIN f ON f.run_id = c.run_id AND f.idx = c.idx
   ON CONFLICT (run_id, item_idx, iteration, position) DO UPDATE SET status = excluded.status,
     result = excluded.result, error = excluded.error, attempts = excluded.attempts,
