@@ -372,19 +372,7 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
 
     def _send_checkpoint(self, tx: Tx, f: Fence, iteration: int, cp: Checkpoint) -> None:
         key = {**self._fence_params(f), "iteration": iteration, "position": cp.position}
-        tx.send(
-            "upsert_step",
-            {
-                **key,
-                "name": cp.name,
-                "kind": cp.kind,
-                "status": "failed" if cp.error is not None else cp.status,
-                "result": cp.result,
-                "error": cp.error,
-                "attempts": cp.attempts,
-                "started_at": cp.started_at,
-            },
-        )
+        tx.send("upsert_step", {**key, **cp.step_columns()})
         if cp.output is not None:
             out_key, data = cp.output
             tx.send("insert_output", {**key, "key": out_key, "data": data})

@@ -33,20 +33,7 @@ def _checkpoints_json(cps: Sequence[Checkpoint], **each: Any) -> list[dict[str, 
     """Checkpoints as rows of one JSON parameter (``json_to_recordset``): one parameter
     instead of an array each column, which psycopg adapts at a cost of its own per array
     and statement."""
-    return [
-        {
-            **each,
-            "position": cp.position,
-            "name": cp.name,
-            "kind": cp.kind,
-            "status": "failed" if cp.error is not None else cp.status,
-            "result": cp.result,
-            "error": cp.error,
-            "attempts": cp.attempts,
-            "started_at": cp.started_at,
-        }
-        for cp in cps
-    ]
+    return [{**each, "position": cp.position, **cp.step_columns()} for cp in cps]
 
 
 def _has_side_effects(cps: Sequence[Checkpoint]) -> bool:

@@ -41,6 +41,18 @@ class Checkpoint:
     credit: tuple[str, float] | None = None  # (action, amount)
     sync_state: str | None = None  # JSON text
 
+    def step_columns(self) -> dict[str, Any]:
+        """The columns of its ``steps`` row, but the key (run, item, iteration, position)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "status": "failed" if self.error is not None else self.status,
+            "result": self.result,
+            "error": self.error,
+            "attempts": self.attempts,
+            "started_at": self.started_at,
+        }
+
 
 @dataclass(slots=True)
 class Claimed:
