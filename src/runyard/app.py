@@ -140,6 +140,10 @@ class _Broadcast:
         for h in list(self.hubs):
             h.notify_run(run_id)
 
+    def notify_runs(self, run_ids: list[str]) -> None:
+        for h in list(self.hubs):
+            h.notify_runs(run_ids)
+
     def notify_all(self) -> None:
         for h in list(self.hubs):
             h.notify_all()
@@ -323,7 +327,7 @@ class Runyard:
         """This event loop's hub, fed by a watcher of other processes' commits."""
         loop = asyncio.get_running_loop()
         if self._watcher is None:
-            self._watcher = Watcher(self.store, self._broadcast)  # type: ignore[arg-type]
+            self._watcher = Watcher(self.store, self._broadcast)
             self._watcher.start()
         hub = self._hubs.get(loop)
         if hub is None:

@@ -72,6 +72,55 @@ async def _wakes_exactly(db_url: str) -> None:
         await yard.aclose()
 
 
+CHILD_MANY = textwrap.dedent(
+    """
+    import sys
+    from runyard import Runyard
+
+    yard = Runyard(database_url=sys.argv[1])
+
+    @yard.workflow(name="wake_probe")
+    async def wake_probe(ctx, x: int) -> int:
+        return x
+
+    for i in range(int(sys.argv[3])):
+        yard.sync.start("wake_probe", i, run_id=f"{sys.argv[2]}{i}", delay=3600)
+    yard.sync.cancel(prefix=sys.argv[2])  # one transaction announces them all
+    yard.close()
+    """
+)
+
+
+def test_runs_announced_together_each_wake_their_own_waiter(db_url: str) -> None:
+    """Another process cancels 70 runs in one transaction: the waiter of each is woken
+    (on PostgreSQL the announcements travel several runs to a notification, 32 at most),
+    and the waiter of a run that was not among them is not."""
+    asyncio.run(_announced_together(db_url))
+
+
+async def _announced_together(db_url: str) -> None:
+    yard = make_yard(db_url)
+    try:
+        hub = yard.hub()
+        prefix, count = "wake-many-", 70
+        events = {f"{prefix}{i}": hub.run_event(f"{prefix}{i}") for i in range(count)}
+        ev_other = hub.run_event("wake-other-2")
+        await wait_event(ev_other, 5.0)  # the watcher's first wake-up of everyone
+        await asyncio.sleep(0.3)
+        for ev in [*events.values(), ev_other]:
+            ev.clear()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", CHILD_MANY, db_url, prefix, str(count)
+        )
+        assert await proc.wait() == 0
+        for run_id, ev in events.items():
+            assert await wait_event(ev, 5.0), f"the waiter of {run_id} was not woken"
+        await asyncio.sleep(0.3)
+        assert not ev_other.is_set(), "a waiter of an unrelated run was woken"
+    finally:
+        await yard.aclose()
+
+
 def test_a_run_of_several_inputs_is_announced_when_it_ends_not_per_input(
     db_url: str, tmp_path: Path, worker_procs: list[WorkerProcess]
 ) -> None:
@@ -209,6 +258,10 @@ class _Recorder:
     def notify_run(self, run_id: str) -> None:
         self.got.append((run_id, threading.current_thread().name))
 
+    def notify_runs(self, run_ids: list[str]) -> None:
+        for run_id in run_ids:
+            self.notify_run(run_id)
+
     def notify_wake(self) -> None:
         pass
 
@@ -246,7 +299,7 @@ def test_an_attached_loop_reads_the_wake_ups_itself_and_the_thread_takes_over_af
     PostgreSQL: LISTEN stays on the watcher thread."""
     store = open_store(db_url)
     rec = _Recorder()
-    watcher = Watcher(store, rec)  # type: ignore[arg-type]
+    watcher = Watcher(store, rec)
     watcher.start()
     sqlite = store.backend == "sqlite"
 
@@ -283,7 +336,7 @@ def test_a_commit_nobody_announced_still_wakes_everyone(tmp_path: Path) -> None:
     store = open_store(url)
     store.upgrade()
     rec = _Recorder()
-    watcher = Watcher(store, rec)  # type: ignore[arg-type]
+    watcher = Watcher(store, rec)
     watcher.start()
 
     def quiet_commit() -> None:

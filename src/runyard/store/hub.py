@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from . import wakebus
 from .base import RUN, WAKE, Store
@@ -62,6 +62,10 @@ class Hub:
     def notify_run(self, run_id: str) -> None:
         self._call(self._set_run, run_id)
 
+    def notify_runs(self, run_ids: list[str]) -> None:
+        """:meth:`notify_run` for several runs, in one hop to the loop."""
+        self._call(self._set_runs, run_ids)
+
     def notify_all(self) -> None:
         """Something changed, no telling what (a poll saw a commit, a listener reconnected)."""
         self._call(self._set_all)
@@ -71,6 +75,10 @@ class Hub:
             ev.set()
         for listener in self._listeners:
             listener(run_id)
+
+    def _set_runs(self, run_ids: list[str]) -> None:
+        for run_id in run_ids:
+            self._set_run(run_id)
 
     def _set_all(self) -> None:
         self._wake.set()
@@ -113,6 +121,15 @@ class Hub:
                 del self._runs[run_id]
 
 
+class Notified(Protocol):
+    """What a :class:`Watcher` tells: a :class:`Hub`, or every hub of a process."""
+
+    def notify_wake(self) -> None: ...
+    def notify_run(self, run_id: str) -> None: ...
+    def notify_runs(self, run_ids: list[str]) -> None: ...
+    def notify_all(self) -> None: ...
+
+
 class Watcher:
     """A thread that turns other processes' commits into :class:`Hub` notifications.
 
@@ -122,7 +139,7 @@ class Watcher:
     and reads the socket again whenever no open loop does."""
 
     def __init__(
-        self, store: Store, hub: Hub, *, poll_s: float = 0.001, backstop_s: float = 0.05
+        self, store: Store, hub: Notified, *, poll_s: float = 0.001, backstop_s: float = 0.05
     ) -> None:
         self.store = store
         self.hub = hub
@@ -296,7 +313,8 @@ class Watcher:
             while not self._stop.is_set():
                 for note in conn.notifies(timeout=0.5):
                     if note.channel == RUN_CHANNEL:
-                        self.hub.notify_run(note.payload)
+                        # Several run ids, separated by spaces (see the publish query).
+                        self.hub.notify_runs(note.payload.split())
                     else:
                         self.hub.notify_wake()
                     if self._stop.is_set():
