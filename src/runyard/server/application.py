@@ -18,6 +18,7 @@ from ..app import Runyard
 from ..config import Settings
 from .auth import SECURITY_SCHEMES
 from .errors import ErrorBoundary, install_handlers
+from .fastpath import RunyardAPI
 from .metrics import Metrics
 from .middleware import BodyLimit, RequestMetrics
 from .routes import events, ops, runs, tasks, usage, workflows
@@ -70,7 +71,7 @@ def create_app(yard: Runyard | None = None, *, settings: ServerSettings | None =
         if state.owns_yard:
             await yard.aclose()
 
-    app = FastAPI(
+    app = RunyardAPI(
         title="Runyard",
         version=__version__,
         description=DESCRIPTION,

@@ -156,12 +156,14 @@ def check_query_and_path(request: Request) -> None:
         )
 
 
-async def check_body(request: Request) -> None:
-    """Strict JSON with storable text, or 422. A body that is not JSON at all is left to
-    FastAPI, which names the position of the error."""
-    body = await request.body()
-    if not body:
-        return
+#: What :func:`strict_json` gives for a body that is not JSON at all.
+NOT_JSON: Any = object()
+
+
+def strict_json(body: bytes) -> Any:
+    """The JSON value of ``body`` if it is strict JSON with storable text; 422 if it is
+    not; :data:`NOT_JSON` for a body that is not JSON at all (left to FastAPI, which
+    names the position of the error)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -172,7 +174,7 @@ async def check_body(request: Request) -> None:
     try:
         value = json.loads(text, parse_constant=_refuse_constant)
     except ValueError:
-        return
+        return NOT_JSON
     where = _unstorable(value, "")
     if where is not None:
         field = where or "body"
@@ -181,6 +183,14 @@ async def check_body(request: Request) -> None:
             "a number out of range",
             details=[{"field": field, "in": "body", "error": "cannot be stored"}],
         )
+    return value
+
+
+async def check_body(request: Request) -> None:
+    """Strict JSON with storable text, or 422 (see :func:`strict_json`)."""
+    body = await request.body()
+    if body:
+        strict_json(body)
 
 
 class ApiRoute(APIRoute):

@@ -182,17 +182,20 @@ class ErrorBoundary:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
-            if self.is_transient(exc):
-                log.warning(
-                    "database unavailable during %s %s: %s", scope["method"], scope["path"], exc
-                )
-                response = runyard_error_response(
-                    StoreUnavailable(f"the database is unavailable: {exc}")
-                )
-            else:
-                log.exception("unexpected error in %s %s", scope["method"], scope["path"])
-                response = error_json(500, "internal", "internal server error")
+            response = unexpected_error_response(exc, scope, self.is_transient)
             if started:
                 # Part of the answer is out (a stream): all we can do is end it.
                 return
             await response(scope, receive, send)
+
+
+def unexpected_error_response(
+    exc: Exception, scope: Scope, is_transient: Callable[[BaseException], bool]
+) -> JSONResponse:
+    """The answer to an exception no handler expected: 503 when it is a transient
+    database error, else 500 ``internal`` (logged with its traceback)."""
+    if is_transient(exc):
+        log.warning("database unavailable during %s %s: %s", scope["method"], scope["path"], exc)
+        return runyard_error_response(StoreUnavailable(f"the database is unavailable: {exc}"))
+    log.error("unexpected error in %s %s", scope["method"], scope["path"], exc_info=exc)
+    return error_json(500, "internal", "internal server error")

@@ -37,7 +37,7 @@ from ..auth import ApiRoute, principal_of
 from ..errors import error_responses
 from ..live import read_task, start_and_answer, start_options, wait_terminal
 from ..sse import run_event_stream
-from ..state import State
+from ..state import ServerState, State
 from ..wire import INT32_MAX, bound, json_response, run_location
 from .common import CONFLICT, NOT_FOUND, RunId, paginated, set_next
 
@@ -96,6 +96,12 @@ async def create_run(body: RunCreate, request: Request, state: State) -> JSONRes
     """Start a run of a published workflow. ``mode: "live"`` waits up to ``wait_timeout``
     seconds (default 30, ``RUNYARD_LIVE_WAIT_S``) for the result; ``timeout`` is the run's
     own timeout."""
+    return await start_run(state, request, body)
+
+
+async def start_run(state: ServerState, request: Request, body: RunCreate) -> JSONResponse:
+    """What ``POST /v1/runs`` does once the caller and the body are checked (also called
+    by the server's direct path for this route, :mod:`runyard.server.fastpath`)."""
     if body.task_id is not None:
         await read_task(state, body.task_id)
     kwargs = start_options(
