@@ -186,6 +186,91 @@ def test_runs_created_together_wait_for_one_answer(
         assert trips.count == 3
 
 
+def _variety(prefix: str) -> list[NewRun]:
+    """Runs of every shape a trigger makes."""
+    base = {"workflow": "wf", "workflow_version": "1"}
+    bad = {"code": "invalid_input", "message": "no"}
+    return [
+        NewRun(id=f"{prefix}plain", inputs=[NewInput(input={"a": [1, "x\\u0000"]})], **base),
+        NewRun(
+            id=f"{prefix}many",
+            inputs=[
+                NewInput(input=1, custom_data={"ref": "é"}),
+                NewInput(input=2, error=bad),
+                NewInput(input=None),
+            ],
+            priority=7,
+            timeout_s=12.5,
+            max_recovery_attempts=2,
+            has_on_failure=True,
+            sync_mode="incremental",
+            max_results=3,
+            options={"retries": 4},
+            task_id="t1",
+            **base,
+        ),
+        NewRun(id=f"{prefix}invalid", inputs=[NewInput(input=1, error=bad)], **base),
+        NewRun(id=f"{prefix}later", inputs=[NewInput(input=0)], not_before=4e9, **base),
+        NewRun(id=f"{prefix}delayed", inputs=[NewInput(input=0)], delay_s=3600.25, **base),
+        NewRun(
+            id=f"{prefix}flow",
+            inputs=[NewInput(input=0)],
+            flow_key=f"{prefix}key",
+            flow_limits={"key": f"{prefix}key", "parallelism": 2, "rate": None, "period_s": 1.0},
+            **base,
+        ),
+    ]
+
+
+def _stored(db: DbExecutor, run_id: str, prefix: str) -> Any:
+    """The run and its items as stored, without what differs between two creations."""
+    run = dataclasses.asdict(db.read_sync(db.store.get_run, run_id))
+    items = [dataclasses.asdict(i) for i in db.read_sync(db.store.get_items, run_id)]
+    for row in (run, *items):
+        for key in ("id", "run_id", "created_at", "updated_at", "finished_at", "not_before"):
+            row.pop(key, None)
+    return {
+        "run": run,
+        "items": items,
+        "flow_key": (run.pop("flow_key", None) or "")[len(prefix) :],
+    }
+
+
+def test_runs_created_together_are_stored_as_each_alone(db_url: str) -> None:
+    """A group of creations, one run id twice among them, goes to the store in one call
+    (one statement on PostgreSQL): every run and item is stored as when created alone,
+    and only the first trigger of the doubled id creates it."""
+    store = open_store(db_url)
+    db = DbExecutor(store)
+
+    async def main() -> list[Any]:
+        for run in _variety("a-"):
+            await db.write(store.create_run_txn, run)
+        twice = NewRun(id="g-plain", workflow="wf", workflow_version="1", inputs=[NewInput(9)])
+        return await _as_one_group(
+            db,
+            lambda: [db.write(store.create_run_txn, r) for r in [*_variety("g-"), twice]],
+        )
+
+    try:
+        answers = asyncio.run(main())
+        assert [(row["id"], created) for row, created in answers] == [
+            *((r.id, True) for r in _variety("g-")),
+            ("g-plain", False),
+        ]
+        assert answers[-1][0]["id"] == answers[0][0]["id"]
+        for alone, together in zip(_variety("a-"), _variety("g-"), strict=True):
+            assert _stored(db, together.id, "g-") == _stored(db, alone.id, "a-"), together.id
+        assert db.read_sync(store.get_items, "g-plain")[0].input == {"a": [1, "x\\u0000"]}
+        assert db.read_sync(store.get_run, "g-later").not_before == 4e9
+        delayed, alone = (db.read_sync(store.get_run, f"{p}delayed") for p in ("g-", "a-"))
+        assert delayed.not_before is not None and delayed.not_before - delayed.created_at == (
+            pytest.approx(3600.25, abs=0.01)
+        )
+    finally:
+        db.close()
+
+
 def test_outcomes_written_together_wait_for_one_answer(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

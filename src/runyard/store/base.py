@@ -13,7 +13,7 @@ means another worker owns the item now; the write is dropped and the caller stop
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -173,6 +173,48 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
         """Insert ``run`` with its items; ``(row, created)``, read once the commit is on
         its way (runs created together then share one round trip). An existing id returns
         the stored run untouched (idempotent trigger)."""
+        run_params, item_params = self._new_run_params(run)
+        if run.flow_limits is not None:
+            tx.send("upsert_flow_key", run.flow_limits)
+        inserted = tx.send("insert_run", run_params)
+        # Items are inserted from the run row, so they ride with it (and do nothing when
+        # the run already existed: same keys, ON CONFLICT DO NOTHING).
+        tx.send_many("insert_item", item_params)
+        # Announced even if the id existed (a harmless look) so that nothing is left to
+        # do once the answer is read.
+        tx.announce_wake()
+
+        def read() -> tuple[Row, bool]:
+            row = inserted.one()
+            return (row, True) if row is not None else (self._existing_run(tx, run.id), False)
+
+        return Later(read)
+
+    def create_runs_txn(
+        self, tx: Tx, runs: Sequence[tuple[NewRun]]
+    ) -> Later[list[tuple[Row, bool]]]:
+        """:meth:`create_run_txn` for several runs sharing a transaction (each given as
+        the arguments of one call)."""
+        each = [self.create_run_txn(tx, run) for (run,) in runs]
+        return Later(lambda: [c.result() for c in each])
+
+    def merged_writes(self) -> list[tuple[Callable[..., Any], Callable[..., Later[list[Any]]]]]:
+        """Writes that several jobs of one group make in one call: (the job's function,
+        the function taking the argument tuples of all of them)."""
+        return [
+            (self.checkpoint_txn, self.checkpoint_many_txn),
+            (self.create_run_txn, self.create_runs_txn),
+        ]
+
+    @staticmethod
+    def _existing_run(tx: Tx, run_id: str) -> Row:
+        existing = tx.q1("get_run", {"id": run_id})
+        assert existing is not None
+        return existing
+
+    @staticmethod
+    def _new_run_params(run: NewRun) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The parameters of ``insert_run`` and of each ``insert_item`` for ``run``."""
         valid = sum(1 for i in run.inputs if i.error is None)
         if valid == 0:
             status = RunStatus.INVALID
@@ -181,68 +223,46 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
         else:
             status = RunStatus.QUEUED
         errors = [i.error for i in run.inputs if i.error is not None]
-        if run.flow_limits is not None:
-            tx.send("upsert_flow_key", run.flow_limits)
-        inserted = tx.send(
-            "insert_run",
-            {
-                "id": run.id,
-                "workflow": run.workflow,
-                "workflow_version": run.workflow_version,
-                "mode": run.mode,
-                "status": status.value,
-                "priority": run.priority,
-                "input_count": len(run.inputs),
-                "task_id": run.task_id,
-                "schedule_id": run.schedule_id,
-                "parent_id": run.parent_id,
-                "sync_mode": run.sync_mode,
-                "max_results": run.max_results,
-                "options": jsonutil.dumps(run.options, what="options"),
-                "flow_key": run.flow_key,
-                "timeout_s": run.timeout_s,
-                "not_before": run.not_before,
-                "delay_s": run.delay_s,
-                "max_recovery_attempts": run.max_recovery_attempts,
-                "has_on_failure": run.has_on_failure,
-                "error": jsonutil.dumps({"code": "invalid_input", "inputs": errors})
-                if status is RunStatus.INVALID
-                else None,
-            },
-        )
+        run_params = {
+            "id": run.id,
+            "workflow": run.workflow,
+            "workflow_version": run.workflow_version,
+            "mode": run.mode,
+            "status": status.value,
+            "priority": run.priority,
+            "input_count": len(run.inputs),
+            "task_id": run.task_id,
+            "schedule_id": run.schedule_id,
+            "parent_id": run.parent_id,
+            "sync_mode": run.sync_mode,
+            "max_results": run.max_results,
+            "options": jsonutil.dumps(run.options, what="options"),
+            "flow_key": run.flow_key,
+            "timeout_s": run.timeout_s,
+            "not_before": run.not_before,
+            "delay_s": run.delay_s,
+            "max_recovery_attempts": run.max_recovery_attempts,
+            "has_on_failure": run.has_on_failure,
+            "error": jsonutil.dumps({"code": "invalid_input", "inputs": errors})
+            if status is RunStatus.INVALID
+            else None,
+        }
         wref = f"{run.workflow}@{run.workflow_version}"
-        # Items are inserted from the run row, so they ride with it (and do nothing when
-        # the run already existed: same keys, ON CONFLICT DO NOTHING).
-        tx.send_many(
-            "insert_item",
-            [
-                {
-                    "run_id": run.id,
-                    "idx": idx,
-                    "wref": wref,
-                    "input": jsonutil.dumps(inp.input, what=f"inputs[{idx}].input"),
-                    "custom_data": jsonutil.dumps_opt(
-                        inp.custom_data, what=f"inputs[{idx}].custom_data"
-                    ),
-                    "state": "discarded" if inp.error is not None else "queued",
-                    "error": jsonutil.dumps_opt(inp.error),
-                }
-                for idx, inp in enumerate(run.inputs)
-            ],
-        )
-        # Announced even if the id existed (a harmless look) so that nothing is left to
-        # do once the answer is read.
-        tx.announce_wake()
-
-        def read() -> tuple[Row, bool]:
-            row = inserted.one()
-            if row is None:
-                existing = tx.q1("get_run", {"id": run.id})
-                assert existing is not None
-                return existing, False
-            return row, True
-
-        return Later(read)
+        item_params = [
+            {
+                "run_id": run.id,
+                "idx": idx,
+                "wref": wref,
+                "input": jsonutil.dumps(inp.input, what=f"inputs[{idx}].input"),
+                "custom_data": jsonutil.dumps_opt(
+                    inp.custom_data, what=f"inputs[{idx}].custom_data"
+                ),
+                "state": "discarded" if inp.error is not None else "queued",
+                "error": jsonutil.dumps_opt(inp.error),
+            }
+            for idx, inp in enumerate(run.inputs)
+        ]
+        return run_params, item_params
 
     # -- claiming ------------------------------------------------------------------
 

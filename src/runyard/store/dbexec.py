@@ -123,6 +123,7 @@ class DbExecutor:
         self._working = False  # the threads hold jobs taken off the queue
         self._inline_loop: asyncio.AbstractEventLoop | None = None
         self._inline_jobs: list[_Job] = []
+        self._merged = store.merged_writes()
 
     def _ensure_started(self) -> None:
         if not self._started:
@@ -348,13 +349,14 @@ class DbExecutor:
 
     def _run_jobs(self, tx: Tx, jobs: list[_Job]) -> dict[int, Any]:
         """Run write ``jobs`` in ``tx``; their results by ``id(job)``. Checkpoints of
-        several executions go to the store in one call, which a backend may turn into one
-        statement (PostgreSQL does)."""
+        several executions, and new runs, go to the store in one call each, which a
+        backend may turn into one statement (PostgreSQL does)."""
         results: dict[int, Any] = {}
-        cps = [j for j in jobs if j.fn == self.store.checkpoint_txn]
-        if len(cps) > 1:
-            merged = self.store.checkpoint_many_txn(tx, [j.args for j in cps])
-            results.update((id(j), merged.item(i)) for i, j in enumerate(cps))
+        for one, many in self._merged:
+            alike = [j for j in jobs if j.fn == one]
+            if len(alike) > 1:
+                merged = many(tx, [j.args for j in alike])
+                results.update((id(j), merged.item(i)) for i, j in enumerate(alike))
         for j in jobs:
             if id(j) not in results:
                 results[id(j)] = j.fn(tx, *j.args)

@@ -11,8 +11,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from .. import jsonutil
-from ..models import ItemState
-from .base import RUN, WAKE, Checkpoint, Fence, Store, Tx
+from ..models import ItemState, NewRun
+from .base import RUN, WAKE, Checkpoint, Fence, Row, Store, Tx
 from .tx import Later
 
 #: Channels announcements are sent on (see Store.publish).
@@ -43,7 +43,7 @@ def _has_side_effects(cps: Sequence[Checkpoint]) -> bool:
 class PostgresStore(Store):
     backend = "postgres"
     needs_polling = False
-    own_queries = frozenset({"checkpoint_steps_many", "finish_item_steps"})
+    own_queries = frozenset({"checkpoint_steps_many", "finish_item_steps", "insert_runs"})
     claim_starts_runs = True
 
     # The two writes every step and every run make, each in one statement instead of
@@ -87,6 +87,36 @@ class PostgresStore(Store):
             return [status.get((f.run_id, f.idx)) for f, _, _ in calls]
 
         return Later(statuses)
+
+    def create_runs_txn(
+        self, tx: Tx, runs: Sequence[tuple[NewRun]]
+    ) -> Later[list[tuple[Row, bool]]]:
+        # One statement for them all; a run id given twice is inserted once (its first
+        # trigger), the second finds it as an idempotent retry would.
+        first = {run.id: run for (run,) in reversed(runs)}
+        params = [self._new_run_params(run) for run in first.values()]
+        for run in first.values():
+            if run.flow_limits is not None:
+                tx.send("upsert_flow_key", run.flow_limits)
+        sent = tx.send(
+            "insert_runs",
+            {
+                "runs": jsonutil.dumps([p for p, _ in params]),
+                "items": jsonutil.dumps([i for _, items in params for i in items]),
+            },
+        )
+        tx.announce_wake()
+
+        def read() -> list[tuple[Row, bool]]:
+            created = {row["id"]: row for row in sent.rows()}
+            answers = []
+            for (run,) in runs:
+                row = created.get(run.id)
+                new = row is not None and first.get(run.id) is run
+                answers.append((row if row is not None else self._existing_run(tx, run.id), new))
+            return answers
+
+        return Later(read)
 
     def complete_item_txn(
         self,

@@ -98,6 +98,38 @@ SELECT r.id, %(idx)s, 'input', %(wref)s, %(input)s, %(custom_data)s, %(state)s, 
 FROM runs r WHERE r.id = %(run_id)s
 ON CONFLICT DO NOTHING;
 
+-- name: insert_runs
+-- insert_run and insert_item for several runs in one statement (the runs a group of
+-- triggers creates), each a row of a JSON parameter. Items are inserted for the runs
+-- inserted only: a run that existed already has its items.
+WITH n AS (
+  SELECT * FROM json_to_recordset(%(runs)s::json) AS n(id text, workflow text,
+    workflow_version text, mode text, status text, priority int, input_count int,
+    task_id text, schedule_id text, parent_id text, sync_mode text, max_results int,
+    options text, flow_key text, timeout_s double precision, not_before double precision,
+    delay_s double precision, max_recovery_attempts int, has_on_failure boolean, error text)),
+r AS (
+  INSERT INTO runs (id, workflow, workflow_version, mode, status, priority, input_count,
+    item_count, task_id, schedule_id, parent_id, sync_mode, max_results, options, flow_key,
+    timeout_s, not_before, max_recovery_attempts, has_on_failure, error, finished_at)
+  SELECT id, workflow, workflow_version, mode, status, priority, input_count, input_count,
+    task_id, schedule_id, parent_id, sync_mode, max_results, options, flow_key, timeout_s,
+    coalesce(not_before, runyard_now() + delay_s), max_recovery_attempts, has_on_failure,
+    error, CASE WHEN status = 'INVALID' THEN runyard_now() END
+  FROM n ORDER BY id
+  ON CONFLICT (id) DO NOTHING
+  RETURNING *, coalesce(not_before, created_at) AS due_at),
+i AS (
+  INSERT INTO items (run_id, idx, kind, wref, input, custom_data, state, error, priority,
+    flow_key, iteration, due_at, finished_at)
+  SELECT r.id, c.idx, 'input', c.wref, c.input, c.custom_data, c.state, c.error,
+    r.priority, r.flow_key, r.iteration, r.due_at,
+    CASE WHEN c.state = 'discarded' THEN runyard_now() END
+  FROM json_to_recordset(%(items)s::json) AS c(run_id text, idx int, wref text, input text,
+         custom_data text, state text, error text)
+  JOIN r ON r.id = c.run_id)
+SELECT * FROM r;
+
 -- name: promote_scheduled
 UPDATE runs SET status = 'QUEUED', updated_at = runyard_now()
 WHERE id IN (SELECT id FROM runs WHERE status = 'SCHEDULED' AND not_before <= runyard_now()
