@@ -16,7 +16,7 @@ import pytest
 
 from runyard.errors import RunNotFound
 from runyard.models import ItemState, NewInput, NewRun
-from runyard.store import Tx, open_store
+from runyard.store import Checkpoint, Tx, open_store
 from runyard.store.dbexec import DbExecutor, LockBusy
 from runyard.store.sqlite import SQLiteStore
 from runyard.store.tx import Later
@@ -306,6 +306,63 @@ def test_outcomes_written_together_wait_for_one_answer(
     assert [(r.status.value, r.result) for r in runs] == [("SUCCEEDED", "ok")] * 3
     if trips:
         assert waits == 2  # the group's, and the blocking job's own
+
+
+def test_outcomes_of_one_group_finish_items_and_runs_as_one_at_a_time_would(
+    db_url: str,
+) -> None:
+    """One group: the three inputs of a run (one failing) with their last checkpoints,
+    an outcome whose checkpoint emits an output (the general path), and a lone run's
+    failure: items, steps, outputs and run outcomes as written one at a time."""
+    store = open_store(db_url)
+    db = DbExecutor(store)
+    three = NewRun(
+        id="o-three",
+        workflow="wf",
+        workflow_version="1",
+        inputs=[NewInput(input=i) for i in range(3)],
+    )
+
+    def step(position: int, **extra: Any) -> Checkpoint:
+        return Checkpoint(position=position, name=f"s{position}", kind="step", result="1", **extra)
+
+    async def main() -> list[Any]:
+        for run in (three, _new_run("o-emit"), _new_run("o-fail")):
+            await db.write(store.create_run_txn, run)
+        claimed = await db.write(store.claim_txn, "w1", ["wf@1"], 10, 30.0)
+        f = {(c.fence.run_id, c.fence.idx): c.fence for c in claimed}
+        done, failed = ItemState.COMPLETED, ItemState.FAILED
+        calls = [
+            (f["o-three", 0], 1, [step(1), step(2)], done, '"a"', None),
+            (f["o-three", 1], 1, [step(1)], failed, None, '{"message": "no"}'),
+            (f["o-three", 2], 1, [], done, '"c"', None),
+            (f["o-emit", 0], 1, [step(1, output=(None, '{"x": 1}'))], done, "7", None),
+            (f["o-fail", 0], 1, [], failed, None, '{"message": "alone"}'),
+        ]
+        return await _as_one_group(
+            db, lambda: [db.write(store.complete_item_txn, *call) for call in calls]
+        )
+
+    try:
+        answers = asyncio.run(main())
+        runs = {r: db.read_sync(store.get_run, r) for r in ("o-three", "o-emit", "o-fail")}
+        items = [(i.state.value, i.result) for i in db.read_sync(store.get_items, "o-three")]
+        steps = [(s.item_idx, s.position) for s in db.read_sync(store.get_steps, "o-three")]
+        outputs = db.read_sync(store.get_outputs, "o-emit")
+    finally:
+        db.close()
+    assert answers[2:] == ["PARTIAL_SUCCEEDED", "SUCCEEDED", "FAILED"]
+    assert answers[:2] == ["PARTIAL_SUCCEEDED"] * 2 or answers[:2] == ["RUNNING"] * 2
+    three_run = runs["o-three"]
+    assert three_run.status.value == "PARTIAL_SUCCEEDED"
+    assert three_run.result == ["a", None, "c"]
+    assert three_run.error["failed"] == 1
+    assert items == [("completed", "a"), ("failed", None), ("completed", "c")]
+    assert sorted(steps) == [(0, 1), (0, 2), (1, 1)]
+    assert (runs["o-emit"].status.value, runs["o-emit"].result) == ("SUCCEEDED", 7)
+    assert [o.data for o in outputs] == [{"x": 1}]
+    assert runs["o-fail"].status.value == "FAILED"
+    assert runs["o-fail"].error == {"message": "alone"}
 
 
 def test_a_later_is_read_after_the_commit_was_sent_and_a_failure_still_undoes_all(

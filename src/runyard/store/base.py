@@ -204,6 +204,7 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
         return [
             (self.checkpoint_txn, self.checkpoint_many_txn),
             (self.create_run_txn, self.create_runs_txn),
+            (self.complete_item_txn, self.complete_items_txn),
         ]
 
     @staticmethod
@@ -503,6 +504,15 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
             tx.announce_wake()
         tx.announce_run(run_id)
         return final_status
+
+    def complete_items_txn(
+        self,
+        tx: Tx,
+        calls: Sequence[tuple[Fence, int, Sequence[Checkpoint], ItemState, str | None, str | None]],
+    ) -> Later[list[str | None]]:
+        """:meth:`complete_item_txn` for several items sharing a transaction."""
+        each = [self.complete_item_txn(tx, *call) for call in calls]
+        return Later(lambda: [c.result() if isinstance(c, Later) else c for c in each])
 
     def suspend_txn(
         self,

@@ -43,7 +43,9 @@ def _has_side_effects(cps: Sequence[Checkpoint]) -> bool:
 class PostgresStore(Store):
     backend = "postgres"
     needs_polling = False
-    own_queries = frozenset({"checkpoint_steps_many", "finish_item_steps", "insert_runs"})
+    own_queries = frozenset(
+        {"checkpoint_steps_many", "finish_items_steps", "insert_runs", "lock_runs"}
+    )
     claim_starts_runs = True
 
     # The two writes every step and every run make, each in one statement instead of
@@ -130,31 +132,67 @@ class PostgresStore(Store):
     ) -> str | Later[str | None] | None:
         if _has_side_effects(pending):
             return super().complete_item_txn(tx, f, iteration, pending, state, result, error)
-        tx.send("lock_run", {"run_id": f.run_id})
-        sent = tx.send(
-            "finish_item_steps",
-            {
-                **self._fence_params(f),
-                "iteration": iteration,
-                "position": max((cp.position for cp in pending), default=0),
-                "state": state.value,
-                "result": result,
-                "error": error,
-                "checkpoints": jsonutil.dumps(_checkpoints_json(pending)),
-            },
-        )
+        return self.complete_items_txn(tx, [(f, iteration, pending, state, result, error)]).item(0)
+
+    def complete_items_txn(
+        self,
+        tx: Tx,
+        calls: Sequence[tuple[Fence, int, Sequence[Checkpoint], ItemState, str | None, str | None]],
+    ) -> Later[list[str | None]]:
+        # Every run is locked first, in id order and in a statement of its own, so that
+        # the outcome statement's snapshot sees every other item of those runs as
+        # committed. Outcomes with side effects (emit, charge, sync) take the general
+        # path, after the lock.
+        tx.send("lock_runs", {"run_ids": sorted({f.run_id for f, *_ in calls})})
+        plain = [c for c in calls if not _has_side_effects(c[2])]
+        general = {
+            id(c): super().complete_item_txn(tx, *c) for c in calls if _has_side_effects(c[2])
+        }
+        sent = None
+        if plain:
+            outcomes = [
+                {
+                    "n": n,
+                    **self._fence_params(f),
+                    "iteration": iteration,
+                    "position": max((cp.position for cp in pending), default=0),
+                    "state": state.value,
+                    "result": result,
+                    "error": error,
+                }
+                for n, (f, iteration, pending, state, result, error) in enumerate(plain)
+            ]
+            checkpoints = [
+                row
+                for f, _, pending, *_ in plain
+                for row in _checkpoints_json(pending, run_id=f.run_id, idx=f.idx)
+            ]
+            sent = tx.send(
+                "finish_items_steps",
+                {"outcomes": jsonutil.dumps(outcomes), "checkpoints": jsonutil.dumps(checkpoints)},
+            )
         # Announced without waiting for the answer (the transaction then takes one round
-        # trip with its commit): the run, if this ended it; work, if this may have given
-        # the run its on_failure item.
-        tx.announce_run_end(f.run_id)
-        if state is not ItemState.COMPLETED:
-            tx.announce_wake()
+        # trip with its commit): each run, if this ended it; work, if this may have given
+        # a run its on_failure item.
+        for f, _, _, state, _, _ in plain:
+            tx.announce_run_end(f.run_id)
+            if state is not ItemState.COMPLETED:
+                tx.announce_wake()
 
-        def status() -> str | None:
-            row = sent.one()
-            return None if row is None else row["final_status"] or row["run_status"]
+        def statuses() -> list[str | None]:
+            rows = {r["n"]: r for r in sent.rows()} if sent else {}
+            number = {id(c): n for n, c in enumerate(plain)}
+            answers: list[str | None] = []
+            for c in calls:
+                if id(c) in general:
+                    done = general[id(c)]
+                    answers.append(done.result() if isinstance(done, Later) else done)
+                    continue
+                row = rows.get(number[id(c)])
+                answers.append(None if row is None else row["final_status"] or row["run_status"])
+            return answers
 
-        return Later(status)
+        return Later(statuses)
 
     def connect(self) -> psycopg.Connection[Any]:
         # Every query of the store is an index lookup. A table that autovacuum has not

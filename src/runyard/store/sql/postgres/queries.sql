@@ -583,36 +583,48 @@ SELECT * FROM waiters WHERE event_id = %(event_id)s ORDER BY created_at;
 -- name: list_logs
 SELECT * FROM logs WHERE run_id = %(run_id)s ORDER BY id;
 
--- name: finish_item_steps
--- An item's outcome in one statement (after lock_run): fence and finish the item, record
--- its last checkpoints, finalize the run when this was its last open input, and give a
--- run this failed its on_failure item (as insert_hook_item). The snapshot is taken after
--- the run lock, so every other item's outcome is visible.
-WITH f AS (
-  UPDATE items SET state = %(state)s, result = %(result)s, error = %(error)s, owner = NULL,
+-- name: lock_runs
+-- The runs of several outcomes, locked in id order (as every group locks them).
+SELECT id FROM runs WHERE id = ANY(%(run_ids)s::text[]) ORDER BY id FOR UPDATE;
+
+-- name: finish_items_steps
+-- Items' outcomes in one statement (after lock_runs), each a row of a JSON parameter and
+-- each last checkpoint a row of another: fence and finish each item, record its last
+-- checkpoints, finalize a run whose last open input this finished, and give a run this
+-- failed its on_failure item (as insert_hook_item). A run's inputs are its items as they
+-- were before this statement, but those it finishes, taken as it leaves them. One row per
+-- outcome written, numbered as given (a fenced one has none).
+WITH o AS (
+  SELECT * FROM json_to_recordset(%(outcomes)s::json) AS o(n int, run_id text, idx int,
+    owner text, epoch int, iteration int, position int, state text, result text, error text)),
+f AS (
+  UPDATE items i SET state = o.state, result = o.result, error = o.error, owner = NULL,
     lease_expires_at = NULL, finished_at = runyard_now(), waiting_for = NULL,
-    last_position = GREATEST(last_position, %(position)s)
-  WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s
-  RETURNING run_id, idx, kind, state, result, error),
+    last_position = GREATEST(i.last_position, o.position)
+  FROM o
+  WHERE i.run_id = o.run_id AND i.idx = o.idx AND i.owner = o.owner AND i.epoch = o.epoch
+  RETURNING o.n, i.run_id, i.idx, i.kind, i.state, i.result, i.error, o.iteration),
 s AS (
   INSERT INTO steps (run_id, item_idx, iteration, position, name, kind, status, result, error,
     attempts, started_at)
-  SELECT f.run_id, f.idx, %(iteration)s, c.position, c.name, c.kind, c.status, c.result,
+  SELECT f.run_id, f.idx, f.iteration, c.position, c.name, c.kind, c.status, c.result,
     c.error, c.attempts, c.started_at
-  FROM f, json_to_recordset(%(checkpoints)s::json)
-       AS c(position int, name text, kind text, status text, result text, error text,
-            attempts int, started_at double precision)
+  FROM f JOIN json_to_recordset(%(checkpoints)s::json)
+       AS c(run_id text, idx int, position int, name text, kind text, status text,
+            result text, error text, attempts int, started_at double precision)
+    ON c.run_id = f.run_id AND c.idx = f.idx
   ON CONFLICT (run_id, item_idx, iteration, position) DO UPDATE SET status = excluded.status,
     result = excluded.result, error = excluded.error, attempts = excluded.attempts,
     completed_at = runyard_now()
   WHERE steps.status = 'waiting' AND excluded.status <> 'waiting'),
 inputs AS (
-  SELECT i.idx, i.state, i.result, i.error FROM items i, f
-  WHERE i.run_id = f.run_id AND i.kind = 'input' AND i.idx <> f.idx AND f.kind = 'input'
+  SELECT i.run_id, i.idx, i.state, i.result, i.error FROM items i
+  WHERE i.run_id IN (SELECT run_id FROM f WHERE kind = 'input') AND i.kind = 'input'
+    AND NOT EXISTS (SELECT 1 FROM f WHERE f.run_id = i.run_id AND f.idx = i.idx)
   UNION ALL
-  SELECT f.idx, f.state, f.result, f.error FROM f WHERE f.kind = 'input'),
+  SELECT run_id, idx, state, result, error FROM f WHERE kind = 'input'),
 c AS (
-  SELECT count(*) AS n,
+  SELECT run_id, count(*) AS n,
     count(*) FILTER (WHERE state = 'completed') AS ok,
     count(*) FILTER (WHERE state = 'failed') AS failed,
     count(*) FILTER (WHERE state = 'discarded') AS discarded,
@@ -620,7 +632,7 @@ c AS (
     max(CASE WHEN idx = 0 THEN result END) AS first_result,
     max(CASE WHEN idx = 0 THEN error END) AS first_error,
     '[' || string_agg(coalesce(result, 'null'), ',' ORDER BY idx) || ']' AS results
-  FROM inputs),
+  FROM inputs GROUP BY run_id),
 r AS (
   UPDATE runs SET
     status = CASE WHEN c.ok = c.n THEN 'SUCCEEDED' WHEN c.ok = 0 THEN 'FAILED'
@@ -633,8 +645,8 @@ r AS (
                         'failed', c.failed, 'discarded', c.discarded)::text END,
     progress = CASE WHEN c.ok = c.n THEN 1.0 ELSE runs.progress END,
     finished_at = runyard_now(), updated_at = runyard_now(), waiting_for = NULL
-  FROM c, f
-  WHERE runs.id = %(run_id)s AND c.n = runs.input_count AND c.open = 0
+  FROM c
+  WHERE runs.id = c.run_id AND c.n = runs.input_count AND c.open = 0
     AND runs.status IN ('RUNNING', 'QUEUED', 'PAUSED')
   RETURNING runs.id, runs.status, runs.has_on_failure, runs.workflow, runs.workflow_version,
     runs.error, runs.priority),
@@ -646,8 +658,8 @@ hook AS (
   WHERE r.has_on_failure AND r.status = 'FAILED'
     AND NOT EXISTS (SELECT 1 FROM items h WHERE h.run_id = r.id AND h.kind = 'hook'
                     AND h.state IN ('queued', 'processing')))
-SELECT (SELECT status FROM r) AS final_status, runs.status AS run_status
-FROM f JOIN runs ON runs.id = f.run_id;
+SELECT f.n, r.status AS final_status, runs.status AS run_status
+FROM f JOIN runs ON runs.id = f.run_id LEFT JOIN r ON r.id = f.run_id;
 
 -- name: insert_api_key
 INSERT INTO api_keys (id, name, digest, scopes) VALUES (%(id)s, %(name)s, %(digest)s, %(scopes)s)
