@@ -99,15 +99,18 @@ def check_event_id(event_id: str) -> str:
 
 @functools.lru_cache(maxsize=256)
 def _validator(schema_text: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(jsonutil.loads(schema_text))
+    return jsonschema.Draft202012Validator(jsonutil.loads(schema_text) or {})
 
 
-def validate_against_schema(workflow: str, schema: dict[str, Any], value: Any, field: str) -> None:
+def validate_against_schema(
+    workflow: str, schema: dict[str, Any] | str | None, value: Any, field: str
+) -> None:
     """Check an input against the JSON Schema a worker published for ``workflow`` (how a
-    process without the workflow's code, such as the server, validates)."""
-    if not schema:
+    process without the workflow's code, such as the server, validates); the schema as
+    stored (JSON text) or parsed."""
+    if not schema or schema in ("{}", "null"):
         return
-    validator = _validator(jsonutil.dumps(schema))
+    validator = _validator(schema if isinstance(schema, str) else jsonutil.dumps(schema))
     errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
     if not errors:
         return
@@ -216,7 +219,9 @@ class Runyard:
         self._hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
         self._watcher: Watcher | None = None
         self._sync: SyncRunyard | None = None
-        self._records: dict[tuple[str, str | None], tuple[float, Any]] = {}
+        self._records: dict[
+            tuple[str, str | None], tuple[float, tuple[RunDefaults, str | None]]
+        ] = {}
 
     # -- registration ---------------------------------------------------------------------
 
@@ -480,22 +485,19 @@ class Runyard:
                 details=[{"field": "retries", "error": "not >= 0"}],
             )
         wf = self.workflows.get(name)
-        schema: dict[str, Any] = {}
+        schema: str | None = None
         if wf is not None and (version is None or wf.version == version):
             defaults = wf.run_defaults()
         else:
             wf = None
-            record = await self._published(name, version)
-            if record is None:
+            published = await self._published(name, version)
+            if published is None:
                 what = f"{name!r} version {version!r}" if version else repr(name)
                 raise WorkflowNotFound(
                     f"no workflow {what} is registered",
                     details=[{"field": "workflow", "error": "unknown workflow"}],
                 )
-            defaults = RunDefaults.from_record(
-                record["version"], jsonutil.loads(record["options"]) or {}
-            )
-            schema = jsonutil.loads(record["input_schema"]) or {}
+            defaults, schema = published
         wf_version = defaults.version
         if inputs is not None and input is not None:
             raise InvalidInput(
@@ -554,18 +556,23 @@ class Runyard:
             options=options,
         )
 
-    async def _published(self, name: str, version: str | None) -> Any:
-        """The record workers published for a workflow, cached for a second (a deploy is
-        seen within that second)."""
+    async def _published(
+        self, name: str, version: str | None
+    ) -> tuple[RunDefaults, str | None] | None:
+        """What workers published for a workflow: its run defaults and input schema (JSON
+        text), cached for a second (a deploy is seen within that second)."""
         key = (name, version)
         hit = self._records.get(key)
         now = time.monotonic()
         if hit is not None and now - hit[0] < RECORD_TTL_S:
             return hit[1]
         record = await self._read(self.store.get_workflow, name, version, inline=True)
-        if record is not None:
-            self._records[key] = (now, dict(record))
-        return record
+        if record is None:
+            return None
+        options = jsonutil.loads(record["options"]) or {}
+        published = (RunDefaults.from_record(record["version"], options), record["input_schema"])
+        self._records[key] = (now, published)
+        return published
 
     # -- reading --------------------------------------------------------------------------
 

@@ -35,10 +35,16 @@ from .routes.runs import start_run
 from .state import ServerState
 
 PATH = "/v1/runs"
+#: How long the answer of :func:`_traced` is kept (OpenTelemetry is set up at start; its
+#: check costs a tenth of this path).
+TRACED_TTL_S = 1.0
 
 
 class RunyardAPI(FastAPI):
     """FastAPI, with the direct path for ``POST /v1/runs`` in front (see the module)."""
+
+    traced = True
+    traced_at = -TRACED_TTL_S
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -57,12 +63,16 @@ class RunyardAPI(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def _traced(app: FastAPI) -> bool:
+def _traced(app: RunyardAPI) -> bool:
     """Whether FastAPI's native OpenTelemetry is on (private in FastAPI: read defensively;
     unknown means yes, which only costs the speed of this path)."""
-    telemetry = getattr(app, "_native_telemetry", None)
-    enabled = getattr(telemetry, "enabled", None)
-    return not callable(enabled) or bool(enabled())
+    now = time.monotonic()
+    if now - app.traced_at >= TRACED_TTL_S:
+        telemetry = getattr(app, "_native_telemetry", None)
+        enabled = getattr(telemetry, "enabled", None)
+        app.traced = not callable(enabled) or bool(enabled())
+        app.traced_at = now
+    return app.traced
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -16,10 +17,20 @@ INT32_MAX = 2**31 - 1
 MIN_EPOCH = datetime(1, 1, 2, tzinfo=UTC).timestamp()
 
 
+class ModelResponse(JSONResponse):
+    """A JSON answer rendered by the model's own serializer (pydantic's, in Rust: a
+    quarter of the cost of dumping to Python data and encoding that)."""
+
+    def render(self, content: Any) -> bytes:
+        if isinstance(content, BaseModel):
+            return content.model_dump_json().encode()
+        return super().render(content)
+
+
 def json_response(
     model: BaseModel, status: int, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(model.model_dump(mode="json"), status_code=status, headers=headers)
+    return ModelResponse(model, status_code=status, headers=headers)
 
 
 def run_location(run_id: str) -> dict[str, str]:
