@@ -44,7 +44,7 @@ class PostgresStore(Store):
     backend = "postgres"
     needs_polling = False
     own_queries = frozenset(
-        {"checkpoint_steps_many", "finish_items_steps", "insert_runs", "lock_runs"}
+        {"checkpoint_steps_many", "finish_items_steps", "insert_runs", "lock_runs", "nested_loops"}
     )
     claim_starts_runs = True
 
@@ -79,6 +79,7 @@ class PostgresStore(Store):
             for f, it, cps in calls
             for row in _checkpoints_json(cps, run_id=f.run_id, idx=f.idx, iteration=it)
         ]
+        tx.send("nested_loops")
         sent = tx.send(
             "checkpoint_steps_many",
             {"fences": jsonutil.dumps(fences), "checkpoints": jsonutil.dumps(checkpoints)},
@@ -167,6 +168,7 @@ class PostgresStore(Store):
                 for f, _, pending, *_ in plain
                 for row in _checkpoints_json(pending, run_id=f.run_id, idx=f.idx)
             ]
+            tx.send("nested_loops")
             sent = tx.send(
                 "finish_items_steps",
                 {"outcomes": jsonutil.dumps(outcomes), "checkpoints": jsonutil.dumps(checkpoints)},

@@ -98,6 +98,13 @@ SELECT r.id, %(idx)s, 'input', %(wref)s, %(input)s, %(custom_data)s, %(state)s, 
 FROM runs r WHERE r.id = %(run_id)s
 ON CONFLICT DO NOTHING;
 
+-- name: nested_loops
+-- For the rest of the transaction, join by index lookups only. A statement that joins the
+-- rows of a JSON parameter (estimated at 100, whatever their number) to items would
+-- otherwise, once its plan is generic, hash every item a worker owns (a bitmap scan of
+-- items_owner) to find the handful it names: a cost growing with the work in flight.
+SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true);
+
 -- name: insert_runs
 -- insert_run and insert_item for several runs in one statement (the runs a group of
 -- triggers creates), each a row of a JSON parameter. Items are inserted for the runs
