@@ -100,9 +100,10 @@ ON CONFLICT DO NOTHING;
 
 -- name: nested_loops
 -- For the rest of the transaction, join by index lookups only. A statement that joins the
--- rows of a JSON parameter (estimated at 100, whatever their number) to items would
--- otherwise, once its plan is generic, hash every item a worker owns (a bitmap scan of
--- items_owner) to find the handful it names: a cost growing with the work in flight.
+-- rows of a JSON parameter (estimated at 100, however few) to items would otherwise hash
+-- every item the workers own (a scan of a partial index of owned items, dead entries
+-- included until a vacuum) to find the handful it names: measured 1.4 ms a group of ten
+-- outcomes in a busy database, growing with its history; 1.0 with this.
 SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true);
 
 -- name: insert_runs
