@@ -145,6 +145,8 @@ async def serve(
         host=host,
         port=port,
         log_config=None,
+        # uvicorn builds each access line before the logger drops it: only when shown.
+        access_log=logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO),
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=max(1, round(timeout)),

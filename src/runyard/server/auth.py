@@ -156,6 +156,8 @@ def check_query_and_path(request: Request) -> None:
         )
 
 
+#: Refuses NaN and Infinity (one decoder: ``json.loads`` with options builds one a call).
+_STRICT = json.JSONDecoder(parse_constant=_refuse_constant)
 #: What :func:`strict_json` gives for a body that is not JSON at all.
 NOT_JSON: Any = object()
 
@@ -172,7 +174,7 @@ def strict_json(body: bytes) -> Any:
             details=[{"field": "body", "in": "body", "error": "not UTF-8"}],
         ) from None
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = _STRICT.decode(text)
     except ValueError:
         return NOT_JSON
     where = _unstorable(value, "")

@@ -35,6 +35,10 @@ def sqlite_path(url: str) -> str:
     return path[1:] if path.startswith("/") else path
 
 
+#: Parameters SQLite takes as JSON arrays.
+_SEQUENCES = (list, tuple)
+
+
 class SQLiteStore(Store):
     backend = "sqlite"
     needs_polling = True
@@ -164,12 +168,14 @@ class SQLiteStore(Store):
             cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     def adapt(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
-        if not any(isinstance(v, list | tuple) for v in params.values()):
-            return params
-        return {
-            k: jsonutil.dumps(list(v)) if isinstance(v, list | tuple) else v
-            for k, v in params.items()
-        }
+        # (Every statement's parameters pass here: the common case, no list, stays cheap.)
+        for v in params.values():
+            if isinstance(v, _SEQUENCES):
+                return {
+                    k: jsonutil.dumps(list(v)) if isinstance(v, _SEQUENCES) else v
+                    for k, v in params.items()
+                }
+        return params
 
     def is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.OperationalError) and (
