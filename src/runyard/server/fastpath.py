@@ -20,11 +20,11 @@ OpenTelemetry configured (FastAPI's native telemetry then traces every request).
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from fastapi import FastAPI
 from pydantic import ValidationError
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from ..errors import RunyardError
@@ -147,7 +147,12 @@ async def trigger(state: ServerState, scope: Scope, receive: Receive, send: Send
 
 
 async def _answer(
-    state: ServerState, scope: Scope, receive: Receive, send: Send, response: Any, started: float
+    state: ServerState,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    response: Response,
+    started: float,
 ) -> None:
     try:
         await response(scope, receive, send)

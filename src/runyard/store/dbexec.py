@@ -348,9 +348,10 @@ class DbExecutor:
         return writes, [j for j in live if not j.write]
 
     def _run_jobs(self, tx: Tx, jobs: list[_Job]) -> dict[int, Any]:
-        """Run write ``jobs`` in ``tx``; their results by ``id(job)``. Checkpoints of
-        several executions, and new runs, go to the store in one call each, which a
-        backend may turn into one statement (PostgreSQL does)."""
+        """Run write ``jobs`` in ``tx``; their results by ``id(job)``. Jobs of one kind
+        that the store merges (checkpoints, new runs, outcomes: ``merged_writes``) go to
+        it in one call per kind, which a backend may turn into one statement (PostgreSQL
+        does)."""
         results: dict[int, Any] = {}
         for one, many in self._merged:
             alike = [j for j in jobs if j.fn == one]
