@@ -46,6 +46,46 @@ def test_cancel_during_a_running_step(yard: Runyard) -> None:
     asyncio.run(main())
 
 
+def test_a_worker_checks_no_run_for_its_own_outcomes(
+    yard: Runyard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker looks at the runs it executes when one changes (a cancel, a pause);
+    the change its own outcome makes is no reason to (it read the status of every run
+    in flight each time), while a cancel from outside still stops an execution."""
+    checks: list[list[str]] = []
+    real = yard.store.run_statuses
+
+    def counted(tx: Any, run_ids: list[str]) -> dict[str, str]:
+        checks.append(list(run_ids))
+        return real(tx, run_ids)
+
+    monkeypatch.setattr(yard.store, "run_statuses", counted)
+    started = asyncio.Event()
+
+    @yard.workflow
+    async def quick(ctx: Context, i: int) -> int:
+        return await ctx.step("double", lambda: i * 2)
+
+    @yard.workflow
+    async def stuck(ctx: Context) -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    async def main() -> None:
+        async with running_worker(yard):
+            for i in range(20):
+                assert await (await yard.start("quick", i)).result(timeout=10) == 2 * i
+                await asyncio.sleep(0.03)  # past the control loop's pause between checks
+            assert checks == []
+            h = await yard.start("stuck")
+            await asyncio.wait_for(started.wait(), 10)
+            await yard.cancel(h.id)
+            assert (await h.wait(timeout=10)).status is RunStatus.CANCELED
+            await wait_until(lambda: [h.id] in checks, 5)
+
+    asyncio.run(main())
+
+
 def test_bulk_cancel_by_ids_workflow_prefix_and_all(yard: Runyard) -> None:
     @yard.workflow
     async def idle(ctx: Context) -> None:

@@ -91,6 +91,9 @@ class Execution:
         self.cancel_requested = False
         self.pause_requested = False
         self.stop_reason: str | None = None  # canceled | paused | shutdown | lost
+        # Writing its outcome or handing the item back: nothing left to stop (a run
+        # canceled meanwhile keeps its status; the write is fenced like any other).
+        self.finishing = False
         self.thread_futures: set[concurrent.futures.Future[Any]] = set()
         retries = claimed.options.get("retries")
         self.default_retries = (
@@ -531,6 +534,7 @@ class Execution:
             await self._hand_back(s.due_at, s.waiting_for)
 
     async def _hand_back(self, due_at: float, waiting_for: str | None) -> None:
+        self.finishing = True
         deadline = self.claimed.deadline_at
         if deadline is not None:
             due_at = min(due_at, deadline)
@@ -548,6 +552,7 @@ class Execution:
     async def _finish(
         self, state: ItemState, result: str | None, error: dict[str, Any] | None
     ) -> None:
+        self.finishing = True
         pending, self.pending = self.pending, []
         await self._write(
             self.rt.store.complete_item_txn,

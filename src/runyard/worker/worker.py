@@ -281,7 +281,12 @@ class Worker:
             self._apply_stops(stops)
 
     def _on_run_change(self, run_id: str | None) -> None:
-        if run_id is None or any(k[0] == run_id for k in self.inflight):
+        # Not for an execution writing its outcome: the change is most often that very
+        # outcome (announced by this worker, or heard back from the database), and a
+        # check would read the runs of every execution in flight for nothing.
+        if run_id is None or any(
+            k[0] == run_id and not x.finishing for k, (x, _) in self.inflight.items()
+        ):
             self._control_now.set()
 
     async def _control_loop(self) -> None:
@@ -292,7 +297,11 @@ class Worker:
             if not self.inflight:
                 continue
             run_ids = sorted(
-                {k[0] for k, (x, _) in self.inflight.items() if x.claimed.kind != "hook"}
+                {
+                    k[0]
+                    for k, (x, _) in self.inflight.items()
+                    if x.claimed.kind != "hook" and not x.finishing
+                }
             )
             if not run_ids:
                 continue
