@@ -156,12 +156,20 @@ class RunHandle:
     """A started run: ask for its status or wait for its result."""
 
     def __init__(
-        self, yard: Runyard, run_id: str, created: bool = True, row: Row | None = None
+        self,
+        yard: Runyard,
+        run_id: str,
+        created: bool = True,
+        row: Row | None = None,
+        seen: tuple[Hub, int] | None = None,
     ) -> None:
         self.yard = yard
         self.id = run_id
         self.created = created
         self._row = row
+        # The hub of the loop that wrote ``row`` and its mark from before the write: while
+        # that hub has heard nothing of the run since, ``row`` is the run as it is.
+        self._seen = seen
 
     @property
     def initial(self) -> Run | None:
@@ -179,7 +187,10 @@ class RunHandle:
         return (await self.get()).status
 
     async def wait(self, timeout: float | None = None) -> Run:
-        return await self.yard.wait(self.id, timeout)
+        known = None
+        if self._row is not None and self._seen is not None:
+            known = (run_from_row(self._row), *self._seen)
+        return await self.yard._wait(self.id, timeout, known)
 
     async def result(self, timeout: float | None = None) -> Any:
         """The run's result once it finished; :class:`RunFailed` if it ended without one,
@@ -418,10 +429,14 @@ class Runyard:
             version=version,
         )
         await self.ensure_ready()
+        # A process that waits for runs has a hub: mark it before the run exists, so that
+        # waiting for the run needs no first read unless the hub hears of it meanwhile.
+        hub = self._hubs.get(asyncio.get_running_loop())
+        seen = (hub, hub.mark()) if hub is not None else None
         row, created = await self.db.write(self.store.create_run_txn, new, order=new.id)
         if created:
             self._broadcast.notify_wake()
-        return RunHandle(self, new.id, created, row)
+        return RunHandle(self, new.id, created, row, seen)
 
     async def _new_run(
         self,
@@ -644,6 +659,13 @@ class Runyard:
 
     async def wait(self, run_id: str, timeout: float | None = None) -> Run:
         """The run once it is terminal; :class:`Timeout` after ``timeout`` seconds."""
+        return await self._wait(run_id, timeout)
+
+    async def _wait(
+        self, run_id: str, timeout: float | None, known: tuple[Run, Hub, int] | None = None
+    ) -> Run:
+        """:meth:`wait`; ``known``: the run as it was at a mark of a hub, taken for the
+        run's state instead of a first read while that hub has heard nothing of it since."""
         await self.ensure_ready()
         hub = self.hub()
         ev = hub.run_event(run_id)
@@ -651,7 +673,15 @@ class Runyard:
         try:
             while True:
                 ev.clear()
-                run = await self.get_run(run_id)
+                if (
+                    known is not None
+                    and known[1] is hub
+                    and not hub.changed_since(run_id, known[2])
+                ):
+                    run = known[0]
+                else:
+                    run = await self.get_run(run_id)
+                known = None
                 if run.terminal:
                     return run
                 remaining = None if deadline is None else deadline - time.monotonic()

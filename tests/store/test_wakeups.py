@@ -13,16 +13,17 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from runyard import RunStatus
 from runyard.store import open_store, wakebus
-from runyard.store.hub import Watcher, wait_event
+from runyard.store.hub import Hub, Watcher, wait_event
 from runyard.store.tx import RUN, WAKE
 from tests.apps.e2e_support import spawn, wait_registered
 
-from ..conftest import WorkerProcess, make_yard
+from ..conftest import WorkerProcess, make_yard, wait_until
 
 CHILD = textwrap.dedent(
     """
@@ -163,6 +164,78 @@ async def _announced_when_it_ends(
         assert status is RunStatus.SUCCEEDED
     finally:
         await yard.aclose()
+
+
+def test_a_run_just_started_is_awaited_without_reading_it_first(
+    db_url: str, tmp_path: Path, worker_procs: list[WorkerProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waiting for a run this process just started needs one read, once it has ended: the
+    hub was marked before the run was written and heard nothing of it since, so the run
+    is as written. A run that ended before anyone waited is not missed either, with the
+    polling backstop far beyond the test's timeout: the hub heard of it, so it is read."""
+    asyncio.run(_awaited_without_a_first_read(db_url, tmp_path, worker_procs, monkeypatch))
+
+
+async def _awaited_without_a_first_read(
+    db_url: str, tmp_path: Path, worker_procs: list[WorkerProcess], mp: pytest.MonkeyPatch
+) -> None:
+    yard = make_yard(db_url, poll_s=60.0)  # no polling backstop within the test
+    reads: list[tuple[str, str]] = []
+    real = yard.store.get_run
+
+    def counted(tx: Any, run_id: str) -> Any:
+        row = real(tx, run_id)
+        reads.append((run_id, row.status.value))
+        return row
+
+    async def ended(run_id: str) -> bool:
+        statuses = await yard.db.read(yard.store.run_statuses, [run_id])
+        return bool(statuses.get(run_id) == "SUCCEEDED")
+
+    mp.setattr(yard.store, "get_run", counted)
+    try:
+        spawn(worker_procs, "waits", db_url, tmp_path, concurrency=4)
+        await wait_registered(yard, ["staggered"])
+        await wait_event(yard.hub().run_event("-"), 5.0)  # the watcher's first "anything"
+        for i in range(5):
+            h = await yard.start("staggered", 0.0, run_id=f"fresh-{i}")
+            assert await h.result(timeout=10) == 0.0
+        # (The first read of each came once it had ended, not right after the start.)
+        firsts = {run_id: status for run_id, status in reversed(reads)}
+        assert firsts == {f"fresh-{i}": "SUCCEEDED" for i in range(5)}
+        # Ended before anyone waited for it: the hub heard of it, so it is read.
+        h = await yard.start("staggered", 0.0, run_id="ended-first")
+        await wait_until(lambda: ended("ended-first"), 10)
+        await asyncio.sleep(0.2)  # its end's notification reaches the hub meanwhile
+        reads.clear()
+        assert await h.result(timeout=10) == 0.0
+        assert reads == [("ended-first", "SUCCEEDED")]
+        # A hub told "anything may have changed" (a watcher that reconnected) reads first.
+        h = await yard.start("staggered", 0.5, run_id="after-anything")
+        yard.hub().notify_all()
+        reads.clear()
+        assert await h.result(timeout=10) == 0.5
+        assert reads[0][1] in ("QUEUED", "RUNNING") and reads[-1][1] == "SUCCEEDED"
+    finally:
+        await yard.aclose()
+
+
+def test_a_hub_remembers_which_runs_changed_since_a_mark_or_says_it_cannot_tell() -> None:
+    async def main() -> None:
+        hub = Hub(asyncio.get_running_loop())
+        mark = hub.mark()
+        hub.notify_run("other")
+        assert not hub.changed_since("mine", mark) and hub.changed_since("other", mark)
+        later = hub.mark()
+        assert not hub.changed_since("other", later)
+        hub.notify_runs([f"r{i}" for i in range(Hub.RECENT)])  # more than it remembers
+        assert hub.changed_since("mine", mark) and hub.changed_since("mine", later)
+        last = hub.mark()
+        hub.notify_all()
+        assert hub.changed_since("mine", last)
+        assert not hub.changed_since("mine", hub.mark())
+
+    asyncio.run(main())
 
 
 # -- the SQLite wake-up bus itself ---------------------------------------------------------

@@ -13,6 +13,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from .. import jsonutil
+from ..app import RunHandle
 from ..engine.registry import FlowControl
 from ..errors import CapacityExceeded, InvalidInput, NotFound, RunNotFound, Timeout
 from ..models import Run
@@ -109,7 +110,7 @@ async def start_and_answer(
         if handle.created:
             state.metrics.runs_created.labels(workflow, "live").inc()
         wait_s = wait_timeout if wait_timeout is not None else state.settings.live_wait_s
-        done = await wait_terminal(state, request, handle.id, wait_s)
+        done = await wait_terminal(state, request, handle.id, wait_s, handle)
         if done is None:
             current = await yard.get_run(handle.id)
             return json_response(RunStatusOut.of(current), 202, run_location(current.id))
@@ -174,15 +175,21 @@ async def _until_disconnected(request: Request) -> None:
 
 
 async def wait_terminal(
-    state: ServerState, request: Request, run_id: str, timeout: float
+    state: ServerState,
+    request: Request,
+    run_id: str,
+    timeout: float,
+    handle: RunHandle | None = None,
 ) -> Run | None:
     """The run once terminal, or None if it is still going after ``timeout`` seconds,
     the client went away, or the server is stopping. Woken by the hub the moment the run
-    changes (in this process or, through LISTEN/NOTIFY or the SQLite watcher, another)."""
+    changes (in this process or, through LISTEN/NOTIFY or the SQLite watcher, another).
+    ``handle``: the run's handle from :meth:`Runyard.start`, if this request started it."""
     if timeout <= 0:
         run = await state.yard.get_run(run_id)
         return run if run.terminal else None
-    waiter = asyncio.ensure_future(state.yard.wait(run_id, timeout))
+    waiting = handle.wait(timeout) if handle is not None else state.yard.wait(run_id, timeout)
+    waiter = asyncio.ensure_future(waiting)
     others = [
         asyncio.ensure_future(_until_disconnected(request)),
         asyncio.ensure_future(state.stopping.wait()),

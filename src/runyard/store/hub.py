@@ -35,13 +35,24 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
 
 
 class Hub:
-    """Events for one asyncio loop; the ``notify_*`` methods may be called from any thread."""
+    """Events for one asyncio loop; the ``notify_*`` methods may be called from any thread.
+
+    It also remembers which runs it was told of lately, so that whoever knows a run as it
+    was at a :meth:`mark` can tell whether it may have changed since (:meth:`changed_since`)
+    without reading it: a run just started is waited for without a first read."""
+
+    #: Runs remembered before the memory starts over (then every mark before it counts
+    #: as "changed": a read, as without it).
+    RECENT = 4096
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._wake = asyncio.Event()
         self._runs: dict[str, set[asyncio.Event]] = {}
         self._listeners: list[Callable[[str | None], None]] = []
+        self._seq = 0  # notifications handled in the loop so far
+        self._told: dict[str, int] = {}  # run id -> _seq at its latest notification
+        self._forgot = 0  # _seq when _told last started over, or at the last notify_all
 
     # -- from any thread ---------------------------------------------------------------
 
@@ -71,6 +82,11 @@ class Hub:
         self._call(self._set_all)
 
     def _set_run(self, run_id: str) -> None:
+        self._seq += 1
+        if len(self._told) >= self.RECENT:
+            self._told.clear()
+            self._forgot = self._seq
+        self._told[run_id] = self._seq
         for ev in self._runs.get(run_id, ()):
             ev.set()
         for listener in self._listeners:
@@ -81,6 +97,9 @@ class Hub:
             self._set_run(run_id)
 
     def _set_all(self) -> None:
+        self._seq += 1
+        self._told.clear()
+        self._forgot = self._seq
         self._wake.set()
         for events in self._runs.values():
             for ev in events:
@@ -97,6 +116,17 @@ class Hub:
             self._listeners.remove(listener)
 
     # -- in the loop -------------------------------------------------------------------
+
+    def mark(self) -> int:
+        """A point in this hub's notifications, for :meth:`changed_since`."""
+        return self._seq
+
+    def changed_since(self, run_id: str, mark: int) -> bool:
+        """Whether ``run_id`` may have changed after ``mark``: the hub handled a
+        notification about it, or about anything, since, or no longer remembers. A
+        notification still on its way to the loop is not counted: register the run's
+        :meth:`run_event` before asking, and it sets the event when it arrives."""
+        return self._forgot > mark or self._told.get(run_id, 0) > mark
 
     @property
     def has_run_waiters(self) -> bool:
