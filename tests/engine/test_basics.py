@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
+import threading
 import time
 from typing import Any
 
@@ -19,6 +21,7 @@ from runyard import (
     Runyard,
     SyncContext,
 )
+from runyard.app import generate_run_id
 from tests.conftest import running_worker
 
 
@@ -352,3 +355,22 @@ def test_map_fans_out_into_items(yard: Runyard) -> None:
         assert peak == 2
 
     asyncio.run(main())
+
+
+def test_generated_run_ids_are_unique_and_well_formed_across_threads() -> None:
+    """Run ids take their random part from a buffer of the OS generator's bytes, refilled
+    as it runs out; four threads drawing 12,000 ids (several refills) never share one."""
+    ids: list[list[str]] = [[] for _ in range(4)]
+
+    def draw(out: list[str]) -> None:
+        out.extend(generate_run_id() for _ in range(3000))
+
+    threads = [threading.Thread(target=draw, args=(out,)) for out in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [i for out in ids for i in out]
+    assert len(set(every)) == len(every) == 12000
+    assert all(re.fullmatch(r"run_[0-9a-f]{24}", i) for i in every)
+    assert all(out == sorted(out, key=lambda i: i[4:16]) for out in ids)  # time first
