@@ -79,6 +79,12 @@ class _RandomHex:
         self._lock = threading.Lock()
         self._hex = ""
         self._at = 0
+        # A forked child must not go on with its parent's digits (same ids, same ms).
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._hex, self._at = "", 0
 
     def take(self, digits: int) -> str:
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import re
 import threading
 import time
@@ -374,3 +375,20 @@ def test_generated_run_ids_are_unique_and_well_formed_across_threads() -> None:
     assert len(set(every)) == len(every) == 12000
     assert all(re.fullmatch(r"run_[0-9a-f]{24}", i) for i in every)
     assert all(out == sorted(out, key=lambda i: i[4:16]) for out in ids)  # time first
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_process_does_not_repeat_its_parents_run_ids() -> None:
+    generate_run_id()  # the parent has digits in hand
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        os.close(read)
+        os.write(write, " ".join(generate_run_id()[16:] for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split())
+    os.waitpid(pid, 0)
+    parent = {generate_run_id()[16:] for _ in range(50)}
+    assert len(child) == 50 and not child & parent
