@@ -528,12 +528,11 @@ class Runyard:
                 "retries must be an integer >= 0",
                 details=[{"field": "retries", "error": "not >= 0"}],
             )
-        wf = self.workflows.get(name)
+        wf = self._local_workflow(name, version)
         schema: str | None = None
-        if wf is not None and (version is None or wf.version == version):
+        if wf is not None:
             defaults = wf.run_defaults()
         else:
-            wf = None
             published = await self._published(name, version)
             if published is None:
                 what = f"{name!r} version {version!r}" if version else repr(name)
@@ -599,6 +598,20 @@ class Runyard:
             max_results=max_results,
             options=options,
         )
+
+    def _local_workflow(self, name: str, version: str | None) -> WorkflowDef | None:
+        """This process's own definition of ``name``, if it is the version asked for."""
+        wf = self.workflows.get(name)
+        return wf if wf is not None and (version is None or wf.version == version) else None
+
+    async def run_defaults(self, name: str, version: str | None = None) -> RunDefaults | None:
+        """What a new run of workflow ``name`` takes from its definition (this process's
+        code, else what the workers published, cached for a second); None if unknown."""
+        wf = self._local_workflow(name, version)
+        if wf is not None:
+            return wf.run_defaults()
+        published = await self._published(name, version)
+        return published[0] if published is not None else None
 
     async def _published(
         self, name: str, version: str | None

@@ -172,5 +172,21 @@ async def _direct(db_url: str) -> None:
         assert rest is not None and sent == []
         page = await yard.list_runs()
         assert [r.id for r in page.items] == ["d-1"]
+
+        # Live triggers (no worker here: each answers 202 past its wait) look up the
+        # workflow's flow control where start() does, not with a read of their own.
+        lookups: list[str] = []
+        real = yard.store.get_workflow
+
+        def counted(tx: Any, name: str, version: str | None = None) -> Any:
+            lookups.append(name)
+            return real(tx, name, version)
+
+        yard.store.get_workflow = counted  # type: ignore[method-assign]
+        live = {"workflow": "greet", "input": {"name": "b"}, "mode": "live", "wait_timeout": 0.05}
+        for _ in range(3):
+            rest, sent = await call(json.dumps(live).encode())
+            assert rest is None and sent[0]["status"] == 202, sent
+        assert lookups in ([], ["greet"])  # a second's cache, perhaps filled before
     finally:
         await yard.aclose()

@@ -12,7 +12,6 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from .. import jsonutil
 from ..app import RunHandle
 from ..engine.registry import FlowControl
 from ..errors import CapacityExceeded, InvalidInput, NotFound, RunNotFound, Timeout
@@ -137,15 +136,13 @@ async def _check_flow_capacity(state: ServerState, workflow: str, kwargs: dict[s
             await state.yard.get_run(run_id)
             return  # an idempotent retry starts nothing new
     fc: FlowControl | None = kwargs.get("flow_control")
-    key = fc.key if fc is not None else None
-    if key is None:
-        record = await state.read(
-            state.yard.store.get_workflow, workflow, kwargs.get("version"), inline=True
-        )
-        if record is None:
+    if fc is None:
+        # (What start() takes too: no read of the workflow's record per request.)
+        defaults = await state.yard.run_defaults(workflow, kwargs.get("version"))
+        if defaults is None:
             return  # start() names the unknown workflow
-        published = (jsonutil.loads(record["options"]) or {}).get("flow_control")
-        key = published.get("key") if isinstance(published, dict) else None
+        fc = defaults.flow_control
+    key = fc.key if fc is not None else None
     if key is None:
         return
     wait_s = await state.read(functools.partial(flow_wait_txn, state.yard.store), key)
