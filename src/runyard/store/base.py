@@ -190,22 +190,11 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
 
         return Later(read)
 
-    def create_runs_txn(
-        self, tx: Tx, runs: Sequence[tuple[NewRun]]
-    ) -> Later[list[tuple[Row, bool]]]:
-        """:meth:`create_run_txn` for several runs sharing a transaction (each given as
-        the arguments of one call)."""
-        each = [self.create_run_txn(tx, run) for (run,) in runs]
-        return Later(lambda: [c.result() for c in each])
-
     def merged_writes(self) -> list[tuple[Callable[..., Any], Callable[..., Later[list[Any]]]]]:
         """Writes that several jobs of one group make in one call: (the job's function,
-        the function taking the argument tuples of all of them)."""
-        return [
-            (self.checkpoint_txn, self.checkpoint_many_txn),
-            (self.create_run_txn, self.create_runs_txn),
-            (self.complete_item_txn, self.complete_items_txn),
-        ]
+        the function taking the argument tuples of all of them). None by default: each
+        job of a group runs on its own in the shared transaction."""
+        return []
 
     @staticmethod
     def _existing_run(tx: Tx, run_id: str) -> Row:
@@ -504,15 +493,6 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
             tx.announce_wake()
         tx.announce_run(run_id)
         return final_status
-
-    def complete_items_txn(
-        self,
-        tx: Tx,
-        calls: Sequence[tuple[Fence, int, Sequence[Checkpoint], ItemState, str | None, str | None]],
-    ) -> Later[list[str | None]]:
-        """:meth:`complete_item_txn` for several items sharing a transaction."""
-        each = [self.complete_item_txn(tx, *call) for call in calls]
-        return Later(lambda: [c.result() if isinstance(c, Later) else c for c in each])
 
     def suspend_txn(
         self,

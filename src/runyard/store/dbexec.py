@@ -349,9 +349,8 @@ class DbExecutor:
 
     def _run_jobs(self, tx: Tx, jobs: list[_Job]) -> dict[int, Any]:
         """Run write ``jobs`` in ``tx``; their results by ``id(job)``. Jobs of one kind
-        that the store merges (checkpoints, new runs, outcomes: ``merged_writes``) go to
-        it in one call per kind, which a backend may turn into one statement (PostgreSQL
-        does)."""
+        that the store merges (``merged_writes``; on PostgreSQL checkpoints, new runs and
+        outcomes, each kind then one statement) go to it in one call per kind."""
         results: dict[int, Any] = {}
         for one, many in self._merged:
             alike = [j for j in jobs if j.fn == one]

@@ -3,7 +3,7 @@ per-key locks for flow control, LISTEN/NOTIFY wake-ups (a hint, never the only p
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -90,6 +90,13 @@ class PostgresStore(Store):
             return [status.get((f.run_id, f.idx)) for f, _, _ in calls]
 
         return Later(statuses)
+
+    def merged_writes(self) -> list[tuple[Callable[..., Any], Callable[..., Later[list[Any]]]]]:
+        return [
+            (self.checkpoint_txn, self.checkpoint_many_txn),
+            (self.create_run_txn, self.create_runs_txn),
+            (self.complete_item_txn, self.complete_items_txn),
+        ]
 
     def create_runs_txn(
         self, tx: Tx, runs: Sequence[tuple[NewRun]]
