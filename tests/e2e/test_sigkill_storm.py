@@ -97,7 +97,7 @@ def test_sigkill_storm_loses_nothing_and_never_reruns_a_checkpointed_step(
     # step body begins, and ``completed_at`` is taken (same host clock) inside the
     # transaction that writes the checkpoint, after the body returned; an execution that
     # begins after that commit is therefore strictly later. No epsilon is needed: bodies
-    # sleep >= 2 ms between their line and the checkpoint.
+    # sleep >= 20 ms between their line and the checkpoint.
     completed = {
         (s.run_id, s.item_idx, s.name): s.completed_at for ss in steps.values() for s in ss
     }
