@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from runyard.errors import RunNotFound
+from runyard.errors import RunNotFound, StoreUnavailable
 from runyard.models import ItemState, NewInput, NewRun
 from runyard.store import Checkpoint, Tx, open_store
-from runyard.store.dbexec import DbExecutor, LockBusy
+from runyard.store.dbexec import DbExecutor, LockBusy, retry_window
 from runyard.store.sqlite import SQLiteStore
 from runyard.store.tx import Later
 
@@ -548,3 +548,44 @@ def test_one_writer_and_on_postgres_a_reader_of_its_own(db_url: str) -> None:
         db.close()
     postgres = store.backend == "postgres"
     assert (read_done, write_done) == (postgres, postgres)
+
+
+def test_a_locked_file_fails_each_job_within_its_window(tmp_path: Path) -> None:
+    """SQLite: while another process holds the write lock, a job fails with
+    StoreUnavailable once its window since submission has passed, not after the
+    connection's 30 s busy timeout; jobs queued together share the wait (a group of ten
+    is not ten windows one after the other); a window set in the context (the server's,
+    per request) wins over the executor's own; and writes succeed once the lock is gone."""
+    url, first, blocker = _with_blocker(tmp_path / "locked.db")
+    first.close()
+    store = open_store(url)
+    db = DbExecutor(store, retry_for_s=30.0)
+
+    def write(tx: Tx, run_id: str) -> str:
+        store.create_run_txn(tx, _new_run(run_id))
+        return run_id
+
+    async def burst(count: int) -> tuple[list[Any], float]:
+        token = retry_window.set(0.5)
+        try:
+            started = time.monotonic()
+            jobs = [db.write(write, f"r{i}") for i in range(count)]
+            results = await asyncio.gather(*jobs, return_exceptions=True)
+            return results, time.monotonic() - started
+        finally:
+            retry_window.reset(token)
+
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        results, took = asyncio.run(burst(10))
+    finally:
+        blocker.execute("ROLLBACK")
+    try:
+        assert all(isinstance(r, StoreUnavailable) for r in results), results
+        assert took < 3, f"ten queued jobs failed after {took:.1f} s"
+        assert asyncio.run(burst(1))[0] == ["r0"]
+        with pytest.raises(RunNotFound):  # nothing refused was written
+            db.read_sync(store.get_run, "r1")
+    finally:
+        db.close()
+        blocker.close()

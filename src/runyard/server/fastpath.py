@@ -29,6 +29,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from ..errors import RunyardError
 from ..schemas import RunCreate
+from ..store.dbexec import retry_window
 from .auth import NOT_JSON, authenticate, strict_json
 from .errors import runyard_error_response, unexpected_error_response
 from .routes.runs import start_run
@@ -47,19 +48,23 @@ class RunyardAPI(FastAPI):
     traced_at = -TRACED_TTL_S
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"] == PATH
-            and scope["method"] == "POST"
-            and not self.root_path
-            and not _traced(self)
-        ):
+        if scope["type"] == "http":
             state = self.state.runyard
             assert isinstance(state, ServerState)
-            rest = await trigger(state, scope, receive, send)
-            if rest is None:
-                return
-            receive = rest
+            # The request's database work fails within the server's window (503), also
+            # where the process's executor has a longer one (a worker's, `runyard dev`).
+            # (Each request runs in a task of its own: this setting ends with it.)
+            retry_window.set(state.settings.db_retry_s)
+            if (
+                scope["path"] == PATH
+                and scope["method"] == "POST"
+                and not self.root_path
+                and not _traced(self)
+            ):
+                rest = await trigger(state, scope, receive, send)
+                if rest is None:
+                    return
+                receive = rest
         await super().__call__(scope, receive, send)
 
 

@@ -63,6 +63,7 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
         pipeline: bool = True,
         durable: bool = True,
         wait: bool = True,
+        lock_wait_s: float | None = None,
     ) -> Iterator[Tx]:
         """A transaction on ``conn``: committed on success, rolled back on error. Write
         transactions are pipelined where the backend can (not for migration scripts).
@@ -72,7 +73,10 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
         visible at once and ordered before every later commit, whose flush takes it along;
         only a power cut or an operating-system crash may undo it (which writes may:
         :mod:`runyard.store.dbexec`). ``wait=False`` (SQLite): fail at once with a
-        transient error instead of waiting for a lock another connection holds."""
+        transient error instead of waiting for a lock another connection holds;
+        ``lock_wait_s`` (SQLite): wait at most this long for the write lock (None: the
+        connection's busy timeout). PostgreSQL waits for row locks as long as it takes: only
+        Runyard's own short transactions hold them."""
 
     @abc.abstractmethod
     def adapt(self, params: Mapping[str, Any]) -> Mapping[str, Any]:

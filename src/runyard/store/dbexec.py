@@ -16,8 +16,11 @@ PostgreSQL reads have a thread and a connection of their own, so that a slow rea
 list, a usage report) never holds up a commit; SQLite has one connection per process.
 
 Transient errors (a lost connection, a deadlock, a busy SQLite file) are retried on a
-fresh connection for ``retry_for_s``; after that the job fails with
-:class:`~runyard.errors.StoreUnavailable` (the API answers 503, never 500).
+fresh connection until the job's deadline, ``retry_for_s`` after it was submitted (or the
+:data:`retry_window` of the context it was submitted from: the server's, per request);
+after that the job fails with :class:`~runyard.errors.StoreUnavailable` (the API answers
+503, never 500). On SQLite the wait for another process's write lock ends at that
+deadline too, not at the connection's 30 s busy timeout.
 
 Claims and lease extensions are written with ``durable=False``: their commit does not
 wait for the disk. Losing one in a power cut or an operating-system crash changes nothing
@@ -49,6 +52,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
@@ -59,6 +63,11 @@ from .tx import Later, settle
 T = TypeVar("T")
 log = logging.getLogger("runyard.store")
 MAX_GROUP = 256
+#: How long a job submitted in this context may take to reach the database before it
+#: fails with StoreUnavailable; None: the executor's ``retry_for_s``. The server sets its
+#: window for each request, so that a process that also runs a worker (``runyard dev``)
+#: answers a client within the server's window while its executions keep their own.
+retry_window: ContextVar[float | None] = ContextVar("runyard_retry_window", default=None)
 
 
 @dataclass(slots=True)
@@ -69,6 +78,7 @@ class _Job:
     future: Future[Any]
     order: str
     durable: bool
+    deadline: float  # time.monotonic(): fail with StoreUnavailable past it
     busy_fails: bool = False
 
 
@@ -145,8 +155,12 @@ class DbExecutor:
             raise RuntimeError("the database executor is closed")
         self._ensure_started()
         fut: Future[T] = Future()
-        self._put(_Job(fn, args, write, fut, order, durable))
+        self._put(_Job(fn, args, write, fut, order, durable, self._deadline()))
         return fut
+
+    def _deadline(self) -> float:
+        window = retry_window.get()
+        return time.monotonic() + (self.retry_for_s if window is None else window)
 
     def _put(self, job: _Job) -> None:
         (self._queue if job.write else self._reads).put(job)
@@ -217,7 +231,8 @@ class DbExecutor:
                 fut: Future[T] = Future()
                 if not self._inline_jobs:
                     loop.call_soon(self._run_inline)
-                self._inline_jobs.append(_Job(fn, args, write, fut, order, durable, busy_fails))
+                job = _Job(fn, args, write, fut, order, durable, self._deadline(), busy_fails)
+                self._inline_jobs.append(job)
                 return fut
         return self.submit(write, fn, *args, order=order, durable=durable)
 
@@ -379,7 +394,10 @@ class DbExecutor:
         try:
             conn = self._connection()
             durable = any(j.durable for j in jobs)
-            with self.store.transaction(conn, write=True, durable=durable) as tx:
+            lock_wait = min(j.deadline for j in jobs) - time.monotonic()
+            with self.store.transaction(
+                conn, write=True, durable=durable, lock_wait_s=max(0.0, lock_wait)
+            ) as tx:
                 results = self._run_jobs(tx, jobs)
         except BaseException as exc:
             # Run each job alone: one bad job must not fail the others.
@@ -392,17 +410,21 @@ class DbExecutor:
             j.future.set_result(results[id(j)])
 
     def _run_one(self, job: _Job) -> None:
-        deadline = time.monotonic() + self.retry_for_s
+        """Run ``job`` alone, retrying transient errors until its deadline (one try at
+        least, without waiting for a lock, if the deadline passed while it queued)."""
         delay = 0.02
         while True:
             try:
                 conn = self._connection()
-                with self.store.transaction(conn, write=job.write, durable=job.durable) as tx:
+                lock_wait = max(0.0, job.deadline - time.monotonic())
+                with self.store.transaction(
+                    conn, write=job.write, durable=job.durable, lock_wait_s=lock_wait
+                ) as tx:
                     (result,) = settle(tx, [job.fn(tx, *job.args)])
             except BaseException as exc:
                 if self.store.is_transient(exc):
                     self._drop_connection()
-                    if time.monotonic() < deadline:
+                    if time.monotonic() < job.deadline:
                         log.warning("database unavailable (%s); retrying", exc)
                         time.sleep(delay)
                         delay = min(delay * 2, 1.0)

@@ -228,6 +228,7 @@ class PostgresStore(Store):
         pipeline: bool = True,
         durable: bool = True,
         wait: bool = True,
+        lock_wait_s: float | None = None,
     ) -> Iterator[Tx]:
         if not write:
             # Under READ COMMITTED every statement takes its own snapshot inside a

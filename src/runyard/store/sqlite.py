@@ -96,6 +96,7 @@ class SQLiteStore(Store):
         pipeline: bool = True,
         durable: bool = True,
         wait: bool = True,
+        lock_wait_s: float | None = None,
     ) -> Iterator[Tx]:
         cur = conn.cursor()
         lax = write and not durable and self.synchronous != "NORMAL"
@@ -109,7 +110,7 @@ class SQLiteStore(Store):
         # locked", ignoring the busy timeout; IMMEDIATE takes the write lock up front.
         try:
             if write and wait:
-                self._begin_immediate(cur)
+                self._begin_immediate(cur, lock_wait_s)
             else:
                 cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except BaseException:
@@ -145,14 +146,17 @@ class SQLiteStore(Store):
         cur.close()
 
     @staticmethod
-    def _begin_immediate(cur: sqlite3.Cursor) -> None:
-        """Take the write lock, retrying every few hundred microseconds for up to the busy
-        timeout. (SQLite's own busy handler sleeps 1, 2, 5, 10 ... ms between tries, so
-        the lock often sits free while every writer sleeps.)"""
+    def _begin_immediate(cur: sqlite3.Cursor, lock_wait_s: float | None) -> None:
+        """Take the write lock, retrying every few hundred microseconds for up to
+        ``lock_wait_s`` (at most the busy timeout; one try at least). (SQLite's own busy
+        handler sleeps 1, 2, 5, 10 ... ms between tries, so the lock often sits free while
+        every writer sleeps.)"""
         cur.execute("PRAGMA busy_timeout = 0")
         try:
             delay = 0.00005
-            deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+            longest = BUSY_TIMEOUT_MS / 1000
+            wait_s = longest if lock_wait_s is None else min(lock_wait_s, longest)
+            deadline = time.monotonic() + wait_s
             while True:
                 try:
                     cur.execute("BEGIN IMMEDIATE")
