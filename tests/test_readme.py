@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import signal
@@ -95,3 +96,39 @@ def test_the_start_command_in_a_fresh_venv_serves_the_examples(tmp_path: Path) -
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+def _variables_read_by_the_code() -> set[str]:
+    """Every ``RUNYARD_*`` name in a string of ``src/`` (docstrings aside: they quote
+    examples), as the code reads it: ``os.environ``, ``envvar=``, settings helpers."""
+    names: set[str] = set()
+    for path in (ROOT / "src").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in docstrings
+            ):
+                names.update(re.findall(r"\bRUNYARD_[A-Z0-9_]*[A-Z0-9]\b", node.value))
+    return names
+
+
+def test_the_configuration_table_lists_every_variable_the_code_reads() -> None:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(RUNYARD_[A-Z0-9_]+)` \|([^|]*)\|([^|]*)\|$", section, re.M)
+    listed = {name for name, _default, meaning in rows if meaning.strip()}
+    read = _variables_read_by_the_code()
+    assert {"RUNYARD_DATABASE_URL", "RUNYARD_PORT", "RUNYARD_RETENTION_DAYS"} <= read
+    assert read - listed == set(), "README's configuration table lacks these (with a meaning)"
+    defaults = {name: default.strip() for name, default, _meaning in rows}
+    assert defaults["RUNYARD_RETENTION_DAYS"] == "`30`"

@@ -37,10 +37,18 @@ from .engine.registry import (
     WorkflowDef,
     make_definition,
 )
-from .errors import InvalidInput, RunFailed, StoreUnavailable, Timeout, WorkflowNotFound
+from .errors import (
+    InvalidInput,
+    NotFound,
+    RunFailed,
+    StoreUnavailable,
+    Timeout,
+    WorkflowNotFound,
+)
 from .models import (
     Attempt,
     Item,
+    LogLine,
     NewInput,
     NewRun,
     Output,
@@ -51,6 +59,7 @@ from .models import (
     Transition,
     Waiter,
 )
+from .schemas import finite
 from .store import RunFilter, Store, open_store
 from .store.dbexec import DbExecutor
 from .store.hub import Hub, Watcher, wait_event
@@ -302,7 +311,10 @@ class Runyard:
     ) -> F | Callable[[F], F]:
         """Register a workflow: ``fn(ctx, input)``, ``async def`` or plain ``def``.
 
-        ``retries`` is the default for its steps; ``timeout`` bounds a run (seconds);
+        ``retries`` (a count, or a :class:`RetryPolicy`) retries the body when it raises
+        (its completed steps replayed; not :class:`~runyard.NonRetryableError`, bad
+        arguments or a timeout) and is the default for its steps; ``timeout`` bounds a
+        run (seconds);
         ``flow_control`` limits its items across all workers; ``on_failure(info)`` runs
         once when a run ends FAILED or CRASHED."""
 
@@ -503,12 +515,13 @@ class Runyard:
                 "sync_mode must be full or incremental",
                 details=[{"field": "sync_mode", "error": "unknown sync mode"}],
             )
-        for field_name, seconds in (("delay", delay), ("timeout", timeout)):
-            if seconds is not None and (not isinstance(seconds, int | float) or seconds < 0):
-                raise InvalidInput(
-                    f"{field_name} must be a number of seconds >= 0",
-                    details=[{"field": field_name, "error": "not >= 0"}],
-                )
+        finite(delay, "delay")
+        finite(timeout, "timeout")
+        not_before_s = finite(
+            not_before.timestamp() if isinstance(not_before, datetime) else not_before,
+            "not_before",
+            minimum=None,
+        )
         if max_results is not None and (
             not isinstance(max_results, int) or not 1 <= max_results <= INT32_MAX
         ):
@@ -573,8 +586,8 @@ class Runyard:
                     raise
                 err = exc.to_dict()
             new_inputs.append(NewInput(input=value, custom_data=cdata, error=err))
+        await self._check_task(task_id, name)
         fc = flow_control or defaults.flow_control
-        not_before_s = not_before.timestamp() if isinstance(not_before, datetime) else not_before
         options: dict[str, Any] = {}
         if retries is not None:
             options["retries"] = retries
@@ -598,6 +611,24 @@ class Runyard:
             max_results=max_results,
             options=options,
         )
+
+    async def _check_task(self, task_id: str | None, workflow: str) -> None:
+        """A run started from a task names a stored task of its own workflow (422 naming
+        ``task_id`` otherwise, before anything is written)."""
+        if task_id is None:
+            return
+        try:
+            task = await self._read(self.store.get_task, task_id, inline=True)
+        except NotFound:
+            raise InvalidInput(
+                f"no task {task_id!r}",
+                details=[{"field": "task_id", "error": "unknown task"}],
+            ) from None
+        if task["workflow"] != workflow:
+            raise InvalidInput(
+                f"task {task_id!r} is a task of workflow {task['workflow']!r}, not {workflow!r}",
+                details=[{"field": "task_id", "error": "a task of another workflow"}],
+            )
 
     def _local_workflow(self, name: str, version: str | None) -> WorkflowDef | None:
         """This process's own definition of ``name``, if it is the version asked for."""
@@ -692,6 +723,24 @@ class Runyard:
     async def outputs(self, run_id: str, *, after: int = 0, limit: int = 100) -> list[Output]:
         await self.get_run(run_id)
         return await self._read(self.store.get_outputs, run_id, after, limit, inline=limit <= 100)
+
+    async def logs(
+        self, run_id: str, *, after: int | None = None, limit: int = 100
+    ) -> list[LogLine]:
+        """The lines the run's workflow logged through ``ctx.logger``, in the order they
+        were written: up to ``limit`` (1-10000) after the line with id ``after``."""
+        if not isinstance(after, int | None) or isinstance(after, bool) or (after or 0) < 0:
+            raise InvalidInput(
+                "after must be a log line id (an integer >= 0)",
+                details=[{"field": "after", "error": "not a log line id"}],
+            )
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
+            raise InvalidInput(
+                "limit must be an integer between 1 and 10000",
+                details=[{"field": "limit", "error": "between 1 and 10000"}],
+            )
+        await self.get_run(run_id)
+        return await self._read(self.store.get_logs, run_id, after or 0, limit, inline=limit <= 100)
 
     async def transitions(self, run_id: str) -> list[Transition]:
         return await self._read(self.store.get_transitions, run_id)
@@ -813,7 +862,11 @@ class Runyard:
         version: str | None = None,
     ) -> RunHandle:
         """A new run that reuses ``run_id``'s checkpoints before ``from_step`` (a position
-        as listed by :meth:`steps`, or a step name) and executes from there."""
+        as listed by :meth:`steps`, from 1 to one past the last, or a step name) and
+        executes from there, with a new ``input`` (validated as a start's) or another
+        registered ``version`` of the workflow if given. A ``new_run_id`` that exists
+        already returns that run (no second run, as for :meth:`start`)."""
+        source = await self.get_run(run_id)
         position = from_step
         if isinstance(from_step, str):
             matches = [s.position for s in await self.steps(run_id) if s.name == from_step]
@@ -823,19 +876,45 @@ class Runyard:
                     details=[{"field": "from_step", "error": "no such step"}],
                 )
             position = min(matches)
-        if not isinstance(position, int) or position < 1:
+        if isinstance(position, bool) or not isinstance(position, int) or position < 1:
             raise InvalidInput(
                 "from_step must be a position >= 1 or a step name",
                 details=[{"field": "from_step", "error": "invalid"}],
             )
-        new_id = check_run_id(new_run_id) if new_run_id else generate_run_id()
-        text = jsonutil.dumps(input, what="input") if input is not None else None
+        new_id = (
+            check_run_id(new_run_id, "new_run_id") if new_run_id is not None else generate_run_id()
+        )
+        text = await self._fork_input(source, input, version)
         _row, created = await self._write(
             self.store.fork_txn, run_id, new_id, position, text, version
         )
         if created:
             self._broadcast.notify_wake()
         return RunHandle(self, new_id, created)
+
+    async def _fork_input(self, source: Run, input: Any, version: str | None) -> str | None:
+        """A fork's new input as stored (None: the source's inputs), checked against the
+        workflow version the fork runs, which must be registered."""
+        if input is None and version is None:
+            return None
+        target = version or source.workflow_version
+        wf = self._local_workflow(source.workflow, target)
+        published = None if wf is not None else await self._published(source.workflow, target)
+        if wf is None and published is None:
+            whose = "" if version is not None else " (the source run's)"
+            raise WorkflowNotFound(
+                f"workflow {source.workflow!r} has no registered version {target!r}{whose}",
+                details=[{"field": "version", "error": "unknown version"}],
+            )
+        if input is None:
+            return None
+        value = jsonutil.to_jsonable(input)
+        text = jsonutil.dumps(value, what="input")
+        if wf is not None:
+            wf.validate_input(value, "input")
+        elif published is not None:
+            validate_against_schema(source.workflow, published[1], value, "input")
+        return text
 
     async def notify(self, event_id: str, data: Any = None) -> list[str]:
         """Store event ``event_id`` and wake the runs waiting for it; their ids."""
@@ -845,6 +924,26 @@ class Runyard:
         if woken:
             self._broadcast.notify_wake()
         return woken
+
+    async def purge(self, older_than_days: float | None = None, *, batch: int = 100) -> int:
+        """Delete the runs that ended more than ``older_than_days`` ago (default
+        ``RUNYARD_RETENTION_DAYS``) with everything they own, ``batch`` runs a transaction
+        (see :mod:`runyard.store.retention`); how many runs were deleted. Runs that have
+        not ended, or still have work to do, are kept."""
+        days = self.settings.retention_days if older_than_days is None else older_than_days
+        finite(days, "older_than_days")
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+            raise InvalidInput(
+                "batch must be an integer >= 1",
+                details=[{"field": "batch", "error": "not an integer >= 1"}],
+            )
+        cutoff = await self._read(self.store.now, inline=True) - days * 86400
+        total = 0
+        while True:
+            n = await self._write(self.store.purge_txn, cutoff, batch, inline=False)
+            total += n
+            if n < batch:
+                return total
 
     # -- workers and the synchronous facade ------------------------------------------------
 
@@ -941,3 +1040,9 @@ class SyncRunyard:
 
     def outputs(self, run_id: str, **kw: Any) -> list[Output]:
         return self._call(self._yard.outputs(run_id, **kw))
+
+    def logs(self, run_id: str, **kw: Any) -> list[LogLine]:
+        return self._call(self._yard.logs(run_id, **kw))
+
+    def purge(self, older_than_days: float | None = None, **kw: Any) -> int:
+        return self._call(self._yard.purge(older_than_days, **kw))

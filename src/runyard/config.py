@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
 from .store import DEFAULT_URL
 
 
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
+def env_number(name: str, default: float, *, integer: bool = False) -> float:
+    """The positive, finite number in environment variable ``name`` (``default`` if unset
+    or empty); a clear ValueError naming the variable otherwise."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
         return default
     try:
-        value = float(raw)
+        value = int(raw) if integer else float(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a number, not {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, not {raw!r}")
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{name} must be {kind}, not {raw!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, not {raw!r}")
     return value
 
 
@@ -31,6 +35,8 @@ class Settings:
     ``RUNYARD_EVENT_LOOKBACK_S`` how far back a new wait sees notified events (300)
     ``RUNYARD_DB_RETRY_S``     how long database errors are retried before giving up (30)
     ``RUNYARD_SQLITE_SYNCHRONOUS`` FULL (default) or NORMAL
+    ``RUNYARD_RETENTION_DAYS`` ended runs older than this are purged (30; a positive
+    number of days, fractions allowed)
     """
 
     database_url: str = DEFAULT_URL
@@ -38,13 +44,15 @@ class Settings:
     poll_s: float = 0.5
     event_lookback_s: float = 300.0
     db_retry_s: float = 30.0
+    retention_days: float = 30.0
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
         return cls(
             database_url=database_url or os.environ.get("RUNYARD_DATABASE_URL") or DEFAULT_URL,
-            lease_s=_float("RUNYARD_LEASE_S", 15.0),
-            poll_s=_float("RUNYARD_POLL_S", 0.5),
-            event_lookback_s=_float("RUNYARD_EVENT_LOOKBACK_S", 300.0),
-            db_retry_s=_float("RUNYARD_DB_RETRY_S", 30.0),
+            lease_s=env_number("RUNYARD_LEASE_S", 15.0),
+            poll_s=env_number("RUNYARD_POLL_S", 0.5),
+            event_lookback_s=env_number("RUNYARD_EVENT_LOOKBACK_S", 300.0),
+            db_retry_s=env_number("RUNYARD_DB_RETRY_S", 30.0),
+            retention_days=env_number("RUNYARD_RETENTION_DAYS", 30.0),
         )

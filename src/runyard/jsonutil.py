@@ -22,19 +22,34 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def _find_nul(value: Any, path: str) -> str | None:
+def unstorable(text: str) -> str | None:
+    """What makes ``text`` impossible to store (PostgreSQL holds no NUL character, and no
+    driver encodes a lone surrogate), or None."""
+    if "\x00" in text:
+        return "a NUL character"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a lone surrogate (not valid Unicode text)"
+    return None
+
+
+def _find_unstorable(value: Any, path: str) -> tuple[str, str] | None:
+    """The path of the first string (or key) in ``value`` that cannot be stored, and why."""
     if isinstance(value, str):
-        return path if "\x00" in value else None
+        problem = unstorable(value)
+        return (path, problem) if problem else None
     if isinstance(value, dict):
         for k, v in value.items():
-            if "\x00" in str(k):
-                return f"{path}.{k!r}"
-            found = _find_nul(v, f"{path}.{k}")
+            if problem := unstorable(str(k)):
+                return f"{path}.{k!r}", problem
+            found = _find_unstorable(v, f"{path}.{k}")
             if found:
                 return found
     elif isinstance(value, list | tuple):
         for i, v in enumerate(value):
-            found = _find_nul(v, f"{path}[{i}]")
+            found = _find_unstorable(v, f"{path}[{i}]")
             if found:
                 return found
     return None
@@ -49,12 +64,14 @@ def dumps(value: Any, *, what: str = "value") -> str:
         raise InvalidInput(
             f"{what} is not JSON: {exc}", details=[{"field": what, "error": str(exc)}]
         ) from None
-    # The encoder escapes NUL as \u0000; confirm on the value itself (a literal
-    # backslash-u0000 in a string is legal and also contains that substring).
-    if "\\u0000" in text and (where := _find_nul(value, what)):
+    # The encoder escapes NUL as \u0000 and keeps lone surrogates; confirm on the value
+    # itself (a literal backslash-u0000 in a string is legal and also contains that
+    # substring).
+    if ("\\u0000" in text or unstorable(text)) and (found := _find_unstorable(value, what)):
+        where, problem = found
         raise InvalidInput(
-            f"{where} contains a NUL character, which cannot be stored",
-            details=[{"field": where, "error": "NUL character in string"}],
+            f"{where} contains {problem}, which cannot be stored",
+            details=[{"field": where, "error": f"{problem} in string"}],
         )
     return text
 

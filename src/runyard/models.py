@@ -171,6 +171,21 @@ class Output:
 
 
 @dataclass(frozen=True, slots=True)
+class LogLine:
+    """A line a workflow logged through ``ctx.logger``: which item, iteration and attempt
+    (the item's execution count) wrote it."""
+
+    id: int
+    run_id: str
+    item_idx: int
+    iteration: int
+    attempt: int
+    level: str
+    message: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
     run_id: str
     from_status: str | None

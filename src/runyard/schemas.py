@@ -8,12 +8,14 @@ silently.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .models import Attempt, Item, Output, Run, RunStatus, StepRecord, Transition, Waiter
+from .errors import InvalidInput
+from .models import Attempt, Item, LogLine, Output, Run, RunStatus, StepRecord, Transition, Waiter
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+=\-]{0,199}$"
 Scope = Literal["read", "write", "admin"]
@@ -26,6 +28,32 @@ def ts(value: float | None) -> datetime | None: ...
 def ts(value: float | None) -> datetime | None:
     """Seconds since the epoch as an aware UTC datetime."""
     return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def finite(value: Any, field: str, *, minimum: float | None = 0.0, exclusive: bool = False) -> Any:
+    """``value`` (None, or a number: seconds, or a time in seconds since the epoch) if
+    it is a finite number not below ``minimum`` (above it, when ``exclusive``); else
+    :class:`InvalidInput` naming ``field``. NaN and the infinities pass comparisons
+    (``nan < 0`` is false), so every duration and time the API takes goes through here;
+    on the wire, models say the same with ``allow_inf_nan=False``."""
+    if value is None:
+        return None
+    try:
+        ok = not isinstance(value, bool) and math.isfinite(value)
+    except (TypeError, OverflowError):  # not a number; an int too large for a float
+        ok = False
+    if not ok:
+        raise InvalidInput(
+            f"{field} must be a finite number, not {value!r}",
+            details=[{"field": field, "error": "not a finite number"}],
+        )
+    if minimum is not None and (value <= minimum if exclusive else value < minimum):
+        op = ">" if exclusive else ">="
+        raise InvalidInput(
+            f"{field} must be a number {op} {minimum:g}",
+            details=[{"field": field, "error": f"not {op} {minimum:g}"}],
+        )
+    return value
 
 
 class _In(BaseModel):
@@ -81,7 +109,7 @@ class FlowControlIn(_In):
     key: str = Field(min_length=1, max_length=200)
     parallelism: int | None = Field(default=None, ge=1)
     rate: int | None = Field(default=None, ge=1)
-    period: float = Field(default=1.0, gt=0)
+    period: float = Field(default=1.0, gt=0, allow_inf_nan=False)
 
 
 class InputIn(_In):
@@ -94,7 +122,9 @@ class RunOptions(_In):
 
     flow_control: FlowControlIn | None = None
     retries: int | None = Field(default=None, ge=0, le=100)
-    timeout: float | None = Field(default=None, gt=0, description="Run timeout, seconds")
+    timeout: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="Run timeout, seconds"
+    )
     priority: int | None = Field(default=None, ge=-1000, le=1000)
     sync_mode: Literal["full", "incremental"] | None = None
     max_results: int | None = Field(default=None, ge=1)
@@ -110,13 +140,14 @@ class RunCreate(RunOptions):
     inputs: list[InputIn] | None = Field(default=None, min_length=1, max_length=10_000)
     mode: Literal["async", "live"] = "async"
     run_id: str | None = Field(default=None, pattern=RUN_ID_PATTERN)
-    delay: float | None = Field(default=None, ge=0, le=366 * 86400)
+    delay: float | None = Field(default=None, ge=0, le=366 * 86400, allow_inf_nan=False)
     not_before: datetime | None = None
     task_id: str | None = Field(default=None, max_length=200)
     wait_timeout: float | None = Field(
         default=None,
         gt=0,
         le=300,
+        allow_inf_nan=False,
         description="live mode: how long to wait for the result before answering 202 "
         "(default 30 s)",
     )
@@ -232,6 +263,37 @@ class OutputOut(BaseModel):
 class OutputPage(BaseModel):
     items: list[OutputOut]
     next_cursor: str | None = None
+
+
+class LogOut(BaseModel):
+    """A line the workflow logged (``ctx.logger``)."""
+
+    id: int
+    item: int
+    iteration: int
+    attempt: int = Field(description="The item's execution that wrote it (1 for the first)")
+    level: str
+    message: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, line: LogLine) -> LogOut:
+        return cls(
+            id=line.id,
+            item=line.item_idx,
+            iteration=line.iteration,
+            attempt=line.attempt,
+            level=line.level,
+            message=line.message,
+            created_at=ts(line.created_at),
+        )
+
+
+class LogPage(BaseModel):
+    items: list[LogOut]
+    next_cursor: str | None = Field(
+        None, description="Pass as `after` for the next page (also in `X-Pagination-Next`)"
+    )
 
 
 class LiveRunOut(BaseModel):
@@ -430,7 +492,7 @@ class TaskExecute(RunOptions):
     inputs: list[InputIn] | None = Field(default=None, min_length=1)
     mode: Literal["async", "live"] = "async"
     run_id: str | None = Field(default=None, pattern=RUN_ID_PATTERN)
-    wait_timeout: float | None = Field(default=None, gt=0, le=300)
+    wait_timeout: float | None = Field(default=None, gt=0, le=300, allow_inf_nan=False)
 
 
 # -- events, usage, health ------------------------------------------------------------------
@@ -446,10 +508,14 @@ class Notified(BaseModel):
 
 
 class WaiterOut(BaseModel):
-    run_id: str
-    item: int
-    since: datetime
-    deadline: datetime | None = None
+    """A run waiting for the event (``ctx.wait_for_event``)."""
+
+    run_id: str = Field(description="The run that waits")
+    item: int = Field(description="The item of the run that waits (its index in /queue)")
+    since: datetime = Field(description="When the wait began")
+    deadline: datetime | None = Field(
+        default=None, description="When the wait times out (absent: it has no timeout)"
+    )
 
     @classmethod
     def of(cls, w: Waiter) -> WaiterOut:

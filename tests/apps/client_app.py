@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from runyard import Context, NonRetryableError, Runyard
+from runyard import Context, NonRetryableError, Runyard, SyncContext
 
 yard = Runyard()
 
@@ -63,6 +63,15 @@ async def boom(ctx: Context, message: str) -> None:
 
 def _explode(message: str) -> None:
     raise NonRetryableError(message)
+
+
+@yard.workflow
+def chatty(ctx: SyncContext, n: int) -> int:
+    """Logs ``n`` lines from a thread (a plain ``def``), the last just before it returns."""
+    for i in range(n):
+        ctx.logger.info("line %d of %d", i, n)
+    ctx.logger.warning("done")
+    return n
 
 
 @yard.workflow

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
+import subprocess
+import sys
+import time
+
+import httpx
 
 from runyard.client import Client, Unauthorized
 from tests.cli.conftest import runyard
-from tests.client.support import Served, free_port
+from tests.client.support import Served, cli_env, free_port
+from tests.conftest import ROOT
 
 
 def test_run_wait_json_prints_the_run(served: Served, api_env: dict[str, str]) -> None:
@@ -172,3 +179,39 @@ def test_errors_are_one_line_and_non_zero(served: Served, api_env: dict[str, str
 
     missing = runyard("runs", "show", "no-such-run", env=api_env)
     assert missing.returncode == 1 and missing.stderr.startswith("error: ")
+
+
+def _serves_on(port: int, db_url: str, *args: str, **env: str) -> bool:
+    """Whether ``runyard server ARGS`` (with ``env``) answers /healthz on ``port``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runyard", "server", *args, "--log-level", "warning"],
+        env=cli_env(RUNYARD_DATABASE_URL=db_url, **env),
+        cwd=str(ROOT),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(httpx.TransportError):
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            time.sleep(0.1)
+        return False
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_server_takes_host_and_port_from_the_environment(db_url: str) -> None:
+    port = free_port()
+    assert _serves_on(port, db_url, RUNYARD_HOST="127.0.0.1", RUNYARD_PORT=str(port))
+    # A flag wins over the variable.
+    flag_port, env_port = free_port(), free_port()
+    assert _serves_on(flag_port, db_url, "--port", str(flag_port), RUNYARD_PORT=str(env_port))
+    assert "RUNYARD_PORT" in runyard("server", "--help").stdout
+
+
+def test_runs_queue_explains_history() -> None:
+    shown = " ".join(runyard("runs", "queue", "--help").stdout.replace("│", " ").split())
+    assert "--history" in shown
+    assert "queued and processing" in shown and "completed, failed" in shown

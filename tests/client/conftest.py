@@ -9,7 +9,7 @@ import pytest
 from tests.client.support import Served, serve
 from tests.conftest import BACKENDS
 
-APP_WORKFLOWS = {"emit_many", "listed", "nap", "order", "boom", "waiter"}
+APP_WORKFLOWS = {"emit_many", "listed", "nap", "order", "boom", "waiter", "chatty"}
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -1,5 +1,6 @@
 """Retries with backoff on 429 and 503 (honouring ``Retry-After``) and on connection
-errors, against a real HTTP server process on loopback that answers from a script."""
+errors, against a real HTTP server process on loopback that answers from a script; and
+``wait_for_completion`` waiting out a real server too busy for its long-polls."""
 
 from __future__ import annotations
 
@@ -7,17 +8,19 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from runyard import CapacityExceeded, StoreUnavailable
+from runyard import CapacityExceeded, StoreUnavailable, Timeout, keys
 from runyard.client import AsyncClient, Client, ServerUnreachable
-from tests.client.support import cli_env, free_port
-from tests.conftest import ROOT
+from tests.client.support import ServerProcess, cli_env, free_port, wait_published
+from tests.conftest import ROOT, WorkerProcess
 
 HEALTH = {"status": "ok", "database": "sqlite", "version": "0.1.0"}
 UNAVAILABLE = {"error": {"code": "store_unavailable", "message": "db away", "details": None}}
@@ -143,3 +146,128 @@ def test_async_client_retries(stub: Stub) -> None:
 
     asyncio.run(main())
     assert len(requests_seen(url)) == 2
+
+
+def test_wait_for_completion_waits_out_503_on_the_long_poll(stub: Stub) -> None:
+    # More 503s (no Retry-After: a backoff) than max_retries, then the run's status and
+    # its end: the wait goes on through all of them.
+    status = {"id": "r1", "status": "RUNNING", "terminal": False, "updated_at": RUN["updated_at"]}
+    done = {**RUN, "status": "SUCCEEDED", "result": 7}
+    url = stub([[503, {}, UNAVAILABLE]] * 3 + [[202, {}, status], [200, {}, done]])
+    with Client(url, "k", max_retries=0, backoff_s=0.01) as client:
+        assert client.wait_for_completion("r1", timeout=30).result == 7
+    seen = requests_seen(url)
+    assert [r["path"].split("?")[0] for r in seen] == ["/v1/runs/r1/result"] * 5
+
+    async def main() -> None:
+        async with AsyncClient(url, "k", max_retries=0, backoff_s=0.01) as client:
+            assert (await client.wait_for_completion("r1", timeout=30)).result == 7
+
+    url = stub([[503, {}, UNAVAILABLE]] * 3 + [[200, {}, done]])
+    asyncio.run(main())
+    assert len(requests_seen(url)) == 4
+
+    # Refused until its timeout, even a Retry-After longer than it: Timeout, on time.
+    url = stub([[503, {"Retry-After": "30"}, UNAVAILABLE]])
+    started = time.monotonic()
+    with Client(url, "k", max_retries=0) as client, pytest.raises(Timeout) as info:
+        client.wait_for_completion("r1", timeout=1)
+    assert 1 <= time.monotonic() - started < 3
+    assert info.value.details == {"run_id": "r1", "status": None, "refused": "store_unavailable"}
+    assert isinstance(info.value.__cause__, StoreUnavailable)
+
+
+@pytest.fixture
+def busy_server(db_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
+    """A real server that serves one live wait at a time (the next gets 429 with
+    ``Retry-After``), with a real worker serving tests.apps.client_app."""
+    server = ServerProcess(
+        db_url, tmp_path / "server.log", keys.generate(), RUNYARD_LIVE_CAPACITY="1"
+    )
+    worker = WorkerProcess("tests.apps.client_app:yard", db_url, log=tmp_path / "worker.log")
+    try:
+        worker.start()
+        server.start()
+        wait_published(server.url, server.api_key, {"waiter"})
+        yield server
+    finally:
+        server.stop()
+        worker.terminate(timeout=15)
+
+
+def _hold_the_live_slot(server: ServerProcess, run_id: str) -> threading.Thread:
+    """A long-poll of ``run_id``'s result that takes the server's only live slot (until
+    the run ends); returns once other waits are refused with 429."""
+    headers = {"x-api-key": server.api_key}
+    url = f"{server.url}/v1/runs/{run_id}/result"
+
+    def hold() -> None:
+        # (refused while a probe below holds the slot for its tenth of a second)
+        while (
+            httpx.get(url, params={"timeout": 60}, headers=headers, timeout=70).status_code == 429
+        ):
+            time.sleep(0.01)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    deadline = time.monotonic() + 10
+    while httpx.get(url, params={"timeout": 0.1}, headers=headers).status_code != 429:
+        assert time.monotonic() < deadline, "the holder never took the live slot"
+    return holder
+
+
+def _notify_later(server: ServerProcess, event_id: str, after_s: float) -> threading.Timer:
+    timer = threading.Timer(
+        after_s,
+        httpx.post,
+        args=(f"{server.url}/v1/events/{event_id}",),
+        kwargs={"json": {"data": event_id}, "headers": {"x-api-key": server.api_key}},
+    )
+    timer.start()
+    return timer
+
+
+def test_wait_for_completion_waits_out_429_on_the_long_poll(busy_server: ServerProcess) -> None:
+    # Every long-poll is refused (429, Retry-After 1) while another wait holds the only
+    # live slot: more refusals than max_retries, and yet the wait goes on until the run
+    # ends, or ends with Timeout (not CapacityExceeded) at its own timeout.
+    server = busy_server
+    with Client(server.url, server.api_key, max_retries=1, backoff_s=0.01) as client:
+        for name in ("sync", "sync-late", "async", "async-late"):
+            client.start_run("waiter", f"go-{name}", run_id=f"w-{name}")
+
+        holder = _hold_the_live_slot(server, "w-sync")
+        timer = _notify_later(server, "go-sync", 2.5)
+        started = time.monotonic()
+        run = client.wait_for_completion("w-sync", timeout=30)
+        assert run.status == "SUCCEEDED" and run.result == "go-sync"
+        assert time.monotonic() - started >= 2.0  # it was refused until the run ended
+        timer.join()
+        holder.join(30)
+
+        holder = _hold_the_live_slot(server, "w-sync-late")
+        started = time.monotonic()
+        with pytest.raises(Timeout) as info:
+            client.wait_for_completion("w-sync-late", timeout=2.5)
+        assert 2.4 <= time.monotonic() - started < 5  # its own timeout
+        assert info.value.details["run_id"] == "w-sync-late"
+        _notify_later(server, "go-sync-late", 0).join()
+        holder.join(30)
+
+    async def main() -> None:
+        async with AsyncClient(server.url, server.api_key, max_retries=1) as client:
+            holder = _hold_the_live_slot(server, "w-async")
+            timer = _notify_later(server, "go-async", 2.5)
+            run = await client.wait_for_completion("w-async", timeout=30)
+            assert run.status == "SUCCEEDED" and run.result == "go-async"
+            timer.join()
+            holder.join(30)
+
+            holder = _hold_the_live_slot(server, "w-async-late")
+            with pytest.raises(Timeout) as info:
+                await client.wait_for_completion("w-async-late", timeout=1.5)
+            assert info.value.details["run_id"] == "w-async-late"
+            _notify_later(server, "go-async-late", 0).join()
+            holder.join(30)
+
+    asyncio.run(main())

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import psycopg
 import pytest
 
-from runyard import Context, IllegalTransition, RunNotFound, RunStatus, Runyard
+from runyard import (
+    Context,
+    IllegalTransition,
+    InvalidInput,
+    RunNotFound,
+    RunStatus,
+    Runyard,
+    RunyardError,
+    WorkflowNotFound,
+)
 from tests.conftest import running_worker, wait_until
 
 
@@ -84,6 +95,73 @@ def test_a_worker_checks_no_run_for_its_own_outcomes(
             await wait_until(lambda: [h.id] in checks, 5)
 
     asyncio.run(main())
+
+
+def _end_run_uncommitted(yard: Runyard, db_url: str, run_id: str) -> Any:
+    """A connection in a transaction that has written ``run_id``'s outcome (SUCCEEDED)
+    as a worker does, not committed yet: commit or roll back on the returned connection."""
+    if db_url.startswith("sqlite"):
+        lite = yard.store.connect()
+        lite.execute("BEGIN IMMEDIATE")
+        lite.execute("UPDATE items SET state = 'completed' WHERE run_id = ?", (run_id,))
+        lite.execute(
+            "UPDATE runs SET status = 'SUCCEEDED', finished_at = ? WHERE id = ?",
+            (time.time(), run_id),
+        )
+        return lite
+    conn = psycopg.connect(db_url)
+    conn.execute("UPDATE items SET state = 'completed' WHERE run_id = %s", (run_id,))
+    conn.execute(
+        "UPDATE runs SET status = 'SUCCEEDED', finished_at = extract(epoch FROM now()) "
+        "WHERE id = %s",
+        (run_id,),
+    )
+    return conn
+
+
+def _someone_waits_for_a_lock(db_url: str) -> bool:
+    if db_url.startswith("sqlite"):
+        return True  # (a writer waiting for SQLite's lock shows nowhere: the caller sleeps)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+        return row is not None and row[0] > 0
+
+
+@pytest.mark.parametrize("action", ["cancel", "pause"])
+def test_a_control_action_racing_an_outcome_never_overwrites_it(
+    yard: Runyard, db_url: str, action: str
+) -> None:
+    """A cancel (or pause) that selects a run while a worker is writing its outcome waits
+    for that write and then sees the run ended: it is refused and the run stays
+    SUCCEEDED (never a SUCCEEDED run turned CANCELED)."""
+
+    @yard.workflow
+    async def quick(ctx: Context) -> str:
+        return "done"
+
+    h = yard.sync.start("quick")
+    yard.sync.get_run(h.id)  # (the yard's connections are open before the lock is taken)
+    holder = _end_run_uncommitted(yard, db_url, h.id)
+    pool = ThreadPoolExecutor(1)
+    try:
+        attempt = pool.submit(getattr(yard.sync, action), h.id)
+        deadline = time.monotonic() + 10
+        while not _someone_waits_for_a_lock(db_url):
+            assert time.monotonic() < deadline, f"the {action} never waited for the lock"
+            time.sleep(0.02)
+        time.sleep(0.3)
+        assert not attempt.done(), attempt.result()
+        holder.commit()
+        with pytest.raises(IllegalTransition, match="it is SUCCEEDED"):
+            attempt.result(timeout=30)
+    finally:
+        holder.close()  # (rolls back what a failed test left uncommitted)
+        pool.shutdown()
+    run = yard.sync.get_run(h.id)
+    assert run.status is RunStatus.SUCCEEDED and run.error is None
 
 
 def test_bulk_cancel_by_ids_workflow_prefix_and_all(yard: Runyard) -> None:
@@ -211,6 +289,93 @@ def test_fork_from_step_3_reruns_steps_3_onward(yard: Runyard) -> None:
             assert (await f2.get()).parent_id == h.id
 
     asyncio.run(main())
+
+
+def _register_five(yard: Runyard) -> None:
+    @yard.workflow
+    async def five(ctx: Context, x: int) -> list[str]:
+        return [await ctx.step(f"s{i}", lambda i=i: f"s{i}{x}") for i in range(1, 6)]
+
+
+def test_fork_refuses_bad_arguments_and_writes_nothing(yard: Runyard) -> None:
+    """A new input is validated as a start's is, a version must exist, and from_step
+    must be a recorded step or the one after the last; each refusal names its field and
+    creates no run."""
+    _register_five(yard)
+
+    async def refused(exc: type[RunyardError], field: str, from_step: Any, **kw: Any) -> None:
+        kw.setdefault("new_run_id", "refused")
+        with pytest.raises(exc) as info:
+            await yard.fork("src", from_step, **kw)
+        assert field in [d["field"] for d in info.value.details], info.value
+
+    async def main() -> None:
+        async with running_worker(yard):
+            h = await yard.start("five", 1, run_id="src")
+            assert await h.result(timeout=20) == ["s11", "s21", "s31", "s41", "s51"]
+        await refused(InvalidInput, "input", 2, input="not a number")
+        await refused(InvalidInput, "input", 2, input={"x": 1})
+        await refused(WorkflowNotFound, "version", 2, version="no-such-version")
+        await refused(WorkflowNotFound, "version", 2, version="no-such-version", input=3)
+        for bad in (0, -1, 7, 2**40, True, 2.0, "no-such-step"):
+            await refused(InvalidInput, "from_step", bad)
+        await refused(InvalidInput, "new_run_id", 2, new_run_id="")
+        with pytest.raises(RunNotFound):
+            await yard.fork("no-such-run", 1)
+        assert [r.id for r in (await yard.list_runs()).items] == ["src"]
+        # The step after the last one is a fork that reuses every checkpoint.
+        f = await yard.fork("src", 6, input=2)
+        async with running_worker(yard):
+            assert await f.result(timeout=20) == ["s11", "s21", "s31", "s41", "s51"]
+
+    asyncio.run(main())
+
+
+def test_a_fork_with_an_existing_run_id_returns_that_run(yard: Runyard) -> None:
+    """Idempotent like a start: forking again with the same run id returns the run the
+    first fork made, even while that fork's transaction is still open (concurrent forks
+    with one id give one run, and no error)."""
+    _register_five(yard)
+
+    async def main() -> None:
+        async with running_worker(yard):
+            h = await yard.start("five", 1, run_id="src")
+            await h.result(timeout=20)
+        first = await yard.fork("src", 3, new_run_id="fork-a")
+        again = await yard.fork("src", 2, new_run_id="fork-a", input=5)
+        assert first.created and not again.created and again.id == "fork-a"
+        assert (await again.get()).parent_id == "src"
+        # An id taken by a run that is no fork at all is that run, as for a start.
+        assert not (await yard.fork("src", 1, new_run_id="src")).created
+
+    asyncio.run(main())
+    # Another connection's fork with the same id, not committed yet: this one waits
+    # for it and returns its run.
+    st = yard.store
+    conn = st.connect()
+    pool = ThreadPoolExecutor(1)
+    held = st.transaction(conn, write=True, pipeline=False)
+    try:
+        tx = held.__enter__()
+        _, created = st.fork_txn(tx, "src", "fork-b", 2, None, None)
+        assert created
+        attempt = pool.submit(yard.sync.fork, "src", 4, new_run_id="fork-b")
+        deadline = time.monotonic() + 10
+        while not _someone_waits_for_a_lock(yard.settings.database_url):
+            assert time.monotonic() < deadline, "the fork never waited for the lock"
+            time.sleep(0.02)
+        time.sleep(0.3)
+        assert not attempt.done(), attempt.result()
+        held.__exit__(None, None, None)
+        forked = attempt.result(timeout=30)
+        assert forked.id == "fork-b" and not forked.created
+    finally:
+        pool.shutdown()
+        st.close_connection(conn)
+    run = yard.sync.get_run("fork-b")
+    assert run.parent_id == "src"
+    assert [s.name for s in yard.sync.steps("fork-b")] == ["s1"]  # the first fork's
+    assert len(yard.sync.list_runs(limit=100).items) == 3
 
 
 def test_continue_runs_the_next_incremental_iteration(yard: Runyard) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
-from runyard import Context, InvalidInput, RunStatus, Runyard
+import pytest
+
+from runyard import Context, InvalidInput, RunStatus, Runyard, SyncContext
 from tests.conftest import running_worker, wait_until
 
 
@@ -77,6 +80,70 @@ def test_wait_times_out(yard: Runyard) -> None:
         async with running_worker(yard):
             h = await yard.start("approval", 0.5)
             assert await h.result(timeout=20) == {"data": None, "timed_out": True, "event_id": None}
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("how", ["async", "sync"])
+def test_the_runs_timeout_ends_a_longer_event_wait(yard: Runyard, how: str) -> None:
+    """A run with timeout=1 waiting for an event with timeout=60 ends FAILED with the
+    run-timeout error at about 1 s; the wait is not answered "timed out" to the workflow,
+    and the run waits for the event no more."""
+    after_wait: list[object] = []
+
+    @yard.workflow(timeout=1)
+    async def impatient(ctx: Context) -> None:
+        ev = await ctx.wait_for_event("approve", f"approve:{ctx.run_id}", timeout=60)
+        after_wait.append(ev)
+
+    @yard.workflow(timeout=1)
+    def impatient_sync(ctx: SyncContext) -> None:
+        ev = ctx.wait_for_event("approve", f"approve:{ctx.run_id}", timeout=60)
+        after_wait.append(ev)
+
+    async def main() -> None:
+        async with running_worker(yard):
+            t0 = time.monotonic()
+            h = await yard.start("impatient" if how == "async" else "impatient_sync")
+            run = await h.wait(timeout=30)
+            elapsed = time.monotonic() - t0
+        assert run.status is RunStatus.FAILED, run.error
+        assert run.error["code"] == "timeout", run.error
+        assert elapsed < 10, f"the run ended after {elapsed:.1f} s"
+        assert after_wait == []
+        assert await yard.waiters(f"approve:{h.id}") == []
+        assert await yard.notify(f"approve:{h.id}", "too late") == []
+
+    asyncio.run(main())
+
+
+def test_the_runs_timeout_ends_a_longer_sleep(yard: Runyard) -> None:
+    @yard.workflow(timeout=1)
+    async def sleepy(ctx: Context) -> None:
+        await ctx.sleep("nap", 60)
+
+    async def main() -> None:
+        async with running_worker(yard):
+            t0 = time.monotonic()
+            h = await yard.start("sleepy")
+            run = await h.wait(timeout=30)
+            elapsed = time.monotonic() - t0
+        assert run.status is RunStatus.FAILED and run.error["code"] == "timeout", run.error
+        assert elapsed < 10, f"the run ended after {elapsed:.1f} s"
+
+    asyncio.run(main())
+
+
+def test_an_event_wait_shorter_than_the_runs_timeout_still_times_out(yard: Runyard) -> None:
+    @yard.workflow(timeout=30)
+    async def patient(ctx: Context) -> bool:
+        ev = await ctx.wait_for_event("approve", f"approve:{ctx.run_id}", timeout=0.5)
+        return ev.timed_out
+
+    async def main() -> None:
+        async with running_worker(yard):
+            h = await yard.start("patient")
+            assert await h.result(timeout=20) is True
 
     asyncio.run(main())
 

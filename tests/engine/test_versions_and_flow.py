@@ -9,6 +9,7 @@ import time
 from pydantic import BaseModel
 
 from runyard import Context, FlowControl, InvalidInput, RunStatus, Runyard
+from runyard.store import Tx
 from tests.conftest import make_yard, running_worker, wait_until
 
 
@@ -66,6 +67,42 @@ def test_flow_control_given_with_the_trigger(yard: Runyard) -> None:
             for h in handles:
                 assert (await h.wait(timeout=30)).status is RunStatus.SUCCEEDED
         spans.sort()
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            assert start >= end - 0.005, "two runs of a parallelism=1 key overlapped"
+
+    asyncio.run(main())
+
+
+def test_a_trigger_naming_a_key_without_limits_keeps_its_limits(yard: Runyard) -> None:
+    """A trigger that names a flow-control key but gives no limits uses the key as it is:
+    the limits stored for it (by an earlier trigger here) stay, and are enforced."""
+    spans: list[tuple[float, float]] = []
+
+    async def call() -> None:
+        start = time.monotonic()
+        await asyncio.sleep(0.1)
+        spans.append((start, time.monotonic()))
+
+    @yard.workflow
+    async def hit_shared(ctx: Context) -> None:
+        await ctx.step("call", call)
+
+    def stored(tx: Tx) -> tuple[object, ...]:
+        row = tx.q1("lock_flow_key", {"key": "shared"})
+        assert row is not None
+        return row["parallelism"], row["rate"], row["period_s"]
+
+    async def main() -> None:
+        limited = FlowControl(key="shared", parallelism=1, rate=100, period=2)
+        handles = [await yard.start("hit_shared", flow_control=limited)]
+        for _ in range(4):
+            handles.append(await yard.start("hit_shared", flow_control=FlowControl(key="shared")))
+        assert await yard.db.write(stored) == (1, 100, 2.0)
+        async with running_worker(yard, concurrency=8):
+            for h in handles:
+                assert (await h.wait(timeout=30)).status is RunStatus.SUCCEEDED
+        spans.sort()
+        assert len(spans) == 5
         for (_, end), (start, _) in itertools.pairwise(spans):
             assert start >= end - 0.005, "two runs of a parallelism=1 key overlapped"
 

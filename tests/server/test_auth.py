@@ -108,3 +108,36 @@ def test_the_dev_key_from_the_environment_is_admin(
         assert dev.post("/v1/runs/cancel", json={"all": True}).status_code == 200
     with client(server, "dev-secret-kez") as wrong:
         assert wrong.get("/v1/workflows").status_code == 401
+
+
+def test_an_issued_key_as_the_server_key_keeps_its_scopes_and_revocation(
+    db_url: str, server_factory: Any, api_keys: Keys
+) -> None:
+    # RUNYARD_API_KEY set to a key from `runyard keys create` is that key, not an admin
+    # key: its stored scopes apply, and so does its revocation.
+    server = server_factory(RUNYARD_API_KEY=api_keys.read)
+    with client(server, api_keys.read) as reader:
+        assert reader.get("/v1/workflows").status_code == 200
+        r = reader.post("/v1/runs/cancel", json={"all": True})
+        assert r.status_code == 403 and r.json()["error"]["details"]["granted"] == ["read"]
+        assert reader.post("/v1/events/e1", json={}).status_code == 403
+        ex = DbExecutor(open_store(db_url))
+        try:
+            ex.write_sync(ex.store.revoke_api_key_txn, api_keys.ids["read"])
+        finally:
+            ex.close()
+        assert reader.get("/v1/workflows").status_code == 401
+    server.stop()
+
+    # Revoked before the server starts: refused from the first request.
+    server = server_factory(RUNYARD_API_KEY=api_keys.read)
+    with client(server, api_keys.read) as revoked:
+        assert revoked.get("/v1/workflows").status_code == 401
+    server.stop()
+
+    # A well-formed key the store does not know is the server's own admin key.
+    own = keys.generate()
+    server = server_factory(RUNYARD_API_KEY=own)
+    with client(server, own) as admin:
+        assert admin.post("/v1/runs/cancel", json={"all": True}).status_code == 200
+        assert admin.get("/v1/workflows").status_code == 200

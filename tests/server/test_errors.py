@@ -101,3 +101,89 @@ def test_error_shape_and_bad_input(
             f"/v1/runs/{r.json()['id']}/queue", params={"include_history": True}
         ).json()
         assert [i["state"] for i in history["items"]] == ["queued", "discarded"]
+
+
+def test_durations_and_times_must_be_finite_numbers(
+    db_url: str, server_factory: ServerFactory, api_keys: Keys
+) -> None:
+    # Python's json reads NaN and Infinity (JSON has neither) and 1e999 as infinity:
+    # each is 422 naming its field, on the direct path of POST /v1/runs and its route.
+    publish_without_worker(db_url)
+    server = server_factory()
+    with client(server, api_keys.write) as api:
+        for field, raw in [
+            ("delay", b'"delay": NaN'),
+            ("delay", b'"delay": Infinity'),
+            ("timeout", b'"timeout": Infinity'),
+            ("timeout", b'"timeout": -Infinity'),
+            ("timeout", b'"timeout": 1e999'),
+            ("wait_timeout", b'"mode": "live", "wait_timeout": NaN'),
+            ("not_before", b'"not_before": NaN'),
+            ("flow_control.period", b'"flow_control": {"key": "k", "rate": 1, "period": Infinity}'),
+        ]:
+            body = b'{"workflow": "greet", "input": {"name": "a"}, "run_id": "nan-1", ' + raw + b"}"
+            for params in (None, {"via": "route"}):
+                r = api.post(
+                    "/v1/runs",
+                    content=body,
+                    params=params,
+                    headers={"content-type": "application/json"},
+                )
+                assert r.status_code == 422, (raw, r.text)
+                error = r.json()["error"]
+                assert [d["field"] for d in error["details"]] == [field], (raw, error)
+                assert error["details"][0]["error"] == "not a finite number"
+                assert field in error["message"]
+        assert api.get("/v1/runs/nan-1").status_code == 404  # nothing written
+
+        # The same in a task's options, its update and its execution, and a fork.
+        r = api.post("/v1/tasks", json={"workflow": "greet", "id": "t1", "input": {"name": "a"}})
+        assert r.status_code == 201, r.text
+        for method, path, raw, field in [
+            (
+                "POST",
+                "/v1/tasks",
+                b'{"workflow": "greet", "options": {"timeout": NaN}}',
+                "options.timeout",
+            ),
+            ("PATCH", "/v1/tasks/t1", b'{"options": {"timeout": Infinity}}', "options.timeout"),
+            ("POST", "/v1/tasks/t1/execute", b'{"timeout": NaN}', "timeout"),
+            ("POST", "/v1/tasks/t1/execute", b'{"wait_timeout": Infinity}', "wait_timeout"),
+            ("POST", "/v1/runs/x/fork", b'{"from_step": NaN}', "from_step"),
+        ]:
+            r = api.request(method, path, content=raw, headers={"content-type": "application/json"})
+            assert r.status_code == 422, (path, raw, r.text)
+            assert [d["field"] for d in r.json()["error"]["details"]] == [field], r.text
+        assert api.get("/v1/tasks/t1").json()["options"] == {}
+        assert api.get("/v1/runs").json()["items"] == []
+
+        # A long-poll's timeout in the query.
+        run = api.post("/v1/runs", json={"workflow": "greet", "input": {"name": "a"}}).json()
+        for value in ("nan", "inf", "-inf"):
+            r = api.get(f"/v1/runs/{run['id']}/result", params={"timeout": value})
+            assert r.status_code == 422, (value, r.text)
+            assert [d["field"] for d in r.json()["error"]["details"]] == ["timeout"], r.text
+
+
+def test_a_task_id_must_name_a_task_of_the_run_s_workflow(
+    db_url: str, server_factory: ServerFactory, api_keys: Keys
+) -> None:
+    publish_without_worker(db_url)
+    server = server_factory()
+    with client(server, api_keys.write) as api:
+        r = api.post("/v1/tasks", json={"workflow": "sleeper", "id": "t-sleep", "input": 1})
+        assert r.status_code == 201, r.text
+        for task_id, error in (("t-sleep", "a task of another workflow"), ("t-no", "unknown task")):
+            body = {
+                "workflow": "greet",
+                "input": {"name": "a"},
+                "task_id": task_id,
+                "run_id": "t-1",
+            }
+            for params in (None, {"via": "route"}):
+                r = api.post("/v1/runs", json=body, params=params)
+                assert r.status_code == 422, r.text
+                assert r.json()["error"]["details"] == [{"field": "task_id", "error": error}]
+        assert api.get("/v1/runs/t-1").status_code == 404  # nothing written
+        r = api.post("/v1/runs", json={"workflow": "sleeper", "input": 0, "task_id": "t-sleep"})
+        assert r.status_code == 201 and r.json()["task_id"] == "t-sleep"

@@ -113,3 +113,54 @@ def test_filters_and_cursor_pagination(db_url: str, server: ServerProcess, api_k
             error = r.json()["error"]
             assert error["code"] == "invalid_input"
             assert any(d["field"].startswith(field) for d in error["details"]), error
+
+
+def test_a_cursor_that_is_not_one_is_refused(
+    db_url: str, server: ServerProcess, api_keys: Keys
+) -> None:
+    # A cursor is only ever a next_cursor given back: anything else (a time that is NaN
+    # or infinite, no run id, no time) is 422 naming `cursor`, never a page from nowhere.
+    publish_without_worker(db_url)
+    with client(server, api_keys.write) as api:
+        for i in range(3):
+            r = api.post("/v1/runs", json={"workflow": "greet", "input": {"name": f"c{i}"}})
+            assert r.status_code == 201, r.text
+        first = api.get("/v1/runs", params={"limit": 1}).json()
+        good = first["next_cursor"]
+        at, _, run_id = good.partition("|")
+        r = api.get("/v1/runs", params={"limit": 5, "cursor": good})
+        assert r.status_code == 200 and len(r.json()["items"]) == 2
+        bad = [
+            f"nan|{run_id}",
+            f"NaN|{run_id}",
+            f"inf|{run_id}",
+            f"-Infinity|{run_id}",
+            f"1e999|{run_id}",
+            at,
+            f"{at}|",
+            f"|{run_id}",
+            "garbage",
+        ]
+        for cursor in bad:
+            for order in ("desc", "asc"):
+                r = api.get("/v1/runs", params={"cursor": cursor, "order": order})
+                assert r.status_code == 422, (cursor, r.text)
+                error = r.json()["error"]
+                assert error["code"] == "invalid_input"
+                assert [d["field"] for d in error["details"]] == ["cursor"], (cursor, error)
+
+        # The outputs' cursor (an output id) is checked as strictly.
+        run = first["items"][0]["id"]
+        for cursor in ("nan", "inf", "-1", "1.5", "1e3", "x"):
+            r = api.get(f"/v1/runs/{run}/outputs", params={"cursor": cursor})
+            assert r.status_code == 422, (cursor, r.text)
+            assert [d["field"] for d in r.json()["error"]["details"]] == ["cursor"], r.text
+
+        # So is the event stream's: Last-Event-ID, the id of an output event ("²" passes
+        # str.isdigit but not int()).
+        for value in ("²".encode("latin-1"), b"abc", b"-1", b"1.5"):
+            # (streamed: were it accepted, the stream of a queued run would not end)
+            with api.stream("GET", f"/v1/runs/{run}/events", headers={"last-event-id": value}) as r:
+                assert r.status_code == 422, value
+                r.read()
+            assert [d["field"] for d in r.json()["error"]["details"]] == ["last-event-id"]

@@ -152,3 +152,15 @@ def test_pause_resume_continue_and_fork(
         bad = api.post(f"/v1/runs/{greet}/fork", json={"from_step": 1, "input": {"name": ""}})
         assert bad.status_code == 422
         assert api.post("/v1/runs/nope-2/fork", json={"from_step": 1}).status_code == 404
+        # Refusals name their field, and leave no run behind.
+        for body, status, field in (
+            ({"from_step": 99}, 422, "from_step"),
+            ({"from_step": 0}, 422, "from_step"),
+            ({"from_step": "no-such-step"}, 422, "from_step"),
+            ({"from_step": 1, "version": "no-such-version"}, 404, "version"),
+            ({"from_step": 1, "input": {"name": 5}}, 422, "input.name"),
+        ):
+            r = api.post(f"/v1/runs/{greet}/fork", json={**body, "run_id": "refused-fork"})
+            assert r.status_code == status, (body, r.text)
+            assert field in [d["field"] for d in r.json()["error"]["details"]], r.text
+        assert api.get("/v1/runs/refused-fork").status_code == 404

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -63,6 +64,11 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNYARD_LIVE_CAPACITY", "0")
     with pytest.raises(ValueError, match="positive"):
         ServerSettings.from_env()
+    monkeypatch.setenv("RUNYARD_LIVE_CAPACITY", "3")
+    for endless in ("nan", "inf"):
+        monkeypatch.setenv("RUNYARD_LIVE_WAIT_S", endless)
+        with pytest.raises(ValueError, match="RUNYARD_LIVE_WAIT_S must be a positive finite"):
+            ServerSettings.from_env()
 
 
 def test_create_app_refuses_an_unsupported_database_url() -> None:
@@ -84,3 +90,19 @@ def test_step_log_lists_a_step_still_backing_off() -> None:
     ]
     assert steps[0].duration_s == 1.0 and steps[1].error == {"message": "locked again"}
     assert step_log([done], attempts, terminal=True, iteration=1)[1].status == "failed"
+
+
+def test_step_log_lists_the_retried_attempts_of_the_workflow_body() -> None:
+    body = [Attempt("r", 0, 0, "enrich", 1, 0.1, 0.2, {"message": "reset"})]
+    (running,) = step_log([], body, terminal=False, iteration=1)
+    assert (running.position, running.kind, running.status) == (0, "workflow", "retrying")
+    (ended,) = step_log([], body, terminal=True, iteration=1)
+    assert (ended.kind, ended.status, ended.attempts) == ("workflow", "retried", 1)
+
+
+def test_every_field_of_a_waiter_is_described_in_openapi(tmp_path: Path) -> None:
+    app = create_app(settings=ServerSettings(database_url=f"sqlite:///{tmp_path / 'r.db'}"))
+    waiter = app.openapi()["components"]["schemas"]["WaiterOut"]
+    assert set(waiter["properties"]) == {"run_id", "item", "since", "deadline"}
+    for name, prop in waiter["properties"].items():
+        assert prop.get("description"), name

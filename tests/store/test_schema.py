@@ -22,6 +22,7 @@ EXPECTED_TABLES = {
     "items",
     "logs",
     "outputs",
+    "purged_credits",
     "run_transitions",
     "runs",
     "runyard_migrations",

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import typer
 from rich.console import Console
 
 from ..config import Settings
 from ..store import open_store
-from .common import DatabaseOption
+from . import output
+from .common import DatabaseOption, JsonOption
 
-app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app = typer.Typer(help="Database schema and retention.", no_args_is_help=True)
 console = Console()
 
 
@@ -22,3 +25,37 @@ def upgrade(database_url: str = DatabaseOption) -> None:
         console.print(f"applied migration(s) {', '.join(f'{n:04d}' for n in applied)}")
     else:
         console.print("the database is up to date")
+
+
+@app.command("purge")
+def purge(
+    days: float = typer.Option(
+        None,
+        "--days",
+        min=0,
+        help="Purge runs that ended more than this many days ago "
+        "(default RUNYARD_RETENTION_DAYS, 30)",
+    ),
+    as_json: bool = JsonOption,
+    database_url: str = DatabaseOption,
+) -> None:
+    """Delete ended runs older than the retention period, with their items, steps,
+    outputs and logs (usage stays counted). Workers also do this every hour or so."""
+    from ..app import Runyard
+
+    yard = Runyard(database_url)
+    older_than = yard.settings.retention_days if days is None else days
+
+    async def main() -> int:
+        try:
+            return await yard.purge(older_than)
+        finally:
+            await yard.aclose()
+
+    purged = asyncio.run(main())
+    if as_json:
+        output.print_json({"purged": purged, "older_than_days": older_than})
+        return
+    console.print(
+        f"purged {purged} run(s) that ended more than {older_than:g} day(s) ago", highlight=False
+    )

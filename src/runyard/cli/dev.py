@@ -49,7 +49,8 @@ def dev(
         None,
         "--api-key",
         envvar="RUNYARD_API_KEY",
-        help="Use this admin key (default: one created and kept beside the database)",
+        help="Use this admin key (a key from runyard keys create keeps its own scopes; "
+        "default: one created and kept beside the database)",
     ),
     concurrency: int = typer.Option(16, "--concurrency", "-c", min=1),
     log_level: str = typer.Option("warning", "--log-level"),

@@ -305,6 +305,46 @@ def outputs(
         output.console.print(f"[dim]more: --cursor {next_cursor}[/dim]", highlight=False)
 
 
+@app.command("logs")
+def logs(
+    run_id: str = typer.Argument(...),
+    limit: int = typer.Option(None, "--limit", "-n", min=1, help="Page size"),
+    after: int = typer.Option(None, "--after", min=0, help="Start after this log line id"),
+    all_pages: bool = typer.Option(False, "--all", help="Every page, not just the first"),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    api_key: str = ApiKeyOption,
+) -> None:
+    """What a run logged through ctx.logger. With --json: {"items": [...], "next_cursor": ...}."""
+    with make_client(url, api_key) as client:
+        if all_pages:
+            items = list(client.iter_logs(run_id, after=after, limit=limit))
+            next_cursor = None
+        else:
+            page = client.logs(run_id, after=after, limit=limit)
+            items, next_cursor = page.items, page.next_cursor
+    if as_json:
+        output.print_json({"items": items, "next_cursor": next_cursor})
+        return
+    output.table(
+        ["id", "item", "iter", "attempt", "level", "message", "time"],
+        (
+            [
+                str(line.id),
+                str(line.item),
+                str(line.iteration),
+                str(line.attempt),
+                output.short(line.level, 12),
+                output.short(line.message, 90),
+                output.when(line.created_at),
+            ]
+            for line in items
+        ),
+    )
+    if next_cursor:
+        output.console.print(f"[dim]more: --after {next_cursor}[/dim]", highlight=False)
+
+
 @app.command("steps")
 def steps(
     run_id: str = typer.Argument(...),
@@ -342,7 +382,12 @@ def queue(
     state: str = typer.Option(None, "--state", help="queued, processing, completed, ..."),
     offset: int = typer.Option(0, "--offset", min=0),
     limit: int = typer.Option(50, "--limit", "-n", min=1),
-    history: bool = typer.Option(False, "--history", help="Include earlier iterations"),
+    history: bool = typer.Option(
+        False,
+        "--history",
+        help="Also list the items already done (completed, failed and discarded); by "
+        "default only those still to do (queued and processing). --state picks one state.",
+    ),
     as_json: bool = JsonOption,
     url: str = UrlOption,
     api_key: str = ApiKeyOption,

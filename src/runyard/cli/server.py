@@ -9,8 +9,12 @@ from .common import DatabaseOption, setup_logging
 
 
 def server(
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on"),
-    port: int = typer.Option(8000, "--port", "-p", min=0, max=65535),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", envvar="RUNYARD_HOST", help="Interface to listen on"
+    ),
+    port: int = typer.Option(
+        8000, "--port", "-p", min=0, max=65535, envvar="RUNYARD_PORT", help="Port to listen on"
+    ),
     database_url: str = DatabaseOption,
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:

@@ -32,6 +32,7 @@ from ..schemas import (
     InputIn,
     InputOut,
     LiveRunOut,
+    LogPage,
     Notified,
     OutputPage,
     QueuePage,
@@ -50,6 +51,7 @@ from ._types import UNSET, ExecuteOptions, RunFilters, StartOptions
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
+P = TypeVar("P", OutputPage, LogPage)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_S = 60.0
@@ -220,13 +222,34 @@ def _parse_result(response: httpx.Response) -> RunOut | RunStatusOut:
     return RunOut.model_validate_json(response.content)
 
 
-def _parse_outputs(response: httpx.Response) -> OutputPage:
-    raise_for_error(response)
-    page = OutputPage.model_validate_json(response.content)
-    header = response.headers.get("x-pagination-next")
-    if header:
-        page.next_cursor = header
-    return page
+@dataclass(frozen=True, slots=True)
+class Busy:
+    """A long-poll of ``/result`` the server refused for now (429 or 503)."""
+
+    error: RunyardError
+    retry_after_s: float | None
+
+
+def _parse_poll(response: httpx.Response) -> RunOut | RunStatusOut | Busy:
+    """``/result`` as :meth:`wait_for_completion` reads it: a refusal for now is an
+    answer too (the wait decides when to ask again, not the request's retry budget)."""
+    if response.status_code in RETRY_ALWAYS:
+        return Busy(error_from_response(response), retry_after_s(response))
+    return _parse_result(response)
+
+
+def _paged(model: type[P]) -> Callable[[httpx.Response], P]:
+    """A page of outputs or log lines, its ``next_cursor`` from ``X-Pagination-Next``."""
+
+    def parse(response: httpx.Response) -> P:
+        raise_for_error(response)
+        page = model.model_validate_json(response.content)
+        header = response.headers.get("x-pagination-next")
+        if header:
+            page.next_cursor = header
+        return page
+
+    return parse
 
 
 def _parse_none(response: httpx.Response) -> None:
@@ -499,8 +522,17 @@ class BaseClient:
         return Call(
             "GET",
             f"/v1/runs/{_seg(run_id)}/outputs",
-            _parse_outputs,
+            _paged(OutputPage),
             params=_params(cursor=cursor, limit=limit),
+            idempotent=True,
+        )
+
+    def _logs(self, run_id: str, after: int | str | None, limit: int | None) -> Call[LogPage]:
+        return Call(
+            "GET",
+            f"/v1/runs/{_seg(run_id)}/logs",
+            _paged(LogPage),
+            params=_params(after=after, limit=limit),
             idempotent=True,
         )
 
@@ -677,11 +709,58 @@ class BaseClient:
             return LONG_POLL_S
         return max(0.0, min(LONG_POLL_S, deadline - time.monotonic()))
 
+    def _poll_result(
+        self, run_id: str, deadline: float | None
+    ) -> Call[RunOut | RunStatusOut | Busy]:
+        """One long-poll of :meth:`wait_for_completion`, lasting until ``deadline`` at
+        most; a 429 or 503 comes back as :class:`Busy`."""
+        timeout = self._poll_s(deadline)
+        return Call(
+            "GET",
+            f"/v1/runs/{_seg(run_id)}/result",
+            _parse_poll,
+            params=_params(timeout=timeout),
+            extra_timeout_s=timeout,
+            idempotent=True,
+            retry_busy=False,
+        )
+
+    def _pause_s(
+        self,
+        run_id: str,
+        answer: RunStatusOut | Busy,
+        refusals: int,
+        deadline: float | None,
+        timeout: float | None,
+    ) -> float:
+        """Seconds to pause before the next long-poll of a run not finished yet: none
+        after the server's answer; after a refusal (the ``refusals``-th in a row, from 0),
+        its ``Retry-After`` or a backoff, never past ``deadline``. :class:`Timeout` once
+        ``deadline`` has passed."""
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            raise self._timed_out(run_id, answer, timeout)
+        if isinstance(answer, RunStatusOut):
+            return 0.0
+        after = answer.retry_after_s
+        pause = min(self.max_backoff_s, after if after is not None else self._backoff(refusals))
+        return pause if deadline is None else min(pause, deadline - now)
+
     @staticmethod
-    def _timed_out(run_id: str, status: RunStatusOut, timeout: float | None) -> errors.Timeout:
+    def _timed_out(
+        run_id: str, answer: RunStatusOut | Busy, timeout: float | None
+    ) -> errors.Timeout:
+        if isinstance(answer, Busy):
+            exc = errors.Timeout(
+                f"run {run_id} did not finish within {timeout} s (the server last refused "
+                f"the wait: {answer.error.message})",
+                details={"run_id": run_id, "status": None, "refused": answer.error.code},
+            )
+            exc.__cause__ = answer.error
+            return exc
         return errors.Timeout(
-            f"run {run_id} is still {status.status.value} after {timeout} s",
-            details={"run_id": run_id, "status": status.status.value},
+            f"run {run_id} is still {answer.status.value} after {timeout} s",
+            details={"run_id": run_id, "status": answer.status.value},
         )
 
     @staticmethod

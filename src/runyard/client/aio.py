@@ -16,6 +16,8 @@ from ..schemas import (
     Health,
     InputOut,
     LiveRunOut,
+    LogOut,
+    LogPage,
     Notified,
     OutputOut,
     OutputPage,
@@ -35,6 +37,7 @@ from ._base import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT_S,
     BaseClient,
+    Busy,
     Call,
     RunStartResult,
     error_from_response,
@@ -185,14 +188,19 @@ class AsyncClient(BaseClient):
 
     async def wait_for_completion(self, run_id: str, timeout: float | None = None) -> RunOut:
         """The run once it is terminal, whatever its status; :class:`runyard.Timeout` if
-        it is still going after ``timeout`` seconds (``None``: wait as long as it takes)."""
+        it is still going after ``timeout`` seconds (``None``: wait as long as it takes).
+        A server too busy for the wait (429, 503) is asked again after its
+        ``Retry-After``, until ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        refusals = 0
         while True:
-            answer = await self.get_result(run_id, self._poll_s(deadline))
+            answer = await self._send(self._poll_result(run_id, deadline))
             if isinstance(answer, RunOut):
                 return answer
-            if deadline is not None and time.monotonic() >= deadline:
-                raise self._timed_out(run_id, answer, timeout)
+            pause = self._pause_s(run_id, answer, refusals, deadline, timeout)
+            refusals = refusals + 1 if isinstance(answer, Busy) else 0
+            if pause > 0:
+                await asyncio.sleep(pause)
 
     async def result(self, run_id: str, timeout: float | None = None) -> Any:
         """The run's result once it succeeded; :class:`runyard.RunFailed` if it ended
@@ -227,6 +235,25 @@ class AsyncClient(BaseClient):
     ) -> OutputPage:
         """One page of the run's outputs (``next_cursor`` from ``X-Pagination-Next``)."""
         return await self._send(self._outputs(run_id, cursor, limit))
+
+    async def logs(
+        self, run_id: str, *, after: int | str | None = None, limit: int | None = None
+    ) -> LogPage:
+        """One page of what the run logged through ``ctx.logger``, oldest first: up to
+        ``limit`` lines after the line with id ``after`` (the page's ``next_cursor``)."""
+        return await self._send(self._logs(run_id, after, limit))
+
+    async def iter_logs(
+        self, run_id: str, *, after: int | str | None = None, limit: int | None = None
+    ) -> AsyncIterator[LogOut]:
+        """Every line the run logged so far, following ``X-Pagination-Next``."""
+        while True:
+            page = await self.logs(run_id, after=after, limit=limit)
+            for line in page.items:
+                yield line
+            if not page.next_cursor or not page.items:
+                return
+            after = page.next_cursor
 
     async def iter_outputs(
         self, run_id: str, *, cursor: str | None = None, limit: int | None = None

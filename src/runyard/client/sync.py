@@ -15,6 +15,8 @@ from ..schemas import (
     Health,
     InputOut,
     LiveRunOut,
+    LogOut,
+    LogPage,
     Notified,
     OutputOut,
     OutputPage,
@@ -34,6 +36,7 @@ from ._base import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT_S,
     BaseClient,
+    Busy,
     Call,
     RunStartResult,
     error_from_response,
@@ -184,14 +187,19 @@ class Client(BaseClient):
 
     def wait_for_completion(self, run_id: str, timeout: float | None = None) -> RunOut:
         """The run once it is terminal, whatever its status; :class:`runyard.Timeout` if
-        it is still going after ``timeout`` seconds (``None``: wait as long as it takes)."""
+        it is still going after ``timeout`` seconds (``None``: wait as long as it takes).
+        A server too busy for the wait (429, 503) is asked again after its
+        ``Retry-After``, until ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        refusals = 0
         while True:
-            answer = self.get_result(run_id, self._poll_s(deadline))
+            answer = self._send(self._poll_result(run_id, deadline))
             if isinstance(answer, RunOut):
                 return answer
-            if deadline is not None and time.monotonic() >= deadline:
-                raise self._timed_out(run_id, answer, timeout)
+            pause = self._pause_s(run_id, answer, refusals, deadline, timeout)
+            refusals = refusals + 1 if isinstance(answer, Busy) else 0
+            if pause > 0:
+                time.sleep(pause)
 
     def result(self, run_id: str, timeout: float | None = None) -> Any:
         """The run's result once it succeeded; :class:`runyard.RunFailed` if it ended
@@ -223,6 +231,24 @@ class Client(BaseClient):
     ) -> OutputPage:
         """One page of the run's outputs (``next_cursor`` from ``X-Pagination-Next``)."""
         return self._send(self._outputs(run_id, cursor, limit))
+
+    def logs(
+        self, run_id: str, *, after: int | str | None = None, limit: int | None = None
+    ) -> LogPage:
+        """One page of what the run logged through ``ctx.logger``, oldest first: up to
+        ``limit`` lines after the line with id ``after`` (the page's ``next_cursor``)."""
+        return self._send(self._logs(run_id, after, limit))
+
+    def iter_logs(
+        self, run_id: str, *, after: int | str | None = None, limit: int | None = None
+    ) -> Iterator[LogOut]:
+        """Every line the run logged so far, following ``X-Pagination-Next``."""
+        while True:
+            page = self.logs(run_id, after=after, limit=limit)
+            yield from page.items
+            if not page.next_cursor or not page.items:
+                return
+            after = page.next_cursor
 
     def iter_outputs(
         self, run_id: str, *, cursor: str | None = None, limit: int | None = None

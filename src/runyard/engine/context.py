@@ -124,7 +124,8 @@ class Context:
 
         Failures are retried with exponential backoff and jitter (``retries`` defaults to
         the workflow's); :class:`~runyard.NonRetryableError` stops at once and
-        :class:`~runyard.RateLimited` waits its ``retry_after``. ``timeout`` bounds each
+        :class:`~runyard.RateLimited` waits its ``retry_after`` without spending a retry
+        (up to ``RetryPolicy.max_rate_limited_attempts`` times). ``timeout`` bounds each
         attempt; ``flow_control`` throttles calls to one upstream across every run."""
         return await self._x.step(name, fn, args, kwargs, retries, timeout, flow_control)
 

@@ -14,6 +14,7 @@ import functools
 import inspect
 import json
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -61,6 +62,42 @@ def error_record(exc: BaseException, *, code: str | None = None) -> dict[str, An
     return record
 
 
+def _check_text(value: Any, api: str, argument: str) -> None:
+    """Refuse, where the workflow calls ``api``, an ``argument`` the database cannot store
+    (the store would fail deep inside a write, PostgreSQL on any NUL character)."""
+    if not isinstance(value, str):
+        problem = f"must be a string, not {type(value).__name__}"
+    elif reason := jsonutil.unstorable(value):
+        problem = f"{value[:80]!r} contains {reason}, which cannot be stored"
+    else:
+        return
+    raise InvalidInput(
+        f"{api}: {argument} {problem}", details=[{"field": argument, "error": problem}]
+    )
+
+
+#: What no new attempt of a workflow's body can change: told not to retry, a bad
+#: argument or result, a replay that differs from the history, the run's deadline.
+_FINAL = (NonRetryableError, InvalidInput, NonDeterminismError, RunTimeout)
+_FINAL_CODES = frozenset(cls.code for cls in _FINAL)
+
+
+def _retryable_body_failure(exc: Exception) -> bool:
+    """Whether the workflow's body may run again after raising ``exc`` (a step that
+    failed for one of the reasons above counts as that reason)."""
+    if isinstance(exc, _FINAL):
+        return False
+    if isinstance(exc, StepFailed) and isinstance(exc.details, dict):
+        return exc.details.get("code") not in _FINAL_CODES
+    return True
+
+
+def _tally(exc: Exception, failed: int, limited: int) -> tuple[int, int]:
+    """The counts of failed attempts ``(not rate limited, rate limited)`` with one more,
+    which raised ``exc``."""
+    return (failed, limited + 1) if isinstance(exc, RateLimited) else (failed + 1, limited)
+
+
 @dataclass(slots=True)
 class Runtime:
     """What executions share within a worker."""
@@ -95,6 +132,9 @@ class Execution:
         # canceled meanwhile keeps its status; the write is fenced like any other).
         self.finishing = False
         self.thread_futures: set[concurrent.futures.Future[Any]] = set()
+        # Log lines on their way to the database (ctx.logger may be called from threads).
+        self._log_lock = threading.Lock()
+        self._log_writes: list[concurrent.futures.Future[bool]] = []
         retries = claimed.options.get("retries")
         self.default_retries = (
             RetryPolicy(max_attempts=int(retries) + 1) if retries is not None else workflow.retries
@@ -154,9 +194,35 @@ class Execution:
         self._check(status)
 
     def store_log(self, level: str, message: str) -> None:
-        self.rt.db.submit(
-            True, self.rt.store.log_txn, self.fence.run_id, self.fence.idx, level, message[:10000]
+        """Store a line of the run's log without waiting (fenced like a checkpoint: a
+        worker that lost the item stores nothing); the outcome waits for it."""
+        fut: concurrent.futures.Future[bool] = self.rt.db.submit(
+            True,
+            self.rt.store.log_txn,
+            self.fence,
+            self.claimed.iteration,
+            self.claimed.attempt,
+            level,
+            # What no database stores as text (NUL, lone surrogates) is spelt out instead:
+            # a log line never fails, nor makes the writes committed with it fail.
+            message[:10000]
+            .replace("\x00", "\\x00")
+            .encode("utf-8", "backslashreplace")
+            .decode("utf-8"),
+            order=self.fence.run_id,
         )
+        with self._log_lock:
+            if len(self._log_writes) >= 64:
+                self._log_writes = [f for f in self._log_writes if not f.done()]
+            self._log_writes.append(fut)
+
+    async def _logs_stored(self) -> None:
+        """Wait until the lines logged so far are stored (or refused), so that whoever
+        sees the outcome written next can read them all."""
+        with self._log_lock:
+            writes, self._log_writes = self._log_writes, []
+        if writes:
+            await asyncio.gather(*(asyncio.wrap_future(f) for f in writes), return_exceptions=True)
 
     async def _call(
         self,
@@ -184,12 +250,13 @@ class Execution:
         name: str,
         pos: int | None,
         policy: RetryPolicy,
-        first_attempt: int,
         body: Callable[[], Any],
     ) -> tuple[str | None, dict[str, Any] | None, int, float]:
-        """Run ``body`` with retries: ``(result JSON, error record, attempts, started)``."""
-        attempt = first_attempt
+        """Run ``body`` with retries: ``(result JSON, error record, attempts, started)``.
+        A step (at ``pos``) counts on from its failed attempts recorded before."""
+        failed, limited = (0, 0) if pos is None else self._failed_before(pos)
         while True:
+            attempt = failed + limited + 1
             started = time.time()
             try:
                 result = await body()
@@ -203,26 +270,37 @@ class Execution:
                 return None, error_record(exc), attempt, started
             except Exception as exc:
                 record = error_record(exc)
-                if attempt >= policy.max_attempts:
+                failed, limited = _tally(exc, failed, limited)
+                delay = policy.next_delay(exc, failed, limited)
+                if delay is None:
                     return None, record, attempt, started
-                delay = exc.retry_after if isinstance(exc, RateLimited) else policy.delay(attempt)
                 if pos is not None:
-                    status = await self._write(
-                        self.rt.store.record_attempt_txn,
-                        self.fence,
-                        self.claimed.iteration,
-                        self.claimed.generation,
-                        pos,
-                        name,
-                        attempt,
-                        started,
-                        jsonutil.dumps(record),
-                    )
-                    self._check(status)
+                    await self._record_attempt(pos, name, attempt, started, record)
                     if delay > INLINE_BACKOFF_S:
                         raise Suspend(time.time() + delay, f"retry:{name}") from None
-                attempt += 1
                 await asyncio.sleep(delay)
+
+    def _failed_before(self, pos: int) -> tuple[int, int]:
+        """The failed attempts recorded at ``pos`` before this execution: (not rate
+        limited, rate limited)."""
+        c = self.claimed
+        return c.failed_attempts.get(pos, 0), c.limited_attempts.get(pos, 0)
+
+    async def _record_attempt(
+        self, pos: int, name: str, attempt: int, started: float, record: dict[str, Any]
+    ) -> None:
+        status = await self._write(
+            self.rt.store.record_attempt_txn,
+            self.fence,
+            self.claimed.iteration,
+            self.claimed.generation,
+            pos,
+            name,
+            attempt,
+            started,
+            jsonutil.dumps(record),
+        )
+        self._check(status)
 
     # -- durable operations ----------------------------------------------------------------
 
@@ -236,6 +314,7 @@ class Execution:
         timeout: float | None,
         flow_control: FlowControl | None,
     ) -> Any:
+        _check_text(name, "ctx.step", "name")
         pos, rec = self._next(name, "step")
         if rec is not None:
             if rec.status == "failed":
@@ -257,8 +336,7 @@ class Execution:
             finally:
                 await self._write(self.rt.store.release_flow_slot_txn, flow_control.key, holder)
 
-        first = self.claimed.failed_attempts.get(pos, 0) + 1
-        text, error, attempts, started = await self._attempts(name, pos, policy, first, body)
+        text, error, attempts, started = await self._attempts(name, pos, policy, body)
         if error is not None:
             self.pending.append(
                 Checkpoint(
@@ -298,6 +376,7 @@ class Execution:
     async def sleep(
         self, name: str, *, seconds: float | None = None, until: float | None = None
     ) -> None:
+        _check_text(name, "ctx.sleep", "name")
         pos, rec = self._next(name, "sleep")
         if rec is not None and rec.status == "completed":
             return
@@ -318,9 +397,11 @@ class Execution:
     ) -> EventResult:
         if not event_ids:
             raise InvalidInput("wait_for_event needs an event_id or event_ids")
+        _check_text(name, "ctx.wait_for_event", "name")
         for eid in event_ids:
-            if not eid or len(eid) > 300 or "\x00" in eid:
-                raise InvalidInput(f"event id {eid!r} must be 1-300 characters without NUL")
+            _check_text(eid, "ctx.wait_for_event", "event_id")
+            if not eid or len(eid) > 300:
+                raise InvalidInput(f"event id {eid!r} must be 1-300 characters")
         pos, rec = self._next(name, "wait")
         if rec is not None and rec.status == "completed":
             r = rec.result
@@ -355,11 +436,14 @@ class Execution:
             ids,
             since,
             deadline,
+            self.claimed.deadline_at,
         )
         if outcome == "fenced":
             raise Fenced()
         if outcome == "suspended":
             raise Suspended()
+        if outcome == "run_timeout":
+            raise RunTimeout("the run took longer than its timeout")
         if outcome == "event":
             result = EventResult(payload[0], payload[1], False)
         else:
@@ -381,6 +465,8 @@ class Execution:
         return result
 
     async def emit(self, data: Any, key: str | None) -> None:
+        if key is not None:
+            _check_text(key, "ctx.emit", "key")
         pos, rec = self._next("emit", "emit")
         if rec is not None:
             return
@@ -392,6 +478,7 @@ class Execution:
     async def charge(self, action: str, amount: float) -> None:
         if not isinstance(amount, int | float) or amount != amount:
             raise InvalidInput("charge amount must be a number")
+        _check_text(action, "ctx.charge", "action")
         pos, rec = self._next(f"charge:{action}", "charge")
         if rec is None:
             self.pending.append(
@@ -401,6 +488,8 @@ class Execution:
     async def progress(self, fraction: float | None, message: str | None) -> None:
         if fraction is not None and not 0.0 <= fraction <= 1.0:
             raise InvalidInput("progress must be between 0 and 1")
+        if message is not None:
+            _check_text(message, "ctx.progress", "message")
         if self.replaying:
             return
         await self.flush()
@@ -416,6 +505,7 @@ class Execution:
             self.pending.append(Checkpoint(pos, "sync.save", "sync", sync_state=text))
 
     def patched(self, change: str) -> bool:
+        _check_text(change, "ctx.patched", "change")
         rec = self.history.get(self.position + 1)
         if rec is not None and not (rec.kind == "patch" and rec.name == change):
             return False  # recorded before the change: keep to the old path
@@ -434,6 +524,7 @@ class Execution:
     ) -> list[Any]:
         if concurrency < 1:
             raise InvalidInput("map concurrency must be at least 1")
+        _check_text(name, "ctx.map", "name")
         pos, rec = self._next(name, "map")
         if rec is not None and rec.status == "completed":
             return list(rec.result)
@@ -482,7 +573,6 @@ class Execution:
                     f"{name}[{i}]",
                     None,
                     policy,
-                    1,
                     lambda: self._call(fn, (element,), {}, None),
                 )
                 if error is None:
@@ -535,6 +625,7 @@ class Execution:
 
     async def _hand_back(self, due_at: float, waiting_for: str | None) -> None:
         self.finishing = True
+        await self._logs_stored()
         deadline = self.claimed.deadline_at
         if deadline is not None:
             due_at = min(due_at, deadline)
@@ -553,6 +644,7 @@ class Execution:
         self, state: ItemState, result: str | None, error: dict[str, Any] | None
     ) -> None:
         self.finishing = True
+        await self._logs_stored()
         pending, self.pending = self.pending, []
         await self._write(
             self.rt.store.complete_item_txn,
@@ -576,8 +668,13 @@ class Execution:
             await self._finish(ItemState.DISCARDED, None, error_record(exc))
             return
         deadline = c.deadline_at
+        started = time.time()
         try:
             if deadline is not None and time.time() >= deadline:
+                # Claimed at or past its deadline, as an item handed back (a sleep, an
+                # event wait) until then is: it ends now, and waits for no event.
+                if not await self._write(self.rt.store.forget_waits_txn, self.fence):
+                    raise Fenced()
                 raise RunTimeout(f"the run took longer than its timeout ({deadline:.0f})")
             coro = self._invoke(typed)
             if deadline is not None:
@@ -594,9 +691,30 @@ class Execution:
         except Exception as exc:
             if self.cancel_requested:
                 raise Canceled() from None
-            await self._finish(ItemState.FAILED, None, error_record(exc))
+            error = error_record(exc)
+            await self._retry_body(exc, error, started)
+            await self._finish(ItemState.FAILED, None, error)
             return
         await self._finish(ItemState.COMPLETED, text, None)
+
+    async def _retry_body(self, exc: Exception, error: dict[str, Any], started: float) -> None:
+        """After the workflow's body raised ``exc``: if its retry policy leaves it another
+        attempt, record this one (at position 0, so the count outlives this worker) and
+        raise :class:`Suspend` to hand the item back until the backoff has passed (no
+        worker is held meanwhile). The next attempt replays what completed; the operation
+        that failed last, if any, is not recorded, so it runs again. Returns when the
+        item is to fail."""
+        if not _retryable_body_failure(exc):
+            return
+        failed, limited = _tally(exc, *self._failed_before(0))
+        delay = self.default_retries.next_delay(exc, failed, limited)
+        if delay is None:
+            return
+        self.pending = [
+            cp for cp in self.pending if not (cp.position == self.position and cp.error)
+        ]
+        await self._record_attempt(0, self.workflow.name, failed + limited, started, error)
+        raise Suspend(time.time() + delay, "retry:workflow") from None
 
     async def _invoke(self, typed: Any) -> Any:
         ctx = Context(self)

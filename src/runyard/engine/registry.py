@@ -13,7 +13,8 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from .. import jsonutil
-from ..errors import InvalidInput
+from ..errors import InvalidInput, RateLimited
+from ..schemas import finite
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
 
@@ -37,8 +38,7 @@ class FlowControl:
                     f"flow_control.{name} must be from 1 to {2**31 - 1}",
                     details=[{"field": f"flow_control.{name}", "error": "out of range"}],
                 )
-        if self.period <= 0:
-            raise InvalidInput("flow_control.period must be positive")
+        finite(self.period, "flow_control.period", exclusive=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,14 +51,19 @@ class FlowControl:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How a failing step is retried: ``max_attempts`` in all, exponential backoff from
-    ``backoff_s`` doubling up to ``max_backoff_s``, with full jitter."""
+    """How a failing step, or a workflow's body, is retried: ``max_attempts`` in all,
+    exponential backoff from ``backoff_s`` doubling up to ``max_backoff_s``, with full
+    jitter. An attempt that raised :class:`~runyard.RateLimited` is retried after its
+    ``retry_after`` and does not count among ``max_attempts``, only against its own bound,
+    ``max_rate_limited_attempts``, so that an upstream that never stops limiting still
+    ends the step."""
 
     max_attempts: int = 1
     backoff_s: float = 0.1
     max_backoff_s: float = 60.0
     multiplier: float = 2.0
     jitter: bool = True
+    max_rate_limited_attempts: int = 20
 
     @classmethod
     def of(cls, retries: int | RetryPolicy | None, default: RetryPolicy) -> RetryPolicy:
@@ -74,6 +79,14 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         raw = min(self.max_backoff_s, self.backoff_s * self.multiplier ** (attempt - 1))
         return random.uniform(raw / 2, raw) if self.jitter else raw
+
+    def next_delay(self, exc: BaseException, failed: int, limited: int) -> float | None:
+        """Seconds to wait before the attempt after one that raised ``exc``, or None when
+        no attempt is left; ``failed`` attempts so far failed and ``limited`` more were
+        rate limited (this one included)."""
+        if isinstance(exc, RateLimited):
+            return exc.retry_after if limited < self.max_rate_limited_attempts else None
+        return self.delay(failed) if failed < self.max_attempts else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +245,7 @@ def make_definition(
         description=doc,
         input_type=input_type,
         retries=RetryPolicy.of(retries, RetryPolicy(max_attempts=1)),
-        timeout_s=timeout_s,
+        timeout_s=finite(timeout_s, "timeout"),
         flow_control=flow_control,
         max_recovery_attempts=max_recovery_attempts,
         on_failure=on_failure,

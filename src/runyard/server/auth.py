@@ -3,7 +3,8 @@
 A key comes in ``x-api-key: <key>`` or ``Authorization: Bearer <key>``. It is looked up
 by digest on every request (no cache), so a revocation takes effect at once. Scopes:
 GET needs ``read``, anything else ``write``; a handler may ask for more (bulk cancel of
-every run needs ``admin``).
+every run needs ``admin``). ``RUNYARD_API_KEY`` is the server's own admin key, unless it
+is a key issued with ``runyard keys create``: then its stored scopes and revocation apply.
 
 :class:`ApiRoute` checks the key *before* FastAPI reads and validates the body, so a
 caller without a valid key learns nothing about the body's shape (401, never 422). It
@@ -82,8 +83,7 @@ async def authenticate(state: ServerState, request: Request) -> Principal:
     key = presented_key(request)
     if key is None:
         raise Unauthorized()
-    dev_key = state.settings.api_key
-    if dev_key and hmac.compare_digest(key.encode(), dev_key.encode()):
+    if await _is_server_key(state, key):
         return Principal("env:RUNYARD_API_KEY", ("admin",))
     # A malformed key cannot be valid: refused without asking the database.
     if not keys.well_formed(key):
@@ -95,6 +95,20 @@ async def authenticate(state: ServerState, request: Request) -> Principal:
     principal = Principal(str(row["id"]), tuple(str(s) for s in scopes))
     _touch(state, principal.key_id)
     return principal
+
+
+async def _is_server_key(state: ServerState, key: str) -> bool:
+    """``key`` is the server's own admin key (``RUNYARD_API_KEY``): the value given, unless
+    it is a key issued with ``runyard keys create``, whose stored scopes and revocation
+    apply like any other key's."""
+    server_key = state.settings.api_key
+    if not server_key or not hmac.compare_digest(key.encode(), server_key.encode()):
+        return False
+    if state.server_key_issued is None:
+        state.server_key_issued = keys.well_formed(key) and await state.read(
+            state.yard.store.api_key_issued, keys.digest(key), inline=True
+        )
+    return not state.server_key_issued
 
 
 def _touch(state: ServerState, key_id: str) -> None:
@@ -115,18 +129,19 @@ def principal_of(request: Request) -> Principal:
 # -- text the database cannot hold ------------------------------------------------------
 
 
-def _unstorable(value: Any, path: str) -> str | None:
-    """The path of the first string (or key) with a NUL or a lone surrogate, or of the
-    first number too large to be finite (``1e999`` parses as infinity)."""
+def _unstorable(value: Any, path: str) -> tuple[str, str] | None:
+    """The path of the first value the database cannot store, and what is wrong with it:
+    a string (or key) with a NUL or a lone surrogate, or a number that is not finite
+    (``NaN``, ``Infinity``, or ``1e999``, which parses as infinity)."""
     if isinstance(value, float):
-        return None if math.isfinite(value) else path
+        return None if math.isfinite(value) else (path, "not a finite number")
     if isinstance(value, str):
         if "\x00" in value:
-            return path
+            return path, "a NUL character"
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            return path
+            return path, "an invalid Unicode sequence"
         return None
     if isinstance(value, dict):
         for k, v in value.items():
@@ -141,13 +156,6 @@ def _unstorable(value: Any, path: str) -> str | None:
     return None
 
 
-def _refuse_constant(name: str) -> Any:
-    raise InvalidInput(
-        f"the body is not strict JSON: {name} is not a number",
-        details=[{"field": "body", "in": "body", "error": f"{name} is not allowed"}],
-    )
-
-
 def check_query_and_path(request: Request) -> None:
     if "\x00" in request.url.path or b"%00" in request.scope.get("query_string", b""):
         raise InvalidInput(
@@ -156,8 +164,9 @@ def check_query_and_path(request: Request) -> None:
         )
 
 
-#: Refuses NaN and Infinity (one decoder: ``json.loads`` with options builds one a call).
-_STRICT = json.JSONDecoder(parse_constant=_refuse_constant)
+#: One decoder (``json.loads`` with options builds one a call). It reads ``NaN`` and
+#: ``Infinity`` as numbers, which :func:`_unstorable` then refuses, naming their field.
+_STRICT = json.JSONDecoder()
 #: What :func:`strict_json` gives for a body that is not JSON at all.
 NOT_JSON: Any = object()
 
@@ -177,13 +186,12 @@ def strict_json(body: bytes) -> Any:
         value = _STRICT.decode(text)
     except ValueError:
         return NOT_JSON
-    where = _unstorable(value, "")
-    if where is not None:
-        field = where or "body"
+    found = _unstorable(value, "")
+    if found is not None:
+        field = found[0] or "body"
         raise InvalidInput(
-            f"{field} cannot be stored: a NUL character, an invalid Unicode sequence or "
-            "a number out of range",
-            details=[{"field": field, "in": "body", "error": "cannot be stored"}],
+            f"{field} cannot be stored: {found[1]}",
+            details=[{"field": field, "in": "body", "error": found[1]}],
         )
     return value
 

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from ..app import RunHandle
 from ..engine.registry import FlowControl
-from ..errors import CapacityExceeded, InvalidInput, NotFound, RunNotFound, Timeout
+from ..errors import CapacityExceeded, InvalidInput, RunNotFound, Timeout
 from ..models import Run
 from ..schemas import InputIn, LiveRunOut, OutputOut, RunOptions, RunOut, RunStatusOut
 from ..store import Store
@@ -205,14 +205,3 @@ async def wait_terminal(
         return waiter.result()
     except Timeout:
         return None
-
-
-async def read_task(state: ServerState, task_id: str, field: str = "task_id") -> Any:
-    """The stored task, or 422 naming ``field`` when there is none."""
-    try:
-        return await state.read(state.yard.store.get_task, task_id)
-    except NotFound:
-        raise InvalidInput(
-            f"no task {task_id!r}",
-            details=[{"field": field, "in": "body", "error": "unknown task"}],
-        ) from None

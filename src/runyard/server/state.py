@@ -58,6 +58,11 @@ class ServerState:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     #: When each API key's ``last_used_at`` was last written (written at most once a minute).
     touched: dict[str, float] = field(default_factory=dict)
+    #: Whether ``settings.api_key`` is a key issued with ``runyard keys create`` (then its
+    #: stored scopes and revocation apply); None until the first request that sends it.
+    #: Kept once known: issued keys are never deleted, and a key not issued at the first
+    #: request never will be (each issued key is new and random).
+    server_key_issued: bool | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     async def read(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:

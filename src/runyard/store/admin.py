@@ -38,6 +38,10 @@ class AdminMixin:
         """The live (not revoked) key with this digest."""
         return tx.q1("find_api_key", {"digest": digest})
 
+    def api_key_issued(self, tx: Tx, digest: str) -> bool:
+        """Whether a key with this digest was ever issued (revoked or not)."""
+        return tx.q1("api_key_issued", {"digest": digest}) is not None
+
     def touch_api_key_txn(self, tx: Tx, key_id: str) -> None:
         tx.exec("touch_api_key", {"id": key_id})
 

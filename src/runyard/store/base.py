@@ -24,12 +24,13 @@ from .admin import AdminMixin
 from .queries import load_queries, migrations
 from .reads import ReadsMixin
 from .records import FAR_FUTURE, Checkpoint, Claimed, Fence, RunFilter, step_from_row
+from .retention import RetentionMixin
 from .tx import RUN, WAKE, Later, Row, Sent, Tx
 
 __all__ = ["RUN", "WAKE", "Checkpoint", "Claimed", "Fence", "Row", "RunFilter", "Store", "Tx"]
 
 
-class Store(ReadsMixin, AdminMixin, abc.ABC):
+class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
     """Every operation on the database, for one backend."""
 
     backend: str
@@ -337,10 +338,9 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
     def _load_history_txn(self, tx: Tx, c: Claimed) -> None:
         key = {"run_id": c.fence.run_id, "idx": c.fence.idx, "iteration": c.iteration}
         c.history = {r["position"]: step_from_row(r) for r in tx.q("item_history", key)}
-        c.failed_attempts = {
-            r["position"]: r["n"]
-            for r in tx.q("item_failed_attempts", {**key, "generation": c.generation})
-        }
+        failed = tx.q("item_failed_attempts", {**key, "generation": c.generation})
+        c.failed_attempts = {r["position"]: r["n"] - r["limited"] for r in failed}
+        c.limited_attempts = {r["position"]: r["limited"] for r in failed}
         if c.iteration > 1 or c.sync_mode:
             row = tx.q1("previous_sync_state", key)
             c.sync_state = jsonutil.loads(row["state"]) if row else None
@@ -528,13 +528,17 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
         event_ids: Sequence[str],
         since: float,
         deadline: float | None,
+        run_deadline: float | None = None,
     ) -> tuple[str, Any]:
-        """Resolve a wait for the first of ``event_ids`` stored since ``since``.
+        """Resolve a wait for the first of ``event_ids`` stored since ``since``, until
+        ``deadline`` (the wait's own) or ``run_deadline`` (its run's), whichever is first.
 
-        Returns ``("event", (event_id, data))``, ``("timeout", None)``, ``("suspended",
-        None)`` after registering waiters and handing the item back, or ``("fenced",
-        None)``. Sender and waiter meet on rows under one lock per event id, so a wake-up
-        cannot be lost (RELIABILITY.md rule 5)."""
+        Returns ``("event", (event_id, data))``, ``("timeout", None)`` (the wait's
+        deadline passed), ``("run_timeout", None)`` (the run's deadline passed: the run
+        is over, whatever the wait's), ``("suspended", None)`` after registering waiters
+        and handing the item back until the earlier deadline, or ``("fenced", None)``.
+        Sender and waiter meet on rows under one lock per event id, so a wake-up cannot be
+        lost (RELIABILITY.md rule 5)."""
         status = self._fence_txn(tx, f, position)
         if status is None:
             return "fenced", None
@@ -548,6 +552,9 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
             return "event", (ev["event_id"], jsonutil.loads(ev["data"]))
         now = tx.q1("now")
         assert now is not None
+        if run_deadline is not None and now["now"] >= run_deadline:
+            tx.exec("delete_item_waiters", {"run_id": f.run_id, "idx": f.idx})
+            return "run_timeout", None
         if deadline is not None and now["now"] >= deadline:
             tx.exec("delete_item_waiters", {"run_id": f.run_id, "idx": f.idx})
             return "timeout", None
@@ -565,12 +572,20 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
             )
         params = {
             **self._fence_params(f),
-            "due_at": deadline if deadline is not None else FAR_FUTURE,
+            "due_at": min(d for d in (deadline, run_deadline, FAR_FUTURE) if d is not None),
             "waiting_for": "event:" + ",".join(event_ids),
         }
         tx.exec("set_run_waiting", params)
         tx.exec("suspend_item", params)
         return "suspended", None
+
+    def forget_waits_txn(self, tx: Tx, f: Fence) -> bool:
+        """Drop the item's event waiters: it ends without its wait (its run timed out
+        meanwhile), so no notify may count it as woken. False if fenced."""
+        if self._fence_txn(tx, f, 0) is None:
+            return False
+        tx.exec("delete_item_waiters", {"run_id": f.run_id, "idx": f.idx})
+        return True
 
     def notify_txn(self, tx: Tx, event_id: str, data: str | None) -> list[str]:
         """Store an event, then wake every run waiting on it; the run ids woken."""
@@ -646,8 +661,14 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
         tx.exec("set_progress", {"run_id": f.run_id, "progress": fraction, "message": message})
         return True
 
-    def log_txn(self, tx: Tx, run_id: str, idx: int, level: str, message: str) -> None:
-        tx.exec("insert_log", {"run_id": run_id, "idx": idx, "level": level, "message": message})
+    def log_txn(
+        self, tx: Tx, f: Fence, iteration: int, attempt: int, level: str, message: str
+    ) -> Later[bool]:
+        """Store a line of the run's log; False (nothing stored) when fenced out (read
+        once the commit is on its way: lines logged together share one round trip)."""
+        params = {**self._fence_params(f), "iteration": iteration, "attempt": attempt}
+        sent = tx.send("insert_log", {**params, "level": level, "message": message})
+        return Later(lambda: sent.one() is not None)
 
     # -- leases, recovery ----------------------------------------------------------
 
@@ -690,6 +711,7 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
             )
             tx.exec("crash_run", {"run_id": row["id"], "error": error})
             tx.exec("crash_items", {"run_id": row["id"], "error": error})
+            tx.exec("delete_run_waiters", {"run_id": row["id"]})  # no notify wakes it
             tx.exec("insert_hook_item", {"run_id": row["id"]})
             tx.announce_run(row["id"])
         tx.announce_wake()
@@ -773,14 +795,21 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
         workflow_version: str | None,
     ) -> tuple[Row, bool]:
         """A new run of the same workflow that reuses ``source_id``'s checkpoints before
-        ``position`` and executes from there."""
+        ``position`` (from 1 to one past its last) and executes from there; ``(row,
+        created)``. An existing ``new_id`` returns that run untouched (idempotent, however
+        many forks with that id race)."""
         src = tx.q1("get_run", {"id": source_id})
         if src is None:
             raise RunNotFound(f"run {source_id!r} does not exist")
-        existing = tx.q1("get_run", {"id": new_id})
-        if existing is not None:
-            return existing, False
-        tx.exec(
+        last = tx.q1("last_step_position", {"run_id": source_id, "iteration": src["iteration"]})
+        limit = (last["position"] if last and last["position"] is not None else 0) + 1
+        if not 1 <= position <= limit:
+            raise InvalidInput(
+                f"from_step {position} is not a step of run {source_id!r}: its steps are "
+                f"positions 1 to {limit - 1}, and {limit} forks after the last",
+                details=[{"field": "from_step", "error": f"not from 1 to {limit}"}],
+            )
+        inserted = tx.q1(
             "fork_run",
             {
                 "source_id": source_id,
@@ -789,6 +818,8 @@ class Store(ReadsMixin, AdminMixin, abc.ABC):
                 "version": workflow_version or src["workflow_version"],
             },
         )
+        if inserted is None:
+            return self._existing_run(tx, new_id), False
         tx.exec(
             "fork_items",
             {

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from .. import jsonutil
 from ..errors import InvalidInput, RunNotFound
-from ..models import Attempt, Item, Output, Page, Run, StepRecord, Transition, Waiter
+from ..models import Attempt, Item, LogLine, Output, Page, Run, StepRecord, Transition, Waiter
 from .records import (
     RunFilter,
     cursor_decode,
@@ -16,7 +16,7 @@ from .records import (
     run_from_row,
     step_from_row,
 )
-from .tx import Row, Tx
+from .tx import Tx
 
 
 class ReadsMixin:
@@ -132,8 +132,22 @@ class ReadsMixin:
             for r in tx.q("list_waiters", {"event_id": event_id})
         ]
 
-    def get_logs(self, tx: Tx, run_id: str) -> list[Row]:
-        return tx.q("list_logs", {"run_id": run_id})
+    def get_logs(self, tx: Tx, run_id: str, after_id: int = 0, limit: int = 100) -> list[LogLine]:
+        """The run's log lines after ``after_id``, in the order they were written."""
+        rows = tx.q("list_logs", {"run_id": run_id, "after_id": after_id, "limit": limit})
+        return [
+            LogLine(
+                id=r["id"],
+                run_id=r["run_id"],
+                item_idx=r["item_idx"],
+                iteration=r["iteration"],
+                attempt=r["attempt"],
+                level=r["level"],
+                message=r["message"],
+                created_at=r["created_at"],
+            )
+            for r in rows
+        ]
 
     def count_runs_by_status(self, tx: Tx) -> dict[str, int]:
         return {str(r["status"]): int(r["n"]) for r in tx.q("count_runs_by_status")}

@@ -3,6 +3,7 @@ conversion of rows into the models of ``runyard.models``."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,7 +77,10 @@ class Claimed:
     run_error: Any
     flow_key: str | None = None
     history: dict[int, StepRecord] = field(default_factory=dict)
+    #: Failed attempts already recorded by position (0: the workflow's body; a step's
+    #: only since the body last failed), those that were rate limited apart.
     failed_attempts: dict[int, int] = field(default_factory=dict)
+    limited_attempts: dict[int, int] = field(default_factory=dict)
     sync_state: Any = None
 
 
@@ -198,10 +202,16 @@ def cursor_encode(created_at: float, run_id: str) -> str:
 
 
 def cursor_decode(cursor: str) -> tuple[float, str]:
+    """The ``(created_at, run id)`` of a cursor made by :func:`cursor_encode`; anything
+    else (no run id, a time that is not a finite number) is refused, naming ``cursor``."""
+    at, _, run_id = cursor.partition("|")
     try:
-        at, _, run_id = cursor.partition("|")
-        return float(at), run_id
+        created_at = float(at)
     except ValueError:
+        created_at = math.nan
+    if not run_id or not math.isfinite(created_at):
         raise InvalidInput(
-            "cursor is not valid", details=[{"field": "cursor", "error": "malformed"}]
-        ) from None
+            "cursor is not valid: give the next_cursor of a previous page",
+            details=[{"field": "cursor", "error": "malformed"}],
+        )
+    return created_at, run_id

@@ -11,6 +11,8 @@ Loops, all in one asyncio loop:
 * **control**: look up the runs being executed that a client paused or canceled.
 * **recovery**: every worker (no leader) re-queues items whose lease expired and marks
   runs CRASHED past ``max_recovery_attempts``.
+* **purge**: every ``purge_interval_s`` or so (jittered; no leader either: deletes are
+  idempotent), runs that ended more than ``RUNYARD_RETENTION_DAYS`` ago are deleted.
 
 SIGTERM stops claiming, lets executions finish for ``shutdown_timeout_s``, then hands the
 rest back at once so another worker resumes them from their last checkpoint.
@@ -42,6 +44,9 @@ log = logging.getLogger("runyard.worker")
 
 #: How often a worker also promotes due SCHEDULED runs and scans flow-controlled items.
 SCAN_INTERVAL_S = 0.1
+#: A worker's first purge comes within this long of its start (then every interval), so
+#: workers restarted more often than the interval still purge.
+FIRST_PURGE_WITHIN_S = 60.0
 
 
 def new_worker_id() -> str:
@@ -59,6 +64,7 @@ class Worker:
         shutdown_timeout_s: float = 30.0,
         poll_s: float | None = None,
         recovery_interval_s: float = 1.0,
+        purge_interval_s: float = 3600.0,
         worker_id: str | None = None,
     ) -> None:
         if concurrency < 1:
@@ -69,6 +75,7 @@ class Worker:
         self.shutdown_timeout_s = shutdown_timeout_s
         self.poll_s = poll_s if poll_s is not None else yard.settings.poll_s
         self.recovery_interval_s = recovery_interval_s
+        self.purge_interval_s = purge_interval_s
         self.id = worker_id or new_worker_id()
         self.inflight: dict[tuple[str, int], tuple[Execution, asyncio.Task[None]]] = {}
         self._stopping = asyncio.Event()
@@ -124,6 +131,7 @@ class Worker:
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._control_loop(), name="control"),
             asyncio.create_task(self._recovery_loop(), name="recovery"),
+            asyncio.create_task(self._purge_loop(), name="purge"),
         ]
         try:
             await self._claim_loop()
@@ -345,6 +353,23 @@ class Worker:
                 hub.notify_wake()
                 for run_id in recovered:
                     hub.notify_run(run_id)
+
+    async def _purge_loop(self) -> None:
+        delay = random.uniform(0, min(FIRST_PURGE_WITHIN_S, self.purge_interval_s))
+        while True:
+            await asyncio.sleep(delay)
+            delay = self.purge_interval_s * random.uniform(0.5, 1.5)
+            try:
+                purged = await self.yard.purge()
+            except Exception as exc:
+                log.warning("purge of old runs failed (%s)", exc)
+                continue
+            if purged:
+                log.info(
+                    "purged %d run(s) that ended more than %g day(s) ago",
+                    purged,
+                    self.yard.settings.retention_days,
+                )
 
     # -- shutdown --------------------------------------------------------------------------
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ... import jsonutil
-from ...app import validate_against_schema
-from ...errors import InvalidInput, WorkflowNotFound
-from ...models import Attempt, Item, ItemState, RunStatus, StepRecord
+from ...errors import InvalidInput
+from ...models import Attempt, Item, ItemState, LogLine, Output, RunStatus, StepRecord
 from ...schemas import (
     AttemptOut,
     BulkCancel,
@@ -21,6 +19,8 @@ from ...schemas import (
     InputList,
     InputOut,
     LiveRunOut,
+    LogOut,
+    LogPage,
     OutputOut,
     OutputPage,
     QueueItemOut,
@@ -35,13 +35,15 @@ from ...schemas import (
 )
 from ..auth import ApiRoute, principal_of
 from ..errors import error_responses
-from ..live import read_task, start_and_answer, start_options, wait_terminal
+from ..live import start_and_answer, start_options, wait_terminal
 from ..sse import run_event_stream
 from ..state import ServerState, State
-from ..wire import INT32_MAX, bound, json_response, run_location
+from ..wire import bound, json_response, run_location
 from .common import CONFLICT, NOT_FOUND, RunId, paginated, set_next
 
 router = APIRouter(prefix="/v1", tags=["runs"], route_class=ApiRoute)
+
+R = TypeVar("R", Output, LogLine)
 
 #: Largest queue offset: the active view merges two ordered reads of offset + limit rows.
 MAX_QUEUE_OFFSET = 100_000
@@ -101,9 +103,8 @@ async def create_run(body: RunCreate, request: Request, state: State) -> JSONRes
 
 async def start_run(state: ServerState, request: Request, body: RunCreate) -> JSONResponse:
     """What ``POST /v1/runs`` does once the caller and the body are checked (also called
-    by the server's direct path for this route, :mod:`runyard.server.fastpath`)."""
-    if body.task_id is not None:
-        await read_task(state, body.task_id)
+    by the server's direct path for this route, :mod:`runyard.server.fastpath`); the
+    engine checks ``task_id``."""
     kwargs = start_options(
         body,
         input=body.input,
@@ -207,7 +208,10 @@ async def get_result(
     request: Request,
     state: State,
     timeout: Annotated[
-        float, Query(ge=0, le=300, description="Seconds to wait for the run to finish")
+        float,
+        Query(
+            ge=0, le=300, allow_inf_nan=False, description="Seconds to wait for the run to finish"
+        ),
     ] = 0,
 ) -> JSONResponse:
     """Answers the moment the run finishes (woken, not polled), or 202 after ``timeout``."""
@@ -254,11 +258,38 @@ async def get_outputs(
 ) -> OutputPage:
     """Outputs in the order they were emitted, each once; ``next_cursor`` until the end."""
     outputs = await state.yard.outputs(run_id, after=int(cursor or 0), limit=limit + 1)
-    more = len(outputs) > limit
-    outputs = outputs[:limit]
-    nxt = str(outputs[-1].id) if more else None
-    set_next(response, nxt)
+    outputs, nxt = _page(outputs, limit, response)
     return OutputPage(items=[OutputOut.of(o) for o in outputs], next_cursor=nxt)
+
+
+def _page(rows: list[R], limit: int, response: Response) -> tuple[list[R], str | None]:
+    """The first ``limit`` of ``rows`` (read with one more, to know whether a next page
+    exists) and the next page's cursor, the last id given, also set in the header."""
+    nxt = str(rows[limit - 1].id) if len(rows) > limit else None
+    set_next(response, nxt)
+    return rows[:limit], nxt
+
+
+@router.get(
+    "/runs/{run_id}/logs",
+    response_model=LogPage,
+    responses={**paginated(LogPage), **NOT_FOUND},
+    summary="Page through a run's log lines",
+)
+async def get_logs(
+    run_id: RunId,
+    state: State,
+    response: Response,
+    after: Annotated[
+        int | None, Query(ge=0, le=2**63 - 1, description="The last log line id seen")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> LogPage:
+    """What the workflow logged through ``ctx.logger``, in the order it was written, with
+    the item, iteration and attempt that wrote each line; ``next_cursor`` until the end."""
+    lines = await state.yard.logs(run_id, after=after, limit=limit + 1)
+    lines, nxt = _page(lines, limit, response)
+    return LogPage(items=[LogOut.of(line) for line in lines], next_cursor=nxt)
 
 
 @router.get(
@@ -312,7 +343,10 @@ def step_log(
     steps: list[StepRecord], attempts: list[Attempt], terminal: bool, iteration: int
 ) -> list[StepOut]:
     """Each checkpoint with its failed attempts; a step that failed and has no checkpoint
-    yet (it is backing off before its next attempt) is listed as ``retrying``."""
+    yet (it is backing off before its next attempt) is listed as ``retrying``. The failed
+    attempts of the workflow's body (position 0) are listed as kind ``workflow``:
+    ``retrying`` while the run goes on, ``retried`` once it has ended (its last failure,
+    if it failed, is the run's error)."""
     failed: dict[tuple[int, int], list[Attempt]] = {}
     for a in attempts:
         failed.setdefault((a.item_idx, a.position), []).append(a)
@@ -327,14 +361,15 @@ def step_log(
         if key in seen:
             continue
         last = tries[-1]
+        body = last.position == 0
         out.append(
             StepOut(
                 item=last.item_idx,
                 iteration=iteration,
                 position=last.position,
                 name=last.name,
-                kind="step",
-                status="failed" if terminal else "retrying",
+                kind="workflow" if body else "step",
+                status="retrying" if not terminal else "retried" if body else "failed",
                 error=last.error,
                 attempts=len(tries),
                 started_at=ts(tries[0].started_at),
@@ -365,8 +400,14 @@ async def get_events(
     state: State,
     last_event_id: Annotated[str | None, Header(max_length=32)] = None,
 ) -> StreamingResponse:
+    if last_event_id and not (last_event_id.isascii() and last_event_id.isdigit()):
+        # (isdigit alone takes "²", which int() refuses)
+        raise InvalidInput(
+            "Last-Event-ID must be the id of an output event of this stream",
+            details=[{"field": "last-event-id", "in": "header", "error": "not an output id"}],
+        )
     run = await state.yard.get_run(run_id)  # 404 before the stream starts
-    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    after = int(last_event_id) if last_event_id else 0
     return StreamingResponse(
         run_event_stream(state, request, run, min(after, 2**62)),
         media_type="text/event-stream",
@@ -428,25 +469,11 @@ async def continue_run(run_id: RunId, state: State) -> RunOut:
 )
 async def fork_run(run_id: RunId, body: ForkIn, state: State) -> JSONResponse:
     """Reuses the checkpoints before ``from_step`` (optionally with a new input or a
-    published newer version) and executes from there."""
+    published newer version) and executes from there. The fork checks its arguments (422
+    naming the field; 404 for an unknown run or version); a ``run_id`` that exists
+    answers that run (200)."""
     yard = state.yard
     source = await yard.get_run(run_id)
-    if isinstance(body.from_step, int) and not 1 <= body.from_step <= INT32_MAX:
-        raise InvalidInput(
-            "from_step must be a position >= 1 or a step name",
-            details=[{"field": "from_step", "in": "body", "error": "out of range"}],
-        )
-    if body.version is not None or body.input is not None:
-        version = body.version or source.workflow_version
-        record = await state.read(yard.store.get_workflow, source.workflow, version)
-        if record is None:
-            raise WorkflowNotFound(
-                f"workflow {source.workflow!r} version {version!r} is not published",
-                details=[{"field": "version", "in": "body", "error": "unknown version"}],
-            )
-        if body.input is not None:
-            schema = jsonutil.loads(record["input_schema"]) or {}
-            validate_against_schema(source.workflow, schema, body.input, "input")
     handle = await yard.fork(
         run_id, body.from_step, new_run_id=body.run_id, input=body.input, version=body.version
     )

@@ -36,7 +36,8 @@ SELECT pg_notify(c, string_agg(p, ' ' ORDER BY n))
 FROM (SELECT CASE WHEN c = 'runyard_run_end' THEN 'runyard_run' ELSE c END AS c, p, n
       FROM unnest(%(channels)s::text[], %(payloads)s::text[]) WITH ORDINALITY AS t(c, p, n)
       WHERE c <> 'runyard_run_end'
-         OR (SELECT status FROM runs WHERE id = p) IN ('SUCCEEDED', 'FAILED', 'PARTIAL_SUCCEEDED')
+         OR (SELECT status FROM runs WHERE id = p)
+            IN ('SUCCEEDED', 'PARTIAL_SUCCEEDED', 'FAILED', 'CANCELED', 'CRASHED', 'INVALID')
      ) AS a
 GROUP BY c, (n - 1) / 32;
 
@@ -59,10 +60,13 @@ FROM workflows WHERE name = %(name)s AND (%(version)s::text IS NULL OR version =
 ORDER BY updated_at DESC LIMIT 1;
 
 -- name: upsert_flow_key
+-- A definition that names the key without limits (parallelism and rate both NULL) uses
+-- the key as it is: the limits stored for it stay.
 INSERT INTO flow_keys (key, parallelism, rate, period_s)
 VALUES (%(key)s, %(parallelism)s, %(rate)s, %(period_s)s)
 ON CONFLICT (key) DO UPDATE SET parallelism = excluded.parallelism, rate = excluded.rate,
-  period_s = excluded.period_s, updated_at = runyard_now();
+  period_s = excluded.period_s, updated_at = runyard_now()
+WHERE excluded.parallelism IS NOT NULL OR excluded.rate IS NOT NULL;
 
 -- name: upsert_worker
 INSERT INTO workers (id, host, pid, concurrency, workflows)
@@ -203,9 +207,17 @@ SELECT * FROM steps WHERE run_id = %(run_id)s AND item_idx = %(idx)s AND iterati
 ORDER BY position;
 
 -- name: item_failed_attempts
-SELECT position, count(*) AS n FROM attempts
+-- By position, the failed attempts an execution continues counting from, and how many of
+-- them were rate limited: every attempt of the workflow's body (position 0), a step's
+-- since the body last failed (each attempt of the body gives its steps their retries).
+SELECT position, count(*) AS n,
+  count(*) FILTER (WHERE error::json ->> 'code' = 'rate_limited') AS limited
+FROM attempts
 WHERE run_id = %(run_id)s AND item_idx = %(idx)s AND iteration = %(iteration)s
   AND generation = %(generation)s
+  AND (position = 0 OR id > coalesce((
+    SELECT max(id) FROM attempts WHERE run_id = %(run_id)s AND item_idx = %(idx)s
+      AND iteration = %(iteration)s AND generation = %(generation)s AND position = 0), 0))
 GROUP BY position;
 
 -- name: previous_sync_state
@@ -301,11 +313,15 @@ WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(
 
 -- name: finalize_run
 UPDATE runs SET
-  status = CASE WHEN c.ok = c.n THEN 'SUCCEEDED' WHEN c.ok = 0 THEN 'FAILED'
-                ELSE 'PARTIAL_SUCCEEDED' END,
+  status = CASE WHEN c.ok = c.n THEN 'SUCCEEDED' WHEN c.discarded = c.n THEN 'INVALID'
+                WHEN c.ok = 0 THEN 'FAILED' ELSE 'PARTIAL_SUCCEEDED' END,
   result = CASE WHEN runs.input_count = 1 THEN c.first_result ELSE c.results END,
   error = CASE WHEN c.ok = c.n THEN NULL
                WHEN runs.input_count = 1 THEN c.first_error
+               WHEN c.discarded = c.n THEN json_build_object('code', 'invalid_input',
+                      'message', 'all ' || c.n || ' inputs were discarded: none matches '
+                        || 'the workflow''s input type (each item has its error)',
+                      'discarded', c.discarded)::text
                ELSE json_build_object('code', 'items_failed', 'message',
                       c.failed || ' input(s) failed, ' || c.discarded || ' discarded',
                       'failed', c.failed, 'discarded', c.discarded)::text END,
@@ -397,7 +413,11 @@ UPDATE runs SET progress = %(progress)s, progress_message = %(message)s, updated
 WHERE id = %(run_id)s;
 
 -- name: insert_log
-INSERT INTO logs (run_id, item_idx, level, message) VALUES (%(run_id)s, %(idx)s, %(level)s, %(message)s);
+-- Fenced like a checkpoint: a worker that lost the item writes no line.
+INSERT INTO logs (run_id, item_idx, iteration, attempt, level, message)
+SELECT %(run_id)s, %(idx)s, %(iteration)s, %(attempt)s, %(level)s, %(message)s
+WHERE EXISTS (SELECT 1 FROM items WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s)
+RETURNING id;
 
 -- name: extend_lease
 UPDATE items SET lease_expires_at = runyard_now() + %(lease_s)s
@@ -440,6 +460,11 @@ UPDATE items SET state = 'failed', error = %(error)s, owner = NULL, lease_expire
 WHERE run_id = %(run_id)s AND kind IN ('input', 'map') AND state IN ('queued', 'processing');
 
 -- name: select_runs_for_action
+-- The runs a client action (cancel, pause, resume, continue) applies to, locked in id
+-- order (as every group locks them) for the rest of the transaction. A run whose outcome
+-- another transaction is writing is waited for, and its status tested again as that
+-- transaction left it: a run that ended meanwhile is not selected, so a cancel never
+-- overwrites a SUCCEEDED run.
 SELECT id FROM runs
 WHERE status = ANY(%(statuses)s::text[])
   AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
@@ -447,7 +472,7 @@ WHERE status = ANY(%(statuses)s::text[])
   AND (%(prefix)s::text IS NULL OR id LIKE %(prefix)s ESCAPE '\')
   AND (%(task_id)s::text IS NULL OR task_id = %(task_id)s)
   AND (%(schedule_id)s::text IS NULL OR schedule_id = %(schedule_id)s)
-ORDER BY id;
+ORDER BY id FOR UPDATE;
 
 -- name: cancel_run
 UPDATE runs SET status = 'CANCELED', finished_at = runyard_now(), updated_at = runyard_now(),
@@ -495,14 +520,22 @@ UPDATE runs SET status = 'QUEUED', iteration = iteration + 1, result = NULL, err
   progress_message = NULL, updated_at = runyard_now()
 WHERE id = %(run_id)s;
 
+-- name: last_step_position
+SELECT max(position) AS position FROM steps
+WHERE run_id = %(run_id)s AND iteration = %(iteration)s;
+
 -- name: fork_run
+-- No row when new_id exists: a fork that raced another with the same id returns that
+-- run (the insert waits for the other's commit, then does nothing).
 INSERT INTO runs (id, workflow, workflow_version, kind, mode, status, priority, input_count,
   item_count, task_id, parent_id, fork_position, sync_mode, max_results, options, flow_key,
   timeout_s, max_recovery_attempts, has_on_failure)
 SELECT %(new_id)s, workflow, %(version)s, kind, mode, 'QUEUED', priority, input_count,
   input_count, task_id, id, %(position)s, sync_mode, max_results, options, flow_key,
   timeout_s, max_recovery_attempts, has_on_failure
-FROM runs WHERE id = %(source_id)s;
+FROM runs WHERE id = %(source_id)s
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
 
 -- name: fork_items
 INSERT INTO items (run_id, idx, kind, wref, input, custom_data, state, error, priority,
@@ -589,7 +622,7 @@ SELECT * FROM run_transitions WHERE run_id = %(run_id)s ORDER BY id;
 SELECT * FROM waiters WHERE event_id = %(event_id)s ORDER BY created_at;
 
 -- name: list_logs
-SELECT * FROM logs WHERE run_id = %(run_id)s ORDER BY id;
+SELECT * FROM logs WHERE run_id = %(run_id)s AND id > %(after_id)s ORDER BY id LIMIT %(limit)s;
 
 -- name: lock_runs
 -- The runs of several outcomes, locked in id order (as every group locks them).
@@ -643,11 +676,15 @@ c AS (
   FROM inputs GROUP BY run_id),
 r AS (
   UPDATE runs SET
-    status = CASE WHEN c.ok = c.n THEN 'SUCCEEDED' WHEN c.ok = 0 THEN 'FAILED'
-                  ELSE 'PARTIAL_SUCCEEDED' END,
+    status = CASE WHEN c.ok = c.n THEN 'SUCCEEDED' WHEN c.discarded = c.n THEN 'INVALID'
+                  WHEN c.ok = 0 THEN 'FAILED' ELSE 'PARTIAL_SUCCEEDED' END,
     result = CASE WHEN runs.input_count = 1 THEN c.first_result ELSE c.results END,
     error = CASE WHEN c.ok = c.n THEN NULL
                  WHEN runs.input_count = 1 THEN c.first_error
+                 WHEN c.discarded = c.n THEN json_build_object('code', 'invalid_input',
+                        'message', 'all ' || c.n || ' inputs were discarded: none matches '
+                          || 'the workflow''s input type (each item has its error)',
+                        'discarded', c.discarded)::text
                  ELSE json_build_object('code', 'items_failed', 'message',
                         c.failed || ' input(s) failed, ' || c.discarded || ' discarded',
                         'failed', c.failed, 'discarded', c.discarded)::text END,
@@ -684,6 +721,9 @@ RETURNING id, name, scopes, created_at, last_used_at, revoked_at;
 -- name: find_api_key
 SELECT id, name, scopes FROM api_keys WHERE digest = %(digest)s AND revoked_at IS NULL;
 
+-- name: api_key_issued
+SELECT 1 AS issued FROM api_keys WHERE digest = %(digest)s;
+
 -- name: touch_api_key
 UPDATE api_keys SET last_used_at = runyard_now() WHERE id = %(id)s;
 
@@ -710,12 +750,66 @@ RETURNING *;
 DELETE FROM tasks WHERE id = %(id)s RETURNING id;
 
 -- name: usage
+-- Purged runs' credits count too (retention keeps usage).
 SELECT to_char(to_timestamp(created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, workflow, action, sum(amount) AS credits, count(*) AS charges
-FROM credits
+FROM (SELECT workflow, action, amount, created_at FROM credits
+      UNION ALL SELECT workflow, action, amount, created_at FROM purged_credits) AS c
 WHERE created_at >= %(since)s AND created_at < %(until)s
   AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
 GROUP BY 1, 2, 3
 ORDER BY 1, 2, 3;
+
+-- name: purgeable_runs
+-- Runs that ended before the cutoff with nothing left to do: no item owned or still to
+-- run (an on_failure hook runs after its run ended), no callback still to deliver. (A run
+-- ends after it is created, so created_at < cutoff lets the status index serve.) Locked,
+-- skipping runs another transaction holds: workers purging at once take different runs,
+-- and a run being resumed or continued right now is left alone.
+SELECT r.id FROM runs r
+WHERE r.status IN ('SUCCEEDED', 'PARTIAL_SUCCEEDED', 'FAILED', 'CANCELED', 'CRASHED', 'INVALID')
+  AND r.created_at < %(cutoff)s AND r.finished_at < %(cutoff)s
+  AND NOT EXISTS (SELECT 1 FROM items i WHERE i.run_id = r.id
+                  AND (i.owner IS NOT NULL OR i.state IN ('queued', 'processing')))
+  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.run_id = r.id AND d.state = 'pending')
+LIMIT %(limit)s
+FOR UPDATE OF r SKIP LOCKED;
+
+-- name: archive_purged_credits
+INSERT INTO purged_credits (workflow, action, amount, created_at)
+SELECT workflow, action, amount, created_at FROM credits WHERE run_id = ANY(%(ids)s::text[]);
+
+-- name: purge_credits
+DELETE FROM credits WHERE run_id = ANY(%(ids)s::text[]);
+
+-- name: purge_logs
+DELETE FROM logs WHERE run_id = ANY(%(ids)s::text[]);
+
+-- name: purge_outputs
+DELETE FROM outputs WHERE run_id = ANY(%(ids)s::text[]);
+
+-- name: purge_steps
+DELETE FROM steps WHERE run_id = ANY(%(ids)s::text[]);
+
+-- name: purge_attempts
+DELETE FROM attempts WHERE run_id = ANY(%(ids)s::text[]);
+
+-- name: purge_sync_states
+DELETE FROM sync_states WHERE run_id = ANY(%(ids)s::text[]);
+
+-- name: purge_waiters
+DELETE FROM waiters WHERE run_id = ANY(%(ids)s::text[]);
+
+-- name: purge_deliveries
+DELETE FROM deliveries WHERE run_id = ANY(%(ids)s::text[]);
+
+-- name: purge_transitions
+DELETE FROM run_transitions WHERE run_id = ANY(%(ids)s::text[]);
+
+-- name: purge_items
+DELETE FROM items WHERE run_id = ANY(%(ids)s::text[]);
+
+-- name: purge_runs
+DELETE FROM runs WHERE id = ANY(%(ids)s::text[]);
 
 -- name: live_workers
 SELECT id, host, pid, concurrency, workflows, started_at, heartbeat_at FROM workers

@@ -45,10 +45,13 @@ FROM workflows WHERE name = :name AND (:version IS NULL OR version = :version)
 ORDER BY updated_at DESC LIMIT 1;
 
 -- name: upsert_flow_key
+-- A definition that names the key without limits (parallelism and rate both NULL) uses
+-- the key as it is: the limits stored for it stay.
 INSERT INTO flow_keys (key, parallelism, rate, period_s)
 VALUES (:key, :parallelism, :rate, :period_s)
 ON CONFLICT (key) DO UPDATE SET parallelism = excluded.parallelism, rate = excluded.rate,
-  period_s = excluded.period_s, updated_at = ry_now();
+  period_s = excluded.period_s, updated_at = ry_now()
+WHERE excluded.parallelism IS NOT NULL OR excluded.rate IS NOT NULL;
 
 -- name: upsert_worker
 INSERT INTO workers (id, host, pid, concurrency, workflows)
@@ -142,9 +145,17 @@ SELECT * FROM steps WHERE run_id = :run_id AND item_idx = :idx AND iteration = :
 ORDER BY position;
 
 -- name: item_failed_attempts
-SELECT position, count(*) AS n FROM attempts
+-- By position, the failed attempts an execution continues counting from, and how many of
+-- them were rate limited: every attempt of the workflow's body (position 0), a step's
+-- since the body last failed (each attempt of the body gives its steps their retries).
+SELECT position, count(*) AS n,
+  count(*) FILTER (WHERE json_extract(error, '$.code') = 'rate_limited') AS limited
+FROM attempts
 WHERE run_id = :run_id AND item_idx = :idx AND iteration = :iteration
   AND generation = :generation
+  AND (position = 0 OR id > coalesce((
+    SELECT max(id) FROM attempts WHERE run_id = :run_id AND item_idx = :idx
+      AND iteration = :iteration AND generation = :generation AND position = 0), 0))
 GROUP BY position;
 
 -- name: previous_sync_state
@@ -240,11 +251,15 @@ WHERE run_id = :run_id AND idx = :idx AND owner = :owner AND epoch = :epoch;
 
 -- name: finalize_run
 UPDATE runs SET
-  status = CASE WHEN c.ok = c.n THEN 'SUCCEEDED' WHEN c.ok = 0 THEN 'FAILED'
-                ELSE 'PARTIAL_SUCCEEDED' END,
+  status = CASE WHEN c.ok = c.n THEN 'SUCCEEDED' WHEN c.discarded = c.n THEN 'INVALID'
+                WHEN c.ok = 0 THEN 'FAILED' ELSE 'PARTIAL_SUCCEEDED' END,
   result = CASE WHEN runs.input_count = 1 THEN c.first_result ELSE c.results END,
   error = CASE WHEN c.ok = c.n THEN NULL
                WHEN runs.input_count = 1 THEN c.first_error
+               WHEN c.discarded = c.n THEN json_object('code', 'invalid_input',
+                      'message', 'all ' || c.n || ' inputs were discarded: none matches '
+                        || 'the workflow''s input type (each item has its error)',
+                      'discarded', c.discarded)
                ELSE json_object('code', 'items_failed', 'message',
                       c.failed || ' input(s) failed, ' || c.discarded || ' discarded',
                       'failed', c.failed, 'discarded', c.discarded) END,
@@ -338,7 +353,11 @@ UPDATE runs SET progress = :progress, progress_message = :message, updated_at = 
 WHERE id = :run_id;
 
 -- name: insert_log
-INSERT INTO logs (run_id, item_idx, level, message) VALUES (:run_id, :idx, :level, :message);
+-- Fenced like a checkpoint: a worker that lost the item writes no line.
+INSERT INTO logs (run_id, item_idx, iteration, attempt, level, message)
+SELECT :run_id, :idx, :iteration, :attempt, :level, :message
+WHERE EXISTS (SELECT 1 FROM items WHERE run_id = :run_id AND idx = :idx AND owner = :owner AND epoch = :epoch)
+RETURNING id;
 
 -- name: extend_lease
 UPDATE items SET lease_expires_at = ry_now() + :lease_s
@@ -435,14 +454,22 @@ UPDATE runs SET status = 'QUEUED', iteration = iteration + 1, result = NULL, err
   progress_message = NULL, updated_at = ry_now()
 WHERE id = :run_id;
 
+-- name: last_step_position
+SELECT max(position) AS position FROM steps
+WHERE run_id = :run_id AND iteration = :iteration;
+
 -- name: fork_run
+-- No row when new_id exists: a fork that raced another with the same id returns that
+-- run (the insert waits for the other's commit, then does nothing).
 INSERT INTO runs (id, workflow, workflow_version, kind, mode, status, priority, input_count,
   item_count, task_id, parent_id, fork_position, sync_mode, max_results, options, flow_key,
   timeout_s, max_recovery_attempts, has_on_failure)
 SELECT :new_id, workflow, :version, kind, mode, 'QUEUED', priority, input_count,
   input_count, task_id, id, :position, sync_mode, max_results, options, flow_key,
   timeout_s, max_recovery_attempts, has_on_failure
-FROM runs WHERE id = :source_id;
+FROM runs WHERE id = :source_id
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
 
 -- name: fork_items
 INSERT INTO items (run_id, idx, kind, wref, input, custom_data, state, error, priority,
@@ -529,7 +556,7 @@ SELECT * FROM run_transitions WHERE run_id = :run_id ORDER BY id;
 SELECT * FROM waiters WHERE event_id = :event_id ORDER BY created_at;
 
 -- name: list_logs
-SELECT * FROM logs WHERE run_id = :run_id ORDER BY id;
+SELECT * FROM logs WHERE run_id = :run_id AND id > :after_id ORDER BY id LIMIT :limit;
 
 -- name: insert_api_key
 INSERT INTO api_keys (id, name, digest, scopes) VALUES (:id, :name, :digest, :scopes)
@@ -545,6 +572,9 @@ RETURNING id, name, scopes, created_at, last_used_at, revoked_at;
 
 -- name: find_api_key
 SELECT id, name, scopes FROM api_keys WHERE digest = :digest AND revoked_at IS NULL;
+
+-- name: api_key_issued
+SELECT 1 AS issued FROM api_keys WHERE digest = :digest;
 
 -- name: touch_api_key
 UPDATE api_keys SET last_used_at = ry_now() WHERE id = :id;
@@ -572,12 +602,64 @@ RETURNING *;
 DELETE FROM tasks WHERE id = :id RETURNING id;
 
 -- name: usage
+-- Purged runs' credits count too (retention keeps usage).
 SELECT date(created_at, 'unixepoch') AS day, workflow, action, sum(amount) AS credits, count(*) AS charges
-FROM credits
+FROM (SELECT workflow, action, amount, created_at FROM credits
+      UNION ALL SELECT workflow, action, amount, created_at FROM purged_credits)
 WHERE created_at >= :since AND created_at < :until
   AND (:workflow IS NULL OR workflow = :workflow)
 GROUP BY 1, 2, 3
 ORDER BY 1, 2, 3;
+
+-- name: purgeable_runs
+-- Runs that ended before :cutoff with nothing left to do: no item owned or still to run
+-- (an on_failure hook runs after its run ended), no callback still to deliver. (A run
+-- ends after it is created, so created_at < :cutoff lets the status index serve.)
+SELECT r.id FROM runs r
+WHERE r.status IN ('SUCCEEDED', 'PARTIAL_SUCCEEDED', 'FAILED', 'CANCELED', 'CRASHED', 'INVALID')
+  AND r.created_at < :cutoff AND r.finished_at < :cutoff
+  AND NOT EXISTS (SELECT 1 FROM items i WHERE i.run_id = r.id
+                  AND (i.owner IS NOT NULL OR i.state IN ('queued', 'processing')))
+  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.run_id = r.id AND d.state = 'pending')
+LIMIT :limit;
+
+-- name: archive_purged_credits
+INSERT INTO purged_credits (workflow, action, amount, created_at)
+SELECT workflow, action, amount, created_at FROM credits
+WHERE run_id IN (SELECT value FROM json_each(:ids));
+
+-- name: purge_credits
+DELETE FROM credits WHERE run_id IN (SELECT value FROM json_each(:ids));
+
+-- name: purge_logs
+DELETE FROM logs WHERE run_id IN (SELECT value FROM json_each(:ids));
+
+-- name: purge_outputs
+DELETE FROM outputs WHERE run_id IN (SELECT value FROM json_each(:ids));
+
+-- name: purge_steps
+DELETE FROM steps WHERE run_id IN (SELECT value FROM json_each(:ids));
+
+-- name: purge_attempts
+DELETE FROM attempts WHERE run_id IN (SELECT value FROM json_each(:ids));
+
+-- name: purge_sync_states
+DELETE FROM sync_states WHERE run_id IN (SELECT value FROM json_each(:ids));
+
+-- name: purge_waiters
+DELETE FROM waiters WHERE run_id IN (SELECT value FROM json_each(:ids));
+
+-- name: purge_deliveries
+DELETE FROM deliveries WHERE run_id IN (SELECT value FROM json_each(:ids));
+
+-- name: purge_transitions
+DELETE FROM run_transitions WHERE run_id IN (SELECT value FROM json_each(:ids));
+
+-- name: purge_items
+DELETE FROM items WHERE run_id IN (SELECT value FROM json_each(:ids));
+
+-- name: purge_runs
+DELETE FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: live_workers
 SELECT id, host, pid, concurrency, workflows, started_at, heartbeat_at FROM workers
