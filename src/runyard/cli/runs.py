@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
+from typing import Any, Protocol, TypeVar
 
 import typer
 
@@ -14,6 +15,12 @@ from .common import ApiKeyOption, JsonOption, UrlOption, make_client, parse_json
 from .run import finish
 
 app = typer.Typer(help="List, inspect and control runs.", no_args_is_help=True)
+T = TypeVar("T")
+
+
+class _Page(Protocol[T]):
+    items: list[T]
+    next_cursor: str | None
 
 
 def _run_rows(runs: list[RunOut]) -> Iterator[list[str]]:
@@ -266,6 +273,23 @@ def inputs(
     )
 
 
+def _pages(
+    all_pages: bool, every: Callable[[], Iterable[T]], first: Callable[[], _Page[T]]
+) -> tuple[list[T], str | None]:
+    """Every item, following the pages (``--all``), or the first page's items; and the
+    next page's cursor (None after ``--all``)."""
+    if all_pages:
+        return list(every()), None
+    page = first()
+    return page.items, page.next_cursor
+
+
+def _printed_json(as_json: bool, items: list[Any], next_cursor: str | None) -> bool:
+    if as_json:
+        output.print_json({"items": items, "next_cursor": next_cursor})
+    return as_json
+
+
 @app.command("outputs")
 def outputs(
     run_id: str = typer.Argument(...),
@@ -278,14 +302,12 @@ def outputs(
 ) -> None:
     """The outputs a run emitted. With --json: {"items": [...], "next_cursor": ...}."""
     with make_client(url, api_key) as client:
-        if all_pages:
-            items = list(client.iter_outputs(run_id, cursor=cursor, limit=limit))
-            next_cursor = None
-        else:
-            page = client.outputs(run_id, cursor=cursor, limit=limit)
-            items, next_cursor = page.items, page.next_cursor
-    if as_json:
-        output.print_json({"items": items, "next_cursor": next_cursor})
+        items, next_cursor = _pages(
+            all_pages,
+            lambda: client.iter_outputs(run_id, cursor=cursor, limit=limit),
+            lambda: client.outputs(run_id, cursor=cursor, limit=limit),
+        )
+    if _printed_json(as_json, items, next_cursor):
         return
     output.table(
         ["id", "item", "iter", "key", "data", "created"],
@@ -317,14 +339,12 @@ def logs(
 ) -> None:
     """What a run logged through ctx.logger. With --json: {"items": [...], "next_cursor": ...}."""
     with make_client(url, api_key) as client:
-        if all_pages:
-            items = list(client.iter_logs(run_id, after=after, limit=limit))
-            next_cursor = None
-        else:
-            page = client.logs(run_id, after=after, limit=limit)
-            items, next_cursor = page.items, page.next_cursor
-    if as_json:
-        output.print_json({"items": items, "next_cursor": next_cursor})
+        items, next_cursor = _pages(
+            all_pages,
+            lambda: client.iter_logs(run_id, after=after, limit=limit),
+            lambda: client.logs(run_id, after=after, limit=limit),
+        )
+    if _printed_json(as_json, items, next_cursor):
         return
     output.table(
         ["id", "item", "iter", "attempt", "level", "message", "time"],
