@@ -59,7 +59,7 @@ from .models import (
     Transition,
     Waiter,
 )
-from .schemas import finite
+from .schemas import LATEST_S, MAX_DELAY_S, finite
 from .store import RunFilter, Store, open_store
 from .store.dbexec import DbExecutor
 from .store.hub import Hub, Watcher, wait_event
@@ -515,12 +515,13 @@ class Runyard:
                 "sync_mode must be full or incremental",
                 details=[{"field": "sync_mode", "error": "unknown sync mode"}],
             )
-        finite(delay, "delay")
+        finite(delay, "delay", maximum=MAX_DELAY_S)
         finite(timeout, "timeout")
         not_before_s = finite(
             not_before.timestamp() if isinstance(not_before, datetime) else not_before,
             "not_before",
             minimum=None,
+            maximum=LATEST_S,
         )
         if max_results is not None and (
             not isinstance(max_results, int) or not 1 <= max_results <= INT32_MAX

@@ -30,12 +30,25 @@ def ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
-def finite(value: Any, field: str, *, minimum: float | None = 0.0, exclusive: bool = False) -> Any:
+#: The longest ``delay`` a run takes (a year and a day), and the latest ``not_before``
+#: (the last second that a date can show, 9999-12-31T23:59:59Z).
+MAX_DELAY_S = 366 * 86400
+LATEST_S = 253_402_300_799.0
+
+
+def finite(
+    value: Any,
+    field: str,
+    *,
+    minimum: float | None = 0.0,
+    exclusive: bool = False,
+    maximum: float | None = None,
+) -> Any:
     """``value`` (None, or a number: seconds, or a time in seconds since the epoch) if
-    it is a finite number not below ``minimum`` (above it, when ``exclusive``); else
-    :class:`InvalidInput` naming ``field``. NaN and the infinities pass comparisons
-    (``nan < 0`` is false), so every duration and time the API takes goes through here;
-    on the wire, models say the same with ``allow_inf_nan=False``."""
+    it is a finite number not below ``minimum`` (above it, when ``exclusive``) nor above
+    ``maximum``; else :class:`InvalidInput` naming ``field``. NaN and the infinities pass
+    comparisons (``nan < 0`` is false), so every duration and time the API takes goes
+    through here; on the wire, models say the same with ``allow_inf_nan=False``."""
     if value is None:
         return None
     try:
@@ -52,6 +65,11 @@ def finite(value: Any, field: str, *, minimum: float | None = 0.0, exclusive: bo
         raise InvalidInput(
             f"{field} must be a number {op} {minimum:g}",
             details=[{"field": field, "error": f"not {op} {minimum:g}"}],
+        )
+    if maximum is not None and value > maximum:
+        raise InvalidInput(
+            f"{field} must be at most {maximum:g}",
+            details=[{"field": field, "error": f"not <= {maximum:g}"}],
         )
     return value
 
@@ -140,7 +158,7 @@ class RunCreate(RunOptions):
     inputs: list[InputIn] | None = Field(default=None, min_length=1, max_length=10_000)
     mode: Literal["async", "live"] = "async"
     run_id: str | None = Field(default=None, pattern=RUN_ID_PATTERN)
-    delay: float | None = Field(default=None, ge=0, le=366 * 86400, allow_inf_nan=False)
+    delay: float | None = Field(default=None, ge=0, le=MAX_DELAY_S, allow_inf_nan=False)
     not_before: datetime | None = None
     task_id: str | None = Field(default=None, max_length=200)
     wait_timeout: float | None = Field(

@@ -100,6 +100,10 @@ def test_inputs_that_cannot_be_stored(yard: Runyard, value: Any, where: str) -> 
         ({"not_before": math.nan}, "not_before"),
         ({"not_before": math.inf}, "not_before"),
         ({"not_before": -math.inf}, "not_before"),
+        # Times a date cannot show (a read of the run would fail): refused up front.
+        ({"not_before": 1e12}, "not_before"),
+        ({"delay": 1e12}, "delay"),
+        ({"delay": 366 * 86400 + 1}, "delay"),
         ({"task_id": "no-such-task"}, "task_id"),
     ],
 )
