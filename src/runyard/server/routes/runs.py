@@ -473,11 +473,10 @@ async def fork_run(run_id: RunId, body: ForkIn, state: State) -> JSONResponse:
     naming the field; 404 for an unknown run or version); a ``run_id`` that exists
     answers that run (200)."""
     yard = state.yard
-    source = await yard.get_run(run_id)
     handle = await yard.fork(
         run_id, body.from_step, new_run_id=body.run_id, input=body.input, version=body.version
     )
-    if handle.created:
-        state.metrics.runs_created.labels(source.workflow, "fork").inc()
     run = await yard.get_run(handle.id)
+    if handle.created:
+        state.metrics.runs_created.labels(run.workflow, "fork").inc()
     return json_response(RunOut.of(run), 201 if handle.created else 200, run_location(run.id))
