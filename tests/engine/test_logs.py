@@ -177,3 +177,34 @@ def test_lines_logged_in_a_worker_process(
         assert {(x.item_idx, x.iteration, x.attempt) for x in lines} == {(0, 1, 1)}
 
     asyncio.run(main())
+
+
+def test_a_bad_log_call_never_fails_the_workflow_and_tracebacks_are_kept(yard: Runyard) -> None:
+    """Format arguments that do not match the message are noted in the line (logging
+    itself reports them rather than raising); ``logger.exception`` and ``exc_info=``
+    store the traceback; a mapping fills named placeholders."""
+
+    @yard.workflow
+    async def clumsy(ctx: Context) -> str:
+        ctx.logger.info("two %s %s", "only-one")
+        ctx.logger.info("%(who)s is here", {"who": "ann"})
+        try:
+            raise KeyError("missing-thing")
+        except KeyError:
+            ctx.logger.exception("lookup failed for %s", "x")
+        ctx.logger.warning("kept as given", exc_info=ValueError("given"))
+        return "still fine"
+
+    async def main() -> list[LogLine]:
+        async with running_worker(yard):
+            h = await yard.start("clumsy")
+            assert await h.result(timeout=20) == "still fine"
+            return await yard.logs(h.id)
+
+    mismatch, named, failed, given = asyncio.run(main())
+    assert mismatch.message.startswith("two %s %s (with arguments ('only-one',): ")
+    assert named.message == "ann is here"
+    assert failed.level == "ERROR"
+    assert failed.message.startswith("lookup failed for x\nTraceback (most recent call last):")
+    assert failed.message.endswith("KeyError: 'missing-thing'")
+    assert given.message == "kept as given\nValueError: given"

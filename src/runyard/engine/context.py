@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Iterable
+import sys
+import traceback
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -43,9 +45,29 @@ class RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         if not self._execution.replaying:
-            message = str(msg) % args if args else str(msg)
-            self._execution.store_log(logging.getLevelName(level), message)
+            self._execution.store_log(logging.getLevelName(level), _line(msg, args, kwargs))
         super().log(level, msg, *args, **kwargs)
+
+
+def _line(msg: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """The stored text of a log call, as a handler would format it: the message with its
+    arguments (a mismatch is noted, never raised into the workflow, as logging itself
+    reports it instead of raising), then the traceback ``exc_info`` asks for."""
+    # A single mapping argument fills %(name)s placeholders, as in logging.LogRecord.
+    fill: Any = args[0] if len(args) == 1 and isinstance(args[0], Mapping) and args[0] else args
+    try:
+        text = str(msg) % fill if args else str(msg)
+    except (TypeError, ValueError, KeyError) as exc:
+        text = f"{msg} (with arguments {args!r}: {exc})"
+    exc_info = kwargs.get("exc_info")
+    if exc_info:
+        if isinstance(exc_info, BaseException):
+            exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+        elif not isinstance(exc_info, tuple):
+            exc_info = sys.exc_info()
+        if exc_info[0] is not None:
+            text += "\n" + "".join(traceback.format_exception(*exc_info)).rstrip()
+    return text
 
 
 class SyncState:
