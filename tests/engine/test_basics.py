@@ -105,6 +105,13 @@ def test_multi_input_partial_success_and_discarded_inputs(yard: Runyard) -> None
 
             invalid = await yard.start("square", inputs=["x", "y"])
             assert (await invalid.get()).status is RunStatus.INVALID
+            # The error says what is wrong (RunFailed carries it), and each input's error.
+            with pytest.raises(RunFailed) as failed:
+                await invalid.result(timeout=5)
+            error = failed.value.details
+            assert error["message"].startswith("all 2 inputs are invalid; the first: ")
+            assert "inputs[0]" in error["message"] and len(error["inputs"]) == 2
+            assert str(failed.value).startswith(f"run {invalid.id} ended INVALID: all 2 inputs")
 
     asyncio.run(main())
 

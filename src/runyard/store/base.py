@@ -30,6 +30,16 @@ from .tx import RUN, WAKE, Later, Row, Sent, Tx
 __all__ = ["RUN", "WAKE", "Checkpoint", "Claimed", "Fence", "Row", "RunFilter", "Store", "Tx"]
 
 
+def _invalid_inputs(errors: list[Any]) -> dict[str, Any]:
+    """The error of a run whose every input was refused at its start: what is wrong with
+    the (first) input, and each input's error."""
+    first = errors[0].get("message") if isinstance(errors[0], dict) else None
+    message = first or "its input does not match the workflow's input type"
+    if len(errors) > 1:
+        message = f"all {len(errors)} inputs are invalid; the first: {message}"
+    return {"code": "invalid_input", "message": message, "inputs": errors}
+
+
 class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
     """Every operation on the database, for one backend."""
 
@@ -238,7 +248,7 @@ class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
             "delay_s": run.delay_s,
             "max_recovery_attempts": run.max_recovery_attempts,
             "has_on_failure": run.has_on_failure,
-            "error": jsonutil.dumps({"code": "invalid_input", "inputs": errors})
+            "error": jsonutil.dumps(_invalid_inputs(errors))
             if status is RunStatus.INVALID
             else None,
         }
