@@ -48,7 +48,8 @@ def test_a_new_version_does_not_take_runs_of_the_old_one(db_url: str) -> None:
         new.close()
 
 
-def test_flow_control_given_with_the_trigger(yard: Runyard) -> None:
+def _timed_calls(yard: Runyard, name: str) -> list[tuple[float, float]]:
+    """Register workflow ``name``, one step of 0.1 s; the (start, end) of each call."""
     spans: list[tuple[float, float]] = []
 
     async def call() -> None:
@@ -56,9 +57,22 @@ def test_flow_control_given_with_the_trigger(yard: Runyard) -> None:
         await asyncio.sleep(0.1)
         spans.append((start, time.monotonic()))
 
-    @yard.workflow
-    async def hit_api(ctx: Context) -> None:
+    async def body(ctx: Context) -> None:
         await ctx.step("call", call)
+
+    body.__name__ = name
+    yard.workflow(body)
+    return spans
+
+
+def _assert_one_at_a_time(spans: list[tuple[float, float]]) -> None:
+    spans.sort()
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end - 0.005, "two runs of a parallelism=1 key overlapped"
+
+
+def test_flow_control_given_with_the_trigger(yard: Runyard) -> None:
+    spans = _timed_calls(yard, "hit_api")
 
     async def main() -> None:
         fc = FlowControl(key="per-trigger", parallelism=1)
@@ -66,9 +80,7 @@ def test_flow_control_given_with_the_trigger(yard: Runyard) -> None:
         async with running_worker(yard, concurrency=8):
             for h in handles:
                 assert (await h.wait(timeout=30)).status is RunStatus.SUCCEEDED
-        spans.sort()
-        for (_, end), (start, _) in itertools.pairwise(spans):
-            assert start >= end - 0.005, "two runs of a parallelism=1 key overlapped"
+        _assert_one_at_a_time(spans)
 
     asyncio.run(main())
 
@@ -76,16 +88,7 @@ def test_flow_control_given_with_the_trigger(yard: Runyard) -> None:
 def test_a_trigger_naming_a_key_without_limits_keeps_its_limits(yard: Runyard) -> None:
     """A trigger that names a flow-control key but gives no limits uses the key as it is:
     the limits stored for it (by an earlier trigger here) stay, and are enforced."""
-    spans: list[tuple[float, float]] = []
-
-    async def call() -> None:
-        start = time.monotonic()
-        await asyncio.sleep(0.1)
-        spans.append((start, time.monotonic()))
-
-    @yard.workflow
-    async def hit_shared(ctx: Context) -> None:
-        await ctx.step("call", call)
+    spans = _timed_calls(yard, "hit_shared")
 
     def stored(tx: Tx) -> tuple[object, ...]:
         row = tx.q1("lock_flow_key", {"key": "shared"})
@@ -101,10 +104,8 @@ def test_a_trigger_naming_a_key_without_limits_keeps_its_limits(yard: Runyard) -
         async with running_worker(yard, concurrency=8):
             for h in handles:
                 assert (await h.wait(timeout=30)).status is RunStatus.SUCCEEDED
-        spans.sort()
         assert len(spans) == 5
-        for (_, end), (start, _) in itertools.pairwise(spans):
-            assert start >= end - 0.005, "two runs of a parallelism=1 key overlapped"
+        _assert_one_at_a_time(spans)
 
     asyncio.run(main())
 
