@@ -930,7 +930,8 @@ class Runyard:
         """Delete the runs that ended more than ``older_than_days`` ago (default
         ``RUNYARD_RETENTION_DAYS``) with everything they own, ``batch`` runs a transaction
         (see :mod:`runyard.store.retention`); how many runs were deleted. Runs that have
-        not ended, or still have work to do, are kept."""
+        not ended, or still have work to do, are kept. Events notified before the cutoff
+        are deleted too."""
         days = self.settings.retention_days if older_than_days is None else older_than_days
         finite(days, "older_than_days")
         if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
@@ -939,6 +940,8 @@ class Runyard:
                 details=[{"field": "batch", "error": "not an integer >= 1"}],
             )
         cutoff = await self._read(self.store.now, inline=True) - days * 86400
+        while await self._write(self.store.purge_events_txn, cutoff, batch, inline=False) == batch:
+            pass  # (fewer: the oldest left are newer than the cutoff)
         total = 0
         while True:
             n = await self._write(self.store.purge_txn, cutoff, batch, inline=False)

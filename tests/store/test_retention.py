@@ -219,6 +219,22 @@ def test_purge_deletes_in_bounded_batches(yard: Runyard, db_url: str) -> None:
     assert yard.sync.purge(0) == 2 and rows_of(db_url, ids[0])["runs"] == 0
 
 
+def test_events_older_than_the_cutoff_go_too(yard: Runyard, db_url: str) -> None:
+    """Events belong to no run; a purge deletes those notified before its cutoff (in
+    batches) and keeps the newer ones, which a wait's lookback may still find."""
+
+    async def main() -> None:
+        for i in range(7):
+            await yard.notify(f"old-{i}", {"i": i})
+        _sql(db_url, "UPDATE events SET created_at = created_at - %s", (40 * DAY,))
+        await yard.notify("new", {"fresh": True})
+        assert await yard.purge(older_than_days=30, batch=3) == 0  # no run to purge
+        left = _sql(db_url, "SELECT event_id FROM events ORDER BY id")
+        assert left == [("new",)]
+
+    asyncio.run(main())
+
+
 def test_workers_purging_at_once_take_different_runs(db_url: str) -> None:
     yards = [make_yard(db_url) for _ in range(3)]
     for y in yards:

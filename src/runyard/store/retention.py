@@ -11,6 +11,9 @@ item owned by a worker or still to run (an ``on_failure`` hook runs after its ru
 and no callback still to deliver. Nothing else refers to a run while it runs: a fork
 copies the checkpoints and outputs it reuses when it is created, so its source may go.
 
+Notified events older than the cutoff go too (:meth:`RetentionMixin.purge_events_txn`):
+they belong to no run, and a wait sees only the events of its lookback window.
+
 Deletes are idempotent and bounded (``limit`` runs a transaction), so every worker may
 purge now and then without a leader; on PostgreSQL the runs are taken ``FOR UPDATE SKIP
 LOCKED``, so workers purging at once take different runs.
@@ -49,3 +52,7 @@ class RetentionMixin:
         for name in OWNED:
             tx.send(name, params)
         return tx.exec("purge_runs", params)
+
+    def purge_events_txn(self, tx: Tx, cutoff: float, limit: int) -> int:
+        """Delete up to ``limit`` events stored before ``cutoff``; how many were."""
+        return tx.exec("purge_events", {"cutoff": cutoff, "limit": limit})

@@ -811,6 +811,13 @@ DELETE FROM items WHERE run_id = ANY(%(ids)s::text[]);
 -- name: purge_runs
 DELETE FROM runs WHERE id = ANY(%(ids)s::text[]);
 
+-- name: purge_events
+-- Of the %(limit)s oldest stored events, those stored before %(cutoff)s (ids grow with
+-- time: reading the oldest first bounds the statement, even when none is old enough).
+DELETE FROM events
+WHERE id IN (SELECT id FROM events ORDER BY id LIMIT %(limit)s)
+  AND created_at < %(cutoff)s;
+
 -- name: live_workers
 SELECT id, host, pid, concurrency, workflows, started_at, heartbeat_at FROM workers
 WHERE stopped_at IS NULL AND heartbeat_at > runyard_now() - %(seen_within_s)s

@@ -661,6 +661,13 @@ DELETE FROM items WHERE run_id IN (SELECT value FROM json_each(:ids));
 -- name: purge_runs
 DELETE FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
 
+-- name: purge_events
+-- Of the :limit oldest stored events, those stored before :cutoff (ids grow with
+-- time: reading the oldest first bounds the statement, even when none is old enough).
+DELETE FROM events
+WHERE id IN (SELECT id FROM events ORDER BY id LIMIT :limit)
+  AND created_at < :cutoff;
+
 -- name: live_workers
 SELECT id, host, pid, concurrency, workflows, started_at, heartbeat_at FROM workers
 WHERE stopped_at IS NULL AND heartbeat_at > ry_now() - :seen_within_s
