@@ -20,7 +20,7 @@ import pytest
 from runyard import RunStatus
 from runyard.store import open_store, wakebus
 from runyard.store.hub import Hub, Watcher, wait_event
-from runyard.store.tx import RUN, WAKE
+from runyard.store.tx import RUN, RUN_END, WAKE
 from tests.apps.e2e_support import spawn, wait_registered
 
 from ..conftest import WorkerProcess, make_yard, wait_until
@@ -216,6 +216,62 @@ async def _awaited_without_a_first_read(
         reads.clear()
         assert await h.result(timeout=10) == 0.5
         assert reads[0][1] in ("QUEUED", "RUNNING") and reads[-1][1] == "SUCCEEDED"
+    finally:
+        await yard.aclose()
+
+
+def test_what_a_transaction_announces_reaches_the_hub_after_its_commit(db_url: str) -> None:
+    """Each shape of announcement a write makes is heard by the hub, through the
+    database's own channel (a write of this process is heard as another's would be):
+    work alone; one run; work and a run together; 40 runs (two notifications on
+    PostgreSQL); a run announced "if it has ended", which PostgreSQL sends only for the
+    run that has (SQLite sends both: a harmless look)."""
+    asyncio.run(_announcement_shapes(db_url))
+
+
+async def _announcement_shapes(db_url: str) -> None:
+    yard = make_yard(db_url, poll_s=60.0)
+
+    @yard.workflow(name="ann_probe")
+    async def ann_probe(ctx: Any, x: int) -> int:
+        return x
+
+    heard: list[str | None] = []
+    try:
+        await yard.start("ann_probe", 1, run_id="ann-open", delay=3600)
+        await yard.start("ann_probe", 1, run_id="ann-ended", delay=3600)
+        await yard.cancel("ann-ended")
+        hub = yard.hub()
+        hub.add_run_listener(heard.append)
+        await wait_event(hub.run_event("-"), 5.0)  # the watcher's first "anything"
+        await asyncio.sleep(0.2)
+        await hub.wait_wake(0)
+
+        async def announce(*items: tuple[str, str]) -> tuple[bool, list[str | None]]:
+            heard.clear()
+
+            def txn(tx: Any) -> None:
+                for channel, payload in items:
+                    if channel == WAKE:
+                        tx.announce_wake()
+                    elif channel == RUN:
+                        tx.announce_run(payload)
+                    else:
+                        tx.announce_run_end(payload)
+
+            await yard.db.write(txn)
+            woken = await hub.wait_wake(1.0 if any(c == WAKE for c, _ in items) else 0.3)
+            await asyncio.sleep(0.3)  # anything else that was coming has arrived
+            return woken, sorted(heard, key=str)
+
+        assert await announce((WAKE, "")) == (True, [])
+        assert await announce((RUN, "ann-1")) == (False, ["ann-1"])
+        assert await announce((WAKE, ""), (RUN, "ann-2")) == (True, ["ann-2"])
+        many = [f"ann-many-{i:02d}" for i in range(40)]
+        assert await announce(*((RUN, r) for r in many)) == (False, many)
+        woken, runs = await announce((RUN_END, "ann-open"), (RUN_END, "ann-ended"))
+        expected = ["ann-ended"] if yard.store.backend == "postgres" else ["ann-ended", "ann-open"]
+        assert (woken, runs) == (False, expected)
     finally:
         await yard.aclose()
 

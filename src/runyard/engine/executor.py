@@ -654,6 +654,7 @@ class Execution:
             state,
             result,
             jsonutil.dumps(error) if error is not None else None,
+            self.claimed.kind == "input" and self.claimed.run_items == 1,
         )
         self.rt.on_run_changed(self.fence.run_id)
 

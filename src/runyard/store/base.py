@@ -337,6 +337,7 @@ class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
                 options=jsonutil.loads(run["options"]) or {},
                 run_error=jsonutil.loads(run["error"]),
                 flow_key=r["flow_key"],
+                run_items=run["item_count"],
             )
             claimed.append(c)
             if c.last_position > 0 or c.attempt > 1 or c.generation > 0 or c.iteration > 1:
@@ -472,10 +473,13 @@ class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
         state: ItemState,
         result: str | None,
         error: str | None,
+        sole: bool = False,
     ) -> str | Later[str | None] | None:
         """Write the item's outcome (and its last checkpoints) and, when it was the
         run's last open input, the run's outcome. The run's status, or None if fenced
-        (a backend may read it once the commit is on its way)."""
+        (a backend may read it once the commit is on its way). ``sole``: the item is its
+        run's only input (a backend that cannot tell whether the outcome ended the run
+        before it commits may then announce the run without asking)."""
         # The run row is locked first, in a statement of its own, so that the finalize
         # statement's snapshot sees every other item of the run as committed.
         tx.send("lock_run", {"run_id": f.run_id})

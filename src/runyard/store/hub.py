@@ -343,7 +343,7 @@ class Watcher:
             while not self._stop.is_set():
                 for note in conn.notifies(timeout=0.5):
                     if note.channel == RUN_CHANNEL:
-                        # Several run ids, separated by spaces (see the publish query).
+                        # Several run ids, separated by spaces (see the notify query).
                         self.hub.notify_runs(note.payload.split())
                     else:
                         self.hub.notify_wake()

@@ -13,11 +13,13 @@ from psycopg.rows import dict_row
 from .. import jsonutil
 from ..models import ItemState, NewRun
 from .base import RUN, WAKE, Checkpoint, Fence, Row, Store, Tx
-from .tx import Later
+from .tx import RUN_END, Later
 
-#: Channels announcements are sent on (see Store.publish).
+#: Channels announcements are sent on (see the notify query).
 WAKE_CHANNEL = WAKE
 RUN_CHANNEL = RUN
+#: Run ids one notification carries at most (see the ``notify`` query).
+PAYLOADS_PER_NOTIFICATION = 32
 
 
 def conninfo(url: str) -> str:
@@ -43,8 +45,19 @@ def _has_side_effects(cps: Sequence[Checkpoint]) -> bool:
 class PostgresStore(Store):
     backend = "postgres"
     needs_polling = False
+    # (SQLite announces over its wake sockets and sets PRAGMA synchronous itself.)
     own_queries = frozenset(
-        {"checkpoint_steps_many", "finish_items_steps", "insert_runs", "lock_runs", "nested_loops"}
+        {
+            "async_commit",
+            "checkpoint_steps_many",
+            "finish_items_steps",
+            "insert_runs",
+            "lock_runs",
+            "nested_loops",
+            "notify",
+            "notify_ended",
+            "notify_many",
+        }
     )
     claim_starts_runs = True
 
@@ -137,16 +150,21 @@ class PostgresStore(Store):
         state: ItemState,
         result: str | None,
         error: str | None,
+        sole: bool = False,
     ) -> str | Later[str | None] | None:
         if _has_side_effects(pending):
             return super().complete_item_txn(tx, f, iteration, pending, state, result, error)
-        return self.complete_items_txn(tx, [(f, iteration, pending, state, result, error)]).item(0)
+        call = (f, iteration, pending, state, result, error, sole)
+        return self.complete_items_txn(tx, [call]).item(0)
 
     def complete_items_txn(
         self,
         tx: Tx,
-        calls: Sequence[tuple[Fence, int, Sequence[Checkpoint], ItemState, str | None, str | None]],
+        calls: Sequence[tuple[Any, ...]],
     ) -> Later[list[str | None]]:
+        """complete_item_txn for several items: the argument tuples of each call (``sole``
+        may be left out, as it may from a call)."""
+        calls = [c if len(c) == 7 else (*c, False) for c in calls]
         # Every run is locked first, in id order and in a statement of its own, so that
         # the outcome statement's snapshot sees every other item of those runs as
         # committed. Outcomes with side effects (emit, charge, sync) take the general
@@ -154,7 +172,7 @@ class PostgresStore(Store):
         tx.send("lock_runs", {"run_ids": sorted({f.run_id for f, *_ in calls})})
         plain = [c for c in calls if not _has_side_effects(c[2])]
         general = {
-            id(c): super().complete_item_txn(tx, *c) for c in calls if _has_side_effects(c[2])
+            id(c): super().complete_item_txn(tx, *c[:6]) for c in calls if _has_side_effects(c[2])
         }
         sent = None
         if plain:
@@ -168,7 +186,7 @@ class PostgresStore(Store):
                     "result": result,
                     "error": error,
                 }
-                for n, (f, iteration, pending, state, result, error) in enumerate(plain)
+                for n, (f, iteration, pending, state, result, error, _) in enumerate(plain)
             ]
             checkpoints = [
                 row
@@ -181,10 +199,14 @@ class PostgresStore(Store):
                 {"outcomes": jsonutil.dumps(outcomes), "checkpoints": jsonutil.dumps(checkpoints)},
             )
         # Announced without waiting for the answer (the transaction then takes one round
-        # trip with its commit): each run, if this ended it; work, if this may have given
-        # a run its on_failure item.
-        for f, _, _, state, _, _ in plain:
-            tx.announce_run_end(f.run_id)
+        # trip with its commit): each run, if this ended it (a run's only input ends it:
+        # announced as it is, which costs the notifying statement no look at the run);
+        # work, if this may have given a run its on_failure item.
+        for f, _, _, state, _, _, sole in plain:
+            if sole:
+                tx.announce_run(f.run_id)
+            else:
+                tx.announce_run_end(f.run_id)
             if state is not ItemState.COMPLETED:
                 tx.announce_wake()
 
@@ -256,9 +278,7 @@ class PostgresStore(Store):
                 def commit() -> None:
                     conn.execute(b"COMMIT")
                     if tx.announcements:
-                        items = sorted(tx.announcements)
-                        channels, payloads = [c for c, _ in items], [p for _, p in items]
-                        tx.send("publish", {"channels": channels, "payloads": payloads})
+                        self._publish(tx)
                     pipelined.close()  # leaving pipeline mode waits for every answer
 
                 conn.execute(b"BEGIN")
@@ -271,6 +291,25 @@ class PostgresStore(Store):
         finally:
             if not done:
                 self._abandon(conn)
+
+    @staticmethod
+    def _publish(tx: Tx) -> None:
+        """Send what ``tx`` announced, after its COMMIT (see the ``notify`` query)."""
+        items = sorted(tx.announcements)
+        notes: list[tuple[str, str]] = []
+        for channel in (WAKE_CHANNEL, RUN_CHANNEL):
+            payloads = [p for c, p in items if c == channel]
+            for i in range(0, len(payloads), PAYLOADS_PER_NOTIFICATION):
+                notes.append((channel, " ".join(payloads[i : i + PAYLOADS_PER_NOTIFICATION])))
+        if len(notes) == 1:
+            tx.send("notify", {"channel": notes[0][0], "payload": notes[0][1]})
+        elif notes:
+            tx.send(
+                "notify_many",
+                {"channels": [c for c, _ in notes], "payloads": [p for _, p in notes]},
+            )
+        if ended := [p for c, p in items if c == RUN_END]:
+            tx.send("notify_ended", {"run_ids": ended})
 
     @staticmethod
     def _abandon(conn: Any) -> None:

@@ -76,6 +76,9 @@ class Claimed:
     options: dict[str, Any]
     run_error: Any
     flow_key: str | None = None
+    #: How many items the run had when this one was claimed (its inputs and map
+    #: elements): an input that is its run's only item ends the run with its outcome.
+    run_items: int = 0
     history: dict[int, StepRecord] = field(default_factory=dict)
     #: Failed attempts already recorded by position (0: the workflow's body; a step's
     #: only since the body last failed), those that were rate limited apart.

@@ -20,15 +20,6 @@ INSERT INTO runyard_migrations (version, name, applied_at) VALUES (:version, :na
 -- name: now
 SELECT ry_now() AS now;
 
--- name: publish
--- SQLite has no notifications: SQLiteStore.publish sends announcements over the wake
--- sockets (store/wakebus.py) after COMMIT; this query exists for parity only.
-SELECT 1 WHERE :channels IS NULL;
-
--- name: async_commit
--- Parity only: SQLite sets PRAGMA synchronous around such a transaction (sqlite.py).
-SELECT 1;
-
 -- name: upsert_workflow
 INSERT INTO workflows (name, version, description, input_schema, options)
 VALUES (:name, :version, :description, :input_schema, :options)
@@ -121,7 +112,7 @@ UPDATE runs SET status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status 
   deadline_at = coalesce(deadline_at, ry_now() + timeout_s),
   waiting_for = NULL, updated_at = ry_now()
 WHERE id IN (SELECT value FROM json_each(:ids))
-RETURNING id, deadline_at, sync_mode, max_results, options, error;
+RETURNING id, deadline_at, sync_mode, max_results, options, error, item_count;
 
 -- name: has_due_work
 SELECT 1 FROM items i JOIN runs r ON r.id = i.run_id
