@@ -380,12 +380,17 @@ class Runyard:
                         raise StoreUnavailable(f"the database is unavailable: {exc}") from exc
                     raise
 
-    def hub(self) -> Hub:
-        """This event loop's hub, fed by a watcher of other processes' commits."""
+    def hub(self, *, work: bool = False) -> Hub:
+        """This event loop's hub, fed by a watcher of other processes' commits. ``work``:
+        the caller claims work (a worker), so the watcher also hears of new work."""
         loop = asyncio.get_running_loop()
         if self._watcher is None:
             self._watcher = Watcher(self.store, self._broadcast)
+            if work:
+                self._watcher.want_work()
             self._watcher.start()
+        elif work:
+            self._watcher.want_work()
         hub = self._hubs.get(loop)
         if hub is None:
             hub = Hub(loop)

@@ -44,9 +44,10 @@ CHILD = textwrap.dedent(
 
 
 def test_another_process_wakes_exactly_who_it_concerns(db_url: str) -> None:
-    """A run started and then canceled by another process: this process's worker wake-up
-    and the waiter of that run fire; the waiter of another run does not (a watcher that
-    only knew "something was committed" would wake everyone)."""
+    """A run started and then canceled by another process: the waiter of that run fires;
+    the waiter of another run does not (a watcher that only knew "something was
+    committed" would wake everyone); and the new run wakes this process's workers once
+    one runs here, not before (a process without a worker is not woken by new work)."""
     asyncio.run(_wakes_exactly(db_url))
 
 
@@ -54,21 +55,30 @@ async def _wakes_exactly(db_url: str) -> None:
     yard = make_yard(db_url)
     try:
         hub = yard.hub()
-        target, other = "wake-target-1", "wake-other-1"
-        ev_target, ev_other = hub.run_event(target), hub.run_event(other)
+        other = "wake-other-1"
+        ev_other = hub.run_event(other)
         # The watcher wakes everyone once when it starts listening; wait that out.
         await wait_event(ev_other, 5.0)
         await asyncio.sleep(0.3)
-        ev_target.clear()
         ev_other.clear()
         await hub.wait_wake(0)
 
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, db_url, target)
-        assert await proc.wait() == 0
-        assert await wait_event(ev_target, 5.0), "the canceled run's waiter was not woken"
-        assert await hub.wait_wake(5.0), "the new run did not wake this process's workers"
-        await asyncio.sleep(0.3)  # anything else that was going to arrive has
-        assert not ev_other.is_set(), "a waiter of an unrelated run was woken"
+        async def started_elsewhere(target: str) -> bool:
+            """Whether the run's waiter was woken (asserted) and workers were."""
+            ev_target = hub.run_event(target)
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, db_url, target)
+            assert await proc.wait() == 0
+            assert await wait_event(ev_target, 5.0), "the canceled run's waiter was not woken"
+            woken = await hub.wait_wake(1.0)
+            await asyncio.sleep(0.3)  # anything else that was going to arrive has
+            assert not ev_other.is_set(), "a waiter of an unrelated run was woken"
+            return woken
+
+        assert not await started_elsewhere("wake-target-1"), "woken for work without a worker"
+        yard.hub(work=True)  # as a worker starting here does
+        await asyncio.sleep(0.8)  # (PostgreSQL listens within half a second, then wakes all)
+        await hub.wait_wake(0)
+        assert await started_elsewhere("wake-target-2"), "the new run did not wake the workers"
     finally:
         await yard.aclose()
 
@@ -241,7 +251,7 @@ async def _announcement_shapes(db_url: str) -> None:
         await yard.start("ann_probe", 1, run_id="ann-open", delay=3600)
         await yard.start("ann_probe", 1, run_id="ann-ended", delay=3600)
         await yard.cancel("ann-ended")
-        hub = yard.hub()
+        hub = yard.hub(work=True)  # (as a worker's: told of new work too)
         hub.add_run_listener(heard.append)
         await wait_event(hub.run_event("-"), 5.0)  # the watcher's first "anything"
         await asyncio.sleep(0.2)
@@ -309,13 +319,22 @@ def _drain(listener: wakebus.Listener, want: int, timeout: float = 5.0) -> list[
 
 @needs_linux
 def test_bus_delivers_to_every_listener_and_forgets_the_dead(tmp_path: Path) -> None:
+    """Runs reach every listener, new work only those that asked for it (a process with a
+    worker), from the first message after one asks; dead markers are removed."""
     directory = str(tmp_path / "db.sqlite.wake")
     a, b = wakebus.Listener(directory), wakebus.Listener(directory)
+    a.want_work()
     pub = wakebus.Publisher(directory)
     try:
         pub.publish([(WAKE, ""), (RUN, "run-1")])
-        for listener in (a, b):
-            assert sorted(_drain(listener, 2)) == [(RUN, "run-1"), (WAKE, "")]
+        assert sorted(_drain(a, 2)) == [(RUN, "run-1"), (WAKE, "")]
+        assert _drain(b, 2, timeout=0.3) == [(RUN, "run-1")]
+        pub.publish([(WAKE, "")])
+        assert _drain(a, 1) == [(WAKE, "")]
+        b.want_work()
+        pub.publish([(WAKE, "")])
+        assert _drain(b, 1) == [(WAKE, "")]
+        assert _drain(a, 1) == [(WAKE, "")]
         # A marker nobody listens behind (its process was SIGKILLed) is removed; a closed
         # listener removed its own.
         dead = tmp_path / "db.sqlite.wake" / "12345-0123456789abcdef"
@@ -325,7 +344,7 @@ def test_bus_delivers_to_every_listener_and_forgets_the_dead(tmp_path: Path) -> 
         pub.publish([(RUN, "run-2")])
         assert _drain(a, 1) == [(RUN, "run-2")]
         assert not dead.exists()
-        assert sorted(os.listdir(directory)) == [a.token]
+        assert sorted(os.listdir(directory)) == [a.token + wakebus.WORK_SUFFIX]
     finally:
         pub.close()
         a.close()
@@ -340,8 +359,8 @@ def test_bus_listener_that_fell_behind_is_told_anything_may_have_changed(
     slow = wakebus.Listener(directory)
     pub = wakebus.Publisher(directory)
     try:
-        pub.publish([(WAKE, "")])
-        assert _drain(slow, 1) == [(WAKE, "")]
+        pub.publish([(RUN, "first")])
+        assert _drain(slow, 1) == [(RUN, "first")]
         # Not read for a while: the socket buffers fill and messages are dropped.
         big = [(RUN, f"run-{i:06d}-" + "x" * 200) for i in range(200)]
         for _ in range(200):

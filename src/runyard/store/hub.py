@@ -21,6 +21,8 @@ from . import wakebus
 from .base import RUN, WAKE, Store
 
 log = logging.getLogger("runyard.hub")
+#: How often a SQLite process without a worker checks for commits nobody announced.
+QUIET_BACKSTOP_S = 0.5
 
 
 async def wait_event(event: asyncio.Event, timeout: float) -> bool:
@@ -182,6 +184,18 @@ class Watcher:
         self._reader: asyncio.AbstractEventLoop | None = None
         self._listener: wakebus.Listener | None = None
         self._heard = False
+        self._work = False  # told of new work too: a worker runs in this process
+
+    def want_work(self) -> None:
+        """Also hear of new work from other processes (a worker runs in this process);
+        until then only of runs, so that a process without a worker is not woken by
+        every run started. (Work announced before the change is found by the worker's
+        first claim; PostgreSQL starts listening within half a second, then everyone
+        looks once.)"""
+        with self._lock:
+            self._work = True
+            if self._listener is not None:
+                self._listener.want_work()
 
     def start(self) -> None:
         self._thread.start()
@@ -239,18 +253,25 @@ class Watcher:
         """SQLite on Linux: the wake-ups other processes send after their commits (see
         :mod:`.wakebus`). A commit announced by nobody (a process that cannot reach this
         socket, e.g. in another network namespace) is still noticed, through
-        ``data_version`` every ``backstop_s``, when no wake-up came for two checks."""
+        ``data_version`` every ``backstop_s``, when no wake-up came for two checks. A
+        process without a worker is not told of new work, so that a commit that only
+        announced work is unheard there: it checks every :data:`QUIET_BACKSTOP_S`
+        instead, so that a burst of new runs elsewhere makes it look about once a
+        second rather than twenty times."""
         from .sqlite import SQLiteStore
 
         assert isinstance(self.store, SQLiteStore)
-        listener = self._listener = wakebus.Listener(self.store.wake_dir)
+        with self._lock:
+            listener = self._listener = wakebus.Listener(self.store.wake_dir)
+            if self._work:
+                listener.want_work()
         conn = self.store.connect()
         try:
             # Anything committed before we listened: make everyone look.
             self.hub.notify_all()
             last = self.store.data_version(conn)
             self._heard = unheard = False
-            check_at = time.monotonic() + self.backstop_s
+            check_at = time.monotonic() + self._backstop()
             while not self._stop.is_set():
                 wait = min(0.1, max(0.0, check_at - time.monotonic()))
                 if self._reading_in_loop(listener):
@@ -272,10 +293,13 @@ class Watcher:
                     else:
                         unheard = True
                     self._heard = False
-                    check_at = time.monotonic() + self.backstop_s
+                    check_at = time.monotonic() + self._backstop()
         finally:
             conn.close()
             self._close_listener(listener)
+
+    def _backstop(self) -> float:
+        return self.backstop_s if self._work else max(self.backstop_s, QUIET_BACKSTOP_S)
 
     def _dispatch(self, messages: list[tuple[str, str]]) -> None:
         for channel, payload in messages:
@@ -336,11 +360,16 @@ class Watcher:
         from .postgres import RUN_CHANNEL, PostgresStore
 
         assert isinstance(self.store, PostgresStore)
-        conn = self.store.listen_connection()
+        work = self._work
+        conn = self.store.listen_connection(work=work)
         try:
             # Anything sent while we were not listening is lost: make everyone re-check.
             self.hub.notify_all()
             while not self._stop.is_set():
+                if self._work and not work:
+                    work = True
+                    self.store.listen_for_work(conn)
+                    self.hub.notify_wake()
                 for note in conn.notifies(timeout=0.5):
                     if note.channel == RUN_CHANNEL:
                         # Several run ids, separated by spaces (see the notify query).

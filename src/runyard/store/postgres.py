@@ -339,13 +339,19 @@ class PostgresStore(Store):
     def run_script(self, tx: Tx, sql: str) -> None:
         tx.cursor.execute(sql.encode())
 
-    def listen_connection(self) -> psycopg.Connection[Any]:
+    def listen_connection(self, *, work: bool = True) -> psycopg.Connection[Any]:
+        """A connection that listens for changed runs and, if ``work``, for new work."""
         conn: psycopg.Connection[Any] = psycopg.connect(
             conninfo(self.url),
             autocommit=True,
             connect_timeout=5,
             application_name="runyard-listen",
         )
-        conn.execute(f"LISTEN {WAKE_CHANNEL}")
         conn.execute(f"LISTEN {RUN_CHANNEL}")
+        if work:
+            self.listen_for_work(conn)
         return conn
+
+    @staticmethod
+    def listen_for_work(conn: psycopg.Connection[Any]) -> None:
+        conn.execute(f"LISTEN {WAKE_CHANNEL}")

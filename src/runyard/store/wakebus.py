@@ -4,7 +4,9 @@ Every process that watches the database listens on a Unix stream socket in Linux
 abstract namespace (no file to clean up, nothing to collide with) and names it by an
 empty marker file in ``<database>.wake/``. After a write transaction commits, the writer
 sends what it announced (new work is due; run X changed) to every listener named there,
-its own process included, over connections it keeps open.
+its own process included, over connections it keeps open. New work is told only to
+the processes that run a worker (their marker's name ends in ``.work``): the others
+would only be woken for nothing.
 
 Everything sent is a hint, as on PostgreSQL: a listener that cannot keep up (its socket
 buffer full) is told "anything may have changed" once it can, a marker whose process is
@@ -34,17 +36,22 @@ _ADDRESS = "\0runyard-wake-{token}"
 _MARKER_CHECK_S = 1.0
 _CHUNK = 65536
 _STILL_NS = 100_000_000
+#: Ends the marker of a listener that is also told of new work.
+WORK_SUFFIX = ".work"
 
 
 def supported() -> bool:
     return sys.platform.startswith("linux")
 
 
-def encode(announcements: Iterable[tuple[str, str]]) -> bytes:
+def encode(announcements: Iterable[tuple[str, str]], *, work: bool = True) -> bytes:
+    """The message for a listener (``work``: one told of new work; b"" if nothing is)."""
     lines = [
-        b"W" if channel == WAKE else b"R" + payload.encode() for channel, payload in announcements
+        b"W" if channel == WAKE else b"R" + payload.encode()
+        for channel, payload in announcements
+        if work or channel != WAKE
     ]
-    return b"\n".join(lines) + b"\n"
+    return b"\n".join(lines) + b"\n" if lines else b""
 
 
 def _decode(line: bytes) -> tuple[str, str] | None:
@@ -76,11 +83,14 @@ class Publisher:
         self._seen_mtime: int | None = None
 
     def publish(self, announcements: Iterable[tuple[str, str]]) -> None:
-        data = encode(announcements)
+        items = list(announcements)
+        data = {True: encode(items), False: encode(items, work=False)}
         with self._lock:
             self._refresh()
-            for token in list(self._peers):
-                self._send(token, data)
+            for marker in list(self._peers):
+                message = data[marker.endswith(WORK_SUFFIX)]
+                if message:
+                    self._send(marker, message)
 
     def close(self) -> None:
         with self._lock:
@@ -124,7 +134,7 @@ class Publisher:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.setblocking(False)
             try:
-                sock.connect(_ADDRESS.format(token=token))
+                sock.connect(_ADDRESS.format(token=token.removesuffix(WORK_SUFFIX)))
             except BlockingIOError:
                 sock.close()  # its backlog is full: try again next time
                 return
@@ -160,6 +170,7 @@ class Listener:
         os.makedirs(directory, exist_ok=True)
         self.token = f"{os.getpid()}-{secrets.token_hex(8)}"
         self.marker = os.path.join(directory, self.token)
+        self._work = False
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._server.bind(_ADDRESS.format(token=self.token))
         self._server.listen(64)
@@ -177,6 +188,19 @@ class Listener:
 
     def fileno(self) -> int:
         return self._selector.fileno()  # an epoll descriptor is itself pollable
+
+    def want_work(self) -> None:
+        """Be told of new work too (a worker runs in this process). The marker is renamed:
+        a writer that lists the directory afterwards sends it; work announced before
+        that, the worker finds with its first claim."""
+        if self._work:
+            return
+        self._work = True
+        old, self.marker = self.marker, self.marker + WORK_SUFFIX
+        try:
+            os.rename(old, self.marker)
+        except FileNotFoundError:
+            self._write_marker()  # deleted meanwhile: keep_marker would have made it
 
     def receive(self, timeout: float) -> list[tuple[str, str]]:
         """What arrived within ``timeout`` seconds (empty if nothing did)."""

@@ -102,7 +102,7 @@ class Worker:
                 loop.add_signal_handler(sig, self.stop)
         yard = self.yard
         await yard.ensure_ready()
-        hub = yard.hub()
+        hub = yard.hub(work=True)
         store, db = yard.store, yard.db
         await db.write(
             store.register_workflows_txn, [wf.to_record() for wf in yard.workflows.values()]
