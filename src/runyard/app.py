@@ -173,9 +173,9 @@ class _Broadcast:
     def __init__(self) -> None:
         self.hubs: list[Hub] = []
 
-    def notify_wake(self) -> None:
+    def notify_wake(self, at: float | None = None) -> None:
         for h in list(self.hubs):
-            h.notify_wake()
+            h.notify_wake(at)
 
     def notify_run(self, run_id: str) -> None:
         for h in list(self.hubs):
@@ -481,7 +481,7 @@ class Runyard:
         seen = (hub, hub.mark()) if hub is not None else None
         row, created = await self.db.write(self.store.create_run_txn, new, order=new.id)
         if created:
-            self._broadcast.notify_wake()
+            self._broadcast.notify_wake(new.due_at())
         return RunHandle(self, new.id, created, row, seen)
 
     async def _new_run(

@@ -7,6 +7,7 @@ the API returns and what the CLI prints.
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -244,3 +245,10 @@ class NewRun:
     sync_mode: str | None = None
     max_results: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+
+    def due_at(self) -> float | None:
+        """When a delayed run becomes due (epoch seconds, this machine's clock); None:
+        at once."""
+        if self.not_before is not None:
+            return self.not_before
+        return time.time() + self.delay_s if self.delay_s else None

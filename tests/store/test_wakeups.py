@@ -23,7 +23,7 @@ from runyard.store.hub import Hub, Watcher, wait_event
 from runyard.store.tx import RUN, RUN_END, WAKE
 from tests.apps.e2e_support import spawn, wait_registered
 
-from ..conftest import WorkerProcess, make_yard, wait_until
+from ..conftest import WorkerProcess, make_yard, running_worker, wait_until
 
 CHILD = textwrap.dedent(
     """
@@ -36,7 +36,7 @@ CHILD = textwrap.dedent(
     async def wake_probe(ctx, x: int) -> int:
         return x
 
-    yard.sync.start("wake_probe", 1, run_id=sys.argv[2], delay=3600)
+    yard.sync.start("wake_probe", 1, run_id=sys.argv[2])  # (no worker here runs it)
     yard.sync.cancel(sys.argv[2])
     yard.close()
     """
@@ -286,6 +286,42 @@ async def _announcement_shapes(db_url: str) -> None:
         await yard.aclose()
 
 
+def test_a_hub_told_of_work_due_later_wakes_its_workers_then(tmp_path: Path) -> None:
+    """Due times wake the hub's workers when they come, the earliest first, however they
+    were announced; a transaction announces one wake-up, for its earliest time."""
+
+    async def main() -> None:
+        hub = Hub(asyncio.get_running_loop())
+        t0 = time.time()
+        hub.notify_wake(t0 + 0.4)
+        hub.notify_wake(t0 + 0.2)
+        hub.notify_wake(t0 - 5)  # past: now
+        assert await hub.wait_wake(0.1)
+        assert await hub.wait_wake(1.0)
+        assert 0.2 <= time.time() - t0 < 0.35
+        assert await hub.wait_wake(1.0)
+        assert 0.4 <= time.time() - t0 < 0.55
+        assert not await hub.wait_wake(0.2)
+
+    asyncio.run(main())
+
+    store = open_store(f"sqlite:///{tmp_path / 'tx.db'}")
+    conn = store.connect()
+    try:
+        with store.transaction(conn, write=False) as tx:
+            later = time.time() + 60
+            tx.announce_wake(later + 10)
+            tx.announce_wake(later)
+            tx.announce_wake(later + 20)
+            tx.announce_run("r")
+            assert tx.announcements == {(WAKE, f"{later:.3f}"), (RUN, "r")}
+            tx.announce_wake()
+            tx.announce_wake(later)
+            assert tx.announcements == {(WAKE, ""), (RUN, "r")}
+    finally:
+        conn.close()
+
+
 def test_a_hub_remembers_which_runs_changed_since_a_mark_or_says_it_cannot_tell() -> None:
     async def main() -> None:
         hub = Hub(asyncio.get_running_loop())
@@ -521,3 +557,60 @@ def test_a_commit_nobody_announced_still_wakes_everyone(tmp_path: Path) -> None:
     finally:
         watcher.stop()
         store.close()
+
+
+CHILD_DELAYED = textwrap.dedent(
+    """
+    import sys
+    from runyard import Runyard
+
+    yard = Runyard(database_url=sys.argv[1])
+
+    @yard.workflow(name="wake_probe")
+    async def wake_probe(ctx, x: int) -> int:
+        return x
+
+    yard.sync.start("wake_probe", 7, run_id=sys.argv[2], delay=float(sys.argv[3]))
+    yard.close()
+    """
+)
+
+
+def test_work_announced_for_later_is_taken_when_due_not_at_the_next_poll(db_url: str) -> None:
+    """A worker whose polling backstop is 5 s takes a sleep that ends in 1 s, and a run
+    another process started with a 1 s delay, when they are due: the hand-back and the
+    trigger announce when (before, both waited for the next poll: up to 5 s late)."""
+    asyncio.run(_taken_when_due(db_url))
+
+
+async def _taken_when_due(db_url: str) -> None:
+    yard = make_yard(db_url, poll_s=5.0)
+
+    @yard.workflow(name="wake_probe")
+    async def wake_probe(ctx: Any, x: int) -> int:
+        return x
+
+    @yard.workflow(name="naps")
+    async def naps(ctx: Any, seconds: float) -> float:
+        await ctx.sleep("nap", seconds)
+        return seconds
+
+    try:
+        async with running_worker(yard, concurrency=2):
+            await asyncio.sleep(1.0)  # the worker is idle, its watcher listening
+            started = time.monotonic()
+            h = await yard.start("naps", 1.0)
+            assert await h.result(timeout=10) == 1.0
+            assert 1.0 <= time.monotonic() - started < 1.8
+            assert [s.status for s in await yard.steps(h.id)] == ["completed"]
+
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", CHILD_DELAYED, db_url, "delayed-1", "1.0"
+            )
+            assert await proc.wait() == 0
+            run = await yard.wait("delayed-1", timeout=10)
+            assert run.status is RunStatus.SUCCEEDED and run.result == 7
+            assert run.started_at is not None
+            assert 1.0 <= run.started_at - run.created_at < 1.8
+    finally:
+        await yard.aclose()

@@ -197,7 +197,7 @@ class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
         tx.send_many("insert_item", item_params)
         # Announced even if the id existed (a harmless look) so that nothing is left to
         # do once the answer is read.
-        tx.announce_wake()
+        tx.announce_wake(run.due_at())
 
         def read() -> tuple[Row, bool]:
             row = inserted.one()
@@ -529,6 +529,7 @@ class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
         params = {**self._fence_params(f), "due_at": due_at, "waiting_for": waiting_for}
         tx.send("set_run_waiting", params)
         tx.send("suspend_item", params)
+        tx.announce_wake(due_at)  # (a pause's or a shutdown's hand-back is due now)
         return fence.one() is not None
 
     def begin_wait_txn(
@@ -584,13 +585,16 @@ class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
                     "deadline": deadline,
                 },
             )
+        due_at = min(d for d in (deadline, run_deadline, FAR_FUTURE) if d is not None)
         params = {
             **self._fence_params(f),
-            "due_at": min(d for d in (deadline, run_deadline, FAR_FUTURE) if d is not None),
+            "due_at": due_at,
             "waiting_for": "event:" + ",".join(event_ids),
         }
         tx.exec("set_run_waiting", params)
         tx.exec("suspend_item", params)
+        if due_at < FAR_FUTURE:
+            tx.announce_wake(due_at)  # its timeout
         return "suspended", None
 
     def forget_waits_txn(self, tx: Tx, f: Fence) -> bool:

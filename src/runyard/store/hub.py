@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import threading
 import time
@@ -19,8 +20,14 @@ from typing import Any, Protocol
 
 from . import wakebus
 from .base import RUN, WAKE, Store
+from .tx import wake_due
 
 log = logging.getLogger("runyard.hub")
+#: Announced due times a hub keeps at most (later ones are left to the polling backstop).
+MAX_DUES = 10_000
+#: How long after an announced due time a hub wakes its workers: a little late rather
+#: than early (the item is compared with the database's clock).
+DUE_SLACK_S = 0.002
 #: How often a SQLite process without a worker checks for commits nobody announced.
 QUIET_BACKSTOP_S = 0.5
 
@@ -55,6 +62,9 @@ class Hub:
         self._seq = 0  # notifications handled in the loop so far
         self._told: dict[str, int] = {}  # run id -> _seq at its latest notification
         self._forgot = 0  # _seq when _told last started over, or at the last notify_all
+        self._dues: list[float] = []  # heap of the times work was announced due at
+        self._timer: asyncio.TimerHandle | None = None  # for the earliest of them
+        self._timer_at = 0.0
 
     # -- from any thread ---------------------------------------------------------------
 
@@ -68,9 +78,36 @@ class Hub:
         elif not self.loop.is_closed():
             self.loop.call_soon_threadsafe(fn, *args)
 
-    def notify_wake(self) -> None:
-        """New work may be due."""
-        self._call(self._wake.set)
+    def notify_wake(self, at: float | None = None) -> None:
+        """New work may be due now, or at ``at`` (epoch seconds): then :meth:`wait_wake`
+        returns at that time, so that a sleep or a delayed run is taken when it is due,
+        not when the polling backstop next looks."""
+        self._call(self._set_wake, at)
+
+    def _set_wake(self, at: float | None) -> None:
+        if at is None or at <= time.time():
+            self._wake.set()
+            return
+        if len(self._dues) < MAX_DUES:
+            heapq.heappush(self._dues, at)
+            self._arm()
+
+    def _arm(self) -> None:
+        """Wake for the dues that have come; a timer for the next one."""
+        now = time.time()
+        while self._dues and self._dues[0] <= now:
+            heapq.heappop(self._dues)
+            self._wake.set()
+        if not self._dues or (self._timer is not None and self._timer_at <= self._dues[0]):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = self._dues[0]
+        self._timer = self.loop.call_later(self._timer_at - now + DUE_SLACK_S, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self._arm()
 
     def notify_run(self, run_id: str) -> None:
         self._call(self._set_run, run_id)
@@ -156,7 +193,7 @@ class Hub:
 class Notified(Protocol):
     """What a :class:`Watcher` tells: a :class:`Hub`, or every hub of a process."""
 
-    def notify_wake(self) -> None: ...
+    def notify_wake(self, at: float | None = None) -> None: ...
     def notify_run(self, run_id: str) -> None: ...
     def notify_runs(self, run_ids: list[str]) -> None: ...
     def notify_all(self) -> None: ...
@@ -307,7 +344,7 @@ class Watcher:
             if channel == RUN:
                 self.hub.notify_run(payload)
             elif channel == WAKE:
-                self.hub.notify_wake()
+                self.hub.notify_wake(wake_due(payload))
             else:
                 self.hub.notify_all()
 
@@ -375,7 +412,7 @@ class Watcher:
                         # Several run ids, separated by spaces (see the notify query).
                         self.hub.notify_runs(note.payload.split())
                     else:
-                        self.hub.notify_wake()
+                        self.hub.notify_wake(wake_due(note.payload))
                     if self._stop.is_set():
                         break
         finally:

@@ -128,7 +128,8 @@ class PostgresStore(Store):
                 "items": jsonutil.dumps([i for _, items in params for i in items]),
             },
         )
-        tx.announce_wake()
+        for run in first.values():
+            tx.announce_wake(run.due_at())
 
         def read() -> list[tuple[Row, bool]]:
             created = {row["id"]: row for row in sent.rows()}

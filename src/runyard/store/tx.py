@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -76,6 +77,15 @@ class Later(Generic[T]):
         return Later(lambda: self.result()[i])  # type: ignore[index]
 
 
+def wake_due(payload: str) -> float | None:
+    """The time a WAKE announcement names (see :meth:`Tx.announce_wake`); None: now
+    (also for a payload that is no time)."""
+    try:
+        return float(payload) if payload else None
+    except ValueError:
+        return None
+
+
 def settle(tx: Tx, values: Sequence[Any]) -> list[Any]:
     """``values`` (job answers in ``tx``) with every :class:`Later` read, after ``tx``
     was told to commit if there is any."""
@@ -104,6 +114,7 @@ class Tx:
         self._q = store.queries
         self.announcements: set[tuple[str, str]] = set()
         self.finished = False
+        self._wake: tuple[str, str] | None = None  # the one WAKE in announcements
 
     def finish(self) -> None:
         """Commit now and publish the announcements (on PostgreSQL the COMMIT goes with
@@ -117,9 +128,18 @@ class Tx:
         self._commit()
         self._pipeline = None  # what follows runs statement by statement
 
-    def announce_wake(self) -> None:
-        """After commit, tell every worker that new work may be due."""
-        self._announce((WAKE, ""))
+    def announce_wake(self, at: float | None = None) -> None:
+        """After commit, tell every worker that new work may be due now, or only at
+        ``at`` (epoch seconds: a delayed run's start, a sleep's end), when a worker that
+        heard it looks again instead of waiting for its polling backstop. One WAKE goes
+        out per transaction, for the earliest time announced."""
+        payload = "" if at is None or at <= time.time() else f"{at:.3f}"
+        if self._wake is not None:
+            if self._wake[1] == "" or (payload and float(self._wake[1]) <= float(payload)):
+                return  # what is announced already covers it
+            self.announcements.discard(self._wake)
+        self._wake = (WAKE, payload)
+        self._announce(self._wake)
 
     def announce_run(self, run_id: str) -> None:
         """After commit, tell whoever waits on ``run_id`` that it changed."""

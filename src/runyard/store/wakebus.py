@@ -47,7 +47,7 @@ def supported() -> bool:
 def encode(announcements: Iterable[tuple[str, str]], *, work: bool = True) -> bytes:
     """The message for a listener (``work``: one told of new work; b"" if nothing is)."""
     lines = [
-        b"W" if channel == WAKE else b"R" + payload.encode()
+        (b"W" if channel == WAKE else b"R") + payload.encode()
         for channel, payload in announcements
         if work or channel != WAKE
     ]
@@ -55,8 +55,8 @@ def encode(announcements: Iterable[tuple[str, str]], *, work: bool = True) -> by
 
 
 def _decode(line: bytes) -> tuple[str, str] | None:
-    if line == b"W":
-        return (WAKE, "")
+    if line[:1] == b"W":
+        return (WAKE, line[1:].decode(errors="replace"))  # (a time, if not due now)
     if line == b"A":
         return (ANY, "")
     if line[:1] == b"R" and len(line) > 1:
