@@ -85,9 +85,10 @@ class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
         only a power cut or an operating-system crash may undo it (which writes may:
         :mod:`runyard.store.dbexec`). ``wait=False`` (SQLite): fail at once with a
         transient error instead of waiting for a lock another connection holds;
-        ``lock_wait_s`` (SQLite): wait at most this long for the write lock (None: the
-        connection's busy timeout). PostgreSQL waits for row locks as long as it takes: only
-        Runyard's own short transactions hold them."""
+        ``lock_wait_s``: wait at most this long for SQLite's write lock (None: the
+        connection's busy timeout); on PostgreSQL for a row lock, when it is short (a
+        request's window, see ``LOCK_TIMEOUT_BELOW_S``): otherwise as long as it takes,
+        only Runyard's own short transactions hold them."""
 
     @abc.abstractmethod
     def adapt(self, params: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -20,6 +20,10 @@ WAKE_CHANNEL = WAKE
 RUN_CHANNEL = RUN
 #: Run ids one notification carries at most (see the ``notify`` query).
 PAYLOADS_PER_NOTIFICATION = 32
+#: A write transaction to be answered within less than this long bounds its waits for row
+#: locks by its window (the server's requests, seconds); a worker's writes (a longer
+#: window) wait as ever: their items are fenced, and their leases expire if they stall.
+LOCK_TIMEOUT_BELOW_S = 10.0
 
 
 def conninfo(url: str) -> str:
@@ -50,6 +54,7 @@ class PostgresStore(Store):
         {
             "async_commit",
             "checkpoint_steps_many",
+            "lock_timeout",
             "finish_items_steps",
             "insert_runs",
             "lock_runs",
@@ -286,6 +291,12 @@ class PostgresStore(Store):
                 tx = Tx(self, cur, conn, pipe, commit)
                 if not durable:
                     tx.send("async_commit")
+                if lock_wait_s is not None and lock_wait_s < LOCK_TIMEOUT_BELOW_S:
+                    # A request's write waits for a row lock (a run another transaction
+                    # holds) within its window only, then fails as the database being
+                    # unavailable would (55P03 is an OperationalError: retried, then 503).
+                    ms = str(max(1, int(lock_wait_s * 1000)))  # (0 would mean no limit)
+                    tx.send("lock_timeout", {"ms": ms})
                 yield tx
                 tx.finish()
             done = True

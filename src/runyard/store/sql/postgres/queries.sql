@@ -48,6 +48,9 @@ GROUP BY (n - 1) / 32;
 -- name: async_commit
 SET LOCAL synchronous_commit TO off;
 
+-- name: lock_timeout
+SELECT set_config('lock_timeout', %(ms)s, true);
+
 -- name: upsert_workflow
 INSERT INTO workflows (name, version, description, input_schema, options)
 VALUES (%(name)s, %(version)s, %(description)s, %(input_schema)s, %(options)s)
