@@ -1,5 +1,5 @@
 """The database executor: commits that need not wait for the disk, and jobs run in the
-event loop itself while the database thread is idle (SQLite)."""
+event loop itself while the writing thread is idle."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import itertools
 import sqlite3
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,7 +76,9 @@ def test_a_group_waits_for_the_disk_when_any_of_its_jobs_must(db_url: str) -> No
     assert modes == [durable_mode, durable_mode, lax_mode]
 
 
-def test_idle_sqlite_runs_jobs_of_one_loop_pass_in_the_loop_as_one_group(db_url: str) -> None:
+def test_an_idle_executor_runs_jobs_of_one_loop_pass_in_the_loop_as_one_group(
+    db_url: str,
+) -> None:
     db = DbExecutor(open_store(db_url))
     seen: list[tuple[str, int]] = []
 
@@ -92,8 +93,11 @@ def test_idle_sqlite_runs_jobs_of_one_loop_pass_in_the_loop_as_one_group(db_url:
         return None if row is None else str(row.status)
 
     async def main() -> tuple[list[str], str | None]:
+        # The loop never opens the connection: the first write goes to the thread.
+        await db.write(write, "first")
+        await asyncio.sleep(0.1)  # the thread back to idle
         ids = await asyncio.gather(*(db.write(write, f"r{i}") for i in range(5)))
-        await db.read(read, "r2")  # a read not marked small: always the thread
+        await db.read(read, "r2")  # a read not marked small: always a thread
         await asyncio.sleep(0.1)  # the thread back to idle
         return list(ids), await db.read(read, "r3", inline=True)
 
@@ -104,12 +108,11 @@ def test_idle_sqlite_runs_jobs_of_one_loop_pass_in_the_loop_as_one_group(db_url:
     assert ids == [f"r{i}" for i in range(5)]
     assert status == "QUEUED"
     threads = [name for name, _ in seen]
-    if db.store.backend == "sqlite":
-        assert threads[:5] == ["MainThread"] * 5 and threads[6] == "MainThread"
-        assert threads[5].startswith("runyard-db")
-        assert len({tx for _, tx in seen[:5]}) == 1  # the five writes shared a transaction
-    else:
-        assert "MainThread" not in threads  # PostgreSQL: network round trips stay off the loop
+    assert threads[0] == "runyard-db-0"  # the writing thread
+    assert threads[1:6] == ["MainThread"] * 5 and threads[7] == "MainThread"
+    # (PostgreSQL reads not marked small have a thread and a connection of their own.)
+    assert threads[6] == ("runyard-db-0" if db.store.backend == "sqlite" else "runyard-db-1")
+    assert len({tx for _, tx in seen[1:6]}) == 1  # the five writes shared a transaction
 
 
 class RoundTrips:
@@ -402,28 +405,61 @@ def test_a_later_is_read_after_the_commit_was_sent_and_a_failure_still_undoes_al
         db.close()
 
 
-def _with_blocker(path: Path) -> tuple[str, DbExecutor, sqlite3.Connection]:
-    """A migrated SQLite file, an executor on it, and another connection to take its lock."""
-    url = f"sqlite:///{path}"
-    open_store(url).upgrade()
-    return url, DbExecutor(open_store(url)), sqlite3.connect(str(path), isolation_level=None)
+class Blocker:
+    """Another connection holding what a write in these tests needs: SQLite's write lock;
+    on PostgreSQL the row of run ``held`` (created here), which the tests' writes lock."""
+
+    def __init__(self, db_url: str) -> None:
+        self.store = open_store(db_url)
+        self.store.upgrade()
+        self.sqlite = isinstance(self.store, SQLiteStore)
+        if self.sqlite:
+            path = db_url.removeprefix("sqlite:///")
+            self.conn: Any = sqlite3.connect(path, isolation_level=None)
+        else:
+            self.conn = self.store.connect()
+            with self.store.transaction(self.conn, write=True) as tx:
+                self.store.create_run_txn(tx, _new_run("held"))
+
+    def hold(self) -> None:
+        if self.sqlite:
+            self.conn.execute("BEGIN IMMEDIATE")
+        else:
+            self.conn.execute("BEGIN")
+            self.conn.execute("SELECT id FROM runs WHERE id = 'held' FOR UPDATE")
+
+    def release(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        if self.sqlite:
+            self.conn.close()
+        else:
+            self.store.close_connection(self.conn)
+
+    def write(self, tx: Tx, run_id: str) -> None:
+        """A write that needs what is held: a new run (and, on PostgreSQL, run ``held``)."""
+        if not self.sqlite:
+            tx.q1("lock_runs", {"run_ids": ["held"]})
+        self.store.create_run_txn(tx, _new_run(run_id))
 
 
-def test_inline_jobs_never_wait_for_a_lock_and_a_failing_job_fails_alone(
-    tmp_path: Path,
-) -> None:
-    url, db, blocker = _with_blocker(tmp_path / "lock.db")
+def test_inline_jobs_never_wait_for_a_lock_and_a_failing_job_fails_alone(db_url: str) -> None:
+    blocker = Blocker(db_url)
+    db = DbExecutor(open_store(db_url))
     ran_in: list[str] = []
 
     def write(tx: Tx, run_id: str) -> str:
         ran_in.append(threading.current_thread().name)
-        db.store.create_run_txn(tx, _new_run(run_id))
+        blocker.write(tx, run_id)
         return run_id
 
     def bad(tx: Tx) -> None:
         raise ValueError("this job is wrong")
 
     async def main() -> tuple[list[float], list[Any]]:
+        await db.write(write, "opens")  # (the loop never opens the connection)
+        await asyncio.sleep(0.1)  # the thread back to idle
         ticks: list[float] = []
 
         async def ticker() -> None:
@@ -432,8 +468,8 @@ def test_inline_jobs_never_wait_for_a_lock_and_a_failing_job_fails_alone(
                 await asyncio.sleep(0.01)
 
         t = asyncio.create_task(ticker())
-        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock for 0.3 s
-        asyncio.get_running_loop().call_later(0.3, blocker.execute, "COMMIT")
+        blocker.hold()  # another connection holds the lock for 0.3 s
+        asyncio.get_running_loop().call_later(0.3, blocker.release)
         results = await asyncio.gather(db.write(write, "a"), db.write(bad), return_exceptions=True)
         t.cancel()
         return ticks, results
@@ -447,14 +483,17 @@ def test_inline_jobs_never_wait_for_a_lock_and_a_failing_job_fails_alone(
     assert isinstance(results[1], ValueError) and "this job is wrong" in str(results[1])
     # The loop kept turning while the lock was held: no gap near the 0.3 s wait.
     assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.15
-    assert ran_in[-1].startswith("runyard-db")  # handed to the thread, which waited
+    # Tried in the loop first (SQLite finds its lock taken before the job runs), then
+    # handed to the thread, which waited.
+    assert ("MainThread" in ran_in) == (db.store.backend == "postgres")
+    assert ran_in[-1].startswith("runyard-db")
     # One writer connection per process: the loop borrows the thread's.
     conns: list[tuple[str, int]] = []
 
     def where(tx: Tx) -> None:
         conns.append((threading.current_thread().name, id(tx.cursor.connection)))
 
-    db2 = DbExecutor(open_store(url))
+    db2 = DbExecutor(open_store(db_url))
     try:
         db2.write_sync(where)  # from a thread that is not a loop: the database thread
         asyncio.run(db2.write(where))  # from a loop, the thread idle: in the loop
@@ -462,7 +501,7 @@ def test_inline_jobs_never_wait_for_a_lock_and_a_failing_job_fails_alone(
         db2.close()
     assert [name for name, _ in conns] == ["runyard-db-0", "MainThread"]
     assert conns[0][1] == conns[1][1]
-    check = open_store(url)
+    check = open_store(db_url)
     conn = check.connect()
     try:
         with check.transaction(conn, write=False) as tx:
@@ -471,21 +510,25 @@ def test_inline_jobs_never_wait_for_a_lock_and_a_failing_job_fails_alone(
         check.close_connection(conn)
 
 
-def test_a_write_that_must_not_queue_for_the_lock_fails_at_once(tmp_path: Path) -> None:
-    """SQLite: ``busy_fails`` turns "another process holds the write lock" into LockBusy at
-    once (a worker's claim then looks again without the lock); a write of the same loop
-    pass without it still waits for the lock and commits."""
-    _, db, blocker = _with_blocker(tmp_path / "busy.db")
+def test_a_write_that_must_not_queue_for_the_lock_fails_at_once(db_url: str) -> None:
+    """``busy_fails`` turns "another connection holds the lock" (SQLite's write lock, a
+    PostgreSQL row lock) into LockBusy at once (a worker's claim then looks again without
+    the lock); a write of the same loop pass without it still waits for the lock and
+    commits."""
+    blocker = Blocker(db_url)
+    db = DbExecutor(open_store(db_url))
     ran: list[str] = []
 
     def write(tx: Tx, run_id: str) -> str:
         ran.append(run_id)
-        db.store.create_run_txn(tx, _new_run(run_id))
+        blocker.write(tx, run_id)
         return run_id
 
     async def main() -> tuple[Any, Any, float]:
-        blocker.execute("BEGIN IMMEDIATE")
-        asyncio.get_running_loop().call_later(0.3, blocker.execute, "COMMIT")
+        await db.write(write, "opens")  # (the loop never opens the connection)
+        await asyncio.sleep(0.1)  # the thread back to idle
+        blocker.hold()
+        asyncio.get_running_loop().call_later(0.3, blocker.release)
         started = time.monotonic()
         quick = asyncio.ensure_future(db.write(write, "quick", busy_fails=True))
         patient = asyncio.ensure_future(db.write(write, "patient"))
@@ -501,7 +544,8 @@ def test_a_write_that_must_not_queue_for_the_lock_fails_at_once(tmp_path: Path) 
     assert isinstance(quick, LockBusy)
     assert failed_after < 0.2  # did not wait for the 0.3 s lock
     assert patient == "patient"
-    assert ran == ["patient"]
+    # (PostgreSQL: tried in the loop, where it found the row locked.)
+    assert ran[1:] == (["patient"] if db.store.backend == "sqlite" else ["quick", "patient"])
 
 
 def test_one_writer_and_on_postgres_a_reader_of_its_own(db_url: str) -> None:
@@ -550,19 +594,19 @@ def test_one_writer_and_on_postgres_a_reader_of_its_own(db_url: str) -> None:
     assert (read_done, write_done) == (postgres, postgres)
 
 
-def test_a_locked_file_fails_each_job_within_its_window(tmp_path: Path) -> None:
-    """SQLite: while another process holds the write lock, a job fails with
-    StoreUnavailable once its window since submission has passed, not after the
-    connection's 30 s busy timeout; jobs queued together share the wait (a group of ten
-    is not ten windows one after the other); a window set in the context (the server's,
-    per request) wins over the executor's own; and writes succeed once the lock is gone."""
-    url, first, blocker = _with_blocker(tmp_path / "locked.db")
-    first.close()
-    store = open_store(url)
+def test_a_held_lock_fails_each_job_within_its_window(db_url: str) -> None:
+    """While another connection holds the lock a write needs (SQLite's write lock, a
+    PostgreSQL row lock), a job fails with StoreUnavailable once its window since
+    submission has passed, not after the connection's 30 s busy timeout (or never, on
+    PostgreSQL); jobs queued together share the wait (a group of ten is not ten windows
+    one after the other); a window set in the context (the server's, per request) wins
+    over the executor's own; and writes succeed once the lock is gone."""
+    blocker = Blocker(db_url)
+    store = open_store(db_url)
     db = DbExecutor(store, retry_for_s=30.0)
 
     def write(tx: Tx, run_id: str) -> str:
-        store.create_run_txn(tx, _new_run(run_id))
+        blocker.write(tx, run_id)
         return run_id
 
     async def burst(count: int) -> tuple[list[Any], float]:
@@ -575,11 +619,11 @@ def test_a_locked_file_fails_each_job_within_its_window(tmp_path: Path) -> None:
         finally:
             retry_window.reset(token)
 
-    blocker.execute("BEGIN IMMEDIATE")
+    blocker.hold()
     try:
         results, took = asyncio.run(burst(10))
     finally:
-        blocker.execute("ROLLBACK")
+        blocker.release()
     try:
         assert all(isinstance(r, StoreUnavailable) for r in results), results
         assert took < 3, f"ten queued jobs failed after {took:.1f} s"

@@ -31,15 +31,18 @@ outlives a PostgreSQL crash holding a claim the server forgot is fenced like any
 (owner and epoch no longer match). Accepted runs, checkpoints, outcomes, events and
 every client's request stay durable.
 
-On SQLite, a small job (a write about one run, a read of a few rows) submitted from the
-event loop while the thread is idle runs in the loop itself, on the thread's connection
+A small job (a write about one run, a read of a few rows) submitted from the event loop
+while the writing thread is idle runs in the loop itself, on that thread's connection
 (taken under a lock: one writer connection per process, RELIABILITY.md rule 8), at the end
-of the loop's current pass, together with every other job submitted in that pass: a lone
-write on a quiet system then costs no hop to a thread and back (each a wake-up of a
-sleeping thread, often on an idle core) but still commits in a group. It never waits
-there: if the thread or another process holds a lock, or anything fails, the jobs go to
-the thread, which runs them as it runs any. Jobs of unbounded size always go to the
-thread, so the loop is never held up by a scan.
+of the loop's current pass, together with every other job submitted in that pass: it then
+costs no hop to a thread and back (each a wake-up of a sleeping thread, often on an idle
+core: on PostgreSQL, with the round trip itself, measured 0.5-1 ms of a 5.3 ms trigger ->
+complete p50, and a third more no-op runs/s) but still commits in a group. It never waits
+there: if the thread or another connection holds a lock (PostgreSQL: a row lock for more
+than :data:`~runyard.store.postgres.INLINE_LOCK_WAIT_MS`), the connection is not open yet,
+or anything fails, the jobs go to the thread, which runs them as it runs any (and opens
+the connection: never the loop). Jobs of unbounded size always go to the thread, so the
+loop is never held up by a scan.
 """
 
 from __future__ import annotations
@@ -89,13 +92,9 @@ class LockBusy(RunyardError):
     http_status = 503
 
 
-class _Conn(threading.local):
-    conn: Any = None
-
-
-class _SharedConn:
-    """SQLite: the one connection of the thread, shared with the event loop under a lock
-    (one writer connection per process, RELIABILITY.md rule 8)."""
+class _Conn:
+    """A thread's connection; the writing thread's is lent to the event loop for the jobs
+    it runs itself (under ``_conn_lock``)."""
 
     conn: Any = None
 
@@ -119,18 +118,27 @@ class DbExecutor:
         split = threads is None and not store.needs_polling
         self._reads = queue.SimpleQueue() if split else self._queue
         count = threads if threads is not None else 1
-        self._inline = store.backend == "sqlite" and count == 1
-        self._local: _Conn | _SharedConn = _SharedConn() if self._inline else _Conn()
-        self._conn_lock = threading.Lock()  # when shared: who uses the connection now
+        # One thread writes: the loop may borrow its connection.
+        self._inline = count == 1
+        self._writer = _Conn()
+        self._conn_lock = threading.Lock()  # when inline: who uses the writer's connection
         queues = [self._queue, self._reads] if split else [self._queue] * max(1, count)
         self._threads = [
-            (threading.Thread(target=self._main, args=(q,), name=f"{name}-{i}", daemon=True), q)
+            (
+                threading.Thread(
+                    target=self._main,
+                    args=(q, self._writer if i == 0 else _Conn()),
+                    name=f"{name}-{i}",
+                    daemon=True,
+                ),
+                q,
+            )
             for i, q in enumerate(queues)
         ]
         self._started = False
         self._lock = threading.Lock()
         self._closed = False
-        self._working = False  # the threads hold jobs taken off the queue
+        self._working = False  # the writing thread holds jobs taken off its queue
         self._inline_loop: asyncio.AbstractEventLoop | None = None
         self._inline_jobs: list[_Job] = []
         self._merged = store.merged_writes()
@@ -223,7 +231,13 @@ class DbExecutor:
         inline: bool,
         busy_fails: bool,
     ) -> Future[T]:
-        if inline and self._inline and not self._closed and self._idle():
+        if (
+            inline
+            and self._inline
+            and not self._closed
+            and self._idle()
+            and self._writer.conn is not None
+        ):
             loop = asyncio.get_running_loop()
             if self._inline_loop is None:
                 self._inline_loop = loop
@@ -263,7 +277,7 @@ class DbExecutor:
                 t.join(timeout=10)
         if self._inline:
             with self._conn_lock:
-                self._drop_connection()
+                self._drop_connection(self._writer)
 
     # -- in the event loop -------------------------------------------------------------
 
@@ -276,10 +290,14 @@ class DbExecutor:
         if self._closed or not self._idle() or not self._conn_lock.acquire(blocking=False):
             self._handover()
             return
+        conn = self._writer.conn
+        if conn is None:  # closed meanwhile: the thread opens it again
+            self._conn_lock.release()
+            self._handover()
+            return
         # (Marked running only once done: on a failure the thread takes them as new.)
         writes, reads = self._split(jobs, start=False)
         try:
-            conn = self._connection()
             results: dict[int, Any] = {}
             if writes:
                 durable = any(j.durable for j in writes)
@@ -291,8 +309,8 @@ class DbExecutor:
         except BaseException as exc:
             # Busy, or a job failed: the thread runs them again (alone where one fails,
             # retrying where the database is busy) and reports what they raise.
-            if getattr(self._local.conn, "in_transaction", False):
-                self._drop_connection()  # left in an unknown state
+            if getattr(conn, "in_transaction", False) or getattr(conn, "closed", False):
+                self._drop_connection(self._writer)  # left in an unknown state, or lost
             if self.store.is_transient(exc):
                 for j in jobs:
                     if j.busy_fails and j.future.set_running_or_notify_cancel():
@@ -320,7 +338,8 @@ class DbExecutor:
 
     # -- the thread ------------------------------------------------------------------
 
-    def _main(self, jobs: queue.SimpleQueue[_Job | None]) -> None:
+    def _main(self, jobs: queue.SimpleQueue[_Job | None], holder: _Conn) -> None:
+        lent = self._inline and holder is self._writer  # its connection lent to the loop
         try:
             while True:
                 job = jobs.get()
@@ -337,19 +356,22 @@ class DbExecutor:
                         stop = True
                         break
                     batch.append(nxt)
-                self._working = True
-                with self._conn_lock if self._inline else contextlib.nullcontext():
+                if lent:
+                    self._working = True
+                with self._conn_lock if lent else contextlib.nullcontext():
                     writes, reads = self._split(batch)
                     if writes:
-                        self._run_group(writes)
+                        self._run_group(writes, holder)
                     for j in reads:
-                        self._run_one(j)
-                self._working = False
+                        self._run_one(j, holder)
+                if lent:
+                    self._working = False
                 if stop:
                     return
         finally:
-            self._working = False
-            self._drop_connection()
+            if lent:
+                self._working = False
+            self._drop_connection(holder)
 
     @staticmethod
     def _split(batch: list[_Job], start: bool = True) -> tuple[list[_Job], list[_Job]]:
@@ -377,22 +399,22 @@ class DbExecutor:
                 results[id(j)] = j.fn(tx, *j.args)
         return dict(zip(results, settle(tx, list(results.values())), strict=True))
 
-    def _connection(self) -> Any:
-        if self._local.conn is None:
-            self._local.conn = self.store.connect()
-        return self._local.conn
+    def _connection(self, holder: _Conn) -> Any:
+        if holder.conn is None:
+            holder.conn = self.store.connect()
+        return holder.conn
 
-    def _drop_connection(self) -> None:
-        if self._local.conn is not None:
-            self.store.close_connection(self._local.conn)
-            self._local.conn = None
+    def _drop_connection(self, holder: _Conn) -> None:
+        if holder.conn is not None:
+            self.store.close_connection(holder.conn)
+            holder.conn = None
 
-    def _run_group(self, jobs: list[_Job]) -> None:
+    def _run_group(self, jobs: list[_Job], holder: _Conn) -> None:
         if len(jobs) == 1:
-            self._run_one(jobs[0])
+            self._run_one(jobs[0], holder)
             return
         try:
-            conn = self._connection()
+            conn = self._connection(holder)
             durable = any(j.durable for j in jobs)
             lock_wait = min(j.deadline for j in jobs) - time.monotonic()
             with self.store.transaction(
@@ -402,20 +424,20 @@ class DbExecutor:
         except BaseException as exc:
             # Run each job alone: one bad job must not fail the others.
             if self.store.is_transient(exc):
-                self._drop_connection()
+                self._drop_connection(holder)
             for j in jobs:
-                self._run_one(j)
+                self._run_one(j, holder)
             return
         for j in jobs:
             j.future.set_result(results[id(j)])
 
-    def _run_one(self, job: _Job) -> None:
+    def _run_one(self, job: _Job, holder: _Conn) -> None:
         """Run ``job`` alone, retrying transient errors until its deadline (one try at
         least, without waiting for a lock, if the deadline passed while it queued)."""
         delay = 0.02
         while True:
             try:
-                conn = self._connection()
+                conn = self._connection(holder)
                 lock_wait = max(0.0, job.deadline - time.monotonic())
                 with self.store.transaction(
                     conn, write=job.write, durable=job.durable, lock_wait_s=lock_wait
@@ -423,7 +445,7 @@ class DbExecutor:
                     (result,) = settle(tx, [job.fn(tx, *job.args)])
             except BaseException as exc:
                 if self.store.is_transient(exc):
-                    self._drop_connection()
+                    self._drop_connection(holder)
                     if time.monotonic() < job.deadline:
                         log.warning("database unavailable (%s); retrying", exc)
                         time.sleep(delay)

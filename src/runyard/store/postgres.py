@@ -24,6 +24,9 @@ PAYLOADS_PER_NOTIFICATION = 32
 #: locks by its window (the server's requests, seconds); a worker's writes (a longer
 #: window) wait as ever: their items are fenced, and their leases expire if they stall.
 LOCK_TIMEOUT_BELOW_S = 10.0
+#: How long a write run in the event loop (``wait=False``, see :mod:`.dbexec`) waits for a
+#: row lock before it gives up and is handed to the writing thread, milliseconds.
+INLINE_LOCK_WAIT_MS = 2
 
 
 def conninfo(url: str) -> str:
@@ -52,9 +55,7 @@ class PostgresStore(Store):
     # (SQLite announces over its wake sockets and sets PRAGMA synchronous itself.)
     own_queries = frozenset(
         {
-            "async_commit",
             "checkpoint_steps_many",
-            "lock_timeout",
             "finish_items_steps",
             "insert_runs",
             "lock_runs",
@@ -62,6 +63,7 @@ class PostgresStore(Store):
             "notify",
             "notify_ended",
             "notify_many",
+            "txn_settings",
         }
     )
     claim_starts_runs = True
@@ -289,14 +291,22 @@ class PostgresStore(Store):
 
                 conn.execute(b"BEGIN")
                 tx = Tx(self, cur, conn, pipe, commit)
-                if not durable:
-                    tx.send("async_commit")
+                # A request's write waits for a row lock (a run another transaction holds)
+                # within its window only, a write in the event loop hardly at all; then
+                # it fails as the database being unavailable would (55P03 is an
+                # OperationalError: retried, or handed to the thread; then 503).
+                lock_ms = None if wait else INLINE_LOCK_WAIT_MS
                 if lock_wait_s is not None and lock_wait_s < LOCK_TIMEOUT_BELOW_S:
-                    # A request's write waits for a row lock (a run another transaction
-                    # holds) within its window only, then fails as the database being
-                    # unavailable would (55P03 is an OperationalError: retried, then 503).
-                    ms = str(max(1, int(lock_wait_s * 1000)))  # (0 would mean no limit)
-                    tx.send("lock_timeout", {"ms": ms})
+                    ms = max(1, int(lock_wait_s * 1000))  # (0 would mean no limit)
+                    lock_ms = ms if lock_ms is None else min(lock_ms, ms)
+                if not durable or lock_ms is not None:
+                    tx.send(
+                        "txn_settings",
+                        {
+                            "synchronous_commit": None if durable else "off",
+                            "lock_timeout": None if lock_ms is None else str(lock_ms),
+                        },
+                    )
                 yield tx
                 tx.finish()
             done = True

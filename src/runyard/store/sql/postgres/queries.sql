@@ -45,11 +45,14 @@ WHERE (SELECT status FROM runs WHERE id = p)
       IN ('SUCCEEDED', 'PARTIAL_SUCCEEDED', 'FAILED', 'CANCELED', 'CRASHED', 'INVALID')
 GROUP BY (n - 1) / 32;
 
--- name: async_commit
-SET LOCAL synchronous_commit TO off;
-
--- name: lock_timeout
-SELECT set_config('lock_timeout', %(ms)s, true);
+-- name: txn_settings
+-- For the rest of the transaction: commit without waiting for the disk ('off'; NULL:
+-- as the session does), wait for a row lock at most so many milliseconds (NULL: as the
+-- session does).
+SELECT set_config('synchronous_commit',
+         coalesce(%(synchronous_commit)s::text, current_setting('synchronous_commit')), true),
+       set_config('lock_timeout',
+         coalesce(%(lock_timeout)s::text, current_setting('lock_timeout')), true);
 
 -- name: upsert_workflow
 INSERT INTO workflows (name, version, description, input_schema, options)
