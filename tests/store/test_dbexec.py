@@ -274,6 +274,46 @@ def test_runs_created_together_are_stored_as_each_alone(db_url: str) -> None:
         db.close()
 
 
+def test_a_scan_finds_flow_keys_for_the_next_claim_in_the_same_round_trip(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim that scans answers, with its claims, which flow-control keys have due
+    items (on PostgreSQL still in one round trip); the next claim, given them, takes
+    their items as far as the key's limits allow."""
+    store = open_store(db_url)
+    db = DbExecutor(store)
+    trips = RoundTrips(monkeypatch) if store.backend == "postgres" else None
+    limits = {"key": "k", "parallelism": 2, "rate": None, "period_s": 1.0}
+
+    def keyed(run_id: str) -> NewRun:
+        return dataclasses.replace(_new_run(run_id), flow_key="k", flow_limits=limits)
+
+    async def main() -> list[tuple[list[str], list[str]]]:
+        await db.write(store.create_run_txn, _new_run("free"))
+        for i in range(3):
+            await db.write(store.create_run_txn, keyed(f"keyed{i}"))
+        seen = []
+        for scan, keys in [(False, []), (True, []), (True, ["k"]), (True, ["k"])]:
+            if trips:
+                trips.count = 0
+            got = await db.write(store.claim_txn, "w1", ["wf@1"], 10, 30.0, scan, keys)
+            if trips and not keys:
+                assert trips.count == 1
+            seen.append((sorted(c.fence.run_id for c in got), got.flow_keys))
+        return seen
+
+    try:
+        seen = asyncio.run(main())
+    finally:
+        db.close()
+    assert seen == [
+        (["free"], []),  # no scan: no keyed item, no key
+        ([], ["k"]),  # a scan finds the key
+        (["keyed0", "keyed1"], ["k"]),  # its parallelism: 2; one more is due
+        ([], ["k"]),  # held back by its limit
+    ]
+
+
 def test_outcomes_written_together_wait_for_one_answer(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

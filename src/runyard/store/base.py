@@ -23,7 +23,7 @@ from ..models import CLIENT_TRANSITIONS, ItemState, NewRun, RunStatus
 from .admin import AdminMixin
 from .queries import load_queries, migrations
 from .reads import ReadsMixin
-from .records import FAR_FUTURE, Checkpoint, Claimed, Fence, RunFilter, step_from_row
+from .records import FAR_FUTURE, Checkpoint, Claimed, Claims, Fence, RunFilter, step_from_row
 from .retention import RetentionMixin
 from .tx import RUN, WAKE, Later, Row, Sent, Tx
 
@@ -280,35 +280,44 @@ class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
         limit: int,
         lease_s: float,
         scan: bool = True,
-    ) -> Later[list[Claimed]]:
-        """Claim up to ``limit`` due items of the workflows in ``wrefs``, flow control
-        respected, and load what their execution needs. ``scan`` also promotes due
-        SCHEDULED runs and looks at flow-controlled items (callers do it every ~100 ms,
-        not on every claim). The claims are read once the commit is on its way (one
-        round trip for a claim without a scan on PostgreSQL)."""
+        flow_keys: Sequence[str] = (),
+    ) -> Later[Claims]:
+        """Claim up to ``limit`` due items of the workflows in ``wrefs`` and load what
+        their execution needs: items without a flow-control key, and those of
+        ``flow_keys`` as far as each key's limits allow. ``scan`` also promotes due
+        SCHEDULED runs and asks which keys have due items, answered with the claims
+        (``Claims.flow_keys``) for the next call to claim from (callers scan every
+        ~100 ms, not on every claim). The claims are read once the commit is on its way:
+        on PostgreSQL a claim given no keys takes one round trip, with a scan too."""
         if scan:
             tx.send("promote_scheduled")
         base = {"owner": owner, "wrefs": list(wrefs), "lease_s": lease_s}
-        free = tx.send("claim", {**base, "limit": limit, "flow_key": None})
         keyed: list[Row] = []
-        if scan and (left := limit - len(free.rows())) > 0:
-            for key_row in tx.q("due_flow_keys", {"wrefs": list(wrefs), "limit": left}):
-                key = key_row["flow_key"]
-                cap = self._flow_capacity_txn(tx, key, left)
-                if cap <= 0:
-                    continue
-                got = tx.q("claim", {**base, "limit": cap, "flow_key": key})
-                for _ in got:
-                    tx.send("insert_flow_start", {"key": key})
-                keyed.extend(got)
-                left -= len(got)
-                if left <= 0:
-                    break
+        left = limit
+        for key in flow_keys:
+            cap = self._flow_capacity_txn(tx, key, left)
+            if cap <= 0:
+                continue
+            got = tx.q("claim", {**base, "limit": cap, "flow_key": key})
+            for _ in got:
+                tx.send("insert_flow_start", {"key": key})
+            keyed.extend(got)
+            left -= len(got)
+            if left <= 0:
+                break
+        free = tx.send("claim", {**base, "limit": left, "flow_key": None}) if left > 0 else None
+        due = tx.send("due_flow_keys", {"wrefs": list(wrefs), "limit": limit}) if scan else None
         runs: dict[str, Row] | None = None
-        if not self.claim_starts_runs and (rows := free.rows() + keyed):
+        if not self.claim_starts_runs and (rows := keyed + (free.rows() if free else [])):
             run_ids = sorted({r["run_id"] for r in rows})
             runs = {r["id"]: r for r in tx.q("start_runs", {"ids": run_ids})}
-        return Later(lambda: self._claimed(tx, owner, free.rows() + keyed, runs))
+
+        def read() -> Claims:
+            rows = keyed + (free.rows() if free else [])
+            keys = [r["flow_key"] for r in due.rows()] if due else []
+            return Claims(self._claimed(tx, owner, rows, runs), keys)
+
+        return Later(read)
 
     def _claimed(
         self, tx: Tx, owner: str, rows: list[Row], runs: dict[str, Row] | None

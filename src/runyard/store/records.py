@@ -87,6 +87,15 @@ class Claimed:
     sync_state: Any = None
 
 
+class Claims(list[Claimed]):
+    """What a claim took, and the flow-control keys its scan found with due items, to
+    claim from next (see :meth:`~runyard.store.base.Store.claim_txn`)."""
+
+    def __init__(self, claimed: list[Claimed], flow_keys: list[str]) -> None:
+        super().__init__(claimed)
+        self.flow_keys = flow_keys
+
+
 @dataclass(frozen=True, slots=True)
 class RunFilter:
     """Which runs a list or a bulk action covers."""

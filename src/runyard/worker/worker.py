@@ -159,7 +159,7 @@ class Worker:
         wrefs = self.wrefs
         check_first = False
         scanned_at = 0.0
-        keyed_found = False
+        flow_keys: list[str] = []  # found with due items by the last scan: claim from them
         busy = 0
         while not self._stopping.is_set():
             free = self.concurrency - len(self.inflight)
@@ -175,7 +175,8 @@ class Worker:
                     check_first = not (woken and store.precise_wakeups)
                     continue
             now = time.monotonic()
-            scan = keyed_found or now - scanned_at >= SCAN_INTERVAL_S
+            # Claiming from keys, scan again: they may have more items due.
+            scan = bool(flow_keys) or now - scanned_at >= SCAN_INTERVAL_S
             if scan:
                 scanned_at = now
             try:
@@ -186,6 +187,7 @@ class Worker:
                     free,
                     self.lease_s,
                     scan,
+                    flow_keys,
                     durable=False,
                     busy_fails=busy < 3,
                 )
@@ -203,13 +205,16 @@ class Worker:
                 await self._wait_any(self._stopping.wait(), timeout=1.0)
                 continue
             busy = 0
-            if scan:
-                keyed_found = any(c.flow_key for c in claimed)
+            tried, flow_keys = flow_keys, claimed.flow_keys
+            if tried and not any(c.flow_key for c in claimed):
+                flow_keys = []  # held back by their limits: the next scan finds them again
             for c in claimed:
                 self._start(c)
+            if flow_keys and len(claimed) < free:
+                continue  # claim from the keys found at once
             if len(claimed) < free:
                 # Nothing more is due, or flow control holds it back (then look again soon).
-                held_back = due and not claimed
+                held_back = (due and not claimed) or bool(tried and not flow_keys)
                 woken = await self._idle(hub, SCAN_INTERVAL_S if held_back else self.poll_s)
                 # A wake-up that only says "something was committed" (SQLite's polling
                 # fallback) is checked before taking the write lock; one that says "new
