@@ -189,6 +189,10 @@ class _Broadcast:
         for h in list(self.hubs):
             h.notify_all()
 
+    def hear_runs(self) -> None:
+        for h in list(self.hubs):
+            h.hear_runs()
+
 
 class RunHandle:
     """A started run: ask for its status or wait for its result."""
@@ -380,22 +384,28 @@ class Runyard:
                         raise StoreUnavailable(f"the database is unavailable: {exc}") from exc
                     raise
 
-    def hub(self, *, work: bool = False) -> Hub:
+    def hub(self, *, work: bool = False, runs: bool = True) -> Hub:
         """This event loop's hub, fed by a watcher of other processes' commits. ``work``:
-        the caller claims work (a worker), so the watcher also hears of new work."""
+        the caller claims work (a worker), so the watcher also hears of new work;
+        ``runs``: the caller waits for runs, so it hears of every run's changes (a
+        worker's own loops pass False: they need to hear only of runs stopped)."""
         loop = asyncio.get_running_loop()
+        created = self._watcher is None
         if self._watcher is None:
             self._watcher = Watcher(self.store, self._broadcast)
-            if work:
-                self._watcher.want_work()
-            self._watcher.start()
-        elif work:
+        if work:
             self._watcher.want_work()
+        if runs:
+            self._watcher.want_runs()
+        if created:
+            self._watcher.start()
         hub = self._hubs.get(loop)
         if hub is None:
             hub = Hub(loop)
             self._hubs[loop] = hub
             self._broadcast.hubs.append(hub)
+            if self._watcher.hears_runs:  # (else it is told once the watcher does)
+                hub.hear_runs()
             self._watcher.attach(loop)
         return hub
 

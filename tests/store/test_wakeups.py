@@ -325,6 +325,9 @@ def test_a_hub_told_of_work_due_later_wakes_its_workers_then(tmp_path: Path) -> 
 def test_a_hub_remembers_which_runs_changed_since_a_mark_or_says_it_cannot_tell() -> None:
     async def main() -> None:
         hub = Hub(asyncio.get_running_loop())
+        # Not (yet) told of every run's changes (a worker's process): it cannot tell.
+        assert hub.changed_since("mine", hub.mark())
+        hub.hear_runs()
         mark = hub.mark()
         hub.notify_run("other")
         assert not hub.changed_since("mine", mark) and hub.changed_since("other", mark)
@@ -452,14 +455,17 @@ class _Recorder:
     def notify_all(self) -> None:
         self.alls += 1
 
+    def hear_runs(self) -> None:
+        self.alls += 1
 
-def _announce(db_url: str, run_id: str) -> None:
+
+def _announce(db_url: str, run_id: str, *, stop: bool = False) -> None:
     """Commit a transaction announcing ``run_id`` from a connection of its own."""
     store = open_store(db_url)
     conn = store.connect()
     try:
         with store.transaction(conn, write=True) as tx:
-            tx.announce_run(run_id)
+            tx.announce_run(run_id, stop=stop)
     finally:
         store.close_connection(conn)
         store.close()
@@ -484,6 +490,7 @@ def test_an_attached_loop_reads_the_wake_ups_itself_and_the_thread_takes_over_af
     store = open_store(db_url)
     rec = _Recorder()
     watcher = Watcher(store, rec)
+    watcher.want_runs()
     watcher.start()
     sqlite = store.backend == "sqlite"
 
@@ -557,6 +564,50 @@ def test_a_commit_nobody_announced_still_wakes_everyone(tmp_path: Path) -> None:
     finally:
         watcher.stop()
         store.close()
+
+
+def test_a_workers_process_hears_of_runs_stopped_and_of_every_run_once_it_waits(
+    db_url: str,
+) -> None:
+    """A worker's loops take a hub that needs to hear only of runs stopped (canceled,
+    paused: its executions must act on them): on PostgreSQL its process is then not
+    woken by every run that changes elsewhere (most often: ends), until something in it
+    waits for runs; from then on it hears of every run, and its hub can tell which
+    changed since a mark. SQLite's wake bus tells every process of every run."""
+    asyncio.run(_hears_of_runs(db_url))
+
+
+async def _hears_of_runs(db_url: str) -> None:
+    yard = make_yard(db_url)
+    try:
+        hub = yard.hub(work=True, runs=False)
+        heard: list[str | None] = []
+        hub.add_run_listener(heard.append)
+
+        async def heard_of(run_id: str, stop: bool = False) -> bool:
+            await asyncio.to_thread(_announce, db_url, run_id, stop=stop)
+            for _ in range(50):
+                if run_id in heard:
+                    return True
+                await asyncio.sleep(0.01)
+            return False
+
+        sqlite = db_url.startswith("sqlite")
+        await asyncio.sleep(0.8)  # past the look at everything of a watcher that starts
+        assert await heard_of("stopped-1", stop=True)
+        assert await heard_of("changed-1") == sqlite, heard
+        assert hub.changed_since("changed-1", hub.mark()) != sqlite  # PostgreSQL: cannot tell
+        yard.hub()  # something here waits for runs
+        for _ in range(150):  # PostgreSQL listens within half a second
+            if not hub.changed_since("changed-1", hub.mark()):
+                break
+            await asyncio.sleep(0.01)
+        mark = hub.mark()
+        assert not hub.changed_since("changed-2", mark)
+        assert await heard_of("changed-2")
+        assert hub.changed_since("changed-2", mark) and not hub.changed_since("other", mark)
+    finally:
+        await yard.aclose()
 
 
 CHILD_DELAYED = textwrap.dedent(

@@ -752,7 +752,7 @@ class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
         params["statuses"] = sorted(s.value for s in statuses)
         ids = [r["id"] for r in tx.q("select_runs_for_action", params)]
         for run_id in ids:
-            tx.announce_run(run_id)
+            tx.announce_run(run_id, stop=True)
         return ids
 
     def _check_single(self, tx: Tx, filt: RunFilter, action: str, changed: list[str]) -> None:

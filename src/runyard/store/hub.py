@@ -48,7 +48,9 @@ class Hub:
 
     It also remembers which runs it was told of lately, so that whoever knows a run as it
     was at a :meth:`mark` can tell whether it may have changed since (:meth:`changed_since`)
-    without reading it: a run just started is waited for without a first read."""
+    without reading it: a run just started is waited for without a first read. That
+    takes a hub told of every run's changes (:meth:`hear_runs`): a worker's process is
+    told only of runs stopped, until something in it waits for runs."""
 
     #: Runs remembered before the memory starts over (then every mark before it counts
     #: as "changed": a read, as without it).
@@ -62,6 +64,7 @@ class Hub:
         self._seq = 0  # notifications handled in the loop so far
         self._told: dict[str, int] = {}  # run id -> _seq at its latest notification
         self._forgot = 0  # _seq when _told last started over, or at the last notify_all
+        self._hearing = False  # told of every run's changes (else of runs stopped only)
         self._dues: list[float] = []  # heap of the times work was announced due at
         self._timer: asyncio.TimerHandle | None = None  # for the earliest of them
         self._timer_at = 0.0
@@ -120,6 +123,15 @@ class Hub:
         """Something changed, no telling what (a poll saw a commit, a listener reconnected)."""
         self._call(self._set_all)
 
+    def hear_runs(self) -> None:
+        """From now on this hub is told of every run's changes: :meth:`notify_all`, and
+        :meth:`changed_since` may answer "no" for marks from now on."""
+        self._call(self._set_hearing)
+
+    def _set_hearing(self) -> None:
+        self._hearing = True
+        self._set_all()
+
     def _set_run(self, run_id: str) -> None:
         self._seq += 1
         if len(self._told) >= self.RECENT:
@@ -165,7 +177,7 @@ class Hub:
         notification about it, or about anything, since, or no longer remembers. A
         notification still on its way to the loop is not counted: register the run's
         :meth:`run_event` before asking, and it sets the event when it arrives."""
-        return self._forgot > mark or self._told.get(run_id, 0) > mark
+        return not self._hearing or self._forgot > mark or self._told.get(run_id, 0) > mark
 
     @property
     def has_run_waiters(self) -> bool:
@@ -197,6 +209,7 @@ class Notified(Protocol):
     def notify_run(self, run_id: str) -> None: ...
     def notify_runs(self, run_ids: list[str]) -> None: ...
     def notify_all(self) -> None: ...
+    def hear_runs(self) -> None: ...
 
 
 class Watcher:
@@ -222,6 +235,8 @@ class Watcher:
         self._listener: wakebus.Listener | None = None
         self._heard = False
         self._work = False  # told of new work too: a worker runs in this process
+        self._runs = False  # told of every run's changes: something here waits for runs
+        self.hears_runs = False  # ... and listening for them
 
     def want_work(self) -> None:
         """Also hear of new work from other processes (a worker runs in this process);
@@ -233,6 +248,15 @@ class Watcher:
             self._work = True
             if self._listener is not None:
                 self._listener.want_work()
+
+    def want_runs(self) -> None:
+        """Also hear of every run's changes (something in this process waits for runs);
+        until then only of runs stopped (canceled, paused), which the workers' executions
+        must act on, so that a worker's process is not woken by every run that ends.
+        PostgreSQL starts listening within half a second, then everyone looks once; the
+        SQLite wake bus tells every process of every run."""
+        with self._lock:
+            self._runs = True
 
     def start(self) -> None:
         self._thread.start()
@@ -276,6 +300,7 @@ class Watcher:
         assert isinstance(self.store, SQLiteStore)
         conn = self.store.connect()
         try:
+            self._hearing_runs()
             last = self.store.data_version(conn)
             while not self._stop.is_set():
                 time.sleep(self.poll_s)
@@ -305,7 +330,7 @@ class Watcher:
         conn = self.store.connect()
         try:
             # Anything committed before we listened: make everyone look.
-            self.hub.notify_all()
+            self._hearing_runs()
             last = self.store.data_version(conn)
             self._heard = unheard = False
             check_at = time.monotonic() + self._backstop()
@@ -393,26 +418,40 @@ class Watcher:
         if not removed.wait(1.0) and loop.is_closed():
             listener.close()  # the loop closed first; otherwise it closes it when it runs
 
+    def _hearing_runs(self) -> None:
+        """Listening as wanted from now on: everyone looks once (anything committed
+        before may have been missed)."""
+        self.hears_runs = True
+        self.hub.hear_runs()
+
     def _listen(self) -> None:
-        from .postgres import RUN_CHANNEL, PostgresStore
+        from .postgres import WAKE_CHANNEL, PostgresStore
 
         assert isinstance(self.store, PostgresStore)
-        work = self._work
-        conn = self.store.listen_connection(work=work)
+        work, runs = self._work, self._runs
+        self.hears_runs = False
+        conn = self.store.listen_connection(work=work, runs=runs)
         try:
             # Anything sent while we were not listening is lost: make everyone re-check.
-            self.hub.notify_all()
+            if runs:
+                self._hearing_runs()
+            else:
+                self.hub.notify_all()
             while not self._stop.is_set():
                 if self._work and not work:
                     work = True
                     self.store.listen_for_work(conn)
                     self.hub.notify_wake()
+                if self._runs and not runs:
+                    runs = True
+                    self.store.listen_for_runs(conn)
+                    self._hearing_runs()
                 for note in conn.notifies(timeout=0.5):
-                    if note.channel == RUN_CHANNEL:
+                    if note.channel == WAKE_CHANNEL:
+                        self.hub.notify_wake(wake_due(note.payload))
+                    else:
                         # Several run ids, separated by spaces (see the notify query).
                         self.hub.notify_runs(note.payload.split())
-                    else:
-                        self.hub.notify_wake(wake_due(note.payload))
                     if self._stop.is_set():
                         break
         finally:

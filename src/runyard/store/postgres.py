@@ -12,12 +12,13 @@ from psycopg.rows import dict_row
 
 from .. import jsonutil
 from ..models import ItemState, NewRun
-from .base import RUN, WAKE, Checkpoint, Fence, Row, Store, Tx
-from .tx import RUN_END, Later
+from .base import Checkpoint, Fence, Row, Store, Tx
+from .tx import RUN, RUN_END, STOP, WAKE, Later
 
 #: Channels announcements are sent on (see the notify query).
 WAKE_CHANNEL = WAKE
 RUN_CHANNEL = RUN
+STOP_CHANNEL = STOP
 #: Run ids one notification carries at most (see the ``notify`` query).
 PAYLOADS_PER_NOTIFICATION = 32
 #: A write transaction to be answered within less than this long bounds its waits for row
@@ -319,7 +320,7 @@ class PostgresStore(Store):
         """Send what ``tx`` announced, after its COMMIT (see the ``notify`` query)."""
         items = sorted(tx.announcements)
         notes: list[tuple[str, str]] = []
-        for channel in (WAKE_CHANNEL, RUN_CHANNEL):
+        for channel in (WAKE_CHANNEL, RUN_CHANNEL, STOP_CHANNEL):
             payloads = [p for c, p in items if c == channel]
             for i in range(0, len(payloads), PAYLOADS_PER_NOTIFICATION):
                 notes.append((channel, " ".join(payloads[i : i + PAYLOADS_PER_NOTIFICATION])))
@@ -361,19 +362,26 @@ class PostgresStore(Store):
     def run_script(self, tx: Tx, sql: str) -> None:
         tx.cursor.execute(sql.encode())
 
-    def listen_connection(self, *, work: bool = True) -> psycopg.Connection[Any]:
-        """A connection that listens for changed runs and, if ``work``, for new work."""
+    def listen_connection(self, *, work: bool, runs: bool) -> psycopg.Connection[Any]:
+        """A connection that listens for runs stopped (canceled, paused), and also for
+        new work if ``work``, for every changed run if ``runs``."""
         conn: psycopg.Connection[Any] = psycopg.connect(
             conninfo(self.url),
             autocommit=True,
             connect_timeout=5,
             application_name="runyard-listen",
         )
-        conn.execute(f"LISTEN {RUN_CHANNEL}")
+        conn.execute(f"LISTEN {STOP_CHANNEL}")
         if work:
             self.listen_for_work(conn)
+        if runs:
+            self.listen_for_runs(conn)
         return conn
 
     @staticmethod
     def listen_for_work(conn: psycopg.Connection[Any]) -> None:
         conn.execute(f"LISTEN {WAKE_CHANNEL}")
+
+    @staticmethod
+    def listen_for_runs(conn: psycopg.Connection[Any]) -> None:
+        conn.execute(f"LISTEN {RUN_CHANNEL}")

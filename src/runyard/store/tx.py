@@ -14,6 +14,9 @@ T = TypeVar("T")
 #: Announcement channels (PostgreSQL NOTIFY channels; in-process on SQLite).
 WAKE = "runyard_wake"
 RUN = "runyard_run"
+#: A run changed in a way its executions in flight must act on (canceled, paused): heard
+#: by workers as well as by those who wait for runs (see ``Runyard.hub``).
+STOP = "runyard_stop"
 #: RUN, sent only if the run has ended by the time it is sent (PostgreSQL).
 RUN_END = "runyard_run_end"
 
@@ -141,9 +144,10 @@ class Tx:
         self._wake = (WAKE, payload)
         self._announce(self._wake)
 
-    def announce_run(self, run_id: str) -> None:
-        """After commit, tell whoever waits on ``run_id`` that it changed."""
-        self._announce((RUN, run_id))
+    def announce_run(self, run_id: str, *, stop: bool = False) -> None:
+        """After commit, tell whoever waits on ``run_id`` that it changed; ``stop``: and
+        the workers, whose executions of it must stop (a cancel, a pause)."""
+        self._announce((STOP if stop else RUN, run_id))
 
     def announce_run_end(self, run_id: str) -> None:
         """:meth:`announce_run` if ``run_id`` has ended when the announcement is sent, for

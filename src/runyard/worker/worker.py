@@ -102,7 +102,7 @@ class Worker:
                 loop.add_signal_handler(sig, self.stop)
         yard = self.yard
         await yard.ensure_ready()
-        hub = yard.hub(work=True)
+        hub = yard.hub(work=True, runs=False)
         store, db = yard.store, yard.db
         await db.write(
             store.register_workflows_txn, [wf.to_record() for wf in yard.workflows.values()]
@@ -154,7 +154,7 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         yard = self.yard
-        hub = yard.hub()
+        hub = yard.hub(work=True, runs=False)
         store, db = yard.store, yard.db
         wrefs = self.wrefs
         check_first = False
@@ -345,7 +345,7 @@ class Worker:
 
     async def _recovery_loop(self) -> None:
         store, db = self.yard.store, self.yard.db
-        hub = self.yard.hub()
+        hub = self.yard.hub(work=True, runs=False)
         while True:
             await asyncio.sleep(self.recovery_interval_s * random.uniform(0.5, 1.5))
             try:
