@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from runyard import RunStatus
@@ -23,7 +24,7 @@ from runyard.store.hub import Hub, Watcher, wait_event
 from runyard.store.tx import RUN, RUN_END, WAKE
 from tests.apps.e2e_support import spawn, wait_registered
 
-from ..conftest import WorkerProcess, make_yard, running_worker, wait_until
+from ..conftest import PG_ADMIN_URL, WorkerProcess, make_yard, running_worker, wait_until
 
 CHILD = textwrap.dedent(
     """
@@ -76,7 +77,7 @@ async def _wakes_exactly(db_url: str) -> None:
 
         assert not await started_elsewhere("wake-target-1"), "woken for work without a worker"
         yard.hub(work=True)  # as a worker starting here does
-        await asyncio.sleep(0.8)  # (PostgreSQL listens within half a second, then wakes all)
+        await asyncio.sleep(0.8)  # (PostgreSQL listens within a tenth of a second, then wakes all)
         await hub.wait_wake(0)
         assert await started_elsewhere("wake-target-2"), "the new run did not wake the workers"
     finally:
@@ -484,9 +485,9 @@ def _delivered(rec: _Recorder, run_id: str, timeout: float = 5.0) -> str:
 def test_an_attached_loop_reads_the_wake_ups_itself_and_the_thread_takes_over_after(
     db_url: str,
 ) -> None:
-    """SQLite: once a loop is attached, a wake-up is read by that loop's own thread (no
-    hop through the watcher thread); when the loop closes, the watcher thread reads again.
-    PostgreSQL: LISTEN stays on the watcher thread."""
+    """Once a loop is attached, a wake-up (SQLite's socket, PostgreSQL's notification) is
+    read by that loop's own thread (no hop through the watcher thread); when the loop
+    closes, the watcher thread reads again."""
     store = open_store(db_url)
     rec = _Recorder()
     watcher = Watcher(store, rec)
@@ -508,7 +509,7 @@ def test_an_attached_loop_reads_the_wake_ups_itself_and_the_thread_takes_over_af
     try:
         time.sleep(0.3)
         in_loop_thread = asyncio.run(in_loop())
-        assert in_loop_thread == ("MainThread" if sqlite else "runyard-watch")
+        assert in_loop_thread == "MainThread"
         _announce(db_url, "after-loop")  # the loop is closed now
         assert _delivered(rec, "after-loop") == "runyard-watch"
     finally:
@@ -516,6 +517,55 @@ def test_an_attached_loop_reads_the_wake_ups_itself_and_the_thread_takes_over_af
         store.close()
     if sqlite:
         assert os.listdir(store.wake_dir) == []  # type: ignore[attr-defined]  # marker gone
+
+
+def test_a_lost_listening_connection_read_by_a_loop_is_replaced(pg_db_url: str) -> None:
+    """PostgreSQL (SQLite has no connection to lose): the listening connection killed
+    while a loop reads it: the watcher connects again, everyone looks once, and the loop
+    reads the new connection's notifications."""
+    store = open_store(pg_db_url)
+    rec = _Recorder()
+    watcher = Watcher(store, rec)
+    watcher.want_runs()
+    watcher.start()
+    dbname = pg_db_url.rsplit("/", 1)[1]
+
+    def kill_listener() -> int:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            return len(
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND application_name = 'runyard-listen'",
+                    (dbname,),
+                ).fetchall()
+            )
+
+    async def delivered_in_loop(run_id: str) -> bool:
+        await asyncio.to_thread(_announce, pg_db_url, run_id)
+        for _ in range(50):
+            if (run_id, "MainThread") in rec.got:
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    async def main() -> None:
+        watcher.attach(asyncio.get_running_loop())
+        await asyncio.sleep(0.3)
+        assert await delivered_in_loop("before")
+        alls = rec.alls
+        assert await asyncio.to_thread(kill_listener) == 1
+        for i in range(25):  # reconnected within 5 s (the thread waits 0.5 s first)
+            if await delivered_in_loop(f"after-{i}"):
+                break
+        else:
+            raise AssertionError(f"nothing read in the loop after the loss: {rec.got}")
+        assert rec.alls > alls  # everyone looked once (what was sent meanwhile is lost)
+
+    try:
+        asyncio.run(main())
+    finally:
+        watcher.stop()
+        store.close()
 
 
 @needs_linux
@@ -598,7 +648,7 @@ async def _hears_of_runs(db_url: str) -> None:
         assert await heard_of("changed-1") == sqlite, heard
         assert hub.changed_since("changed-1", hub.mark()) != sqlite  # PostgreSQL: cannot tell
         yard.hub()  # something here waits for runs
-        for _ in range(150):  # PostgreSQL listens within half a second
+        for _ in range(150):  # PostgreSQL listens within a tenth of a second
             if not hub.changed_since("changed-1", hub.mark()):
                 break
             await asyncio.sleep(0.01)

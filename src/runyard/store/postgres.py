@@ -385,3 +385,38 @@ class PostgresStore(Store):
     @staticmethod
     def listen_for_runs(conn: psycopg.Connection[Any]) -> None:
         conn.execute(f"LISTEN {RUN_CHANNEL}")
+
+
+class Notifications:
+    """The notifications of a listening connection, read as the SQLite wake bus's
+    :class:`~runyard.store.wakebus.Listener` is: by the watcher thread, or by an event
+    loop when :meth:`fileno` is readable (no hop through the thread). A lost connection
+    makes :meth:`receive` return nothing and sets :attr:`lost` (the thread reconnects)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.lost = False
+        self._fd = conn.fileno()
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def receive(self, timeout: float) -> list[tuple[str, str]]:
+        """``(channel, payload)`` of what arrived within ``timeout`` seconds (a payload may
+        name several runs, separated by spaces: see the notify query)."""
+        if self.lost:
+            return []
+        try:
+            return [(n.channel, n.payload) for n in self.conn.notifies(timeout=timeout)]
+        except psycopg.Error:
+            self.lost = True
+            return []
+
+    def keep_marker(self) -> None:
+        """(The wake bus's listeners keep a file; a connection needs nothing.)"""
+
+    def want_work(self) -> None:
+        """(The watcher thread LISTENs for it.)"""
+
+    def close(self) -> None:
+        self.conn.close()
