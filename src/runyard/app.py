@@ -489,7 +489,10 @@ class Runyard:
         # waiting for the run needs no first read unless the hub hears of it meanwhile.
         hub = self._hubs.get(asyncio.get_running_loop())
         seen = (hub, hub.mark()) if hub is not None else None
-        row, created = await self.db.write(self.store.create_run_txn, new, order=new.id)
+        # (A run of many inputs is written by the database thread, never in the loop.)
+        row, created = await self.db.write(
+            self.store.create_run_txn, new, order=new.id, inline=len(new.inputs) <= 16
+        )
         if created:
             self._broadcast.notify_wake(new.due_at())
         return RunHandle(self, new.id, created, row, seen)

@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 
+from runyard import Context
 from runyard.errors import RunNotFound, StoreUnavailable
 from runyard.models import ItemState, NewInput, NewRun
 from runyard.store import Checkpoint, Tx, open_store
 from runyard.store.dbexec import DbExecutor, LockBusy, retry_window
 from runyard.store.sqlite import SQLiteStore
 from runyard.store.tx import Later
+from tests.conftest import make_yard
 
 
 def _new_run(run_id: str) -> NewRun:
@@ -113,6 +115,40 @@ def test_an_idle_executor_runs_jobs_of_one_loop_pass_in_the_loop_as_one_group(
     # (PostgreSQL reads not marked small have a thread and a connection of their own.)
     assert threads[6] == ("runyard-db-0" if db.store.backend == "sqlite" else "runyard-db-1")
     assert len({tx for _, tx in seen[1:6]}) == 1  # the five writes shared a transaction
+
+
+def test_a_run_of_many_inputs_is_written_by_the_thread_not_in_the_loop(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle executor writes a run of one input in the event loop; a run of many inputs
+    (a write of unbounded size) always goes to the database thread."""
+    yard = make_yard(db_url)
+
+    @yard.workflow
+    async def inputs_probe(ctx: Context, x: int) -> int:
+        return x
+
+    threads: list[tuple[int, str]] = []
+    real = yard.store.create_run_txn
+
+    def spy(tx: Tx, run: NewRun) -> Any:
+        threads.append((len(run.inputs), threading.current_thread().name))
+        return real(tx, run)
+
+    monkeypatch.setattr(yard.store, "create_run_txn", spy)
+
+    async def main() -> None:
+        await yard.start("inputs_probe", 0)  # (opens the thread's connection)
+        await asyncio.sleep(0.1)  # the thread back to idle
+        await yard.start("inputs_probe", 1)
+        await asyncio.sleep(0.1)
+        await yard.start("inputs_probe", inputs=list(range(17)))
+
+    try:
+        asyncio.run(main())
+    finally:
+        yard.close()
+    assert threads[1:] == [(1, "MainThread"), (17, "runyard-db-0")]
 
 
 class RoundTrips:

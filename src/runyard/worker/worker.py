@@ -349,7 +349,7 @@ class Worker:
         while True:
             await asyncio.sleep(self.recovery_interval_s * random.uniform(0.5, 1.5))
             try:
-                recovered = await db.write(store.recover_txn)
+                recovered = await db.write(store.recover_txn, inline=False)  # (any size)
             except Exception as exc:
                 log.warning("recovery pass failed (%s)", exc)
                 continue
