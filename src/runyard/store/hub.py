@@ -257,6 +257,8 @@ class Watcher:
         every run started. (Work announced before the change is found by the worker's
         first claim; PostgreSQL starts listening within a tenth of a second, then
         everyone looks once.)"""
+        if self._work:
+            return  # (asked before: no wait for the lock, which a reading thread holds)
         with self._lock:
             self._work = True
             if self._listener is not None:
@@ -268,8 +270,7 @@ class Watcher:
         must act on, so that a worker's process is not woken by every run that ends.
         PostgreSQL starts listening within a tenth of a second, then everyone looks
         once; the SQLite wake bus tells every process of every run."""
-        with self._lock:
-            self._runs = True
+        self._runs = True  # (a flag the thread reads: no lock, which a reading thread holds)
 
     def start(self) -> None:
         self._thread.start()
