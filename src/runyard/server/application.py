@@ -65,6 +65,9 @@ def create_app(yard: Runyard | None = None, *, settings: ServerSettings | None =
         except Exception as exc:
             # Start anyway: requests answer 503 until the database is back.
             log.warning("database not ready at start (%s); answering 503 until it is", exc)
+        # The server waits for runs (live mode, long-polls, event streams): its process
+        # hears of every run from the start, and its first request finds a hub to mark.
+        yard.hub()
         yield
         state.stopping.set()
         await state.drain()
