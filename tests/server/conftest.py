@@ -195,6 +195,18 @@ def publish_without_worker(db_url: str) -> None:
         ex.close()
 
 
+def assert_unavailable_within(call: Callable[[], httpx.Response], seconds: float = 5) -> None:
+    """``call()`` answers 503 (the database unavailable, Retry-After given) within
+    ``seconds``."""
+    started = time.monotonic()
+    r = call()
+    took = time.monotonic() - started
+    assert r.status_code == 503, r.text
+    assert took < seconds, f"answered after {took:.1f} s"
+    assert r.json()["error"]["code"] == "store_unavailable"
+    assert int(r.headers["retry-after"]) >= 1
+
+
 def wait_published(api: httpx.Client, *names: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     for name in names:

@@ -26,8 +26,11 @@ from tests.apps.e2e_support import spawn, wait_registered
 
 from ..conftest import PG_ADMIN_URL, WorkerProcess, make_yard, running_worker, wait_until
 
-CHILD = textwrap.dedent(
-    """
+
+def _child(body: str) -> str:
+    """A script for another process: a yard on the database ``argv[1]`` with the workflow
+    ``wake_probe`` (no worker runs it), then ``body``."""
+    prologue = """
     import sys
     from runyard import Runyard
 
@@ -37,6 +40,12 @@ CHILD = textwrap.dedent(
     async def wake_probe(ctx, x: int) -> int:
         return x
 
+    """
+    return textwrap.dedent(prologue) + textwrap.dedent(body)
+
+
+CHILD = _child(
+    """
     yard.sync.start("wake_probe", 1, run_id=sys.argv[2])  # (no worker here runs it)
     yard.sync.cancel(sys.argv[2])
     yard.close()
@@ -84,17 +93,8 @@ async def _wakes_exactly(db_url: str) -> None:
         await yard.aclose()
 
 
-CHILD_MANY = textwrap.dedent(
+CHILD_MANY = _child(
     """
-    import sys
-    from runyard import Runyard
-
-    yard = Runyard(database_url=sys.argv[1])
-
-    @yard.workflow(name="wake_probe")
-    async def wake_probe(ctx, x: int) -> int:
-        return x
-
     for i in range(int(sys.argv[3])):
         yard.sync.start("wake_probe", i, run_id=f"{sys.argv[2]}{i}", delay=3600)
     yard.sync.cancel(prefix=sys.argv[2])  # one transaction announces them all
@@ -660,17 +660,8 @@ async def _hears_of_runs(db_url: str) -> None:
         await yard.aclose()
 
 
-CHILD_DELAYED = textwrap.dedent(
+CHILD_DELAYED = _child(
     """
-    import sys
-    from runyard import Runyard
-
-    yard = Runyard(database_url=sys.argv[1])
-
-    @yard.workflow(name="wake_probe")
-    async def wake_probe(ctx, x: int) -> int:
-        return x
-
     yard.sync.start("wake_probe", 7, run_id=sys.argv[2], delay=float(sys.argv[3]))
     yard.close()
     """

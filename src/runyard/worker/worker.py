@@ -130,11 +130,11 @@ class Worker:
         loops = [
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._control_loop(), name="control"),
-            asyncio.create_task(self._recovery_loop(), name="recovery"),
+            asyncio.create_task(self._recovery_loop(hub), name="recovery"),
             asyncio.create_task(self._purge_loop(), name="purge"),
         ]
         try:
-            await self._claim_loop()
+            await self._claim_loop(hub)
             await self._drain()
         finally:
             hub.remove_run_listener(self._on_run_change)
@@ -152,9 +152,8 @@ class Worker:
 
     # -- claiming ----------------------------------------------------------------------
 
-    async def _claim_loop(self) -> None:
+    async def _claim_loop(self, hub: Hub) -> None:
         yard = self.yard
-        hub = yard.hub(work=True, runs=False)
         store, db = yard.store, yard.db
         wrefs = self.wrefs
         check_first = False
@@ -343,9 +342,8 @@ class Worker:
         execution.request_stop(reason)
         task.cancel()
 
-    async def _recovery_loop(self) -> None:
+    async def _recovery_loop(self, hub: Hub) -> None:
         store, db = self.yard.store, self.yard.db
-        hub = self.yard.hub(work=True, runs=False)
         while True:
             await asyncio.sleep(self.recovery_interval_s * random.uniform(0.5, 1.5))
             try:
