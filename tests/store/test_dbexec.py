@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import logging
 import sqlite3
 import threading
 import time
@@ -20,7 +21,7 @@ from runyard.store import Checkpoint, Tx, open_store
 from runyard.store.dbexec import DbExecutor, LockBusy, retry_window
 from runyard.store.sqlite import SQLiteStore
 from runyard.store.tx import Later
-from tests.conftest import make_yard
+from tests.conftest import make_yard, wait_until
 
 
 def _new_run(run_id: str) -> NewRun:
@@ -49,9 +50,13 @@ def test_a_lax_write_commits_without_waiting_for_the_disk_and_only_that_one(db_u
         # Committed and visible like any other write.
         with store.transaction(conn, write=False) as tx:
             assert store.get_run(tx, "lax") is not None
-        # A failed lax write leaves the connection as it found it.
+        # A failed lax write leaves the connection as it found it (SQLite), or closed
+        # (PostgreSQL: a failed pipeline's connection is replaced); nothing of it stays.
         with pytest.raises(ZeroDivisionError), store.transaction(conn, write=True, durable=False):
             1 / 0  # noqa: B018
+        assert getattr(conn, "closed", False) == (store.backend == "postgres")
+        if store.backend == "postgres":
+            conn = store.connect()
         with store.transaction(conn, write=True) as tx:
             assert _commit_mode(store, tx) == durable_mode
     finally:
@@ -709,3 +714,158 @@ def test_a_held_lock_fails_each_job_within_its_window(db_url: str) -> None:
     finally:
         db.close()
         blocker.close()
+
+
+def test_a_pipeline_broken_by_a_lock_timeout_leaves_no_connection_that_fails_later(
+    pg_db_url: str,
+) -> None:
+    """PostgreSQL: when a statement of a pipelined write fails (here the loop's 2 ms lock
+    timeout), the server skips the statements queued behind it, and psycopg (3.3) still
+    counts one it meant to prepare (on its 6th use) as prepared, so that every later use
+    on that connection would fail with InvalidSqlStatementName (COMMIT too: then every
+    write). Such writes, failed in the loop at each use of their statements up to the
+    8th, leave no such connection: every query runs again, in the loop and in the
+    thread, while the lock is held and once it is released."""
+    blocker = Blocker(pg_db_url)
+    store = open_store(pg_db_url)
+    db = DbExecutor(store)
+    ran: list[str] = []
+
+    def lock_then_look(tx: Tx, run_id: str) -> Later[list[str]]:
+        ran.append(threading.current_thread().name)
+        tx.send("lock_runs", {"run_ids": ["held"]})
+        # Sent without waiting for the lock: skipped by the server when it times out.
+        sent = tx.send("run_statuses", {"ids": [run_id]})
+        return Later(lambda: [r["status"] for r in sent.rows()])
+
+    def nothing(tx: Tx) -> None:
+        pass
+
+    async def idle() -> None:
+        # (Then a write from the loop runs in the loop, on the thread's connection.)
+        await wait_until(lambda: db._idle() and db._writer.conn is not None, 5, 0.001)
+
+    async def main() -> tuple[list[Any], list[Any], dict[str, str]]:
+        await db.write(nothing)  # opens the writer's connection (the loop never does)
+        blocker.hold()
+        try:
+            for _ in range(8):
+                await idle()
+                with pytest.raises(LockBusy):
+                    await db.write(lock_then_look, "held", busy_fails=True)
+                await db.write(nothing)  # (the thread opens a connection closed meanwhile)
+        finally:
+            blocker.release()
+        in_loop = []
+        for _ in range(8):
+            await idle()
+            in_loop.append(await db.write(lock_then_look, "held"))
+        in_thread = [await asyncio.to_thread(db.write_sync, lock_then_look, "held")]
+        in_thread += await asyncio.gather(
+            *(asyncio.wrap_future(db.submit(True, lock_then_look, "held")) for _ in range(8))
+        )
+        await idle()
+        return in_loop, in_thread, await db.read(store.run_statuses, ["held"], inline=True)
+
+    token = retry_window.set(2.0)  # (a write that waits for the lock fails instead)
+    try:
+        in_loop, in_thread, statuses = asyncio.run(main())
+    finally:
+        retry_window.reset(token)
+        db.close()
+        blocker.close()
+    assert ran[:8] == ["MainThread"] * 8  # each broke its pipeline in the loop
+    assert in_loop == [["QUEUED"]] * 8
+    assert ran[8:16] == ["MainThread"] * 8
+    assert in_thread == [["QUEUED"]] * 9
+    assert statuses == {"held": "QUEUED"}
+
+
+def test_a_statement_the_server_no_longer_has_prepared_costs_a_new_connection_only(
+    pg_db_url: str,
+) -> None:
+    """PostgreSQL: should psycopg's prepared statements and the server's disagree anyway
+    (InvalidSqlStatementName, 26000), a write is retried on a new connection instead of
+    failing, and a read in the loop that meets it leaves the writer's connection to be
+    replaced (the loop then reads on the new one)."""
+    store = open_store(pg_db_url)
+    db = DbExecutor(store)
+    seen: list[str] = []
+
+    def look(tx: Tx) -> dict[str, str]:
+        seen.append(threading.current_thread().name)
+        return store.run_statuses(tx, ["none"])
+
+    def forget(tx: Tx) -> None:
+        # (DEALLOCATE of one name, unlike DEALLOCATE ALL, goes unnoticed by psycopg.)
+        cur = tx.cursor.execute(
+            "SELECT name FROM pg_prepared_statements WHERE statement LIKE 'SELECT id, status%'"
+        )
+        (row,) = cur.fetchall()
+        tx.cursor.execute(f'DEALLOCATE "{row["name"]}"'.encode())
+
+    def nothing(tx: Tx) -> None:
+        pass
+
+    def prepared_then_forgotten() -> None:
+        for _ in range(8):  # (psycopg prepares a statement on its 6th use)
+            db.write_sync(look)
+        db.write_sync(forget)
+
+    async def in_the_loop() -> list[Any]:
+        await wait_until(db._idle, 5, 0.001)
+        answers = [await db.read(look, inline=True)]
+        await db.write(nothing)  # (the thread opens a connection closed meanwhile)
+        await wait_until(lambda: db._idle() and db._writer.conn is not None, 5, 0.001)
+        answers.append(await db.read(look, inline=True))
+        return answers
+
+    try:
+        prepared_then_forgotten()
+        in_thread = db.write_sync(look)
+        prepared_then_forgotten()
+        in_loop = asyncio.run(in_the_loop())
+    finally:
+        db.close()
+    assert in_thread == {}
+    assert in_loop == [{}, {}]
+    # The loop's first read met it (then the reading thread read); the second did not.
+    assert seen[-3:] == ["MainThread", "runyard-db-1", "MainThread"]
+
+
+def test_a_job_that_fails_leaves_the_next_one_a_connection_it_can_use(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job's own error fails that job only, alone or in a group. On PostgreSQL the
+    store closes the connection of a failed pipeline: the next job opens a new one at
+    once, not after failing on the closed one (a retry, logged)."""
+    store = open_store(db_url)
+    db = DbExecutor(store)
+    held, release = threading.Event(), threading.Event()
+
+    def bad(tx: Tx) -> None:
+        store.create_run_txn(tx, _new_run("bad"))
+        raise ValueError("this job is wrong")
+
+    def hold(tx: Tx) -> None:
+        held.set()
+        release.wait(10)
+
+    caplog.set_level(logging.WARNING, logger="runyard.store")
+    try:
+        with pytest.raises(ValueError, match="this job is wrong"):
+            db.write_sync(bad)
+        assert db.write_sync(store.create_run_txn, _new_run("alone"))[1]
+        blocking = db.submit(True, hold)
+        assert held.wait(10)
+        group = [db.submit(True, bad), db.submit(True, store.create_run_txn, _new_run("g"))]
+        release.set()
+        blocking.result(10)
+        with pytest.raises(ValueError, match="this job is wrong"):
+            group[0].result(10)
+        assert group[1].result(10)[1]
+        with pytest.raises(RunNotFound):
+            db.read_sync(store.get_run, "bad")
+    finally:
+        db.close()
+    assert [r.getMessage() for r in caplog.records] == []

@@ -99,6 +99,11 @@ class _Conn:
     conn: Any = None
 
 
+def _closed(conn: Any) -> bool:
+    """Whether ``conn`` was closed or lost (psycopg); sqlite3 connections tell nothing."""
+    return bool(getattr(conn, "closed", False))
+
+
 class DbExecutor:
     """A thread that owns one connection and runs jobs on it."""
 
@@ -291,7 +296,7 @@ class DbExecutor:
             self._handover()
             return
         conn = self._writer.conn
-        if conn is None:  # closed meanwhile: the thread opens it again
+        if conn is None or _closed(conn):  # closed meanwhile: the thread opens it again
             self._conn_lock.release()
             self._handover()
             return
@@ -309,8 +314,9 @@ class DbExecutor:
         except BaseException as exc:
             # Busy, or a job failed: the thread runs them again (alone where one fails,
             # retrying where the database is busy) and reports what they raise.
-            if getattr(conn, "in_transaction", False) or getattr(conn, "closed", False):
-                self._drop_connection(self._writer)  # left in an unknown state, or lost
+            if getattr(conn, "in_transaction", False) or _closed(conn):
+                # Left in an unknown state, lost, or closed by the store (a failed pipeline).
+                self._drop_connection(self._writer)
             if self.store.is_transient(exc):
                 for j in jobs:
                     if j.busy_fails and j.future.set_running_or_notify_cancel():
@@ -400,6 +406,9 @@ class DbExecutor:
         return dict(zip(results, settle(tx, list(results.values())), strict=True))
 
     def _connection(self, holder: _Conn) -> Any:
+        if holder.conn is not None and _closed(holder.conn):
+            # Lost, or closed by the store after a failed pipeline: never used again.
+            self._drop_connection(holder)
         if holder.conn is None:
             holder.conn = self.store.connect()
         return holder.conn
@@ -423,7 +432,7 @@ class DbExecutor:
                 results = self._run_jobs(tx, jobs)
         except BaseException as exc:
             # Run each job alone: one bad job must not fail the others.
-            if self.store.is_transient(exc):
+            if self.store.is_transient(exc) or _closed(holder.conn):
                 self._drop_connection(holder)
             for j in jobs:
                 self._run_one(j, holder)
@@ -444,8 +453,9 @@ class DbExecutor:
                 ) as tx:
                     (result,) = settle(tx, [job.fn(tx, *job.args)])
             except BaseException as exc:
-                if self.store.is_transient(exc):
+                if self.store.is_transient(exc) or _closed(holder.conn):
                     self._drop_connection(holder)
+                if self.store.is_transient(exc):
                     if time.monotonic() < job.deadline:
                         log.warning("database unavailable (%s); retrying", exc)
                         time.sleep(delay)

@@ -261,15 +261,18 @@ class PostgresStore(Store):
         wait: bool = True,
         lock_wait_s: float | None = None,
     ) -> Iterator[Tx]:
-        if not write:
-            # Under READ COMMITTED every statement takes its own snapshot inside a
-            # transaction too, so reads run without BEGIN and COMMIT (two round trips).
-            with conn.cursor() as cur:
-                yield Tx(self, cur)
-            return
-        if not pipeline:
-            with conn.transaction(), conn.cursor() as cur:
-                yield Tx(self, cur)
+        if not write or not pipeline:
+            try:
+                with ExitStack() as stack:
+                    # Reads run without BEGIN and COMMIT (two round trips): under READ
+                    # COMMITTED every statement takes its own snapshot inside a
+                    # transaction too.
+                    if write:
+                        stack.enter_context(conn.transaction())
+                    yield Tx(self, stack.enter_context(conn.cursor()))
+            except psycopg.errors.InvalidSqlStatementName:
+                conn.close()  # psycopg's prepared statements are not the server's: replace
+                raise
             return
         # Writes are pipelined: BEGIN, the statements sent with Tx.send and COMMIT travel
         # together and the transaction waits for answers only where it reads them (one
@@ -313,7 +316,7 @@ class PostgresStore(Store):
             done = True
         finally:
             if not done:
-                self._abandon(conn)
+                self._abandon(conn)  # whatever failed: the connection is replaced
 
     @staticmethod
     def _publish(tx: Tx) -> None:
@@ -336,14 +339,12 @@ class PostgresStore(Store):
 
     @staticmethod
     def _abandon(conn: Any) -> None:
-        """Roll back what a failed write left open; a connection that cannot is closed
-        (the next use reconnects)."""
-        if conn.closed or conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-            return
-        try:
-            conn.execute(b"ROLLBACK")
-        except psycopg.Error:
-            conn.close()
+        """Close the connection of a failed pipelined write (the next use reconnects;
+        closing rolls back). When a statement fails, the server skips those queued
+        behind it, and psycopg (3.3) still counts one it meant to prepare as prepared:
+        every later use of it on the connection would fail with InvalidSqlStatementName,
+        and neither ROLLBACK nor DEALLOCATE ALL sets its cache right."""
+        conn.close()
 
     def adapt(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
         return params
@@ -356,7 +357,10 @@ class PostgresStore(Store):
             psycopg.errors.DeadlockDetected
             | psycopg.errors.SerializationFailure
             | psycopg.errors.AdminShutdown
-            | psycopg.errors.CannotConnectNow,
+            | psycopg.errors.CannotConnectNow
+            # A prepared statement psycopg thinks exists (see _abandon): a new
+            # connection cures it.
+            | psycopg.errors.InvalidSqlStatementName,
         )
 
     def run_script(self, tx: Tx, sql: str) -> None:

@@ -47,11 +47,64 @@ SCAN_INTERVAL_S = 0.1
 #: A worker's first purge comes within this long of its start (then every interval), so
 #: workers restarted more often than the interval still purge.
 FIRST_PURGE_WITHIN_S = 60.0
+#: A loop whose database work keeps failing tries again after a wait that doubles up to
+#: this long, seconds.
+MAX_RETRY_WAIT_S = 5.0
+#: While it keeps failing, it says so again this often, seconds.
+STILL_FAILING_EVERY_S = 60.0
 
 
 def new_worker_id() -> str:
     """Unique per process start: host, pid and a random suffix (RELIABILITY.md rule 2)."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class _Failures:
+    """The failures in a row of one loop's database work. The first is logged as a
+    warning (what failed, and why), then again only if the error changes or a minute
+    passed, and the first success after them too: a worker cut off from its database
+    says so, without a line per try."""
+
+    def __init__(self, what: str, first_wait_s: float, max_wait_s: float = MAX_RETRY_WAIT_S):
+        self.what = what
+        self.first_wait_s = first_wait_s
+        self.max_wait_s = max(first_wait_s, max_wait_s)
+        self.count = 0
+        self.since = 0.0
+        self._logged: tuple[float, type[BaseException]] = (0.0, BaseException)  # when, what
+
+    def failed(self, exc: BaseException) -> float:
+        """Note a failure; how long to wait before the next try."""
+        now = time.monotonic()
+        self.count += 1
+        error = f"{type(exc).__name__}: {exc}"
+        if self.count == 1:
+            self.since = now
+            log.warning("%s failed (%s); retrying", self.what, error)
+            self._logged = (now, type(exc))
+        elif type(exc) is not self._logged[1] or now - self._logged[0] >= STILL_FAILING_EVERY_S:
+            log.warning(
+                "%s still failing after %d tries in %.0f s (%s)",
+                self.what,
+                self.count,
+                now - self.since,
+                error,
+            )
+            self._logged = (now, type(exc))
+        else:
+            log.debug("%s failed again (%s)", self.what, error)
+        return min(self.max_wait_s, self.first_wait_s * 2.0 ** min(self.count - 1, 16))
+
+    def succeeded(self) -> None:
+        if self.count:
+            # At the failure's level: whoever saw it should see it end.
+            log.warning(
+                "%s works again, after %d failed tries in %.1f s",
+                self.what,
+                self.count,
+                time.monotonic() - self.since,
+            )
+            self.count = 0
 
 
 class Worker:
@@ -160,6 +213,7 @@ class Worker:
         scanned_at = 0.0
         flow_keys: list[str] = []  # found with due items by the last scan: claim from them
         busy = 0
+        failures = _Failures("claiming work", first_wait_s=0.1)
         while not self._stopping.is_set():
             free = self.concurrency - len(self.inflight)
             if free <= 0:
@@ -168,7 +222,12 @@ class Worker:
                 continue
             due = False
             if check_first:
-                due = await db.read(store.has_due_work, wrefs, inline=True)
+                try:
+                    due = await db.read(store.has_due_work, wrefs, inline=True)
+                except Exception as exc:
+                    check_first = False  # (the next try claims: its success ends the spell)
+                    await self._wait_any(self._stopping.wait(), timeout=failures.failed(exc))
+                    continue
                 if not due:
                     woken = await self._idle(hub, self.poll_s)
                     check_first = not (woken and store.precise_wakeups)
@@ -200,9 +259,9 @@ class Worker:
                 await self._wait_any(self._stopping.wait(), timeout=0.0005 * busy)
                 continue
             except Exception as exc:
-                log.warning("claim failed (%s); retrying", exc)
-                await self._wait_any(self._stopping.wait(), timeout=1.0)
+                await self._wait_any(self._stopping.wait(), timeout=failures.failed(exc))
                 continue
+            failures.succeeded()
             busy = 0
             tried, flow_keys = flow_keys, claimed.flow_keys
             if tried and not any(c.flow_key for c in claimed):
@@ -271,6 +330,8 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         store, db = self.yard.store, self.yard.db
         interval = self.lease_s / 3
+        # (Tried again at the same pace, never slower: the leases depend on it.)
+        failures = _Failures("heartbeat (extending leases)", interval, max_wait_s=interval)
         while True:
             await asyncio.sleep(interval)
             snapshot = {k: v for k, v in self.inflight.items()}
@@ -283,8 +344,9 @@ class Worker:
                     durable=False,
                 )
             except Exception as exc:
-                log.warning("heartbeat failed (%s)", exc)
+                failures.failed(exc)
                 continue
+            failures.succeeded()
             for key, (execution, task) in snapshot.items():
                 f: Fence = execution.fence
                 if (f.run_id, f.idx, f.epoch) not in owned and not task.done():
@@ -303,6 +365,7 @@ class Worker:
 
     async def _control_loop(self) -> None:
         store, db = self.yard.store, self.yard.db
+        failures = _Failures("checking for paused and canceled runs", first_wait_s=0.1)
         while True:
             self._control_now.clear()
             await wait_event(self._control_now, 0.5)
@@ -319,8 +382,10 @@ class Worker:
                 continue
             try:
                 statuses = await db.read(store.run_statuses, run_ids, inline=True)
-            except Exception:
+            except Exception as exc:
+                await asyncio.sleep(failures.failed(exc))
                 continue
+            failures.succeeded()
             self._apply_stops({k: v for k, v in statuses.items() if v not in ("RUNNING", "QUEUED")})
             await asyncio.sleep(0.02)  # at most ~50 checks a second however busy the hub is
 
@@ -344,13 +409,17 @@ class Worker:
 
     async def _recovery_loop(self, hub: Hub) -> None:
         store, db = self.yard.store, self.yard.db
+        failures = _Failures("recovering expired leases", first_wait_s=self.recovery_interval_s)
+        wait = 0.0
         while True:
-            await asyncio.sleep(self.recovery_interval_s * random.uniform(0.5, 1.5))
+            await asyncio.sleep(max(wait, self.recovery_interval_s * random.uniform(0.5, 1.5)))
             try:
                 recovered = await db.write(store.recover_txn, inline=False)  # (any size)
             except Exception as exc:
-                log.warning("recovery pass failed (%s)", exc)
+                wait = failures.failed(exc)
                 continue
+            failures.succeeded()
+            wait = 0.0
             if recovered:
                 log.info("recovered %d run(s) whose worker stopped heartbeating", len(recovered))
                 hub.notify_wake()

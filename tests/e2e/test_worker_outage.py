@@ -1,0 +1,70 @@
+"""A worker whose database work fails (every claim, look for work, heartbeat and recovery
+pass) says so once per loop, keeps trying, says when it works again and goes on serving."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from runyard import Context, RunStatus
+from tests.conftest import make_yard, running_worker, wait_until
+
+LOOPS = ("claiming work", "heartbeat (extending leases)", "recovering expired leases")
+
+
+def test_a_worker_cut_off_from_its_database_says_so_and_recovers(
+    db_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    yard = make_yard(db_url)
+
+    @yard.workflow
+    async def echo(ctx: Context, x: int) -> int:
+        return x
+
+    broken = False
+
+    def failing(real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if broken:
+                raise RuntimeError("injected: the database refuses")
+            return real(*args, **kwargs)
+
+        return call
+
+    store = yard.store
+    for name in ("has_due_work", "claim_txn", "heartbeat_txn", "recover_txn"):
+        monkeypatch.setattr(store, name, failing(getattr(store, name)))
+    caplog.set_level(logging.WARNING, logger="runyard.worker")
+
+    def said(text: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+    async def main() -> tuple[Any, Any]:
+        nonlocal broken
+        async with running_worker(yard) as w:
+            first = await (await yard.start("echo", 1)).wait(timeout=20)
+            broken = True
+            # (Long enough for a recovery pass, 0.5-1.5 s apart, and two heartbeats.)
+            await asyncio.sleep(2.5)
+            assert all(said(f"{loop} failed (RuntimeError") for loop in LOOPS), caplog.text
+            broken = False
+            await wait_until(lambda: all(said(f"{loop} works again") for loop in LOOPS), 15)
+            second = await (await yard.start("echo", 2)).wait(timeout=20)
+            assert w.executed == 2
+        return first, second
+
+    try:
+        first, second = asyncio.run(main())
+    finally:
+        yard.close()
+    assert (first.status, second.status) == (RunStatus.SUCCEEDED, RunStatus.SUCCEEDED)
+    assert second.result == 2
+    for loop in LOOPS:
+        # Once when it began and once when it ended, not once per try.
+        assert len(said(f"{loop} failed")) == 1, caplog.text
+        assert len(said(f"{loop} works again")) == 1, caplog.text
+        assert not said(f"{loop} still failing"), caplog.text
+    assert len(said("works again")) == len(said("failed (")) == len(LOOPS), caplog.text
