@@ -83,12 +83,13 @@ def db_url(backend: str, tmp_path: Path, pg_template: str | None) -> Iterator[st
         yield url
         return
     assert pg_template is not None
-    with _pg_database(pg_template) as url:
+    with pg_database(pg_template) as url:
         yield url
 
 
 @contextlib.contextmanager
-def _pg_database(template: str) -> Iterator[str]:
+def pg_database(template: str) -> Iterator[str]:
+    """A new database cloned from ``template``, dropped afterwards."""
     name = f"runyard_t_{secrets.token_hex(5)}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
@@ -105,7 +106,7 @@ def pg_db_url(pg_template: str | None) -> Iterator[str]:
     out of SQLite by using this fixture instead of ``db_url``)."""
     if pg_template is None:
         pytest.skip("RUNYARD_TEST_BACKENDS leaves PostgreSQL out on purpose")
-    with _pg_database(pg_template) as url:
+    with pg_database(pg_template) as url:
         yield url
 
 

@@ -252,3 +252,13 @@ class NewRun:
         if self.not_before is not None:
             return self.not_before
         return time.time() + self.delay_s if self.delay_s else None
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    """What a metrics scrape reads: runs not ended by status, runs ended since a
+    transition by status, and the last transition read (where the next scrape starts)."""
+
+    open: dict[str, int]
+    ended: dict[str, int]
+    last_transition: int

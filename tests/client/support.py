@@ -20,7 +20,7 @@ import pytest
 from runyard import keys
 from runyard.store import open_store
 from runyard.store.dbexec import DbExecutor
-from tests.conftest import ROOT, WorkerProcess, _pg_database
+from tests.conftest import ROOT, WorkerProcess, pg_database
 
 
 def free_port() -> int:
@@ -130,7 +130,7 @@ def fresh_database(backend: str, folder: Path, pg_template: str | None) -> Itera
         return
     if pg_template is None:
         pytest.skip("RUNYARD_TEST_BACKENDS leaves PostgreSQL out")
-    with _pg_database(pg_template) as url:
+    with pg_database(pg_template) as url:
         yield url
 
 

@@ -192,8 +192,60 @@ def test_workflows_outputs_stream_tasks_events_usage_metrics(
             in text
         )
         assert 'runyard_runs_created_total{mode="live",workflow="greet"} 1.0' in text
-        assert 'runyard_runs{status="SUCCEEDED"}' in text
+        assert 'runyard_runs{status="QUEUED"}' in text
+        assert 'runyard_runs_ended_total{status="SUCCEEDED"}' in text
         assert "runyard_live_waits_in_progress 0.0" in text
 
         health = httpx.get(server.url + "/healthz").json()
         assert health["status"] == "ok" and health["database"] in ("sqlite", "postgres")
+
+
+def _metric(api: httpx.Client, name: str) -> float:
+    for line in api.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def test_metrics_count_open_runs_and_runs_ended_since_the_server_started(
+    db_url: str,
+    tmp_path: Path,
+    server_factory: ServerFactory,
+    api_keys: Keys,
+    worker_procs: list[WorkerProcess],
+) -> None:
+    """Runs not ended are counted by status at each scrape; ended ones are counted once
+    each, from the transitions recorded since counting started (no count of history)."""
+    server = server_factory()
+    start_worker(worker_procs, db_url, tmp_path)
+    with client(server, api_keys.write) as api:
+        wait_published(api, "greet", "waiter")
+        before = api.post("/v1/runs", json={"workflow": "greet", "input": {"name": "a"}})
+        wait_status(api, before.json()["id"], "SUCCEEDED")
+        time.sleep(2.1)  # (ended runs are counted once their transition is 2 s old)
+        succeeded = 'runyard_runs_ended_total{status="SUCCEEDED"}'
+        assert _metric(api, succeeded) == 0  # counting starts at the first scrape
+        waiting = api.post("/v1/runs", json={"workflow": "waiter", "input": "never"}).json()
+        ids = [
+            api.post("/v1/runs", json={"workflow": "greet", "input": {"name": f"n{i}"}}).json()[
+                "id"
+            ]
+            for i in range(3)
+        ]
+        for run_id in ids:
+            wait_status(api, run_id, "SUCCEEDED")
+        wait_status(api, waiting["id"], "RUNNING")
+        assert _metric(api, 'runyard_runs{status="RUNNING"}') == 1
+        deadline = time.monotonic() + 10
+        while _metric(api, succeeded) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _metric(api, succeeded) == 3
+        time.sleep(2.1)
+        assert _metric(api, succeeded) == 3  # each counted once
+        assert api.post(f"/v1/runs/{waiting['id']}/cancel").status_code == 200
+        deadline = time.monotonic() + 10
+        canceled = 'runyard_runs_ended_total{status="CANCELED"}'
+        while _metric(api, canceled) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _metric(api, canceled) == 1
+        assert _metric(api, 'runyard_runs{status="RUNNING"}') == 0

@@ -646,6 +646,10 @@ class Execution:
         self.finishing = True
         await self._logs_stored()
         pending, self.pending = self.pending, []
+        sole = self.claimed.kind == "input" and self.claimed.run_items == 1
+        # An outcome locks its run's row; the outcomes of a run of many items share it,
+        # so theirs wait for it in the database thread (the event loop waits 2 ms at most
+        # for a lock, then hands the job over: a failed statement and a second try).
         await self._write(
             self.rt.store.complete_item_txn,
             self.fence,
@@ -654,7 +658,8 @@ class Execution:
             state,
             result,
             jsonutil.dumps(error) if error is not None else None,
-            self.claimed.kind == "input" and self.claimed.run_items == 1,
+            sole,
+            inline=self.claimed.run_items == 1,
         )
         self.rt.on_run_changed(self.fence.run_id)
 

@@ -3,9 +3,11 @@ as in tests, never share or clash)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from ..models import RunStatus
+from ..models import TERMINAL, RunCounts, RunStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -39,16 +41,35 @@ class Metrics:
         )
         self.runs = Gauge(
             "runyard_runs",
-            "Runs in the database by status (counted at scrape time)",
+            "Runs not ended, by status (SCHEDULED, QUEUED, RUNNING, PAUSED; counted at "
+            "scrape time)",
             ["status"],
             registry=self.registry,
         )
+        self.runs_ended = Counter(
+            "runyard_runs_ended",
+            "Runs that ended since this server started, by status, in the whole database "
+            "(every server reports the same: aggregate with max, not sum; seen about two "
+            "seconds after the end)",
+            ["status"],
+            registry=self.registry,
+        )
+        for status in TERMINAL:
+            self.runs_ended.labels(status.value)
+        #: The last run transition counted (None: counting has not started); scrapes
+        #: take turns, so that none counts what another counted.
+        self.last_transition: int | None = None
+        self.scrape_lock = asyncio.Lock()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 
-    def render(self, runs_by_status: dict[str, int]) -> bytes:
+    def render(self, counts: RunCounts) -> bytes:
         for status in RunStatus:
-            self.runs.labels(status.value).set(runs_by_status.get(status.value, 0))
+            if not status.terminal:
+                self.runs.labels(status.value).set(counts.open.get(status.value, 0))
+        for ended, n in counts.ended.items():
+            self.runs_ended.labels(ended).inc(n)
+        self.last_transition = counts.last_transition
         return generate_latest(self.registry)

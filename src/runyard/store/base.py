@@ -27,6 +27,9 @@ from .records import FAR_FUTURE, Checkpoint, Claimed, Claims, Fence, RunFilter, 
 from .retention import RetentionMixin
 from .tx import RUN, WAKE, Later, Row, Sent, Tx
 
+#: Parked items made ready by one claim at most (the rest by the next claims).
+UNPARK_BATCH = 500
+
 __all__ = ["RUN", "WAKE", "Checkpoint", "Claimed", "Fence", "Row", "RunFilter", "Store", "Tx"]
 
 
@@ -291,6 +294,7 @@ class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
         on PostgreSQL a claim given no keys takes one round trip, with a scan too."""
         if scan:
             tx.send("promote_scheduled")
+        tx.send("unpark_due", {"limit": UNPARK_BATCH})
         base = {"owner": owner, "wrefs": list(wrefs), "lease_s": lease_s}
         keyed: list[Row] = []
         left = limit
@@ -298,19 +302,20 @@ class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
             cap = self._flow_capacity_txn(tx, key, left)
             if cap <= 0:
                 continue
-            got = tx.q("claim", {**base, "limit": cap, "flow_key": key})
+            got = tx.q("claim_keyed", {**base, "limit": cap, "flow_key": key})
             for _ in got:
                 tx.send("insert_flow_start", {"key": key})
             keyed.extend(got)
             left -= len(got)
             if left <= 0:
                 break
-        free = tx.send("claim", {**base, "limit": left, "flow_key": None}) if left > 0 else None
+        free = tx.send("claim", {**base, "limit": left}) if left > 0 else None
         due = tx.send("due_flow_keys", {"wrefs": list(wrefs), "limit": limit}) if scan else None
         runs: dict[str, Row] | None = None
         if not self.claim_starts_runs and (rows := keyed + (free.rows() if free else [])):
             run_ids = sorted({r["run_id"] for r in rows})
-            runs = {r["id"]: r for r in tx.q("start_runs", {"ids": run_ids})}
+            tx.send("start_runs", {"ids": run_ids})
+            runs = {r["id"]: r for r in tx.q("claimed_runs", {"ids": run_ids})}
 
         def read() -> Claims:
             rows = keyed + (free.rows() if free else [])
@@ -787,6 +792,7 @@ class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
         ids = self._select_txn(tx, filt, CLIENT_TRANSITIONS["pause"])
         for run_id in ids:
             tx.exec("pause_run", {"run_id": run_id})
+            tx.exec("hold_items", {"run_id": run_id})
         self._check_single(tx, filt, "pause", ids)
         return ids
 
@@ -795,6 +801,7 @@ class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
         for run_id in ids:
             tx.exec("delete_failed_steps", {"run_id": run_id})
             tx.exec("resume_items", {"run_id": run_id})
+            tx.exec("release_items", {"run_id": run_id})
             tx.exec("resume_run", {"run_id": run_id})
         if ids:
             tx.announce_wake()

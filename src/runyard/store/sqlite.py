@@ -42,7 +42,8 @@ _SEQUENCES = (list, tuple)
 class SQLiteStore(Store):
     backend = "sqlite"
     needs_polling = True
-    own_queries = frozenset({"start_runs"})  # PostgreSQL's claims start the runs themselves
+    #: PostgreSQL's claims start their runs and read them in the same statement.
+    own_queries = frozenset({"start_runs", "claimed_runs"})
 
     def __init__(self, url: str) -> None:
         super().__init__(url)

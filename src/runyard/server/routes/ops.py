@@ -65,5 +65,6 @@ async def healthz(state: State) -> JSONResponse:
     summary="Prometheus metrics",
 )
 async def metrics(state: State) -> Response:
-    counts = await state.read(state.yard.store.count_runs_by_status)
-    return Response(state.metrics.render(counts), media_type=CONTENT_TYPE)
+    async with state.metrics.scrape_lock:
+        counts = await state.read(state.yard.store.run_counts, state.metrics.last_transition)
+        return Response(state.metrics.render(counts), media_type=CONTENT_TYPE)

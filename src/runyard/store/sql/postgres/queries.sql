@@ -102,13 +102,15 @@ ON CONFLICT (id) DO NOTHING
 RETURNING *, coalesce(not_before, created_at) AS due_at;
 
 -- name: insert_item
--- The run's row gives the item its due time, priority and flow key; an existing run
--- (an idempotent retry) already has its items, so the insert does nothing.
+-- The run's row gives the item its due time, priority and flow key (an item due later
+-- is parked until then); an existing run (an idempotent retry) already has its items, so
+-- the insert does nothing.
 INSERT INTO items (run_id, idx, kind, wref, input, custom_data, state, error, priority,
-  flow_key, iteration, due_at, finished_at)
+  flow_key, iteration, due_at, finished_at, parked)
 SELECT r.id, %(idx)s, 'input', %(wref)s, %(input)s, %(custom_data)s, %(state)s, %(error)s,
   r.priority, r.flow_key, r.iteration, coalesce(r.not_before, r.created_at),
-  CASE WHEN %(state)s = 'discarded' THEN runyard_now() END
+  CASE WHEN %(state)s = 'discarded' THEN runyard_now() END,
+  CASE WHEN coalesce(r.not_before, r.created_at) > runyard_now() THEN 1 ELSE 0 END
 FROM runs r WHERE r.id = %(run_id)s
 ON CONFLICT DO NOTHING;
 
@@ -143,10 +145,11 @@ r AS (
   RETURNING *, coalesce(not_before, created_at) AS due_at),
 i AS (
   INSERT INTO items (run_id, idx, kind, wref, input, custom_data, state, error, priority,
-    flow_key, iteration, due_at, finished_at)
+    flow_key, iteration, due_at, finished_at, parked)
   SELECT r.id, c.idx, 'input', c.wref, c.input, c.custom_data, c.state, c.error,
     r.priority, r.flow_key, r.iteration, r.due_at,
-    CASE WHEN c.state = 'discarded' THEN runyard_now() END
+    CASE WHEN c.state = 'discarded' THEN runyard_now() END,
+    CASE WHEN r.due_at > runyard_now() THEN 1 ELSE 0 END
   FROM json_to_recordset(%(items)s::json) AS c(run_id text, idx int, wref text, input text,
          custom_data text, state text, error text)
   JOIN r ON r.id = c.run_id)
@@ -154,21 +157,39 @@ SELECT * FROM r;
 
 -- name: promote_scheduled
 UPDATE runs SET status = 'QUEUED', updated_at = runyard_now()
-WHERE id IN (SELECT id FROM runs WHERE status = 'SCHEDULED' AND not_before <= runyard_now()
+WHERE id IN (SELECT id FROM runs
+             WHERE status = 'SCHEDULED' AND not_before <= (SELECT runyard_now())
              FOR UPDATE SKIP LOCKED);
 
+-- name: unpark_due
+-- Parked items whose time came are ready again (sent before each claim; an index probe
+-- when none came due). Bounded: the rest come with the next claims. (A bound on an index
+-- is (SELECT runyard_now()), computed once: runyard_now() itself is volatile, a filter
+-- applied to every row the index holds.)
+UPDATE items SET parked = 0
+WHERE (run_id, idx) IN (
+  SELECT run_id, idx FROM items
+  WHERE parked = 1 AND owner IS NULL AND state IN ('queued', 'processing') AND kind <> 'map'
+    AND due_at <= (SELECT runyard_now())
+  ORDER BY due_at LIMIT %(limit)s
+  FOR UPDATE SKIP LOCKED);
+
 -- name: claim
--- Due items with the flow-control key flow_key (NULL: none), claimed and their runs
--- started in one statement (runs locked in id order); each row carries its run's
--- columns. (A hook item never has a key: it may run after its run ended.)
+-- Ready items without a flow-control key, best first, claimed and their runs started in
+-- one statement; each row carries its run's columns. Each workflow reference is one walk
+-- of items_ready in claim order that stops after `limit` rows (a backlog of any size
+-- costs a batch); the walks are merged and the best `limit` claimed (the other rows
+-- they locked are left to the next claim). A run is written only when its claim changes
+-- it (its first, or after a wait): the items of one run do not queue on its row.
 WITH c AS (
-  SELECT i.run_id, i.idx FROM items i JOIN runs r ON r.id = i.run_id
-  WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
-    AND i.due_at <= runyard_now() AND i.flow_key IS NOT DISTINCT FROM %(flow_key)s::text
-    AND i.wref = ANY(%(wrefs)s::text[])
-    AND (r.status IN ('QUEUED', 'RUNNING') OR i.kind = 'hook')
-  ORDER BY i.priority DESC, i.due_at LIMIT %(limit)s
-  FOR UPDATE OF i SKIP LOCKED),
+  SELECT x.run_id, x.idx FROM unnest(%(wrefs)s::text[]) AS w(wref)
+  CROSS JOIN LATERAL (
+    SELECT i.run_id, i.idx, i.priority, i.due_at FROM items i
+    WHERE i.wref = w.wref AND i.flow_key IS NULL AND i.parked = 0 AND i.owner IS NULL
+      AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
+    ORDER BY i.priority DESC, i.due_at LIMIT %(limit)s
+    FOR UPDATE OF i SKIP LOCKED) AS x
+  ORDER BY x.priority DESC, x.due_at LIMIT %(limit)s),
 claimed AS (
   UPDATE items i SET owner = %(owner)s, epoch = i.epoch + 1,
     lease_expires_at = runyard_now() + %(lease_s)s, state = 'processing',
@@ -183,34 +204,79 @@ started AS (
     deadline_at = coalesce(deadline_at, runyard_now() + timeout_s),
     waiting_for = NULL, updated_at = runyard_now()
   WHERE id = ANY(ARRAY(SELECT DISTINCT run_id FROM claimed ORDER BY 1))
-  RETURNING id, deadline_at, sync_mode, max_results, options, error, item_count)
-SELECT claimed.*, s.deadline_at, s.sync_mode, s.max_results, s.options, s.error, s.item_count
-FROM claimed JOIN started s ON s.id = claimed.run_id;
+    AND (status = 'QUEUED' OR started_at IS NULL OR waiting_for IS NOT NULL
+         OR (deadline_at IS NULL AND timeout_s IS NOT NULL))
+  RETURNING id, deadline_at)
+SELECT claimed.*, coalesce(s.deadline_at, r.deadline_at) AS deadline_at, r.sync_mode,
+  r.max_results, r.options, r.error, r.item_count
+FROM claimed JOIN runs r ON r.id = claimed.run_id LEFT JOIN started s ON s.id = claimed.run_id;
+
+-- name: claim_keyed
+-- claim, for the ready items of one flow-control key (items_ready_keyed); the caller
+-- has taken the key's capacity.
+WITH c AS (
+  SELECT x.run_id, x.idx FROM unnest(%(wrefs)s::text[]) AS w(wref)
+  CROSS JOIN LATERAL (
+    SELECT i.run_id, i.idx, i.priority, i.due_at FROM items i
+    WHERE i.wref = w.wref AND i.flow_key = %(flow_key)s AND i.parked = 0
+      AND i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
+      AND i.flow_key IS NOT NULL
+    ORDER BY i.priority DESC, i.due_at LIMIT %(limit)s
+    FOR UPDATE OF i SKIP LOCKED) AS x
+  ORDER BY x.priority DESC, x.due_at LIMIT %(limit)s),
+claimed AS (
+  UPDATE items i SET owner = %(owner)s, epoch = i.epoch + 1,
+    lease_expires_at = runyard_now() + %(lease_s)s, state = 'processing',
+    attempt = i.attempt + 1, started_at = coalesce(i.started_at, runyard_now()),
+    waiting_for = NULL
+  FROM c WHERE i.run_id = c.run_id AND i.idx = c.idx
+  RETURNING i.run_id, i.idx, i.kind, i.wref, i.input, i.custom_data, i.iteration,
+    i.generation, i.attempt, i.last_position, i.parent_idx, i.epoch, i.flow_key),
+started AS (
+  UPDATE runs SET status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
+    started_at = coalesce(started_at, runyard_now()),
+    deadline_at = coalesce(deadline_at, runyard_now() + timeout_s),
+    waiting_for = NULL, updated_at = runyard_now()
+  WHERE id = ANY(ARRAY(SELECT DISTINCT run_id FROM claimed ORDER BY 1))
+    AND (status = 'QUEUED' OR started_at IS NULL OR waiting_for IS NOT NULL
+         OR (deadline_at IS NULL AND timeout_s IS NOT NULL))
+  RETURNING id, deadline_at)
+SELECT claimed.*, coalesce(s.deadline_at, r.deadline_at) AS deadline_at, r.sync_mode,
+  r.max_results, r.options, r.error, r.item_count
+FROM claimed JOIN runs r ON r.id = claimed.run_id LEFT JOIN started s ON s.id = claimed.run_id;
 
 -- name: due_flow_keys
-SELECT DISTINCT i.flow_key FROM items i JOIN runs r ON r.id = i.run_id
-WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
-  AND i.due_at <= runyard_now() AND i.flow_key IS NOT NULL
-  AND i.wref = ANY(%(wrefs)s::text[])
-  AND r.status IN ('QUEUED', 'RUNNING')
-LIMIT %(limit)s;
+-- The flow-control keys with ready items of these workflows: a skip from key to key
+-- through items_ready_keyed (one probe per key found), not a read of every keyed item.
+WITH RECURSIVE k(wref, flow_key) AS (
+  SELECT w.wref, (SELECT i.flow_key FROM items i
+                  WHERE i.wref = w.wref AND i.flow_key IS NOT NULL AND i.parked = 0
+                    AND i.owner IS NULL AND i.state IN ('queued', 'processing')
+                    AND i.kind <> 'map'
+                  ORDER BY i.flow_key LIMIT 1)
+  FROM unnest(%(wrefs)s::text[]) AS w(wref)
+  UNION ALL
+  SELECT k.wref, (SELECT i.flow_key FROM items i
+                  WHERE i.wref = k.wref AND i.flow_key > k.flow_key AND i.parked = 0
+                    AND i.owner IS NULL AND i.state IN ('queued', 'processing')
+                    AND i.kind <> 'map' AND i.flow_key IS NOT NULL
+                  ORDER BY i.flow_key LIMIT 1)
+  FROM k WHERE k.flow_key IS NOT NULL)
+SELECT DISTINCT flow_key FROM k WHERE flow_key IS NOT NULL LIMIT %(limit)s;
 
 -- name: has_due_work
-SELECT 1 FROM items i JOIN runs r ON r.id = i.run_id
-WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
-  AND i.due_at <= runyard_now() AND i.wref = ANY(%(wrefs)s::text[])
-  AND (r.status IN ('QUEUED', 'RUNNING') OR i.kind = 'hook')
-UNION ALL
-SELECT 1 FROM runs WHERE status = 'SCHEDULED' AND not_before <= runyard_now()
-LIMIT 1;
-
--- name: next_due_at
-SELECT min(at) AS at FROM (
-  SELECT min(due_at) AS at FROM items
-  WHERE owner IS NULL AND state IN ('queued', 'processing') AND kind <> 'map'
-    AND wref = ANY(%(wrefs)s::text[])
-  UNION ALL
-  SELECT min(not_before) FROM runs WHERE status = 'SCHEDULED');
+SELECT 1 WHERE EXISTS (
+    SELECT 1 FROM items WHERE wref = ANY(%(wrefs)s::text[]) AND flow_key IS NULL
+      AND parked = 0 AND owner IS NULL AND state IN ('queued', 'processing') AND kind <> 'map')
+  OR EXISTS (
+    SELECT 1 FROM items WHERE wref = ANY(%(wrefs)s::text[]) AND flow_key IS NOT NULL
+      AND parked = 0 AND owner IS NULL AND state IN ('queued', 'processing') AND kind <> 'map')
+  OR EXISTS (
+    SELECT 1 FROM items WHERE parked = 1 AND owner IS NULL
+      AND state IN ('queued', 'processing') AND kind <> 'map'
+      AND due_at <= (SELECT runyard_now()))
+  OR EXISTS (SELECT 1 FROM runs
+             WHERE status = 'SCHEDULED' AND not_before <= (SELECT runyard_now()));
 
 -- name: item_history
 SELECT * FROM steps WHERE run_id = %(run_id)s AND item_idx = %(idx)s AND iteration = %(iteration)s
@@ -244,10 +310,11 @@ SELECT (SELECT count(*) FROM items
      + (SELECT count(*) FROM flow_slots WHERE key = %(key)s AND expires_at > runyard_now()) AS n;
 
 -- name: flow_recent
-SELECT count(*) AS n FROM flow_starts WHERE key = %(key)s AND at > runyard_now() - %(period_s)s;
+SELECT count(*) AS n FROM flow_starts
+WHERE key = %(key)s AND at > (SELECT runyard_now()) - %(period_s)s;
 
 -- name: flow_retry_in
-SELECT (SELECT min(at) FROM flow_starts WHERE key = k.key AND at > runyard_now() - k.period_s)
+SELECT (SELECT min(at) FROM flow_starts WHERE key = k.key AND at > (SELECT runyard_now()) - k.period_s)
        + k.period_s - runyard_now() AS wait_s
 FROM flow_keys k WHERE k.key = %(key)s;
 
@@ -345,8 +412,11 @@ FROM (SELECT count(*) AS n,
         max(CASE WHEN idx = 0 THEN result END) AS first_result,
         max(CASE WHEN idx = 0 THEN error END) AS first_error,
         '[' || string_agg(coalesce(result, 'null'), ',' ORDER BY idx) || ']' AS results
-      FROM items WHERE run_id = %(run_id)s AND kind = 'input') AS c
+      FROM items WHERE run_id = %(run_id)s AND kind = 'input'
+        AND NOT EXISTS (SELECT 1 FROM items o WHERE o.run_id = %(run_id)s AND o.kind = 'input'
+                        AND o.state IN ('queued', 'processing'))) AS c
 WHERE runs.id = %(run_id)s AND runs.status IN ('RUNNING', 'QUEUED', 'PAUSED') AND c.open = 0
+  AND c.n > 0
 RETURNING runs.status;
 
 -- name: insert_hook_item
@@ -359,8 +429,10 @@ WHERE r.id = %(run_id)s AND r.has_on_failure AND r.status IN ('FAILED', 'CRASHED
                   AND h.state IN ('queued', 'processing'));
 
 -- name: suspend_item
+-- Parked until due_at (or, when its run was paused meanwhile, until resumed).
 UPDATE items SET owner = NULL, lease_expires_at = NULL, due_at = %(due_at)s,
-  waiting_for = %(waiting_for)s
+  waiting_for = %(waiting_for)s,
+  parked = CASE WHEN parked = 2 THEN 2 WHEN %(due_at)s > runyard_now() THEN 1 ELSE 0 END
 WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s;
 
 -- name: set_run_waiting
@@ -385,7 +457,7 @@ ON CONFLICT (event_id, run_id, item_idx) DO UPDATE SET position = excluded.posit
   since = excluded.since, deadline = excluded.deadline;
 
 -- name: wake_waiters
-UPDATE items SET due_at = runyard_now()
+UPDATE items SET due_at = runyard_now(), parked = CASE WHEN parked = 2 THEN 2 ELSE 0 END
 WHERE owner IS NULL AND (run_id, idx) IN (
   SELECT run_id, item_idx FROM waiters WHERE event_id = %(event_id)s)
 RETURNING run_id;
@@ -443,10 +515,11 @@ WHERE id = ANY(%(ids)s::text[]) AND status NOT IN ('QUEUED', 'RUNNING');
 -- the items of a worker that died are not all claimed together again (one of them may
 -- be what killed it).
 UPDATE items SET owner = NULL, lease_expires_at = NULL, epoch = epoch + 1,
+  parked = CASE WHEN parked = 2 THEN 2 ELSE 1 END,
   due_at = runyard_now() + random() * least(30.0, 0.25 * power(2, least(
     (SELECT recovery_attempts FROM runs WHERE id = items.run_id), 7)))
 WHERE (run_id, idx) IN (SELECT run_id, idx FROM items
-                        WHERE owner IS NOT NULL AND lease_expires_at < runyard_now()
+                        WHERE owner IS NOT NULL AND lease_expires_at < (SELECT runyard_now())
                         LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
 RETURNING run_id, idx, kind;
 
@@ -499,13 +572,24 @@ WHERE run_id = %(run_id)s AND kind IN ('input', 'map') AND state IN ('queued', '
 -- name: pause_run
 UPDATE runs SET status = 'PAUSED', updated_at = runyard_now() WHERE id = %(run_id)s;
 
+-- name: hold_items
+-- A paused run's inputs leave the claimable set (those a worker runs now too: it hands
+-- them back at its next step, and they stay held).
+UPDATE items SET parked = 2
+WHERE run_id = %(run_id)s AND kind = 'input' AND state IN ('queued', 'processing');
+
+-- name: release_items
+-- Resumed: a held input is ready, or parked until its due time (a sleep).
+UPDATE items SET parked = CASE WHEN due_at > runyard_now() THEN 1 ELSE 0 END
+WHERE run_id = %(run_id)s AND parked = 2;
+
 -- name: delete_failed_steps
 DELETE FROM steps WHERE run_id = %(run_id)s AND status = 'failed'
   AND iteration = (SELECT iteration FROM runs WHERE id = %(run_id)s);
 
 -- name: resume_items
 UPDATE items SET state = 'queued', error = NULL, generation = generation + 1,
-  due_at = runyard_now(), finished_at = NULL, waiting_for = NULL
+  due_at = runyard_now(), finished_at = NULL, waiting_for = NULL, parked = 0
 WHERE run_id = %(run_id)s AND state = 'failed' AND kind IN ('input', 'map');
 
 -- name: resume_run
@@ -521,7 +605,7 @@ WHERE id = %(run_id)s;
 UPDATE items SET state = 'queued', result = NULL, error = NULL, iteration = iteration + 1,
   generation = 0, attempt = 0, last_position = 0, due_at = runyard_now(), owner = NULL,
   lease_expires_at = NULL, epoch = epoch + 1, started_at = NULL, finished_at = NULL,
-  waiting_for = NULL
+  waiting_for = NULL, parked = 0
 WHERE run_id = %(run_id)s AND kind = 'input' AND state <> 'discarded';
 
 -- name: continue_run
@@ -578,34 +662,102 @@ SELECT * FROM runs WHERE id = %(id)s;
 SELECT id, status FROM runs WHERE id = ANY(%(ids)s::text[]);
 
 -- name: list_runs_desc
-SELECT * FROM runs
-WHERE (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
-  AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
-  AND (%(prefix)s::text IS NULL OR id LIKE %(prefix)s ESCAPE '\')
-  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
-  AND (%(task_id)s::text IS NULL OR task_id = %(task_id)s)
-  AND (%(schedule_id)s::text IS NULL OR schedule_id = %(schedule_id)s)
-  AND (%(mode)s::text IS NULL OR mode = %(mode)s)
-  AND (%(created_after)s::double precision IS NULL OR created_at >= %(created_after)s)
-  AND (%(created_before)s::double precision IS NULL OR created_at < %(created_before)s)
-  AND (%(after_at)s::double precision IS NULL OR created_at < %(after_at)s
-       OR (created_at = %(after_at)s AND id < %(after_id)s))
-ORDER BY created_at DESC, id DESC LIMIT %(limit)s;
+-- Runs lists walk an index in list order and stop after the page (runs_created here; by
+-- status and by workflow below, one walk per status, merged): a page costs what it
+-- holds, not what the history holds. The time bound and the cursor are one row
+-- comparison, which an index range serves whatever the parameters (not "param IS NULL
+-- OR ...", which a prepared statement's generic plan cannot use).
+SELECT r.* FROM runs r
+WHERE (%(statuses)s::text[] IS NULL OR r.status = ANY(%(statuses)s::text[]))
+  AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
+  AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
+  AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
+  AND (%(schedule_id)s::text IS NULL OR r.schedule_id = %(schedule_id)s)
+  AND (%(mode)s::text IS NULL OR r.mode = %(mode)s)
+  AND r.created_at >= coalesce(%(created_after)s::double precision, '-Infinity')
+  AND (r.created_at, r.id) < (least(coalesce(%(after_at)s::double precision, 'Infinity'), coalesce(%(created_before)s::double precision, 'Infinity')),
+    CASE WHEN coalesce(%(after_at)s::double precision, 'Infinity') < coalesce(%(created_before)s::double precision, 'Infinity') THEN %(after_id)s::text ELSE '' END)
+ORDER BY r.created_at DESC, r.id DESC LIMIT %(limit)s;
 
 -- name: list_runs_asc
-SELECT * FROM runs
-WHERE (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
-  AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
-  AND (%(prefix)s::text IS NULL OR id LIKE %(prefix)s ESCAPE '\')
-  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
-  AND (%(task_id)s::text IS NULL OR task_id = %(task_id)s)
-  AND (%(schedule_id)s::text IS NULL OR schedule_id = %(schedule_id)s)
-  AND (%(mode)s::text IS NULL OR mode = %(mode)s)
-  AND (%(created_after)s::double precision IS NULL OR created_at >= %(created_after)s)
-  AND (%(created_before)s::double precision IS NULL OR created_at < %(created_before)s)
-  AND (%(after_at)s::double precision IS NULL OR created_at > %(after_at)s
-       OR (created_at = %(after_at)s AND id > %(after_id)s))
-ORDER BY created_at ASC, id ASC LIMIT %(limit)s;
+SELECT r.* FROM runs r
+WHERE (%(statuses)s::text[] IS NULL OR r.status = ANY(%(statuses)s::text[]))
+  AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
+  AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
+  AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
+  AND (%(schedule_id)s::text IS NULL OR r.schedule_id = %(schedule_id)s)
+  AND (%(mode)s::text IS NULL OR r.mode = %(mode)s)
+  AND r.created_at < coalesce(%(created_before)s::double precision, 'Infinity')
+  AND (r.created_at, r.id) > (greatest(coalesce(%(after_at)s::double precision, '-Infinity'), coalesce(%(created_after)s::double precision, '-Infinity')),
+    CASE WHEN coalesce(%(after_at)s::double precision, '-Infinity') > coalesce(%(created_after)s::double precision, '-Infinity') THEN %(after_id)s::text ELSE '' END)
+ORDER BY r.created_at ASC, r.id ASC LIMIT %(limit)s;
+
+-- name: list_runs_by_status_desc
+-- One walk of runs_status per status asked for, merged.
+SELECT x.* FROM unnest(%(statuses)s::text[]) AS s(status)
+CROSS JOIN LATERAL (
+  SELECT r.* FROM runs r
+  WHERE r.status = s.status
+    AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
+    AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
+    AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
+    AND (%(schedule_id)s::text IS NULL OR r.schedule_id = %(schedule_id)s)
+    AND (%(mode)s::text IS NULL OR r.mode = %(mode)s)
+    AND r.created_at >= coalesce(%(created_after)s::double precision, '-Infinity')
+    AND (r.created_at, r.id) < (least(coalesce(%(after_at)s::double precision, 'Infinity'), coalesce(%(created_before)s::double precision, 'Infinity')),
+      CASE WHEN coalesce(%(after_at)s::double precision, 'Infinity') < coalesce(%(created_before)s::double precision, 'Infinity') THEN %(after_id)s::text ELSE '' END)
+  ORDER BY r.created_at DESC, r.id DESC LIMIT %(limit)s) AS x
+ORDER BY x.created_at DESC, x.id DESC LIMIT %(limit)s;
+
+-- name: list_runs_by_status_asc
+SELECT x.* FROM unnest(%(statuses)s::text[]) AS s(status)
+CROSS JOIN LATERAL (
+  SELECT r.* FROM runs r
+  WHERE r.status = s.status
+    AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
+    AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
+    AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
+    AND (%(schedule_id)s::text IS NULL OR r.schedule_id = %(schedule_id)s)
+    AND (%(mode)s::text IS NULL OR r.mode = %(mode)s)
+    AND r.created_at < coalesce(%(created_before)s::double precision, 'Infinity')
+    AND (r.created_at, r.id) > (greatest(coalesce(%(after_at)s::double precision, '-Infinity'), coalesce(%(created_after)s::double precision, '-Infinity')),
+      CASE WHEN coalesce(%(after_at)s::double precision, '-Infinity') > coalesce(%(created_after)s::double precision, '-Infinity') THEN %(after_id)s::text ELSE '' END)
+  ORDER BY r.created_at ASC, r.id ASC LIMIT %(limit)s) AS x
+ORDER BY x.created_at ASC, x.id ASC LIMIT %(limit)s;
+
+-- name: list_runs_by_workflow_desc
+-- One walk of runs_workflow (workflow, status, ...) per status asked for (every
+-- status when none is), merged.
+SELECT x.* FROM unnest(%(statuses)s::text[]) AS s(status)
+CROSS JOIN LATERAL (
+  SELECT r.* FROM runs r
+  WHERE r.workflow = %(workflow)s AND r.status = s.status
+    AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
+    AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
+    AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
+    AND (%(schedule_id)s::text IS NULL OR r.schedule_id = %(schedule_id)s)
+    AND (%(mode)s::text IS NULL OR r.mode = %(mode)s)
+    AND r.created_at >= coalesce(%(created_after)s::double precision, '-Infinity')
+    AND (r.created_at, r.id) < (least(coalesce(%(after_at)s::double precision, 'Infinity'), coalesce(%(created_before)s::double precision, 'Infinity')),
+      CASE WHEN coalesce(%(after_at)s::double precision, 'Infinity') < coalesce(%(created_before)s::double precision, 'Infinity') THEN %(after_id)s::text ELSE '' END)
+  ORDER BY r.created_at DESC, r.id DESC LIMIT %(limit)s) AS x
+ORDER BY x.created_at DESC, x.id DESC LIMIT %(limit)s;
+
+-- name: list_runs_by_workflow_asc
+SELECT x.* FROM unnest(%(statuses)s::text[]) AS s(status)
+CROSS JOIN LATERAL (
+  SELECT r.* FROM runs r
+  WHERE r.workflow = %(workflow)s AND r.status = s.status
+    AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
+    AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
+    AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
+    AND (%(schedule_id)s::text IS NULL OR r.schedule_id = %(schedule_id)s)
+    AND (%(mode)s::text IS NULL OR r.mode = %(mode)s)
+    AND r.created_at < coalesce(%(created_before)s::double precision, 'Infinity')
+    AND (r.created_at, r.id) > (greatest(coalesce(%(after_at)s::double precision, '-Infinity'), coalesce(%(created_after)s::double precision, '-Infinity')),
+      CASE WHEN coalesce(%(after_at)s::double precision, '-Infinity') > coalesce(%(created_after)s::double precision, '-Infinity') THEN %(after_id)s::text ELSE '' END)
+  ORDER BY r.created_at ASC, r.id ASC LIMIT %(limit)s) AS x
+ORDER BY x.created_at ASC, x.id ASC LIMIT %(limit)s;
 
 -- name: list_items
 SELECT * FROM items
@@ -643,8 +795,10 @@ SELECT id FROM runs WHERE id = ANY(%(run_ids)s::text[]) ORDER BY id FOR UPDATE;
 -- each last checkpoint a row of another: fence and finish each item, record its last
 -- checkpoints, finalize a run whose last open input this finished, and give a run this
 -- failed its on_failure item (as insert_hook_item). A run's inputs are its items as they
--- were before this statement, but those it finishes, taken as it leaves them. One row per
--- outcome written, numbered as given (a fenced one has none).
+-- were before this statement, but those it finishes, taken as it leaves them; they are
+-- read only for a run left with no open input (one probe of items_open_inputs per run:
+-- an outcome costs the same in a run of one input and of 100,000). One row per outcome
+-- written, numbered as given (a fenced one has none).
 WITH o AS (
   SELECT * FROM json_to_recordset(%(outcomes)s::json) AS o(n int, run_id text, idx int,
     owner text, epoch int, iteration int, position int, state text, result text, error text)),
@@ -668,12 +822,23 @@ s AS (
     result = excluded.result, error = excluded.error, attempts = excluded.attempts,
     completed_at = runyard_now()
   WHERE steps.status = 'waiting' AND excluded.status <> 'waiting'),
+ended AS (
+  -- (A run's first %(probe)s open inputs, more than this finishes: were it written as a
+  -- join, a planner without statistics reads every open input of every run per row.)
+  SELECT DISTINCT f.run_id FROM f
+  WHERE f.kind = 'input' AND NOT EXISTS (
+    SELECT 1 FROM (SELECT i.run_id, i.idx FROM items i
+                   WHERE i.run_id = f.run_id AND i.kind = 'input'
+                     AND i.state IN ('queued', 'processing')
+                   LIMIT %(probe)s) AS open
+    WHERE NOT EXISTS (SELECT 1 FROM f AS g WHERE g.run_id = open.run_id AND g.idx = open.idx))),
 inputs AS (
   SELECT i.run_id, i.idx, i.state, i.result, i.error FROM items i
-  WHERE i.run_id IN (SELECT run_id FROM f WHERE kind = 'input') AND i.kind = 'input'
+  WHERE i.run_id IN (SELECT run_id FROM ended) AND i.kind = 'input'
     AND NOT EXISTS (SELECT 1 FROM f WHERE f.run_id = i.run_id AND f.idx = i.idx)
   UNION ALL
-  SELECT run_id, idx, state, result, error FROM f WHERE kind = 'input'),
+  SELECT run_id, idx, state, result, error FROM f
+  WHERE kind = 'input' AND run_id IN (SELECT run_id FROM ended)),
 c AS (
   SELECT run_id, count(*) AS n,
     count(*) FILTER (WHERE state = 'completed') AS ok,
@@ -833,8 +998,24 @@ SELECT id, host, pid, concurrency, workflows, started_at, heartbeat_at FROM work
 WHERE stopped_at IS NULL AND heartbeat_at > runyard_now() - %(seen_within_s)s
 ORDER BY started_at;
 
--- name: count_runs_by_status
-SELECT status, count(*) AS n FROM runs GROUP BY status;
+-- name: count_open_runs
+-- Runs not ended, by status: a range of runs_status, however long the history.
+SELECT status, count(*) AS n FROM runs
+WHERE status IN ('SCHEDULED', 'QUEUED', 'RUNNING', 'PAUSED') GROUP BY status;
+
+-- name: transitions_since
+-- Status changes recorded after the transition after_id, by new status, with the last
+-- id read. Only those at least two seconds old: ids are taken when a transaction writes
+-- and become visible when it commits, so a newer id may show before an older one; a
+-- transaction of the store lasts milliseconds, and two seconds leave none behind.
+SELECT to_status, count(*) AS n, max(id) AS last FROM run_transitions
+WHERE id > %(after_id)s::bigint AND at < runyard_now() - 2
+GROUP BY to_status;
+
+-- name: last_transition
+-- Where transitions_since starts: the newest transition at least two seconds old (a walk
+-- back over the last two seconds' transitions).
+SELECT id FROM run_transitions WHERE at < runyard_now() - 2 ORDER BY id DESC LIMIT 1;
 
 -- name: checkpoint_steps_many
 -- The hot path of a step: fence each item (locking its row) and record its pending

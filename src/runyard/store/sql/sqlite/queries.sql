@@ -68,13 +68,15 @@ ON CONFLICT (id) DO NOTHING
 RETURNING *, coalesce(not_before, created_at) AS due_at;
 
 -- name: insert_item
--- The run's row gives the item its due time, priority and flow key; an existing run
--- (an idempotent retry) already has its items, so the insert does nothing.
+-- The run's row gives the item its due time, priority and flow key (an item due later
+-- is parked until then); an existing run (an idempotent retry) already has its items, so
+-- the insert does nothing.
 INSERT INTO items (run_id, idx, kind, wref, input, custom_data, state, error, priority,
-  flow_key, iteration, due_at, finished_at)
+  flow_key, iteration, due_at, finished_at, parked)
 SELECT r.id, :idx, 'input', :wref, :input, :custom_data, :state, :error,
   r.priority, r.flow_key, r.iteration, coalesce(r.not_before, r.created_at),
-  CASE WHEN :state = 'discarded' THEN ry_now() END
+  CASE WHEN :state = 'discarded' THEN ry_now() END,
+  CASE WHEN coalesce(r.not_before, r.created_at) > ry_now() THEN 1 ELSE 0 END
 FROM runs r WHERE r.id = :run_id
 ON CONFLICT DO NOTHING;
 
@@ -82,54 +84,97 @@ ON CONFLICT DO NOTHING;
 UPDATE runs SET status = 'QUEUED', updated_at = ry_now()
 WHERE status = 'SCHEDULED' AND not_before <= ry_now();
 
+-- name: unpark_due
+-- Parked items whose time came are ready again (run before each claim; an index probe
+-- when none came due). Bounded: the rest come with the next claims.
+UPDATE items SET parked = 0
+WHERE rowid IN (
+  SELECT rowid FROM items
+  WHERE parked = 1 AND owner IS NULL AND state IN ('queued', 'processing') AND kind <> 'map'
+    AND due_at <= ry_now()
+  ORDER BY due_at LIMIT :limit);
+
 -- name: claim
--- Due items with the flow-control key :flow_key (NULL: none). (A hook item never has a
--- key: it may run after its run ended.)
+-- Ready items without a flow-control key, best first. Each workflow reference is one
+-- walk of items_ready in claim order that stops after :limit rows (a backlog of any size
+-- costs a batch); the walks are merged and the best :limit claimed. (A hook item never
+-- has a key: it may run after its run ended.)
 UPDATE items SET owner = :owner, epoch = epoch + 1, lease_expires_at = ry_now() + :lease_s,
   state = 'processing', attempt = attempt + 1, started_at = coalesce(started_at, ry_now()),
   waiting_for = NULL
 WHERE rowid IN (
-  SELECT i.rowid FROM items i JOIN runs r ON r.id = i.run_id
-  WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
-    AND i.due_at <= ry_now() AND i.flow_key IS :flow_key
-    AND i.wref IN (SELECT value FROM json_each(:wrefs))
-    AND (r.status IN ('QUEUED', 'RUNNING') OR i.kind = 'hook')
+  SELECT i.rowid FROM json_each(:wrefs) AS w JOIN items AS i ON i.rowid IN (
+    SELECT rowid FROM items
+    WHERE wref = w.value AND flow_key IS NULL AND parked = 0 AND owner IS NULL
+      AND state IN ('queued', 'processing') AND kind <> 'map'
+    ORDER BY priority DESC, due_at LIMIT :limit)
+  ORDER BY i.priority DESC, i.due_at LIMIT :limit)
+RETURNING run_id, idx, kind, wref, input, custom_data, iteration, generation, attempt,
+  last_position, parent_idx, epoch, flow_key;
+
+-- name: claim_keyed
+-- claim, for the ready items of one flow-control key (items_ready_keyed); the caller
+-- has taken the key's capacity.
+UPDATE items SET owner = :owner, epoch = epoch + 1, lease_expires_at = ry_now() + :lease_s,
+  state = 'processing', attempt = attempt + 1, started_at = coalesce(started_at, ry_now()),
+  waiting_for = NULL
+WHERE rowid IN (
+  SELECT i.rowid FROM json_each(:wrefs) AS w JOIN items AS i ON i.rowid IN (
+    SELECT rowid FROM items
+    WHERE wref = w.value AND flow_key = :flow_key AND parked = 0 AND owner IS NULL
+      AND state IN ('queued', 'processing') AND kind <> 'map' AND flow_key IS NOT NULL
+    ORDER BY priority DESC, due_at LIMIT :limit)
   ORDER BY i.priority DESC, i.due_at LIMIT :limit)
 RETURNING run_id, idx, kind, wref, input, custom_data, iteration, generation, attempt,
   last_position, parent_idx, epoch, flow_key;
 
 -- name: due_flow_keys
-SELECT DISTINCT i.flow_key FROM items i JOIN runs r ON r.id = i.run_id
-WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
-  AND i.due_at <= ry_now() AND i.flow_key IS NOT NULL
-  AND i.wref IN (SELECT value FROM json_each(:wrefs))
-  AND r.status IN ('QUEUED', 'RUNNING')
-LIMIT :limit;
+-- The flow-control keys with ready items of these workflows: a skip from key to key
+-- through items_ready_keyed (one probe per key found), not a read of every keyed item.
+WITH RECURSIVE k(wref, flow_key) AS (
+  SELECT w.value, (SELECT i.flow_key FROM items i
+                   WHERE i.wref = w.value AND i.flow_key IS NOT NULL AND i.parked = 0
+                     AND i.owner IS NULL AND i.state IN ('queued', 'processing')
+                     AND i.kind <> 'map'
+                   ORDER BY i.flow_key LIMIT 1)
+  FROM json_each(:wrefs) AS w
+  UNION ALL
+  SELECT k.wref, (SELECT i.flow_key FROM items i
+                  WHERE i.wref = k.wref AND i.flow_key > k.flow_key AND i.parked = 0
+                    AND i.owner IS NULL AND i.state IN ('queued', 'processing')
+                    AND i.kind <> 'map' AND i.flow_key IS NOT NULL
+                  ORDER BY i.flow_key LIMIT 1)
+  FROM k WHERE k.flow_key IS NOT NULL)
+SELECT DISTINCT flow_key FROM k WHERE flow_key IS NOT NULL LIMIT :limit;
 
 -- name: start_runs
+-- The runs of claimed items, written only when the claim changes them (their first, or
+-- after a wait): the items of one run do not rewrite its row at every claim.
 UPDATE runs SET status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
   started_at = coalesce(started_at, ry_now()),
   deadline_at = coalesce(deadline_at, ry_now() + timeout_s),
   waiting_for = NULL, updated_at = ry_now()
 WHERE id IN (SELECT value FROM json_each(:ids))
-RETURNING id, deadline_at, sync_mode, max_results, options, error, item_count;
+  AND (status = 'QUEUED' OR started_at IS NULL OR waiting_for IS NOT NULL
+       OR (deadline_at IS NULL AND timeout_s IS NOT NULL));
+
+-- name: claimed_runs
+SELECT id, deadline_at, sync_mode, max_results, options, error, item_count FROM runs
+WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: has_due_work
-SELECT 1 FROM items i JOIN runs r ON r.id = i.run_id
-WHERE i.owner IS NULL AND i.state IN ('queued', 'processing') AND i.kind <> 'map'
-  AND i.due_at <= ry_now() AND i.wref IN (SELECT value FROM json_each(:wrefs))
-  AND (r.status IN ('QUEUED', 'RUNNING') OR i.kind = 'hook')
-UNION ALL
-SELECT 1 FROM runs WHERE status = 'SCHEDULED' AND not_before <= ry_now()
-LIMIT 1;
-
--- name: next_due_at
-SELECT min(at) AS at FROM (
-  SELECT min(due_at) AS at FROM items
-  WHERE owner IS NULL AND state IN ('queued', 'processing') AND kind <> 'map'
-    AND wref IN (SELECT value FROM json_each(:wrefs))
-  UNION ALL
-  SELECT min(not_before) FROM runs WHERE status = 'SCHEDULED');
+SELECT 1 WHERE EXISTS (
+    SELECT 1 FROM items WHERE wref IN (SELECT value FROM json_each(:wrefs))
+      AND flow_key IS NULL AND parked = 0 AND owner IS NULL
+      AND state IN ('queued', 'processing') AND kind <> 'map')
+  OR EXISTS (
+    SELECT 1 FROM items WHERE wref IN (SELECT value FROM json_each(:wrefs))
+      AND flow_key IS NOT NULL AND parked = 0 AND owner IS NULL
+      AND state IN ('queued', 'processing') AND kind <> 'map')
+  OR EXISTS (
+    SELECT 1 FROM items WHERE parked = 1 AND owner IS NULL
+      AND state IN ('queued', 'processing') AND kind <> 'map' AND due_at <= ry_now())
+  OR EXISTS (SELECT 1 FROM runs WHERE status = 'SCHEDULED' AND not_before <= ry_now());
 
 -- name: item_history
 SELECT * FROM steps WHERE run_id = :run_id AND item_idx = :idx AND iteration = :iteration
@@ -244,7 +289,10 @@ WHERE run_id = :run_id AND idx = :idx AND owner = :owner AND epoch = :epoch;
 UPDATE runs SET
   status = CASE WHEN c.ok = c.n THEN 'SUCCEEDED' WHEN c.discarded = c.n THEN 'INVALID'
                 WHEN c.ok = 0 THEN 'FAILED' ELSE 'PARTIAL_SUCCEEDED' END,
-  result = CASE WHEN runs.input_count = 1 THEN c.first_result ELSE c.results END,
+  result = CASE WHEN runs.input_count = 1 THEN c.first_result
+                ELSE (SELECT json_group_array(json(coalesce(result, 'null')))
+                      FROM (SELECT result FROM items WHERE run_id = :run_id AND kind = 'input'
+                            ORDER BY idx)) END,
   error = CASE WHEN c.ok = c.n THEN NULL
                WHEN runs.input_count = 1 THEN c.first_error
                WHEN c.discarded = c.n THEN json_object('code', 'invalid_input',
@@ -262,12 +310,15 @@ FROM (SELECT count(*) AS n,
         count(*) FILTER (WHERE state = 'discarded') AS discarded,
         count(*) FILTER (WHERE state IN ('queued', 'processing')) AS open,
         max(CASE WHEN idx = 0 THEN result END) AS first_result,
-        max(CASE WHEN idx = 0 THEN error END) AS first_error,
-        (SELECT json_group_array(json(coalesce(result, 'null')))
-           FROM (SELECT result FROM items WHERE run_id = :run_id AND kind = 'input'
-                 ORDER BY idx)) AS results
-      FROM items WHERE run_id = :run_id AND kind = 'input') AS c
+        max(CASE WHEN idx = 0 THEN error END) AS first_error
+      -- (the gate first, in a CROSS JOIN that SQLite keeps outermost: while an input is
+      -- open, the run's items are not read at all)
+      FROM (SELECT 1 WHERE NOT EXISTS (
+              SELECT 1 FROM items o WHERE o.run_id = :run_id AND o.kind = 'input'
+                AND o.state IN ('queued', 'processing'))) AS gate
+      CROSS JOIN items WHERE run_id = :run_id AND kind = 'input') AS c
 WHERE runs.id = :run_id AND runs.status IN ('RUNNING', 'QUEUED', 'PAUSED') AND c.open = 0
+  AND c.n > 0
 RETURNING runs.status;
 
 -- name: insert_hook_item
@@ -280,8 +331,10 @@ WHERE r.id = :run_id AND r.has_on_failure AND r.status IN ('FAILED', 'CRASHED')
                   AND h.state IN ('queued', 'processing'));
 
 -- name: suspend_item
+-- Parked until due_at (or, when its run was paused meanwhile, until resumed).
 UPDATE items SET owner = NULL, lease_expires_at = NULL, due_at = :due_at,
-  waiting_for = :waiting_for
+  waiting_for = :waiting_for,
+  parked = CASE WHEN parked = 2 THEN 2 WHEN :due_at > ry_now() THEN 1 ELSE 0 END
 WHERE run_id = :run_id AND idx = :idx AND owner = :owner AND epoch = :epoch;
 
 -- name: set_run_waiting
@@ -306,7 +359,7 @@ ON CONFLICT (event_id, run_id, item_idx) DO UPDATE SET position = excluded.posit
   since = excluded.since, deadline = excluded.deadline;
 
 -- name: wake_waiters
-UPDATE items SET due_at = ry_now()
+UPDATE items SET due_at = ry_now(), parked = CASE WHEN parked = 2 THEN 2 ELSE 0 END
 WHERE owner IS NULL AND (run_id, idx) IN (
   SELECT run_id, item_idx FROM waiters WHERE event_id = :event_id)
 RETURNING run_id;
@@ -364,6 +417,7 @@ WHERE id IN (SELECT value FROM json_each(:ids)) AND status NOT IN ('QUEUED', 'RU
 -- the items of a worker that died are not all claimed together again (one of them may
 -- be what killed it).
 UPDATE items SET owner = NULL, lease_expires_at = NULL, epoch = epoch + 1,
+  parked = CASE WHEN parked = 2 THEN 2 ELSE 1 END,
   due_at = ry_now() + (abs(random()) % 1000) / 1000.0 * min(30.0, 0.25 * (1 << min(
     (SELECT recovery_attempts FROM runs WHERE id = items.run_id), 7)))
 WHERE rowid IN (SELECT rowid FROM items
@@ -414,13 +468,24 @@ WHERE run_id = :run_id AND kind IN ('input', 'map') AND state IN ('queued', 'pro
 -- name: pause_run
 UPDATE runs SET status = 'PAUSED', updated_at = ry_now() WHERE id = :run_id;
 
+-- name: hold_items
+-- A paused run's inputs leave the claimable set (those a worker runs now too: it hands
+-- them back at its next step, and they stay held).
+UPDATE items SET parked = 2
+WHERE run_id = :run_id AND kind = 'input' AND state IN ('queued', 'processing');
+
+-- name: release_items
+-- Resumed: a held input is ready, or parked until its due time (a sleep).
+UPDATE items SET parked = CASE WHEN due_at > ry_now() THEN 1 ELSE 0 END
+WHERE run_id = :run_id AND parked = 2;
+
 -- name: delete_failed_steps
 DELETE FROM steps WHERE run_id = :run_id AND status = 'failed'
   AND iteration = (SELECT iteration FROM runs WHERE id = :run_id);
 
 -- name: resume_items
 UPDATE items SET state = 'queued', error = NULL, generation = generation + 1,
-  due_at = ry_now(), finished_at = NULL, waiting_for = NULL
+  due_at = ry_now(), finished_at = NULL, waiting_for = NULL, parked = 0
 WHERE run_id = :run_id AND state = 'failed' AND kind IN ('input', 'map');
 
 -- name: resume_run
@@ -436,7 +501,7 @@ WHERE id = :run_id;
 UPDATE items SET state = 'queued', result = NULL, error = NULL, iteration = iteration + 1,
   generation = 0, attempt = 0, last_position = 0, due_at = ry_now(), owner = NULL,
   lease_expires_at = NULL, epoch = epoch + 1, started_at = NULL, finished_at = NULL,
-  waiting_for = NULL
+  waiting_for = NULL, parked = 0
 WHERE run_id = :run_id AND kind = 'input' AND state <> 'discarded';
 
 -- name: continue_run
@@ -493,34 +558,97 @@ SELECT * FROM runs WHERE id = :id;
 SELECT id, status FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: list_runs_desc
-SELECT * FROM runs
-WHERE (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
-  AND (:workflow IS NULL OR workflow = :workflow)
-  AND (:prefix IS NULL OR id LIKE :prefix ESCAPE '\')
-  AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
-  AND (:task_id IS NULL OR task_id = :task_id)
-  AND (:schedule_id IS NULL OR schedule_id = :schedule_id)
-  AND (:mode IS NULL OR mode = :mode)
-  AND (:created_after IS NULL OR created_at >= :created_after)
-  AND (:created_before IS NULL OR created_at < :created_before)
-  AND (:after_at IS NULL OR created_at < :after_at
-       OR (created_at = :after_at AND id < :after_id))
-ORDER BY created_at DESC, id DESC LIMIT :limit;
+-- Runs lists walk an index in list order and stop after the page (runs_created here; by
+-- status and by workflow below, one walk per status, merged): a page costs what it
+-- holds, not what the history holds. The time bound and the cursor are one row
+-- comparison, which an index range serves whatever the parameters.
+SELECT r.* FROM runs r
+WHERE (:statuses IS NULL OR r.status IN (SELECT value FROM json_each(:statuses)))
+  AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
+  AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
+  AND (:task_id IS NULL OR r.task_id = :task_id)
+  AND (:schedule_id IS NULL OR r.schedule_id = :schedule_id)
+  AND (:mode IS NULL OR r.mode = :mode)
+  AND r.created_at >= coalesce(:created_after, -9e999)
+  AND (r.created_at, r.id) < (min(coalesce(:after_at, 9e999), coalesce(:created_before, 9e999)),
+    CASE WHEN coalesce(:after_at, 9e999) < coalesce(:created_before, 9e999) THEN :after_id ELSE '' END)
+ORDER BY r.created_at DESC, r.id DESC LIMIT :limit;
 
 -- name: list_runs_asc
-SELECT * FROM runs
-WHERE (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
-  AND (:workflow IS NULL OR workflow = :workflow)
-  AND (:prefix IS NULL OR id LIKE :prefix ESCAPE '\')
-  AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
-  AND (:task_id IS NULL OR task_id = :task_id)
-  AND (:schedule_id IS NULL OR schedule_id = :schedule_id)
-  AND (:mode IS NULL OR mode = :mode)
-  AND (:created_after IS NULL OR created_at >= :created_after)
-  AND (:created_before IS NULL OR created_at < :created_before)
-  AND (:after_at IS NULL OR created_at > :after_at
-       OR (created_at = :after_at AND id > :after_id))
-ORDER BY created_at ASC, id ASC LIMIT :limit;
+SELECT r.* FROM runs r
+WHERE (:statuses IS NULL OR r.status IN (SELECT value FROM json_each(:statuses)))
+  AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
+  AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
+  AND (:task_id IS NULL OR r.task_id = :task_id)
+  AND (:schedule_id IS NULL OR r.schedule_id = :schedule_id)
+  AND (:mode IS NULL OR r.mode = :mode)
+  AND r.created_at < coalesce(:created_before, 9e999)
+  AND (r.created_at, r.id) > (max(coalesce(:after_at, -9e999), coalesce(:created_after, -9e999)),
+    CASE WHEN coalesce(:after_at, -9e999) > coalesce(:created_after, -9e999) THEN :after_id ELSE '' END)
+ORDER BY r.created_at ASC, r.id ASC LIMIT :limit;
+
+-- name: list_runs_by_status_desc
+-- One walk of runs_status per status asked for, merged.
+SELECT x.* FROM json_each(:statuses) AS s JOIN runs AS x ON x.rowid IN (
+  SELECT r.rowid FROM runs r
+  WHERE r.status = s.value
+    AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
+    AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
+    AND (:task_id IS NULL OR r.task_id = :task_id)
+    AND (:schedule_id IS NULL OR r.schedule_id = :schedule_id)
+    AND (:mode IS NULL OR r.mode = :mode)
+    AND r.created_at >= coalesce(:created_after, -9e999)
+    AND (r.created_at, r.id) < (min(coalesce(:after_at, 9e999), coalesce(:created_before, 9e999)),
+      CASE WHEN coalesce(:after_at, 9e999) < coalesce(:created_before, 9e999) THEN :after_id ELSE '' END)
+  ORDER BY r.created_at DESC, r.id DESC LIMIT :limit)
+ORDER BY x.created_at DESC, x.id DESC LIMIT :limit;
+
+-- name: list_runs_by_status_asc
+SELECT x.* FROM json_each(:statuses) AS s JOIN runs AS x ON x.rowid IN (
+  SELECT r.rowid FROM runs r
+  WHERE r.status = s.value
+    AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
+    AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
+    AND (:task_id IS NULL OR r.task_id = :task_id)
+    AND (:schedule_id IS NULL OR r.schedule_id = :schedule_id)
+    AND (:mode IS NULL OR r.mode = :mode)
+    AND r.created_at < coalesce(:created_before, 9e999)
+    AND (r.created_at, r.id) > (max(coalesce(:after_at, -9e999), coalesce(:created_after, -9e999)),
+      CASE WHEN coalesce(:after_at, -9e999) > coalesce(:created_after, -9e999) THEN :after_id ELSE '' END)
+  ORDER BY r.created_at ASC, r.id ASC LIMIT :limit)
+ORDER BY x.created_at ASC, x.id ASC LIMIT :limit;
+
+-- name: list_runs_by_workflow_desc
+-- One walk of runs_workflow (workflow, status, ...) per status asked for (every
+-- status when none is), merged.
+SELECT x.* FROM json_each(:statuses) AS s JOIN runs AS x ON x.rowid IN (
+  SELECT r.rowid FROM runs r
+  WHERE r.workflow = :workflow AND r.status = s.value
+    AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
+    AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
+    AND (:task_id IS NULL OR r.task_id = :task_id)
+    AND (:schedule_id IS NULL OR r.schedule_id = :schedule_id)
+    AND (:mode IS NULL OR r.mode = :mode)
+    AND r.created_at >= coalesce(:created_after, -9e999)
+    AND (r.created_at, r.id) < (min(coalesce(:after_at, 9e999), coalesce(:created_before, 9e999)),
+      CASE WHEN coalesce(:after_at, 9e999) < coalesce(:created_before, 9e999) THEN :after_id ELSE '' END)
+  ORDER BY r.created_at DESC, r.id DESC LIMIT :limit)
+ORDER BY x.created_at DESC, x.id DESC LIMIT :limit;
+
+-- name: list_runs_by_workflow_asc
+SELECT x.* FROM json_each(:statuses) AS s JOIN runs AS x ON x.rowid IN (
+  SELECT r.rowid FROM runs r
+  WHERE r.workflow = :workflow AND r.status = s.value
+    AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
+    AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
+    AND (:task_id IS NULL OR r.task_id = :task_id)
+    AND (:schedule_id IS NULL OR r.schedule_id = :schedule_id)
+    AND (:mode IS NULL OR r.mode = :mode)
+    AND r.created_at < coalesce(:created_before, 9e999)
+    AND (r.created_at, r.id) > (max(coalesce(:after_at, -9e999), coalesce(:created_after, -9e999)),
+      CASE WHEN coalesce(:after_at, -9e999) > coalesce(:created_after, -9e999) THEN :after_id ELSE '' END)
+  ORDER BY r.created_at ASC, r.id ASC LIMIT :limit)
+ORDER BY x.created_at ASC, x.id ASC LIMIT :limit;
 
 -- name: list_items
 SELECT * FROM items
@@ -664,5 +792,21 @@ SELECT id, host, pid, concurrency, workflows, started_at, heartbeat_at FROM work
 WHERE stopped_at IS NULL AND heartbeat_at > ry_now() - :seen_within_s
 ORDER BY started_at;
 
--- name: count_runs_by_status
-SELECT status, count(*) AS n FROM runs GROUP BY status;
+-- name: count_open_runs
+-- Runs not ended, by status: a range of runs_status, however long the history.
+SELECT status, count(*) AS n FROM runs
+WHERE status IN ('SCHEDULED', 'QUEUED', 'RUNNING', 'PAUSED') GROUP BY status;
+
+-- name: transitions_since
+-- Status changes recorded after the transition after_id, by new status, with the last
+-- id read. Only those at least two seconds old: ids are taken when a transaction writes
+-- and become visible when it commits, so a newer id may show before an older one; a
+-- transaction of the store lasts milliseconds, and two seconds leave none behind.
+SELECT to_status, count(*) AS n, max(id) AS last FROM run_transitions
+WHERE id > :after_id AND at < ry_now() - 2
+GROUP BY to_status;
+
+-- name: last_transition
+-- Where transitions_since starts: the newest transition at least two seconds old (a walk
+-- back over the last two seconds' transitions).
+SELECT id FROM run_transitions WHERE at < ry_now() - 2 ORDER BY id DESC LIMIT 1;
