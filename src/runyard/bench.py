@@ -73,12 +73,20 @@ async def k_steps(ctx: Context, k: int) -> int:
     return k
 
 
+async def sleeper(ctx: Context, i: int) -> int:
+    """Sleeps durably for an hour: a run that stays RUNNING, its item owned by nobody
+    (the scale figures' sleeping runs, ``bench_scale.py``)."""
+    await ctx.sleep("nap", 3600)
+    return 1
+
+
 def build_yard(database_url: str | None = None) -> Runyard:
     """A Runyard serving the benchmark workflows."""
     y = Runyard(database_url)
     y.workflow(name="noop")(noop)
     y.workflow(name="three_steps")(three_steps)
     y.workflow(name="k_steps")(k_steps)
+    y.workflow(name="sleeper")(sleeper)
     return y
 
 
@@ -158,13 +166,17 @@ def _engine_rev() -> str | None:
     return rev + ("+dirty" if dirty else "")
 
 
+#: The benchmark's own modules: not part of the engine's digest.
+_BENCH_MODULES = ("bench.py", "bench_clone.py", "bench_http.py", "bench_scale.py")
+
+
 def _engine_digest() -> str:
     """A digest of the package's Python and SQL sources: which code was measured, even
     when the working tree has uncommitted changes."""
     here = Path(__file__).resolve().parent
     h = hashlib.sha1()
     for path in sorted([*here.rglob("*.py"), *here.rglob("*.sql")]):
-        if path.name in ("bench.py", "bench_http.py") or "__pycache__" in path.parts:
+        if path.name in _BENCH_MODULES or "__pycache__" in path.parts:
             continue
         h.update(str(path.relative_to(here)).encode())
         h.update(path.read_bytes())

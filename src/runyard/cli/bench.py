@@ -68,6 +68,42 @@ def bench(
     ),
     timeout: float = typer.Option(300.0, "--timeout", help="Bound of each throughput phase (s)"),
     log_dir: str = typer.Option(None, "--log-dir", help="Keep worker logs here"),
+    scale: bool = typer.Option(
+        False,
+        "--scale",
+        help="Measure the scale figures instead (bench_scale.py: drain of a backlog, "
+        "runs/s and list latency over a long history, bytes per run, claims during a "
+        "purge); each group on a fresh database",
+    ),
+    history_runs: int = typer.Option(
+        1_000_000, "--history-runs", min=0, help="--scale: finished runs in history (0 skips)"
+    ),
+    backlog_small: int = typer.Option(
+        5_000, "--backlog-small", min=0, help="--scale: the small backlog drained (0 skips)"
+    ),
+    backlog_big: int = typer.Option(
+        100_000, "--backlog-big", min=0, help="--scale: the big backlog drained (0 skips)"
+    ),
+    sleepers: int = typer.Option(
+        10_000, "--sleepers", min=0, help="--scale: sleeping runs beside the big backlog"
+    ),
+    purge_runs: int = typer.Option(
+        500_000, "--purge-runs", min=0, help="--scale: runs past retention for the claim figures"
+    ),
+    claim_backlog: int = typer.Option(
+        20_000, "--claim-backlog", min=0, help="--scale: backlog claimed (0 skips the claims)"
+    ),
+    drain_timeout: float = typer.Option(
+        900.0, "--drain-timeout", help="--scale: bound of each drain (s); then complete: false"
+    ),
+    list_requests: int = typer.Option(
+        200, "--list-requests", min=0, help="--scale: GET /v1/runs per filter (after 20 warm-ups)"
+    ),
+    analyze: bool = typer.Option(
+        True,
+        "--analyze/--no-analyze",
+        help="--scale, PostgreSQL: ANALYZE after the bulk fills (autovacuum is not counted on)",
+    ),
 ) -> None:
     """Measure runs/s, 3-step workflows/s, trigger->complete latency, the cost of a
     checkpointed step and the HTTP figures (triggers/s, live round trip, long-poll wake-up)
@@ -108,7 +144,23 @@ def bench(
         log_dir=log_dir,
     )
     try:
-        asyncio.run(run_bench(opts))
+        if scale:
+            from ..bench_scale import ScaleOptions, run_scale
+
+            scale_opts = ScaleOptions(
+                history_runs=history_runs,
+                backlog_small=backlog_small,
+                backlog_big=backlog_big,
+                sleepers=sleepers,
+                purge_runs=purge_runs,
+                claim_backlog=claim_backlog,
+                drain_timeout_s=drain_timeout,
+                list_requests=list_requests,
+                analyze=analyze,
+            )
+            asyncio.run(run_scale(opts, scale_opts))
+        else:
+            asyncio.run(run_bench(opts))
     except asyncio.CancelledError:  # SIGTERM: workers stopped, database dropped
         typer.echo("runyard bench: terminated", err=True)
         raise typer.Exit(143) from None
