@@ -379,3 +379,49 @@ def test_two_claimers_at_once_take_each_item_exactly_once(db_url: str) -> None:
     taken = [r for got in batches.values() for b in got for r in b]
     assert len(taken) == len(set(taken)) == 598
     assert "r000" not in taken and "r002" not in taken
+
+
+def test_flow_control_caps_hold_at_a_backlog(db_url: str) -> None:
+    """400 runs under a key of parallelism 3 behind 400 free ones: claims take every free
+    item but never more than 3 keyed ones at once, however many are due; each outcome
+    frees one slot; two keys stay apart."""
+    store = open_store(db_url)
+    db = DbExecutor(store)
+    limits = {"parallelism": 3, "rate": None, "period_s": 1.0}
+    try:
+
+        async def create() -> None:
+            for i in range(1200):
+                key = (None, "k1", "k2")[i % 3]
+                await db.write(
+                    store.create_run_txn,
+                    NewRun(
+                        id=f"r{i:04}",
+                        workflow="wf",
+                        workflow_version="1",
+                        inputs=[NewInput(input=i)],
+                        flow_key=key,
+                        flow_limits={"key": key, **limits} if key else None,
+                    ),
+                )
+
+        asyncio.run(create())
+        owned: dict[str | None, list[Any]] = {None: [], "k1": [], "k2": []}
+        keys: list[str] = []
+        for _ in range(40):  # as a worker does: scans say which keys have due items
+            claimed = db.write_sync(store.claim_txn, "w1", ["wf@1"], 16, 30.0, True, keys)
+            keys = claimed.flow_keys
+            for c in claimed:
+                owned[c.flow_key].append(c.fence)
+        assert len(owned[None]) == 400
+        assert len(owned["k1"]) == 3 and len(owned["k2"]) == 3
+        assert sorted(keys) == ["k1", "k2"]
+        # One outcome of k1 frees one of its slots, and only that one.
+        db.write_sync(
+            store.complete_item_txn, owned["k1"][0], 1, [], ItemState.COMPLETED, "1", None
+        )
+        more = db.write_sync(store.claim_txn, "w1", ["wf@1"], 16, 30.0, True, keys)
+        assert [c.flow_key for c in more] == ["k1"]
+    finally:
+        db.close()
+        store.close()
