@@ -10,8 +10,8 @@ figure on stdout, as ``bench.py``; progress on stderr):
   ``finished_at`` - the last worker's ``started_at``, both on the database clock). Past
   ``drain_timeout_s`` the rate over what drained is reported with ``complete: false``;
 * ``noop_runs_per_s`` (``history``): the no-op throughput phase of ``bench.py`` on a
-  database that first got ``history`` finished no-op runs by
-  :func:`~runyard.bench_clone.clone_runs`;
+  fresh database (``history`` 0), then on the same one once it got ``history`` finished
+  no-op runs by :func:`~runyard.bench_clone.clone_runs` (with the ``ratio`` of the two);
 * ``bytes_per_run``: the database's growth over that fill per run added, with a
   ``breakdown`` per table and index (PostgreSQL; SQLite's ``dbstat`` where compiled in);
 * ``list_runs_p50_ms`` / ``_p99_ms`` (``filter``): ``GET /v1/runs?...&limit=50`` through a
@@ -21,8 +21,7 @@ figure on stdout, as ``bench.py``; progress on stderr):
   ``purge_runs`` runs past the retention cutoff in the database; once alone, once while a
   process of its own purges them (``store.purge_txn`` in a loop, as retention does).
 
-The bulk fill (:func:`~runyard.bench_clone.clone_runs`) and the size readings are in
-``bench_clone.py``.
+The bulk fill and the size readings are in ``bench_clone.py``.
 """
 
 from __future__ import annotations
@@ -335,6 +334,11 @@ async def history_phase(
     n = scale.history_runs
     try:
         templates = await template_runs(y, scale.template_runs)
+        env = _worker_env(base)
+        empty = None
+        if opts.runs > 0:  # the same figure on this database before its history
+            empty = await _noop_rate(y, counter, opts, url, env, logs / "empty", is_pg)
+            emit({"figure": "noop_runs_per_s", **base, "history": 0, **empty})
         size0 = await asyncio.to_thread(database_bytes, url)
         rel0 = await asyncio.to_thread(relation_bytes, url)
         now = await asyncio.to_thread(counter.now)
@@ -384,43 +388,54 @@ async def history_phase(
                 ),
             }
         )
-        env = _worker_env(base)
         history = {"history": n, "analyzed": scale.analyze if is_pg else False}
-        if opts.runs > 0:
-            workers = WorkerProcs(url, opts.workers, opts.concurrency, env, logs / "history")
-            try:
-                await _await_workers(counter, workers, opts.workers)
-                await asyncio.gather(*(_one(y, i) for i in range(20)))  # warm-up
-                r = await throughput(y, counter, "noop", opts.runs, opts, workers, is_pg)
-            finally:
-                codes = workers.stop()
-                log(f"history: workers stopped ({codes})")
-            emit(
-                {
-                    "figure": "noop_runs_per_s",
-                    **base,
-                    **history,
-                    "value": round(r["e2e_per_s"], 1),
-                    "unit": "runs/s",
-                    "n": r["n"],
-                    "e2e_s": round(r["e2e_s"], 3),
-                    "enqueue_per_s": round(r["enqueue_per_s"], 1),
-                    "start_concurrency": opts.start_concurrency,
-                    "workers": opts.workers,
-                    "concurrency": opts.concurrency,
-                    "cpu_ms_per_run": r["cpu_ms_per_run"],
-                    "method": "the noop_runs_per_s phase of runyard bench on a database "
-                    f"holding {n} finished no-op runs (bulk-cloned from real ones, created "
-                    f"over the last {scale.retention_days:g} days)"
-                    + ("" if not is_pg else ", ANALYZEd" if scale.analyze else ", NOT analyzed"),
-                }
+        if empty is not None:
+            full = await _noop_rate(y, counter, opts, url, env, logs / "history", is_pg)
+            full["method"] += (
+                f" on a database holding {n} finished no-op runs (bulk-cloned from real ones, "
+                f"created over the last {scale.retention_days:g} days)"
+                + ("" if not is_pg else ", ANALYZEd" if scale.analyze else ", NOT analyzed")
             )
+            ratio = round(full["value"] / empty["value"], 3) if empty["value"] else None
+            emit({"figure": "noop_runs_per_s", **base, **history, **full, "ratio": ratio})
         if scale.list_requests > 0:
             await list_phase(url, scale, logs, base, history)
         return rep
     finally:
         counter.close()
         await y.aclose()
+
+
+async def _noop_rate(
+    y: Runyard,
+    counter: ScaleCounter,
+    opts: BenchOptions,
+    url: str,
+    env: dict[str, str],
+    logs: Path,
+    is_pg: bool,
+) -> dict[str, Any]:
+    """The noop_runs_per_s phase of runyard bench on ``url``, with worker processes of
+    its own: the fields of its line."""
+    workers = WorkerProcs(url, opts.workers, opts.concurrency, env, logs)
+    try:
+        await _await_workers(counter, workers, opts.workers)
+        await asyncio.gather(*(_one(y, i) for i in range(20)))  # warm-up
+        r = await throughput(y, counter, "noop", opts.runs, opts, workers, is_pg)
+    finally:
+        log(f"noop: workers stopped ({workers.stop()})")
+    return {
+        "value": round(r["e2e_per_s"], 1),
+        "unit": "runs/s",
+        "n": r["n"],
+        "e2e_s": round(r["e2e_s"], 3),
+        "enqueue_per_s": round(r["enqueue_per_s"], 1),
+        "start_concurrency": opts.start_concurrency,
+        "workers": opts.workers,
+        "concurrency": opts.concurrency,
+        "cpu_ms_per_run": r["cpu_ms_per_run"],
+        "method": "the noop_runs_per_s phase of runyard bench",
+    }
 
 
 async def _one(y: Runyard, i: int) -> None:
@@ -782,15 +797,7 @@ async def run_scale(opts: BenchOptions, scale: ScaleOptions) -> None:
             log(f"kept {tmp} (worker logs under {logs})")
 
 
-__all__ = [
-    "CloneReport",
-    "ScaleOptions",
-    "clone_runs",
-    "database_bytes",
-    "relation_bytes",
-    "run_scale",
-    "template_runs",
-]
+__all__ = ["ScaleOptions", "run_scale", "template_runs"]
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["purge"]:

@@ -693,11 +693,14 @@ WHERE (%(statuses)s::text[] IS NULL OR r.status = ANY(%(statuses)s::text[]))
 ORDER BY r.created_at ASC, r.id ASC LIMIT %(limit)s;
 
 -- name: list_runs_by_status_desc
--- One walk of runs_status per status asked for, merged.
+-- One walk of runs_status per status asked for, merged. (The status is bounded by a range
+-- and leads the walk's order, so that no plan can walk another index and filter on it:
+-- an equality would make it a constant, and a plan that believed every run had that
+-- status walked all of runs_created for a status no run had.)
 SELECT x.* FROM unnest(%(statuses)s::text[]) AS s(status)
 CROSS JOIN LATERAL (
   SELECT r.* FROM runs r
-  WHERE r.status = s.status
+  WHERE r.status >= s.status AND r.status <= s.status
     AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
     AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
     AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
@@ -706,14 +709,14 @@ CROSS JOIN LATERAL (
     AND r.created_at >= coalesce(%(created_after)s::double precision, '-Infinity')
     AND (r.created_at, r.id) < (least(coalesce(%(after_at)s::double precision, 'Infinity'), coalesce(%(created_before)s::double precision, 'Infinity')),
       CASE WHEN coalesce(%(after_at)s::double precision, 'Infinity') < coalesce(%(created_before)s::double precision, 'Infinity') THEN %(after_id)s::text ELSE '' END)
-  ORDER BY r.created_at DESC, r.id DESC LIMIT %(limit)s) AS x
+  ORDER BY r.status DESC, r.created_at DESC, r.id DESC LIMIT %(limit)s) AS x
 ORDER BY x.created_at DESC, x.id DESC LIMIT %(limit)s;
 
 -- name: list_runs_by_status_asc
 SELECT x.* FROM unnest(%(statuses)s::text[]) AS s(status)
 CROSS JOIN LATERAL (
   SELECT r.* FROM runs r
-  WHERE r.status = s.status
+  WHERE r.status >= s.status AND r.status <= s.status
     AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
     AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
     AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
@@ -722,16 +725,19 @@ CROSS JOIN LATERAL (
     AND r.created_at < coalesce(%(created_before)s::double precision, 'Infinity')
     AND (r.created_at, r.id) > (greatest(coalesce(%(after_at)s::double precision, '-Infinity'), coalesce(%(created_after)s::double precision, '-Infinity')),
       CASE WHEN coalesce(%(after_at)s::double precision, '-Infinity') > coalesce(%(created_after)s::double precision, '-Infinity') THEN %(after_id)s::text ELSE '' END)
-  ORDER BY r.created_at ASC, r.id ASC LIMIT %(limit)s) AS x
+  ORDER BY r.status ASC, r.created_at ASC, r.id ASC LIMIT %(limit)s) AS x
 ORDER BY x.created_at ASC, x.id ASC LIMIT %(limit)s;
 
 -- name: list_runs_by_workflow_desc
 -- One walk of runs_workflow (workflow, status, ...) per status asked for (every
--- status when none is), merged.
+-- status when none is), merged. (Workflow and status are bounded together by a range of
+-- that index, and lead the order: no plan can walk runs_status and filter on the workflow,
+-- which read every run of a status when the workflow had few of them.)
 SELECT x.* FROM unnest(%(statuses)s::text[]) AS s(status)
 CROSS JOIN LATERAL (
   SELECT r.* FROM runs r
-  WHERE r.workflow = %(workflow)s AND r.status = s.status
+  WHERE (r.workflow, r.status) >= (%(workflow)s::text, s.status)
+    AND (r.workflow, r.status) <= (%(workflow)s::text, s.status)
     AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
     AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
     AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
@@ -740,14 +746,15 @@ CROSS JOIN LATERAL (
     AND r.created_at >= coalesce(%(created_after)s::double precision, '-Infinity')
     AND (r.created_at, r.id) < (least(coalesce(%(after_at)s::double precision, 'Infinity'), coalesce(%(created_before)s::double precision, 'Infinity')),
       CASE WHEN coalesce(%(after_at)s::double precision, 'Infinity') < coalesce(%(created_before)s::double precision, 'Infinity') THEN %(after_id)s::text ELSE '' END)
-  ORDER BY r.created_at DESC, r.id DESC LIMIT %(limit)s) AS x
+  ORDER BY r.workflow DESC, r.status DESC, r.created_at DESC, r.id DESC LIMIT %(limit)s) AS x
 ORDER BY x.created_at DESC, x.id DESC LIMIT %(limit)s;
 
 -- name: list_runs_by_workflow_asc
 SELECT x.* FROM unnest(%(statuses)s::text[]) AS s(status)
 CROSS JOIN LATERAL (
   SELECT r.* FROM runs r
-  WHERE r.workflow = %(workflow)s AND r.status = s.status
+  WHERE (r.workflow, r.status) >= (%(workflow)s::text, s.status)
+    AND (r.workflow, r.status) <= (%(workflow)s::text, s.status)
     AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
     AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
     AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
@@ -756,7 +763,7 @@ CROSS JOIN LATERAL (
     AND r.created_at < coalesce(%(created_before)s::double precision, 'Infinity')
     AND (r.created_at, r.id) > (greatest(coalesce(%(after_at)s::double precision, '-Infinity'), coalesce(%(created_after)s::double precision, '-Infinity')),
       CASE WHEN coalesce(%(after_at)s::double precision, '-Infinity') > coalesce(%(created_after)s::double precision, '-Infinity') THEN %(after_id)s::text ELSE '' END)
-  ORDER BY r.created_at ASC, r.id ASC LIMIT %(limit)s) AS x
+  ORDER BY r.workflow ASC, r.status ASC, r.created_at ASC, r.id ASC LIMIT %(limit)s) AS x
 ORDER BY x.created_at ASC, x.id ASC LIMIT %(limit)s;
 
 -- name: list_items
