@@ -161,6 +161,8 @@ def _params(store: Store, conn: Any, name: str) -> dict[str, Any]:
     params = dict(PARAMS)
     if name.startswith("list_runs_") and not name.startswith("list_runs_by"):
         params["statuses"] = None
+    if name.startswith("list_runs_by_workflow"):  # a workflow alone: every status
+        params["statuses"] = [s.value for s in RunStatus]
     if name == "transitions_since":
         row = conn.execute("SELECT max(id) - 100 AS id FROM run_transitions").fetchone()
         params["after_id"] = row["id"] if isinstance(row, dict) else row[0]
@@ -425,3 +427,37 @@ def test_flow_control_caps_hold_at_a_backlog(db_url: str) -> None:
     finally:
         db.close()
         store.close()
+
+
+def test_a_list_by_workflow_walks_its_index_when_statistics_say_every_run_is_alike(
+    pg_db_url: str,
+) -> None:
+    """50,000 runs, all SUCCEEDED runs of one workflow, analyzed: a planner that takes
+    each status asked for as matching every run once walked all of runs_created for each
+    status no run had (2 s a page at 1,000,000 runs). PostgreSQL only: the trap is its
+    planner's (SQLite's lists are checked above)."""
+    store = open_store(pg_db_url)
+    conn = store.connect()
+    try:
+        conn.execute(
+            """INSERT INTO runs (id, workflow, workflow_version, status, input_count,
+                 item_count, created_at, finished_at)
+               SELECT 'e' || g, 'wf', '1', 'SUCCEEDED', 1, 1, g, g
+               FROM generate_series(1, 50000) AS g"""
+        )
+        conn.execute("ANALYZE runs")
+        with conn.transaction():
+            conn.execute(GENERIC)
+            params = {**PARAMS, "statuses": [s.value for s in RunStatus]}
+            row = conn.execute(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + store.queries["list_runs_by_workflow_desc"],
+                params,
+            ).fetchone()
+    finally:
+        conn.close()
+        store.close()
+    scans = [n for n in _nodes(row["QUERY PLAN"][0]["Plan"]) if n.get("Relation Name") == "runs"]
+    touched = sum(
+        (n["Actual Rows"] + n.get("Rows Removed by Filter", 0)) * n["Actual Loops"] for n in scans
+    )
+    assert touched <= FEW, touched
