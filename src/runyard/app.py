@@ -944,14 +944,15 @@ class Runyard:
             self._broadcast.notify_wake()
         return woken
 
-    async def purge(self, older_than_days: float | None = None, *, batch: int = 100) -> int:
+    async def purge(self, older_than_days: float | None = None, *, batch: int | None = None) -> int:
         """Delete the runs that ended more than ``older_than_days`` ago (default
         ``RUNYARD_RETENTION_DAYS``) with everything they own, ``batch`` runs a transaction
-        (see :mod:`runyard.store.retention`); how many runs were deleted. Runs that have
-        not ended, or still have work to do, are kept. Events notified before the cutoff
-        are deleted too."""
+        (default: the backend's, see :mod:`runyard.store.retention`); how many runs were
+        deleted. Runs that have not ended, or still have work to do, are kept. Events
+        notified before the cutoff are deleted too."""
         days = self.settings.retention_days if older_than_days is None else older_than_days
         finite(days, "older_than_days")
+        batch = self.store.purge_batch if batch is None else batch
         if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
             raise InvalidInput(
                 "batch must be an integer >= 1",
@@ -962,10 +963,12 @@ class Runyard:
             pass  # (fewer: the oldest left are newer than the cutoff)
         total = 0
         while True:
+            started = time.monotonic()
             n = await self._write(self.store.purge_txn, cutoff, batch, inline=False)
             total += n
             if n < batch:
                 return total
+            await asyncio.sleep((time.monotonic() - started) * self.store.purge_rest)
 
     # -- workers and the synchronous facade ------------------------------------------------
 

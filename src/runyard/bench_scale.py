@@ -72,7 +72,7 @@ class ScaleOptions:
     purge_runs: int = 500_000
     claim_backlog: int = 20_000
     claim_limit: int = 16
-    purge_batch: int = 100
+    purge_batch: int = 0  # 0: the backend's (store.purge_batch), as retention's
     template_runs: int = 4
     clone_batch: int = 50_000
     drain_timeout_s: float = 900.0
@@ -620,7 +620,9 @@ def purge_main(argv: list[str]) -> None:
     total, finished, told = 0, False, False
     t = time.perf_counter()
     try:
+        limit = limit or y.store.purge_batch
         while not stop:
+            started = time.monotonic()
             n = y.db.write_sync(y.store.purge_txn, cutoff, limit)
             if not told:
                 print("purging", flush=True)  # the first batch is done
@@ -629,6 +631,7 @@ def purge_main(argv: list[str]) -> None:
             if n < limit:
                 finished = True
                 break
+            time.sleep((time.monotonic() - started) * y.store.purge_rest)  # as retention
     finally:
         print(
             json.dumps({"purged": total, "seconds": time.perf_counter() - t, "finished": finished}),
@@ -713,8 +716,9 @@ async def claim_phase(
                     "LockBusy retried as the worker does and counted in the latency), then "
                     "completes them (complete_item_txn, not timed); "
                     + (
-                        "meanwhile a process of its own runs store.purge_txn(cutoff, "
-                        f"{scale.purge_batch}) in a loop through its DbExecutor"
+                        "meanwhile a process of its own purges as retention does: "
+                        "store.purge_txn(cutoff, store.purge_batch) in a loop through its "
+                        "DbExecutor, resting store.purge_rest times a batch's time after each"
                         if label != "alone"
                         else "no purge running"
                     ),

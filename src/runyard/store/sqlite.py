@@ -44,6 +44,10 @@ class SQLiteStore(Store):
     needs_polling = True
     #: PostgreSQL's claims start their runs and read them in the same statement.
     own_queries = frozenset({"start_runs", "claimed_runs"})
+    #: One writer: a purge holds everyone off for a batch of 50, then rests three times as
+    #: long (a claim's p99 1.4-2x what it is without a purge; 4,000 runs purged a second).
+    purge_batch = 50
+    purge_rest = 3.0
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
