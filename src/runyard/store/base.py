@@ -27,7 +27,7 @@ from .records import FAR_FUTURE, Checkpoint, Claimed, Claims, Fence, RunFilter, 
 from .retention import RetentionMixin
 from .tx import RUN, WAKE, Later, Row, Sent, Tx
 
-#: Parked items made ready by one claim at most (the rest by the next claims).
+#: Parked items made ready by one scanning claim at most (the rest by the next ones).
 UNPARK_BATCH = 500
 
 __all__ = ["RUN", "WAKE", "Checkpoint", "Claimed", "Fence", "Row", "RunFilter", "Store", "Tx"]
@@ -288,13 +288,14 @@ class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
         """Claim up to ``limit`` due items of the workflows in ``wrefs`` and load what
         their execution needs: items without a flow-control key, and those of
         ``flow_keys`` as far as each key's limits allow. ``scan`` also promotes due
-        SCHEDULED runs and asks which keys have due items, answered with the claims
+        SCHEDULED runs, readies the parked items that came due (a sleep's end, a timeout,
+        a backoff) and asks which keys have due items, answered with the claims
         (``Claims.flow_keys``) for the next call to claim from (callers scan every
         ~100 ms, not on every claim). The claims are read once the commit is on its way:
         on PostgreSQL a claim given no keys takes one round trip, with a scan too."""
         if scan:
             tx.send("promote_scheduled")
-        tx.send("unpark_due", {"limit": UNPARK_BATCH})
+            tx.send("unpark_due", {"limit": UNPARK_BATCH})
         base = {"owner": owner, "wrefs": list(wrefs), "lease_s": lease_s}
         keyed: list[Row] = []
         left = limit
@@ -314,8 +315,7 @@ class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
         runs: dict[str, Row] | None = None
         if not self.claim_starts_runs and (rows := keyed + (free.rows() if free else [])):
             run_ids = sorted({r["run_id"] for r in rows})
-            tx.send("start_runs", {"ids": run_ids})
-            runs = {r["id"]: r for r in tx.q("claimed_runs", {"ids": run_ids})}
+            runs = {r["id"]: r for r in tx.q("start_runs", {"ids": run_ids})}
 
         def read() -> Claims:
             rows = keyed + (free.rows() if free else [])

@@ -68,6 +68,7 @@ class Hub:
         self._dues: list[float] = []  # heap of the times work was announced due at
         self._timer: asyncio.TimerHandle | None = None  # for the earliest of them
         self._timer_at = 0.0
+        self._came_due = False  # a time announced came since take_came_due() last asked
 
     # -- from any thread ---------------------------------------------------------------
 
@@ -100,6 +101,7 @@ class Hub:
         now = time.time()
         while self._dues and self._dues[0] <= now:
             heapq.heappop(self._dues)
+            self._came_due = True
             self._wake.set()
         if not self._dues or (self._timer is not None and self._timer_at <= self._dues[0]):
             return
@@ -182,6 +184,12 @@ class Hub:
     @property
     def has_run_waiters(self) -> bool:
         return bool(self._runs)
+
+    def take_came_due(self) -> bool:
+        """Whether work announced for a later time came due since the last call (a
+        worker then readies its parked items with its next claim)."""
+        came, self._came_due = self._came_due, False
+        return came
 
     async def wait_wake(self, timeout: float) -> bool:
         """Wait until new work may be due (True) or ``timeout`` seconds passed (False)."""

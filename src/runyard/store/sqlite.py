@@ -42,8 +42,7 @@ _SEQUENCES = (list, tuple)
 class SQLiteStore(Store):
     backend = "sqlite"
     needs_polling = True
-    #: PostgreSQL's claims start their runs and read them in the same statement.
-    own_queries = frozenset({"start_runs", "claimed_runs"})
+    own_queries = frozenset({"start_runs"})  # PostgreSQL's claims start the runs themselves
     #: One writer: a purge holds everyone off for a batch of 50, then rests three times as
     #: long (a claim's p99 1.4-2x what it is without a purge; 4,000 runs purged a second).
     purge_batch = 50

@@ -233,8 +233,10 @@ class Worker:
                     check_first = not (woken and store.precise_wakeups)
                     continue
             now = time.monotonic()
-            # Claiming from keys, scan again: they may have more items due.
-            scan = bool(flow_keys) or now - scanned_at >= SCAN_INTERVAL_S
+            # Claiming from keys, scan again: they may have more items due. Work announced
+            # for a time that has come (a sleep's end) is readied by a scan too.
+            came_due = hub.take_came_due()
+            scan = came_due or bool(flow_keys) or now - scanned_at >= SCAN_INTERVAL_S
             if scan:
                 scanned_at = now
             try:

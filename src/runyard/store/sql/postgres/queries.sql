@@ -162,8 +162,9 @@ WHERE id IN (SELECT id FROM runs
              FOR UPDATE SKIP LOCKED);
 
 -- name: unpark_due
--- Parked items whose time came are ready again (sent before each claim; an index probe
--- when none came due). Bounded: the rest come with the next claims. (A bound on an index
+-- Parked items whose time came are ready again (with a claim that scans, every ~100 ms
+-- and after a wake-up; an index probe when none came due). Bounded: the rest come with
+-- the next scans. (A bound on an index
 -- is (SELECT runyard_now()), computed once: runyard_now() itself is volatile, a filter
 -- applied to every row the index holds.)
 UPDATE items SET parked = 0

@@ -85,8 +85,9 @@ UPDATE runs SET status = 'QUEUED', updated_at = ry_now()
 WHERE status = 'SCHEDULED' AND not_before <= ry_now();
 
 -- name: unpark_due
--- Parked items whose time came are ready again (run before each claim; an index probe
--- when none came due). Bounded: the rest come with the next claims.
+-- Parked items whose time came are ready again (with a claim that scans, every ~100 ms
+-- and after a wake-up; an index probe when none came due). Bounded: the rest come with
+-- the next scans.
 UPDATE items SET parked = 0
 WHERE rowid IN (
   SELECT rowid FROM items
@@ -148,19 +149,14 @@ WITH RECURSIVE k(wref, flow_key) AS (
 SELECT DISTINCT flow_key FROM k WHERE flow_key IS NOT NULL LIMIT :limit;
 
 -- name: start_runs
--- The runs of claimed items, written only when the claim changes them (their first, or
--- after a wait): the items of one run do not rewrite its row at every claim.
+-- The runs of claimed items. (SQLite has one writer: a run's row rewritten at every claim
+-- of its items holds nobody up, as it would on PostgreSQL.)
 UPDATE runs SET status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
   started_at = coalesce(started_at, ry_now()),
   deadline_at = coalesce(deadline_at, ry_now() + timeout_s),
   waiting_for = NULL, updated_at = ry_now()
 WHERE id IN (SELECT value FROM json_each(:ids))
-  AND (status = 'QUEUED' OR started_at IS NULL OR waiting_for IS NOT NULL
-       OR (deadline_at IS NULL AND timeout_s IS NOT NULL));
-
--- name: claimed_runs
-SELECT id, deadline_at, sync_mode, max_results, options, error, item_count FROM runs
-WHERE id IN (SELECT value FROM json_each(:ids));
+RETURNING id, deadline_at, sync_mode, max_results, options, error, item_count;
 
 -- name: has_due_work
 SELECT 1 WHERE EXISTS (
