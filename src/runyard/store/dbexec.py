@@ -66,6 +66,12 @@ from .tx import Later, settle
 T = TypeVar("T")
 log = logging.getLogger("runyard.store")
 MAX_GROUP = 256
+#: ``order`` of a job that comes after every run's writes in a shared transaction: a
+#: claim. Its walk may keep the lock of a row it passed over (an item another worker
+#: claimed since the walk's snapshot); before the group's outcomes, which wait for their
+#: runs' rows, that made a deadlock with the outcome holding the run and waiting for
+#: that item. After them, a claim holds nothing an outcome of its group waits for.
+LAST = "\U0010ffff"
 #: How long a job submitted in this context may take to reach the database before it
 #: fails with StoreUnavailable; None: the executor's ``retry_for_s``. The server sets its
 #: window for each request, so that a process that also runs a worker (``runyard dev``)

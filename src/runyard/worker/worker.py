@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from ..engine.executor import Execution, Runtime
 from ..store import Claimed, Fence
-from ..store.dbexec import LockBusy
+from ..store.dbexec import LAST, LockBusy
 from ..store.hub import Hub, wait_event
 
 if TYPE_CHECKING:
@@ -248,6 +248,7 @@ class Worker:
                     self.lease_s,
                     scan,
                     flow_keys,
+                    order=LAST,
                     durable=False,
                     busy_fails=busy < 3,
                 )
