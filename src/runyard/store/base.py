@@ -538,11 +538,13 @@ class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
     ) -> bool:
         """Hand the item back until ``due_at`` (a sleep, an event wait, a retry backoff,
         a pause or a graceful shutdown), with its pending checkpoints."""
+        # The run's row first, then the item's, as a cancel and an outcome lock them: the
+        # other way round, a cancel of the run deadlocked with it.
+        params = {**self._fence_params(f), "due_at": due_at, "waiting_for": waiting_for}
+        tx.send("set_run_waiting", params)
         fence = self._send_fence(tx, f, max((cp.position for cp in pending), default=0))
         for cp in pending:
             self._send_checkpoint(tx, f, iteration, cp)
-        params = {**self._fence_params(f), "due_at": due_at, "waiting_for": waiting_for}
-        tx.send("set_run_waiting", params)
         tx.send("suspend_item", params)
         tx.announce_wake(due_at)  # (a pause's or a shutdown's hand-back is due now)
         return fence.one() is not None
@@ -569,6 +571,7 @@ class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
         and handing the item back until the earlier deadline, or ``("fenced", None)``.
         Sender and waiter meet on rows under one lock per event id, so a wake-up cannot be
         lost (RELIABILITY.md rule 5)."""
+        tx.send("lock_run", {"run_id": f.run_id})  # (the run's row first, as in suspend_txn)
         status = self._fence_txn(tx, f, position)
         if status is None:
             return "fenced", None
