@@ -1,6 +1,7 @@
 """What a database holds and how to fill it, for ``runyard bench --scale``
-(``bench_scale.py``): the bulk fill :func:`clone_runs` and the size readings
-:func:`database_bytes` and :func:`relation_bytes`.
+(``bench_scale.py``): the bulk fill :func:`clone_runs`, the size readings
+:func:`database_bytes` and :func:`relation_bytes`, and the counts the phases poll
+(:class:`ScaleCounter`).
 
 The bulk fill writes exactly what real runs write: a few real no-op runs are executed
 first, then every row they own (every table with a ``run_id`` column, and ``runs``) is
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .bench import log
+from .bench import StoreCounter, log
 from .store.sqlite import sqlite_path
 
 # -- the catalog -------------------------------------------------------------------------
@@ -491,9 +492,54 @@ def _breakdown(
     return rows
 
 
-__all__ = [
-    "CloneReport",
-    "clone_runs",
-    "database_bytes",
-    "relation_bytes",
-]
+# -- the store, read on a connection of its own ------------------------------------------
+
+
+class ScaleCounter(StoreCounter):
+    """Counts of :class:`~runyard.bench.StoreCounter`, and a few more."""
+
+    def _one_p(self, sql: str, params: Sequence[Any]) -> Any:
+        if self.store.backend == "sqlite":
+            sql = sql.replace("%s", "?")
+        with self.store.transaction(self.conn, write=False) as tx:
+            tx.cursor.execute(sql, tuple(params))
+            return tx.cursor.fetchone()
+
+    def asleep(self, workflow: str) -> int:
+        """Runs of ``workflow`` RUNNING and in a durable sleep (handed back by a worker)."""
+        row = self._one_p(
+            "SELECT count(*) AS n FROM runs WHERE workflow = %s AND status = 'RUNNING' "
+            "AND waiting_for LIKE %s",
+            (workflow, "sleep:%"),
+        )
+        return int(row["n"])
+
+    def succeeded(self, workflow: str) -> int:
+        row = self._one_p(
+            "SELECT count(*) AS n FROM runs WHERE workflow = %s AND status = 'SUCCEEDED'",
+            (workflow,),
+        )
+        return int(row["n"])
+
+    def workers_up(self, pids: Sequence[int]) -> tuple[int, float | None]:
+        """(how many of the processes ``pids`` registered as live workers, the last one's
+        ``started_at``)."""
+        with self.store.transaction(self.conn, write=False) as tx:
+            tx.cursor.execute("SELECT pid, started_at FROM workers WHERE stopped_at IS NULL")
+            rows = [r for r in tx.cursor.fetchall() if int(r["pid"]) in set(pids)]
+        return len(rows), max((float(r["started_at"]) for r in rows), default=None)
+
+    def last_finished(self, workflow: str, created_after: float) -> float | None:
+        row = self._one_p(
+            "SELECT max(finished_at) AS t FROM runs WHERE workflow = %s "
+            "AND status = 'SUCCEEDED' AND created_at >= %s",
+            (workflow, created_after),
+        )
+        return None if row["t"] is None else float(row["t"])
+
+    def now(self) -> float:
+        with self.store.transaction(self.conn, write=False) as tx:
+            return float(self.store.now(tx))
+
+
+__all__ = ["CloneReport", "ScaleCounter", "clone_runs", "database_bytes", "relation_bytes"]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -44,7 +45,6 @@ from . import keys
 from .app import Runyard
 from .bench import (
     BenchOptions,
-    StoreCounter,
     WorkerProcs,
     _engine_digest,
     _engine_rev,
@@ -56,7 +56,14 @@ from .bench import (
     percentile,
     throughput,
 )
-from .bench_clone import CloneReport, _breakdown, clone_runs, database_bytes, relation_bytes
+from .bench_clone import (
+    CloneReport,
+    ScaleCounter,
+    _breakdown,
+    clone_runs,
+    database_bytes,
+    relation_bytes,
+)
 from .models import ItemState
 from .store.dbexec import LockBusy
 
@@ -80,56 +87,6 @@ class ScaleOptions:
     list_warmup: int = 20
     analyze: bool = True
     retention_days: float = 30.0
-
-
-# -- the store, read on a connection of its own ------------------------------------------
-
-
-class ScaleCounter(StoreCounter):
-    """Counts of :class:`~runyard.bench.StoreCounter`, and a few more."""
-
-    def _one_p(self, sql: str, params: Sequence[Any]) -> Any:
-        if self.store.backend == "sqlite":
-            sql = sql.replace("%s", "?")
-        with self.store.transaction(self.conn, write=False) as tx:
-            tx.cursor.execute(sql, tuple(params))
-            return tx.cursor.fetchone()
-
-    def asleep(self, workflow: str) -> int:
-        """Runs of ``workflow`` RUNNING and in a durable sleep (handed back by a worker)."""
-        row = self._one_p(
-            "SELECT count(*) AS n FROM runs WHERE workflow = %s AND status = 'RUNNING' "
-            "AND waiting_for LIKE %s",
-            (workflow, "sleep:%"),
-        )
-        return int(row["n"])
-
-    def succeeded(self, workflow: str) -> int:
-        row = self._one_p(
-            "SELECT count(*) AS n FROM runs WHERE workflow = %s AND status = 'SUCCEEDED'",
-            (workflow,),
-        )
-        return int(row["n"])
-
-    def workers_up(self, pids: Sequence[int]) -> tuple[int, float | None]:
-        """(how many of the processes ``pids`` registered as live workers, the last one's
-        ``started_at``)."""
-        with self.store.transaction(self.conn, write=False) as tx:
-            tx.cursor.execute("SELECT pid, started_at FROM workers WHERE stopped_at IS NULL")
-            rows = [r for r in tx.cursor.fetchall() if int(r["pid"]) in set(pids)]
-        return len(rows), max((float(r["started_at"]) for r in rows), default=None)
-
-    def last_finished(self, workflow: str, created_after: float) -> float | None:
-        row = self._one_p(
-            "SELECT max(finished_at) AS t FROM runs WHERE workflow = %s "
-            "AND status = 'SUCCEEDED' AND created_at >= %s",
-            (workflow, created_after),
-        )
-        return None if row["t"] is None else float(row["t"])
-
-    def now(self) -> float:
-        with self.store.transaction(self.conn, write=False) as tx:
-            return float(self.store.now(tx))
 
 
 async def start_many(y: Runyard, workflow: str, n: int, in_flight: int) -> float:
@@ -200,9 +157,8 @@ def scale_database(backend: str, opts: BenchOptions, tmp: Path, group: str) -> I
 
 
 def _worker_env(base: dict[str, Any]) -> dict[str, str]:
-    if "sqlite_synchronous" in base:
-        return {"RUNYARD_SQLITE_SYNCHRONOUS": str(base["sqlite_synchronous"])}
-    return {}
+    sync = base.get("sqlite_synchronous")
+    return {} if sync is None else {"RUNYARD_SQLITE_SYNCHRONOUS": str(sync)}
 
 
 async def _await_workers(counter: ScaleCounter, workers: WorkerProcs, n: int) -> float | None:
@@ -592,8 +548,6 @@ class PurgeProc:
 
     def stop(self) -> dict[str, Any]:
         """Stop it; what it did: ``{"purged": n, "seconds": s, "finished": bool}``."""
-        import json
-
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGTERM)
@@ -606,8 +560,6 @@ class PurgeProc:
 
 
 def purge_main(argv: list[str]) -> None:
-    import json
-
     url, cutoff, limit = argv[0], float(argv[1]), int(argv[2])
     stop = False
 
