@@ -38,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -856,20 +856,31 @@ async def bench_backend(
         await y.aclose()
 
 
-async def run_bench(opts: BenchOptions) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="runyard-bench-"))
+@dataclass
+class Session:
+    """What the phases of one ``runyard bench`` invocation share."""
+
+    tmp: Path
+    logs: Path
+    common: dict[str, Any]  # the fields of every line
+
+
+@contextlib.asynccontextmanager
+async def session(opts: BenchOptions, prefix: str) -> AsyncIterator[Session]:
+    """A temporary folder for worker logs, the fields every line carries; SIGTERM cancels
+    the benchmark like Ctrl-C (workers stopped, fresh databases dropped on the way out);
+    ``RUNYARD_SQLITE_SYNCHRONOUS`` as it was afterwards (see :func:`sqlite_durability`)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     logs = Path(opts.log_dir) if opts.log_dir else tmp / "logs"
     common: dict[str, Any] = {
         "engine_rev": _engine_rev(),
         "engine_digest": _engine_digest(),
         "host_cpus": os.cpu_count(),
         "python": sys.version.split()[0],
+        **opts.extra,
     }
-    common.update(opts.extra)
     saved_sync = os.environ.get("RUNYARD_SQLITE_SYNCHRONOUS")
     ok = False
-    # SIGTERM cancels the benchmark like Ctrl-C: the workers are stopped and the fresh
-    # database dropped on the way out.
     loop = asyncio.get_running_loop()
     me = asyncio.current_task()
     handled = False
@@ -878,21 +889,7 @@ async def run_bench(opts: BenchOptions) -> None:
             loop.add_signal_handler(signal.SIGTERM, me.cancel)
             handled = True
     try:
-        for backend in opts.backends:
-            if backend == "sqlite-normal":
-                os.environ["RUNYARD_SQLITE_SYNCHRONOUS"] = "NORMAL"
-            elif backend == "sqlite":
-                # The engine's default durability; a value from the caller's environment
-                # is not allowed to make the default figure look faster.
-                os.environ["RUNYARD_SQLITE_SYNCHRONOUS"] = "FULL"
-            with fresh_database(backend, opts, tmp) as url:
-                extra = {}
-                if backend == "sqlite-normal":
-                    extra["note"] = (
-                        "NOT the default durability: synchronous=NORMAL (a power "
-                        "cut may lose the last commits)"
-                    )
-                await bench_backend(backend, url, opts, logs, {**common, **extra})
+        yield Session(tmp, logs, common)
         ok = True
     finally:
         if handled:
@@ -905,6 +902,30 @@ async def run_bench(opts: BenchOptions) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
         elif not ok:
             log(f"kept {tmp} (worker logs under {logs})")
+
+
+def sqlite_durability(backend: str) -> None:
+    """The worker processes' SQLite durability for ``backend``: ``sqlite`` is the engine's
+    default (a value from the caller's environment is not allowed to make the default
+    figure look faster), ``sqlite-normal`` says so."""
+    if backend == "sqlite-normal":
+        os.environ["RUNYARD_SQLITE_SYNCHRONOUS"] = "NORMAL"
+    elif backend == "sqlite":
+        os.environ["RUNYARD_SQLITE_SYNCHRONOUS"] = "FULL"
+
+
+async def run_bench(opts: BenchOptions) -> None:
+    async with session(opts, "runyard-bench-") as run:
+        for backend in opts.backends:
+            sqlite_durability(backend)
+            with fresh_database(backend, opts, run.tmp) as url:
+                extra = {}
+                if backend == "sqlite-normal":
+                    extra["note"] = (
+                        "NOT the default durability: synchronous=NORMAL (a power "
+                        "cut may lose the last commits)"
+                    )
+                await bench_backend(backend, url, opts, run.logs, {**run.common, **extra})
 
 
 def backend_of(url: str) -> str:

@@ -34,7 +34,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -46,14 +45,14 @@ from .app import Runyard
 from .bench import (
     BenchOptions,
     WorkerProcs,
-    _engine_digest,
-    _engine_rev,
     _pg_url_for,
     _poll,
     build_yard,
     emit,
     log,
     percentile,
+    session,
+    sqlite_durability,
     throughput,
 )
 from .bench_clone import (
@@ -712,45 +711,10 @@ async def scale_backend(
 
 
 async def run_scale(opts: BenchOptions, scale: ScaleOptions) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="runyard-bench-scale-"))
-    logs = Path(opts.log_dir) if opts.log_dir else tmp / "logs"
-    common: dict[str, Any] = {
-        "engine_rev": _engine_rev(),
-        "engine_digest": _engine_digest(),
-        "host_cpus": os.cpu_count(),
-        "python": sys.version.split()[0],
-    }
-    common.update(opts.extra)
-    saved_sync = os.environ.get("RUNYARD_SQLITE_SYNCHRONOUS")
-    ok = False
-    # SIGTERM cancels like Ctrl-C (as in bench.py): workers, server and purge process are
-    # stopped and the fresh databases dropped on the way out.
-    running = asyncio.get_running_loop()
-    me = asyncio.current_task()
-    handled = False
-    if me is not None:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            running.add_signal_handler(signal.SIGTERM, me.cancel)
-            handled = True
-    try:
+    async with session(opts, "runyard-bench-scale-") as run:
         for backend in opts.backends:
-            if backend == "sqlite-normal":
-                os.environ["RUNYARD_SQLITE_SYNCHRONOUS"] = "NORMAL"
-            elif backend == "sqlite":
-                os.environ["RUNYARD_SQLITE_SYNCHRONOUS"] = "FULL"
-            await scale_backend(backend, opts, scale, tmp, logs, common)
-        ok = True
-    finally:
-        if handled:
-            running.remove_signal_handler(signal.SIGTERM)
-        if saved_sync is None:
-            os.environ.pop("RUNYARD_SQLITE_SYNCHRONOUS", None)
-        else:
-            os.environ["RUNYARD_SQLITE_SYNCHRONOUS"] = saved_sync
-        if ok and not opts.log_dir:
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif not ok:
-            log(f"kept {tmp} (worker logs under {logs})")
+            sqlite_durability(backend)
+            await scale_backend(backend, opts, scale, run.tmp, run.logs, run.common)
 
 
 __all__ = ["ScaleOptions", "run_scale", "template_runs"]
