@@ -461,3 +461,52 @@ def test_a_list_by_workflow_walks_its_index_when_statistics_say_every_run_is_ali
         (n["Actual Rows"] + n.get("Rows Removed by Filter", 0)) * n["Actual Loops"] for n in scans
     )
     assert touched <= FEW, touched
+
+
+def _vacuums_of_items(conn: Any) -> tuple[int, bool]:
+    """(manual vacuums of ``items`` so far, whether the server's autovacuum is on)."""
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = conn.execute(
+        "SELECT vacuum_count AS n, current_setting('autovacuum') = 'on' AS auto "
+        "FROM pg_stat_user_tables WHERE relname = 'items'"
+    ).fetchone()
+    return int(row["n"]), bool(row["auto"])
+
+
+def test_workers_keep_the_claim_index_clean_where_autovacuum_is_off(
+    db_url: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every so many claims a worker runs the store's claim upkeep: on PostgreSQL without
+    autovacuum a vacuum of items (the entries of claimed items otherwise pile up at the
+    front of the claim index, walked by every claim); nothing where the server cleans up
+    (autovacuum on) or nothing piles up (SQLite)."""
+    from runyard.worker import worker as worker_module
+    from tests.conftest import make_yard, running_worker, wait_until
+
+    monkeypatch.setattr(worker_module, "UPKEEP_EVERY_CLAIMS", 10)
+    monkeypatch.setattr(worker_module, "UPKEEP_CHECK_S", 0.05)
+    yard = make_yard(db_url)
+
+    @yard.workflow
+    async def nothing(ctx: Any, i: int) -> int:
+        return i
+
+    conn = yard.store.connect() if backend == "postgres" else None
+    try:
+
+        async def main() -> None:
+            before, auto = _vacuums_of_items(conn) if conn else (0, False)
+            async with running_worker(yard):
+                handles = [await yard.start("nothing", i) for i in range(30)]
+                for h in handles:
+                    await h.result(timeout=30)
+                if conn is not None and not auto:
+                    await wait_until(lambda: _vacuums_of_items(conn)[0] > before, 10)
+            upkept = await yard.db.read(yard.store.claim_upkeep)
+            assert upkept is (conn is not None and not auto)
+
+        asyncio.run(main())
+    finally:
+        if conn is not None:
+            conn.close()
+        yard.close()

@@ -65,6 +65,8 @@ class PostgresStore(Store):
             "notify_ended",
             "notify_many",
             "txn_settings",
+            "autovacuum_on",
+            "vacuum_items",
         }
     )
     claim_starts_runs = True
@@ -237,6 +239,15 @@ class PostgresStore(Store):
             return answers
 
         return Later(statuses)
+
+    def claim_upkeep(self, tx: Tx) -> bool:
+        """Vacuum ``items`` when the server's autovacuum is off (see the query); whether
+        it did. Run outside a transaction (a read)."""
+        row = tx.q1("autovacuum_on")
+        if row is None or row["on"]:
+            return False
+        tx.cursor.execute(self.queries["vacuum_items"], prepare=False)  # (not preparable)
+        return True
 
     def connect(self) -> psycopg.Connection[Any]:
         # Every query of the store is an index lookup. A table that autovacuum has not

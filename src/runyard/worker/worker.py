@@ -44,6 +44,10 @@ log = logging.getLogger("runyard.worker")
 
 #: How often a worker also promotes due SCHEDULED runs and scans flow-controlled items.
 SCAN_INTERVAL_S = 0.1
+#: A worker's claim upkeep (``Store.claim_upkeep``) after this many items it claimed,
+#: looked at this often.
+UPKEEP_EVERY_CLAIMS = 5000
+UPKEEP_CHECK_S = 1.0
 #: A worker's first purge comes within this long of its start (then every interval), so
 #: workers restarted more often than the interval still purge.
 FIRST_PURGE_WITHIN_S = 60.0
@@ -128,6 +132,7 @@ class Worker:
         self.shutdown_timeout_s = shutdown_timeout_s
         self.poll_s = poll_s if poll_s is not None else yard.settings.poll_s
         self.recovery_interval_s = recovery_interval_s
+        self._claimed_since_upkeep = 0
         self.purge_interval_s = purge_interval_s
         self.id = worker_id or new_worker_id()
         self.inflight: dict[tuple[str, int], tuple[Execution, asyncio.Task[None]]] = {}
@@ -185,6 +190,7 @@ class Worker:
             asyncio.create_task(self._control_loop(), name="control"),
             asyncio.create_task(self._recovery_loop(hub), name="recovery"),
             asyncio.create_task(self._purge_loop(), name="purge"),
+            asyncio.create_task(self._upkeep_loop(), name="upkeep"),
         ]
         try:
             await self._claim_loop(hub)
@@ -269,6 +275,7 @@ class Worker:
             tried, flow_keys = flow_keys, claimed.flow_keys
             if tried and not any(c.flow_key for c in claimed):
                 flow_keys = []  # held back by their limits: the next scan finds them again
+            self._claimed_since_upkeep += len(claimed)
             for c in claimed:
                 self._start(c)
             if flow_keys and len(claimed) < free:
@@ -428,6 +435,21 @@ class Worker:
                 hub.notify_wake()
                 for run_id in recovered:
                     hub.notify_run(run_id)
+
+    async def _upkeep_loop(self) -> None:
+        """After every ``UPKEEP_EVERY_CLAIMS`` items this worker claimed, the store's
+        claim upkeep (PostgreSQL without autovacuum: a vacuum of ``items``, whose claim
+        index otherwise fills with the entries of claimed items that every claim walks)."""
+        store, db = self.yard.store, self.yard.db
+        while True:
+            await asyncio.sleep(UPKEEP_CHECK_S)
+            if self._claimed_since_upkeep < UPKEEP_EVERY_CLAIMS:
+                continue
+            self._claimed_since_upkeep = 0
+            try:
+                await db.read(store.claim_upkeep)
+            except Exception as exc:
+                log.warning("claim upkeep failed (%s)", exc)
 
     async def _purge_loop(self) -> None:
         delay = random.uniform(0, min(FIRST_PURGE_WITHIN_S, self.purge_interval_s))

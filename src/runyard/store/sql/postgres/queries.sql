@@ -175,6 +175,16 @@ WHERE (run_id, idx) IN (
   ORDER BY due_at LIMIT %(limit)s
   FOR UPDATE SKIP LOCKED);
 
+-- name: autovacuum_on
+SELECT current_setting('autovacuum') = 'on' AS on;
+
+-- name: vacuum_items
+-- A claim leaves its items' old entries at the front of items_ready, where every later
+-- claim walks past them until a vacuum removes them (after 50,000 claims a claim's walk
+-- took 2.0 ms, 0.02 ms after this). Autovacuum does it; where it is off, workers do
+-- (see Worker._upkeep_loop). SKIP_LOCKED: a vacuum already running is enough.
+VACUUM (SKIP_LOCKED) items;
+
 -- name: claim
 -- Ready items without a flow-control key, best first, claimed and their runs started in
 -- one statement; each row carries its run's columns. Each workflow reference is one walk
