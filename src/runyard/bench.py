@@ -408,6 +408,23 @@ async def _poll(
         await asyncio.sleep(interval)
 
 
+async def start_many(y: Runyard, workflow: str, n: int, in_flight: int) -> float:
+    """Start ``n`` runs through ``yard.start`` (``in_flight`` calls at once, as the
+    throughput phase does); the seconds it took."""
+    nxt = 0
+
+    async def starter() -> None:
+        nonlocal nxt
+        while nxt < n:
+            i = nxt
+            nxt += 1
+            await y.start(workflow, i)
+
+    t = time.perf_counter()
+    await asyncio.gather(*(starter() for _ in range(max(1, min(in_flight, n)))))
+    return time.perf_counter() - t
+
+
 async def throughput(
     y: Runyard,
     counter: StoreCounter,
@@ -421,19 +438,10 @@ async def throughput(
     the workers run; time until the n-th SUCCEEDED run is in the store."""
     base_ok, base_bad = await asyncio.to_thread(counter.outcomes, workflow)
     cpu = CpuMeter(workers.pids, postgres)
-    nxt = 0
-
-    async def starter() -> None:
-        nonlocal nxt
-        while nxt < n:
-            i = nxt
-            nxt += 1
-            await y.start(workflow, i)
-
     started = threading.Event()
 
     async def all_started() -> float:
-        await asyncio.gather(*(starter() for _ in range(max(1, min(opts.start_concurrency, n)))))
+        await start_many(y, workflow, n, opts.start_concurrency)
         started.set()
         return time.perf_counter()
 

@@ -53,6 +53,7 @@ from .bench import (
     percentile,
     session,
     sqlite_durability,
+    start_many,
     throughput,
 )
 from .bench_clone import (
@@ -86,23 +87,6 @@ class ScaleOptions:
     list_warmup: int = 20
     analyze: bool = True
     retention_days: float = 30.0
-
-
-async def start_many(y: Runyard, workflow: str, n: int, in_flight: int) -> float:
-    """Start ``n`` runs through ``yard.start`` (``in_flight`` calls at once, as the
-    throughput phase does); the seconds it took."""
-    nxt = 0
-
-    async def starter() -> None:
-        nonlocal nxt
-        while nxt < n:
-            i = nxt
-            nxt += 1
-            await y.start(workflow, i)
-
-    t = time.perf_counter()
-    await asyncio.gather(*(starter() for _ in range(max(1, min(in_flight, n)))))
-    return time.perf_counter() - t
 
 
 async def template_runs(y: Runyard, n: int, workflows: Sequence[str] = ("noop",)) -> list[str]:
