@@ -25,7 +25,7 @@ from .queries import load_queries, migrations
 from .reads import ReadsMixin
 from .records import FAR_FUTURE, Checkpoint, Claimed, Claims, Fence, RunFilter, step_from_row
 from .retention import RetentionMixin
-from .tx import RUN, WAKE, Later, Row, Sent, Tx
+from .tx import RUN, WAKE, Later, Row, Sent, StoreObserver, Tx
 
 #: Parked items made ready by one scanning claim at most (the rest by the next ones).
 UNPARK_BATCH = 500
@@ -56,6 +56,9 @@ class Store(ReadsMixin, AdminMixin, RetentionMixin, abc.ABC):
     #: each run's columns (deadline_at, sync_mode, max_results, options, error) with its
     #: items; otherwise start_runs follows them.
     claim_starts_runs = False
+    #: Told of every statement, transaction and pipeline sync when set (measurement:
+    #: ``runyard bench``); None by default.
+    observer: StoreObserver | None = None
 
     def __init__(self, url: str) -> None:
         self.url = url

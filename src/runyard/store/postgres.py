@@ -279,6 +279,8 @@ class PostgresStore(Store):
         wait: bool = True,
         lock_wait_s: float | None = None,
     ) -> Iterator[Tx]:
+        if self.observer is not None:
+            self.observer.transaction(write)
         if not write or not pipeline:
             try:
                 with ExitStack() as stack:

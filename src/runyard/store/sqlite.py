@@ -102,6 +102,8 @@ class SQLiteStore(Store):
         wait: bool = True,
         lock_wait_s: float | None = None,
     ) -> Iterator[Tx]:
+        if self.observer is not None:
+            self.observer.transaction(write)
         cur = conn.cursor()
         lax = write and not durable and self.synchronous != "NORMAL"
         if lax:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from .base import Store
 
 Row = Mapping[str, Any]
 T = TypeVar("T")
+E = TypeVar("E")
 #: Announcement channels (PostgreSQL NOTIFY channels; in-process on SQLite).
 WAKE = "runyard_wake"
 RUN = "runyard_run"
@@ -19,6 +21,31 @@ RUN = "runyard_run"
 STOP = "runyard_stop"
 #: RUN, sent only if the run has ended by the time it is sent (PostgreSQL).
 RUN_END = "runyard_run_end"
+
+
+class StoreObserver(Protocol):
+    """Told what a store does, for measurement (``runyard bench`` counts statements with
+    one): set as the store's ``observer``. Unset (None, the default), it costs one
+    attribute check per statement. Called in whichever thread runs the transaction."""
+
+    def statements(self, name: str, count: int) -> None:
+        """``count`` executions of the named query ``name`` (``send_many``: one a row)."""
+
+    def transaction(self, write: bool) -> None:
+        """A transaction begins (a write transaction if ``write``)."""
+
+    def pipeline_sync(self) -> None:
+        """A pipelined write waits for the answers to what it sent so far (PostgreSQL)."""
+
+
+def _reported(sync: Callable[[], None], observer: StoreObserver) -> Callable[[], None]:
+    """``sync``, each call of it told to ``observer``."""
+
+    def reported() -> None:
+        observer.pipeline_sync()
+        sync()
+
+    return reported
 
 
 class Sent:
@@ -75,9 +102,18 @@ class Later(Generic[T]):
             self._value, self._read = self._read(), None
         return self._value  # type: ignore[return-value]
 
-    def item(self, i: int) -> Later[Any]:
+    def item(self: Later[list[E]], i: int) -> Later[E]:
         """A Later of element ``i`` of this one's list."""
-        return Later(lambda: self.result()[i])  # type: ignore[index]
+        return Later(lambda: self.result()[i])
+
+
+@dataclass(frozen=True, slots=True)
+class ReadFailed:
+    """In place of a job's answer (see :func:`settle`): reading it failed after its
+    transaction committed. Its writes stand, so the job must not run again: whoever
+    submitted it gets ``error``."""
+
+    error: Exception
 
 
 def wake_due(payload: str) -> float | None:
@@ -89,13 +125,26 @@ def wake_due(payload: str) -> float | None:
         return None
 
 
-def settle(tx: Tx, values: Sequence[Any]) -> list[Any]:
+def settle(tx: Tx, values: Sequence[object]) -> list[object]:
     """``values`` (job answers in ``tx``) with every :class:`Later` read, after ``tx``
-    was told to commit if there is any."""
-    if any(isinstance(v, Later) for v in values):
-        tx.finish()
+    was told to commit if there is any. Once ``tx`` committed, a Later that fails to read
+    gives a :class:`ReadFailed` in its place and the others are still read: the
+    transaction is over, and rerunning a job whose writes were committed (a claim, an
+    outcome) would make them twice. Without a commit of its own to make (a read), the
+    reads run inside the transaction and a failure fails it, as any job's failure does."""
+    if not any(isinstance(v, Later) for v in values):
+        return list(values)
+    tx.finish()
+    if not tx.finished:
         return [v.result() if isinstance(v, Later) else v for v in values]
-    return list(values)
+    return [_read_committed(v) if isinstance(v, Later) else v for v in values]
+
+
+def _read_committed(later: Later[Any]) -> object:
+    try:
+        return later.result()
+    except Exception as exc:
+        return ReadFailed(exc)
 
 
 class Tx:
@@ -115,6 +164,12 @@ class Tx:
         self._pipeline = pipeline
         self._commit = commit
         self._q = store.queries
+        #: Told of each statement (see :class:`StoreObserver`); None: nobody is.
+        self._observer = observer = store.observer
+        #: How a pipelined statement's reader waits for its answer.
+        self._sync: Callable[[], None] | None = None
+        if pipeline is not None:
+            self._sync = pipeline.sync if observer is None else _reported(pipeline.sync, observer)
         self.announcements: set[tuple[str, str]] = set()
         self.finished = False
         self._wake: tuple[str, str] | None = None  # the one WAKE in announcements
@@ -162,17 +217,24 @@ class Tx:
 
     def send(self, name: str, params: Mapping[str, Any] | None = None) -> Sent:
         """Execute without waiting for the answer where the backend allows it."""
+        if self._observer is not None:
+            self._observer.statements(name, 1)
+        return self._send(name, params)
+
+    def _send(self, name: str, params: Mapping[str, Any] | None) -> Sent:
         if self._pipeline is None:
-            return Sent(rows=self.q(name, params))
+            return Sent(rows=self._rows(name, params))
         # In pipeline mode each statement needs its own cursor: one cursor would pile
         # the result sets up and answer a later fetch with an earlier statement's rows.
         cur = self._conn.cursor()
         cur.execute(self._q[name], self._store.adapt(params or {}))
-        return Sent(cur=cur, sync=self._pipeline.sync)
+        return Sent(cur=cur, sync=self._sync)
 
     def send_many(self, name: str, params: Sequence[Mapping[str, Any]]) -> None:
         """Execute one statement for each set of parameters (no rows returned)."""
         if params:
+            if self._observer is not None:
+                self._observer.statements(name, len(params))
             adapt = self._store.adapt
             cur = self._conn.cursor() if self._pipeline is not None else self._cur
             cur.executemany(self._q[name], [adapt(p) for p in params])
@@ -182,8 +244,13 @@ class Tx:
         return self._cur
 
     def q(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        if self._observer is not None:
+            self._observer.statements(name, 1)
         if self._pipeline is not None:
-            return self.send(name, params).rows()
+            return self._send(name, params).rows()
+        return self._rows(name, params)
+
+    def _rows(self, name: str, params: Mapping[str, Any] | None) -> list[Row]:
         cur = self._cur
         cur.execute(self._q[name], self._store.adapt(params or {}))
         return list(cur.fetchall()) if cur.description else []
@@ -194,8 +261,10 @@ class Tx:
 
     def exec(self, name: str, params: Mapping[str, Any] | None = None) -> int:
         """Run a statement; the number of rows it changed."""
+        if self._observer is not None:
+            self._observer.statements(name, 1)
         if self._pipeline is not None:
-            return self.send(name, params).rowcount
+            return self._send(name, params).rowcount
         cur = self._cur
         cur.execute(self._q[name], self._store.adapt(params or {}))
         return int(cur.rowcount)
