@@ -1,4 +1,4 @@
-"""The bulk fill of ``runyard bench --scale`` (``runyard.bench_clone.clone_runs``) writes
+"""The bulk fill of ``runyard bench --scale`` (``runyard_bench.clone.clone_runs``) writes
 what real runs write: its copies read back through the normal API like the real runs
 they were cloned from, on both backends."""
 
@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from runyard.app import check_run_id
-from runyard.bench import build_yard
-from runyard.bench_clone import clone_runs, database_bytes, relation_bytes
-from runyard.bench_scale import template_runs
+from runyard.rules import check_run_id
+from runyard_bench.clone import clone_runs, database_bytes, relation_bytes
+from runyard_bench.scale import template_runs
+from runyard_bench.workflows import build_yard
 
 DAY = 86400.0
 

@@ -8,11 +8,12 @@ the SDK, like any client (``--url``/``RUNYARD_URL``, ``--api-key``/``RUNYARD_API
 from __future__ import annotations
 
 import sys
+from importlib.metadata import entry_points
 
 import typer
 
 from ..errors import RunyardError
-from . import bench, db, dev, events, keys, run, runs, server, tasks, worker, workflows
+from . import db, dev, events, keys, run, runs, server, tasks, worker, workflows
 from .output import error
 
 app = typer.Typer(
@@ -33,7 +34,10 @@ app.command("notify")(events.notify)
 app.command("waiters")(events.waiters)
 app.add_typer(keys.app, name="keys")
 app.add_typer(db.app, name="db")
-app.command("bench")(bench.bench)
+# Commands other packages add (entry point group ``runyard.commands``): ``runyard bench``
+# of ``runyard_bench``, shipped beside this package, which never imports it.
+for _command in entry_points(group="runyard.commands"):
+    app.command(_command.name)(_command.load())
 
 
 def main() -> None:

@@ -1,4 +1,6 @@
-"""``runyard bench``."""
+"""``runyard bench``: the command, added to the ``runyard`` command line through the
+``runyard.commands`` entry point group (``pyproject.toml``). Loaded at every start of
+``runyard``, so it imports the benchmark itself only when the command runs."""
 
 from __future__ import annotations
 
@@ -71,7 +73,7 @@ def bench(
     scale: bool = typer.Option(
         False,
         "--scale",
-        help="Measure the scale figures instead (bench_scale.py: drain of a backlog, "
+        help="Measure the scale figures instead (runyard_bench.scale: drain of a backlog, "
         "runs/s and list latency over a long history, bytes per run, claims during a "
         "purge); each group on a fresh database",
     ),
@@ -108,7 +110,16 @@ def bench(
     """Measure runs/s, 3-step workflows/s, trigger->complete latency, the cost of a
     checkpointed step and the HTTP figures (triggers/s, live round trip, long-poll wake-up)
     per backend: one JSON line per figure on stdout, progress on stderr."""
-    from ..bench import BenchOptions, backend_of, run_bench
+    try:
+        from .harness import BenchOptions, backend_of
+        from .scale import ScaleOptions, run_scale
+        from .throughput import run_bench
+    except ModuleNotFoundError as exc:
+        if exc.name != "aiohttp":
+            raise
+        raise typer.BadParameter(
+            "the HTTP clients of runyard bench need aiohttp: pip install 'runyard[bench]'"
+        ) from None
 
     if backend not in BACKENDS:
         raise typer.BadParameter(f"--backend must be one of {', '.join(BACKENDS)}")
@@ -145,8 +156,6 @@ def bench(
     )
     try:
         if scale:
-            from ..bench_scale import ScaleOptions, run_scale
-
             scale_opts = ScaleOptions(
                 history_runs=history_runs,
                 backlog_small=backlog_small,
@@ -164,3 +173,6 @@ def bench(
     except asyncio.CancelledError:  # SIGTERM: workers stopped, database dropped
         typer.echo("runyard bench: terminated", err=True)
         raise typer.Exit(143) from None
+
+
+__all__ = ["BACKENDS", "bench"]

@@ -1,7 +1,7 @@
 """``runyard bench --scale``: how the engine holds up with a big backlog and a long history.
 
 Per backend, each group of figures on a fresh database of its own (one JSON line per
-figure on stdout, as ``bench.py``; progress on stderr):
+figure on stdout, as the engine figures; progress on stderr):
 
 * ``drain_per_s`` (``backlog``, ``sleeping``): a backlog of no-op runs filled through
   ``yard.start`` while no worker runs (for the big one after ``sleeping`` runs of
@@ -9,9 +9,9 @@ figure on stdout, as ``bench.py``; progress on stderr):
   then worker processes start, and value = backlog / (the last backlog run's
   ``finished_at`` - the last worker's ``started_at``, both on the database clock). Past
   ``drain_timeout_s`` the rate over what drained is reported with ``complete: false``;
-* ``noop_runs_per_s`` (``history``): the no-op throughput phase of ``bench.py`` on a
-  fresh database (``history`` 0), then on the same one once it got ``history`` finished
-  no-op runs by :func:`~runyard.bench_clone.clone_runs` (with the ``ratio`` of the two);
+* ``noop_runs_per_s`` (``history``): the no-op throughput phase of the engine figures on
+  a fresh database (``history`` 0), then on the same one once it got ``history`` finished
+  no-op runs by :func:`~runyard_bench.clone.clone_runs` (with the ``ratio`` of the two);
 * ``bytes_per_run``: the database's growth over that fill per run added, with a
   ``breakdown`` per table and index (PostgreSQL; SQLite's ``dbstat`` where compiled in);
 * ``list_runs_p50_ms`` / ``_p99_ms`` (``filter``): ``GET /v1/runs?...&limit=50`` through a
@@ -21,42 +21,26 @@ figure on stdout, as ``bench.py``; progress on stderr):
   ``purge_runs`` runs past the retention cutoff in the database; once alone, once while a
   process of its own purges them (``store.purge_txn`` in a loop, as retention does).
 
-The bulk fill and the size readings are in ``bench_clone.py``.
+The bulk fill and the size readings are in :mod:`runyard_bench.clone`, the purging
+process in :mod:`runyard_bench.purge`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import keys
-from .app import Runyard
-from .bench import (
-    BenchOptions,
-    WorkerProcs,
-    _pg_url_for,
-    _poll,
-    build_yard,
-    emit,
-    log,
-    percentile,
-    session,
-    sqlite_durability,
-    start_many,
-    throughput,
-)
-from .bench_clone import (
+from runyard import ItemState, Runyard, keys
+from runyard.store.dbexec import LockBusy
+
+from .clone import (
     CloneReport,
     ScaleCounter,
     _breakdown,
@@ -64,8 +48,23 @@ from .bench_clone import (
     database_bytes,
     relation_bytes,
 )
-from .models import ItemState
-from .store.dbexec import LockBusy
+from .harness import (
+    BenchOptions,
+    WorkerProcs,
+    emit,
+    log,
+    pg_database,
+    poll,
+    run_one,
+    session,
+    sqlite_durability,
+    start_many,
+)
+from .http_figures import ServerProc
+from .measure import percentile
+from .purge import PurgeProc
+from .throughput import throughput
+from .workflows import build_yard
 
 DAY_S = 86400.0
 
@@ -125,18 +124,8 @@ def scale_database(backend: str, opts: BenchOptions, tmp: Path, group: str) -> I
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return
-    import psycopg
-    from psycopg import sql
-
-    name = sql.Identifier(f"runyard_bench_{os.getpid()}_{group}")
-    with psycopg.connect(opts.pg_admin_url, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
-    try:
-        yield _pg_url_for(opts.pg_admin_url, f"runyard_bench_{os.getpid()}_{group}")
-    finally:
-        with psycopg.connect(opts.pg_admin_url, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+    with pg_database(opts.pg_admin_url, f"runyard_bench_{os.getpid()}_{group}") as url:
+        yield url
 
 
 def _worker_env(base: dict[str, Any]) -> dict[str, str]:
@@ -153,7 +142,7 @@ async def _await_workers(counter: ScaleCounter, workers: WorkerProcs, n: int) ->
         count, up = counter.workers_up(workers.pids)
         return count >= n
 
-    await _poll(ready, 60, "workers to register", workers, interval=0.01)
+    await poll(ready, 60, "workers to register", workers, interval=0.01)
     return up
 
 
@@ -182,7 +171,7 @@ async def drain_phase(
                 took = await start_many(y, "sleeper", sleepers, opts.start_concurrency)
                 log(f"{label}: started {sleepers} sleepers in {took:.1f}s")
                 t = time.perf_counter()
-                await _poll(
+                await poll(
                     lambda: counter.asleep("sleeper") >= sleepers,
                     opts.timeout_s,
                     f"{sleepers} sleepers asleep",
@@ -206,7 +195,7 @@ async def drain_phase(
             up_at = await _await_workers(counter, workers, opts.workers)
             t_up = time.perf_counter()
             try:
-                await _poll(
+                await poll(
                     lambda: counter.open_runs("noop") == 0,
                     scale.drain_timeout_s,
                     f"a backlog of {backlog}",
@@ -359,7 +348,7 @@ async def _noop_rate(
     workers = WorkerProcs(url, opts.workers, opts.concurrency, env, logs)
     try:
         await _await_workers(counter, workers, opts.workers)
-        await asyncio.gather(*(_one(y, i) for i in range(20)))  # warm-up
+        await asyncio.gather(*(run_one(y, "noop", i) for i in range(20)))  # warm-up
         r = await throughput(y, counter, "noop", opts.runs, opts, workers, is_pg)
     finally:
         log(f"noop: workers stopped ({workers.stop()})")
@@ -377,11 +366,6 @@ async def _noop_rate(
     }
 
 
-async def _one(y: Runyard, i: int) -> None:
-    h = await y.start("noop", i)
-    await h.result(timeout=60)
-
-
 LIST_FILTERS: list[tuple[str, dict[str, str]]] = [
     ("status=SUCCEEDED", {"status": "SUCCEEDED"}),
     ("workflow=noop", {"workflow": "noop"}),
@@ -393,8 +377,6 @@ async def list_phase(
     url: str, scale: ScaleOptions, logs: Path, base: dict[str, Any], extra: dict[str, Any]
 ) -> None:
     import httpx
-
-    from .bench_http import ServerProc
 
     api_key = keys.generate()
     server = ServerProc(url, api_key, _worker_env(base), logs / "server.log")
@@ -447,7 +429,7 @@ async def list_phase(
 async def _claim_loop(y: Runyard, scale: ScaleOptions, n_items: int) -> dict[str, Any]:
     """Claim ``claim_limit`` items at a time as the worker does and complete them, until
     ``n_items`` were; the latency of each claim (LockBusy retries included)."""
-    from .worker.worker import SCAN_INTERVAL_S, new_worker_id
+    from runyard.worker.worker import SCAN_INTERVAL_S, new_worker_id
 
     store, db = y.store, y.db
     owner = new_worker_id()
@@ -508,71 +490,6 @@ async def _claim_loop(y: Runyard, scale: ScaleOptions, n_items: int) -> dict[str
         "max_ms": max(lat),
         "lock_busy_retries": busy_total,
     }
-
-
-class PurgeProc:
-    """``python -m runyard.bench_scale purge URL CUTOFF LIMIT``: purges in a loop (as the
-    retention of a worker does, in a process of its own) until stopped or none is left."""
-
-    def __init__(self, url: str, cutoff: float, limit: int, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runyard.bench_scale", "purge", url, repr(cutoff), str(limit)],
-            env={**os.environ, **env},
-            stdout=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-
-    def first_batch(self) -> None:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()  # after the first batch
-        if not line.startswith("purging"):
-            raise RuntimeError(f"purge process: {line!r} (exit {self.proc.poll()})")
-
-    def stop(self) -> dict[str, Any]:
-        """Stop it; what it did: ``{"purged": n, "seconds": s, "finished": bool}``."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=120)
-        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
-        if not lines:
-            raise RuntimeError(f"purge process exited with {self.proc.returncode}: {out!r}")
-        result: dict[str, Any] = json.loads(lines[-1])
-        return result
-
-
-def purge_main(argv: list[str]) -> None:
-    url, cutoff, limit = argv[0], float(argv[1]), int(argv[2])
-    stop = False
-
-    def on_term(*_: Any) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_term)
-    y = Runyard(url)
-    total, finished, told = 0, False, False
-    t = time.perf_counter()
-    try:
-        limit = limit or y.store.purge_batch
-        while not stop:
-            started = time.monotonic()
-            n = y.db.write_sync(y.store.purge_txn, cutoff, limit)
-            if not told:
-                print("purging", flush=True)  # the first batch is done
-                told = True
-            total += n
-            if n < limit:
-                finished = True
-                break
-            time.sleep((time.monotonic() - started) * y.store.purge_rest)  # as retention
-    finally:
-        print(
-            json.dumps({"purged": total, "seconds": time.perf_counter() - t, "finished": finished}),
-            flush=True,
-        )
-        y.close()
 
 
 async def claim_phase(
@@ -702,9 +619,3 @@ async def run_scale(opts: BenchOptions, scale: ScaleOptions) -> None:
 
 
 __all__ = ["ScaleOptions", "run_scale", "template_runs"]
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["purge"]:
-        purge_main(sys.argv[2:])
-    else:
-        raise SystemExit("usage: python -m runyard.bench_scale purge URL CUTOFF LIMIT")

@@ -1,5 +1,5 @@
 """What a database holds and how to fill it, for ``runyard bench --scale``
-(``bench_scale.py``): the bulk fill :func:`clone_runs`, the size readings
+(:mod:`runyard_bench.scale`): the bulk fill :func:`clone_runs`, the size readings
 :func:`database_bytes` and :func:`relation_bytes`, and the counts the phases poll
 (:class:`ScaleCounter`).
 
@@ -15,6 +15,7 @@ the template's.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import sqlite3
@@ -23,8 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .bench import StoreCounter, log
-from .store.sqlite import sqlite_path
+from runyard.store.sqlite import sqlite_path
+
+from .harness import StoreCounter, log
 
 # -- the catalog -------------------------------------------------------------------------
 
@@ -120,10 +122,11 @@ def _owned(
 
 
 def _sqlite_ident(name: str, known: set[str]) -> str:
-    """``name`` quoted for SQLite; only a name read from the catalog is accepted."""
-    if name not in known or '"' in name:
+    """``name`` quoted as an SQLite identifier (a double quote inside doubled); only a
+    name read from the catalog is accepted."""
+    if name not in known:
         raise ValueError(f"not an identifier of this database: {name!r}")
-    return f'"{name}"'
+    return '"' + name.replace('"', '""') + '"'
 
 
 # -- the bulk fill -----------------------------------------------------------------------
@@ -343,12 +346,15 @@ def _clone_sqlite(
             )
         if conn.execute("SELECT count(*) FROM temp.clone_tpl").fetchone()[0] != len(ids):
             raise RuntimeError("bulk fill: a template run is missing")
-        marks = ", ".join("?" for _ in ids)
+        ids_json = json.dumps(ids)
         per: dict[str, dict[str, int]] = {}
         for t in tables:
             tq, kq = _sqlite_ident(t.name, known), _sqlite_ident(t.key, known)
-            q = f"SELECT {kq}, count(*) FROM main.{tq} WHERE {kq} IN ({marks}) GROUP BY {kq}"
-            counts = {r[0]: int(r[1]) for r in conn.execute(q, ids)}
+            q = (
+                f"SELECT {kq}, count(*) FROM main.{tq} "
+                f"WHERE {kq} IN (SELECT value FROM json_each(?)) GROUP BY {kq}"
+            )
+            counts = {r[0]: int(r[1]) for r in conn.execute(q, (ids_json,))}
             if counts:
                 per[t.name] = counts
         tables = [t for t in tables if t.name in per]
@@ -372,9 +378,9 @@ def _clone_sqlite(
             )
         names = tuple(t.name for t in tables)
         triggers = conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN "
-            f"({', '.join('?' for _ in names)})",
-            names,
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+            "AND tbl_name IN (SELECT value FROM json_each(?))",
+            (json.dumps(names),),
         ).fetchall()
         trigger_names = {r[0] for r in triggers}
         log(
@@ -496,18 +502,11 @@ def _breakdown(
 
 
 class ScaleCounter(StoreCounter):
-    """Counts of :class:`~runyard.bench.StoreCounter`, and a few more."""
-
-    def _one_p(self, sql: str, params: Sequence[Any]) -> Any:
-        if self.store.backend == "sqlite":
-            sql = sql.replace("%s", "?")
-        with self.store.transaction(self.conn, write=False) as tx:
-            tx.cursor.execute(sql, tuple(params))
-            return tx.cursor.fetchone()
+    """Counts of :class:`~runyard_bench.harness.StoreCounter`, and a few more."""
 
     def asleep(self, workflow: str) -> int:
         """Runs of ``workflow`` RUNNING and in a durable sleep (handed back by a worker)."""
-        row = self._one_p(
+        row = self.one(
             "SELECT count(*) AS n FROM runs WHERE workflow = %s AND status = 'RUNNING' "
             "AND waiting_for LIKE %s",
             (workflow, "sleep:%"),
@@ -515,7 +514,7 @@ class ScaleCounter(StoreCounter):
         return int(row["n"])
 
     def succeeded(self, workflow: str) -> int:
-        row = self._one_p(
+        row = self.one(
             "SELECT count(*) AS n FROM runs WHERE workflow = %s AND status = 'SUCCEEDED'",
             (workflow,),
         )
@@ -530,7 +529,7 @@ class ScaleCounter(StoreCounter):
         return len(rows), max((float(r["started_at"]) for r in rows), default=None)
 
     def last_finished(self, workflow: str, created_after: float) -> float | None:
-        row = self._one_p(
+        row = self.one(
             "SELECT max(finished_at) AS t FROM runs WHERE workflow = %s "
             "AND status = 'SUCCEEDED' AND created_at >= %s",
             (workflow, created_after),
