@@ -17,8 +17,7 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,8 @@ import pytest
 from runyard import Runyard
 from runyard.config import Settings
 from runyard.store import open_store
+from runyard.worker.worker import Worker
+from tests.waiting import INTERVAL_S, wait_until_async
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get(
@@ -117,9 +118,9 @@ def make_yard(db_url: str, **settings: Any) -> Runyard:
 
 
 @contextlib.asynccontextmanager
-async def running_worker(yard: Runyard, **kwargs: Any) -> AsyncIterator[Any]:
+async def running_worker(yard: Runyard, **kwargs: Any) -> AsyncIterator[Worker]:
     """An in-process worker for the duration of the block."""
-    w = yard.worker(**{"concurrency": 8, "shutdown_timeout_s": 5, **kwargs})
+    w: Worker = yard.worker(**{"concurrency": 8, "shutdown_timeout_s": 5, **kwargs})
     task = asyncio.create_task(w.run())
     try:
         yield w
@@ -225,18 +226,12 @@ def worker_procs() -> Iterator[list[WorkerProcess]]:
             p.kill()
 
 
-async def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> None:
-    """Poll ``predicate`` (sync or async) until true, or fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(interval)
+async def wait_until(
+    predicate: Callable[[], object], timeout: float, interval: float = INTERVAL_S
+) -> None:
+    """The old spelling of :func:`tests.waiting.wait_until_async`, kept while
+    tests/store/test_dbexec.py still calls it."""
+    await wait_until_async(predicate, timeout=timeout, interval=interval, what="the condition")
 
 
 @pytest.fixture

@@ -14,4 +14,5 @@ async def _double(x: int) -> int:
 @yard.workflow
 async def double(ctx: Context, x: int) -> int:
     """Twice ``x``, in a step."""
-    return await ctx.step("double", _double, x)
+    doubled: int = await ctx.step("double", _double, x)
+    return doubled

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -11,7 +9,8 @@ from pathlib import Path
 
 from runyard import Run, Runyard
 from tests.apps.ledger import LEDGER_ENV
-from tests.conftest import WorkerProcess, wait_until
+from tests.conftest import WorkerProcess
+from tests.waiting import NotYet, wait_until_async
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +66,17 @@ def spawn(
 async def wait_registered(yard: Runyard, names: Iterable[str], timeout: float = 30) -> None:
     """Until a worker has published every workflow in ``names`` to the registry."""
     await yard.ensure_ready()
+    wanted = list(names)
 
     async def published() -> bool:
-        for name in names:
+        for name in wanted:
             if await yard.db.read(yard.store.get_workflow, name) is None:
                 return False
         return True
 
-    await wait_until(published, timeout, interval=0.1)
+    await wait_until_async(
+        published, timeout=timeout, interval=0.1, what=f"workflows {wanted} published"
+    )
 
 
 async def wait_terminal(
@@ -82,22 +84,26 @@ async def wait_terminal(
 ) -> dict[str, Run]:
     """Every run once terminal; fails (naming the stragglers) after ``timeout`` s."""
     done: dict[str, Run] = {}
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def all_ended() -> dict[str, Run] | NotYet:
+        left: dict[str, str] = {}
         for run_id in run_ids:
             if run_id not in done:
                 run = await yard.get_run(run_id)
                 if run.terminal:
                     done[run_id] = run
-        if len(done) == len(run_ids):
-            return done
-        if time.monotonic() > deadline:
-            left = [r for r in run_ids if r not in done]
-            statuses = {r: (await yard.get_run(r)).status.value for r in left[:10]}
-            raise AssertionError(
-                f"{len(left)} of {len(run_ids)} runs not terminal after {timeout} s: {statuses}"
-            )
-        await asyncio.sleep(interval)
+                else:
+                    left[run_id] = run.status.value
+        if left:
+            return NotYet({"not terminal": len(left), "first": dict(list(left.items())[:10])})
+        return done
+
+    return await wait_until_async(
+        all_ended,
+        timeout=timeout,
+        interval=interval,
+        what=f"all {len(run_ids)} runs terminal",
+    )
 
 
 def max_overlap(intervals: Iterable[tuple[float, float]]) -> int:

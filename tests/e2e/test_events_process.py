@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runyard import RunStatus
+from runyard import RunStatus, Runyard
 from tests.apps.e2e_support import spawn, wait_registered
-from tests.conftest import ROOT, WorkerProcess, make_yard, wait_until
+from tests.conftest import ROOT, WorkerProcess, make_yard
+from tests.waiting import wait_until_async
 
 NOTIFY = """
 import json, sys
@@ -54,8 +55,11 @@ def test_event_notified_from_another_process_reaches_the_waiting_run(
 
             # 1. The run is already waiting when the event arrives.
             waiting = await yard.start("event_waiter", "order-paid:42")
-            await wait_until(
-                lambda: _has_waiter(yard, "order-paid:42", waiting.id), timeout=20, interval=0.1
+            await wait_until_async(
+                lambda: _has_waiter(yard, "order-paid:42", waiting.id),
+                timeout=20,
+                interval=0.1,
+                what="the run waiting for order-paid:42",
             )
             woken = await asyncio.to_thread(
                 notify_from_another_process, db_url, "order-paid:42", data
@@ -86,5 +90,5 @@ def test_event_notified_from_another_process_reaches_the_waiting_run(
     asyncio.run(main())
 
 
-async def _has_waiter(yard: Any, event_id: str, run_id: str) -> bool:
+async def _has_waiter(yard: Runyard, event_id: str, run_id: str) -> bool:
     return any(w.run_id == run_id for w in await yard.waiters(event_id))

@@ -7,21 +7,25 @@ import asyncio
 import signal
 from pathlib import Path
 
-from runyard import RunStatus
-from tests.conftest import WorkerProcess, make_yard, wait_until
+from runyard import RunStatus, Runyard, WorkflowNotFound
+from tests.apps.e2e_support import read_ledger
+from tests.apps.ledger import LEDGER_ENV
+from tests.conftest import WorkerProcess, make_yard
+from tests.waiting import wait_until_async
 
 APP = "tests.apps.shutdown_app:yard"
 
 
-async def _start_when_registered(yard, seconds: float) -> str:  # type: ignore[no-untyped-def]
-    from runyard import WorkflowNotFound
+async def _start_when_registered(yard: Runyard, seconds: float) -> str:
+    async def started() -> str:
+        return (await yard.start("long_step", seconds)).id
 
-    for _ in range(200):
-        try:
-            return (await yard.start("long_step", seconds)).id
-        except WorkflowNotFound:
-            await asyncio.sleep(0.05)
-    raise AssertionError("the worker never registered its workflows")
+    return await wait_until_async(
+        started,
+        timeout=10,
+        ignoring=(WorkflowNotFound,),
+        what="long_step started (once the worker has registered it)",
+    )
 
 
 def test_sigterm_lets_the_step_finish(
@@ -33,7 +37,9 @@ def test_sigterm_lets_the_step_finish(
 
     async def main() -> None:
         run_id = await _start_when_registered(yard, 1.5)
-        await wait_until(lambda: _at_step(yard, run_id, "first"), 20)
+        await wait_until_async(
+            lambda: _at_step(yard, run_id, "first"), timeout=20, what="step first recorded"
+        )
         w.signal(signal.SIGTERM)
         run = await yard.wait(run_id, 20)
         assert run.status is RunStatus.SUCCEEDED
@@ -51,15 +57,21 @@ def test_sigterm_hands_back_what_does_not_finish(
     db_url: str, worker_procs: list[WorkerProcess], tmp_path: Path
 ) -> None:
     yard = make_yard(db_url)
-    marker = tmp_path / "short"
-    env = {"SHUTDOWN_MARKER": str(marker)}
+    marker, ledger = tmp_path / "short", tmp_path / "ledger.txt"
+    env = {"SHUTDOWN_MARKER": str(marker), LEDGER_ENV: str(ledger)}
     a = WorkerProcess(APP, db_url, shutdown_timeout_s=0.5, env=env, log=tmp_path / "a.log")
     worker_procs.append(a.start())
 
+    def second_under_way_in_a() -> bool:
+        return any(
+            e.fields[:2] == ("work", "second") and e.pid == a.pid for e in read_ledger(ledger)
+        )
+
     async def main() -> None:
         run_id = await _start_when_registered(yard, 60)
-        await wait_until(lambda: _at_step(yard, run_id, "first"), 20)
-        await asyncio.sleep(0.3)  # step "second" is running in worker A
+        await wait_until_async(
+            second_under_way_in_a, timeout=20, what='step "second" running in worker A'
+        )
         a.signal(signal.SIGTERM)
         assert a.proc is not None
         await asyncio.to_thread(a.proc.wait, 15)
@@ -80,6 +92,6 @@ def test_sigterm_hands_back_what_does_not_finish(
         yard.close()
 
 
-async def _at_step(yard, run_id: str, name: str) -> bool:  # type: ignore[no-untyped-def]
+async def _at_step(yard: Runyard, run_id: str, name: str) -> bool:
     steps = await yard.steps(run_id)
     return any(s.name == name for s in steps)

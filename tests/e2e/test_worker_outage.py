@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from typing import Any
 
 import pytest
 
 from runyard import Context, RunStatus
-from tests.conftest import make_yard, running_worker, wait_until
+from tests.conftest import make_yard, running_worker
+from tests.waiting import NotYet, wait_until_async
 
 LOOPS = ("claiming work", "heartbeat (extending leases)", "recovering expired leases")
 
@@ -26,9 +28,12 @@ def test_a_worker_cut_off_from_its_database_says_so_and_recovers(
 
     broken = False
 
-    def failing(real: Any) -> Any:
+    refused: Counter[str] = Counter()  # calls refused while broken, by store function
+
+    def failing(name: str, real: Any) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:
             if broken:
+                refused[name] += 1
                 raise RuntimeError("injected: the database refuses")
             return real(*args, **kwargs)
 
@@ -36,7 +41,7 @@ def test_a_worker_cut_off_from_its_database_says_so_and_recovers(
 
     store = yard.store
     for name in ("has_due_work", "claim_txn", "heartbeat_txn", "recover_txn"):
-        monkeypatch.setattr(store, name, failing(getattr(store, name)))
+        monkeypatch.setattr(store, name, failing(name, getattr(store, name)))
     caplog.set_level(logging.WARNING, logger="runyard.worker")
 
     def said(text: str) -> list[str]:
@@ -47,11 +52,23 @@ def test_a_worker_cut_off_from_its_database_says_so_and_recovers(
         async with running_worker(yard) as w:
             first = await (await yard.start("echo", 1)).wait(timeout=20)
             broken = True
-            # (Long enough for a recovery pass, 0.5-1.5 s apart, and two heartbeats.)
-            await asyncio.sleep(2.5)
+
+            def each_loop_refused_twice() -> bool | NotYet:
+                # (A second try of each: a loop that spoke once per try would have twice.)
+                claims = refused["has_due_work"] + refused["claim_txn"]
+                tries = (claims, refused["heartbeat_txn"], refused["recover_txn"])
+                return min(tries) >= 2 or NotYet(refused)
+
+            await wait_until_async(
+                each_loop_refused_twice, timeout=15, what="every loop refused twice"
+            )
             assert all(said(f"{loop} failed (RuntimeError") for loop in LOOPS), caplog.text
             broken = False
-            await wait_until(lambda: all(said(f"{loop} works again") for loop in LOOPS), 15)
+            await wait_until_async(
+                lambda: all(said(f"{loop} works again") for loop in LOOPS),
+                timeout=15,
+                what="every loop working again",
+            )
             second = await (await yard.start("echo", 2)).wait(timeout=20)
             assert w.executed == 2
         return first, second

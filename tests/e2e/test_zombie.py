@@ -17,7 +17,8 @@ from runyard import RunStatus
 from runyard.models import TERMINAL
 from runyard.store.sqlite import sqlite_path
 from tests.apps.e2e_support import read_ledger, spawn, wait_registered
-from tests.conftest import WorkerProcess, make_yard, wait_until
+from tests.conftest import WorkerProcess, make_yard
+from tests.waiting import stays_true_async, wait_until_async
 
 BLOCK_S = 4.0  # how long step two blocks on its first execution (tests/apps/zombie.py)
 
@@ -48,14 +49,28 @@ async def freeze(w: WorkerProcess, db_url: str) -> None:
     A process frozen inside a transaction would hold the SQLite write lock, or row locks
     that PostgreSQL's SKIP LOCKED claims step around, until it wakes: a different
     scenario (a stuck lock holder) from the one under test (a stale lease holder)."""
-    for _ in range(100):
+
+    async def frozen_outside_a_transaction() -> bool:
         w.signal(signal.SIGSTOP)
-        await asyncio.sleep(0.05)
+        await wait_until_async(lambda: _stopped(w.pid), timeout=5, what=f"{w.pid} stopped")
         if await asyncio.to_thread(_database_is_free, db_url):
-            return
-        w.signal(signal.SIGCONT)
-        await asyncio.sleep(0.01)
-    raise AssertionError("could not freeze the worker outside a transaction")
+            return True
+        w.signal(signal.SIGCONT)  # (and try again a moment later)
+        return False
+
+    await wait_until_async(
+        frozen_outside_a_transaction,
+        timeout=10,
+        interval=0.01,
+        what="the worker frozen outside a transaction",
+    )
+
+
+def _stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (by a signal): its state in /proc is T."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    return stat[stat.rindex(")") + 2] == "T"
 
 
 @pytest.mark.parametrize("workflow", ["zombie_thread", "zombie_loop"])
@@ -81,7 +96,9 @@ def test_a_worker_waking_after_losing_its_lease_cannot_overwrite_the_outcome(
             a = worker()
             await wait_registered(yard, [workflow])
             h = await yard.start(workflow)
-            await wait_until(lambda: lines("two-start", a.pid) == 1, 20)
+            await wait_until_async(
+                lambda: lines("two-start", a.pid) == 1, timeout=20, what="A in step two"
+            )
             await freeze(a, db_url)
 
             b = worker()
@@ -102,8 +119,23 @@ def test_a_worker_waking_after_losing_its_lease_cannot_overwrite_the_outcome(
             )
             await asyncio.sleep(max(0.0, began + BLOCK_S + 0.3 - time.time()))
             a.signal(signal.SIGCONT)
-            await wait_until(lambda: lines("two-end", a.pid) == 1, 15)
-            await asyncio.sleep(3.0)  # several heartbeats, recovery passes and claims of A
+            await wait_until_async(
+                lambda: lines("two-end", a.pid) == 1, timeout=15, what="A through step two"
+            )
+
+            async def as_b_left_it() -> bool:
+                run = await yard.get_run(h.id)
+                return (run.status, run.result, run.finished_at) == (
+                    done.status,
+                    done.result,
+                    done.finished_at,
+                )
+
+            # Several heartbeats, recovery passes and claims of A, none of which may
+            # change the run (A gives no sign of having made them all).
+            await stays_true_async(
+                as_b_left_it, for_s=3.0, interval=0.25, what="the run as B ended it"
+            )
 
             run = await yard.get_run(h.id)
             steps = await yard.steps(h.id)

@@ -20,7 +20,8 @@ from runyard import (
     SyncContext,
     WorkflowNotFound,
 )
-from tests.conftest import make_yard, running_worker, wait_until
+from tests.conftest import make_yard, running_worker
+from tests.waiting import wait_until_async
 
 
 class Order(BaseModel):
@@ -223,8 +224,10 @@ def test_a_run_whose_inputs_the_worker_discards_ends_invalid(db_url: str) -> Non
 
     async def main() -> None:
         async with running_worker(worker_side):
-            await wait_until(
-                lambda: client_side.db.read(client_side.store.get_workflow, "halve"), 10
+            await wait_until_async(
+                lambda: client_side.db.read(client_side.store.get_workflow, "halve"),
+                timeout=10,
+                what="workflow halve published",
             )
             every = await ended([{"n": 1}, {"n": 3}, {"n": 5}])
             assert every.status == "INVALID"

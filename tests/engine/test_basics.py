@@ -17,6 +17,7 @@ from runyard import (
     Context,
     NonRetryableError,
     RateLimited,
+    Run,
     RunFailed,
     RunStatus,
     Runyard,
@@ -24,6 +25,7 @@ from runyard import (
 )
 from runyard.app import generate_run_id
 from tests.conftest import running_worker
+from tests.waiting import wait_until_async
 
 
 class Company(BaseModel):
@@ -129,9 +131,11 @@ def test_idempotent_run_id_with_20_concurrent_starts(yard: Runyard) -> None:
             *(yard.start("once", 7, run_id="order-42") for _ in range(20))
         )
         assert sum(h.created for h in handles) == 1
-        async with running_worker(yard):
+        async with running_worker(yard) as w:
             assert await handles[0].result(timeout=20) == 7
-            await asyncio.sleep(0.3)
+            await wait_until_async(
+                lambda: not w.inflight, timeout=10, what="the worker done with order-42"
+            )
         assert executions == ["order-42"]
         page = await yard.list_runs()
         assert [r.id for r in page.items] == ["order-42"]
@@ -173,9 +177,7 @@ def test_priority_claims_higher_first(yard: Runyard) -> None:
         for p in (1, 5, 3, 9, 0):
             await yard.start("prio", p, priority=p)
         async with running_worker(yard, concurrency=1):
-            await asyncio.sleep(0)
-            while len(order) < 5:
-                await asyncio.sleep(0.05)
+            await wait_until_async(lambda: len(order) == 5, timeout=20, what="all 5 runs executed")
         assert order == [9, 5, 3, 1, 0]
 
     asyncio.run(main())
@@ -244,8 +246,14 @@ def test_long_backoff_hands_the_item_back(yard: Runyard) -> None:
     async def main() -> None:
         async with running_worker(yard):
             h = await yard.start("backoff")
-            await asyncio.sleep(0.7)
-            run = await h.get()
+
+            async def backing_off() -> Run | None:
+                run = await h.get()
+                return run if run.waiting_for == "retry:call" else None
+
+            run = await wait_until_async(
+                backing_off, timeout=10, what="the run handed back for its backoff"
+            )
             assert run.status is RunStatus.RUNNING and run.waiting_for == "retry:call"
             assert await h.result(timeout=20) == "later"
 
@@ -287,10 +295,7 @@ def test_on_failure_runs_once(yard: Runyard) -> None:
         async with running_worker(yard):
             h = await yard.start("doomed")
             assert (await h.wait(timeout=20)).status is RunStatus.FAILED
-            deadline = time.monotonic() + 10
-            while not seen and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.5)
+            await _hooks_ended(yard, h.id, 1)
         assert seen == [(h.id, "boom")]
 
     asyncio.run(main())
@@ -312,27 +317,33 @@ def test_on_failure_once_per_failure(yard: Runyard) -> None:
         attempts += 1
         raise RuntimeError(f"boom {attempts}")
 
-    async def settled(count: int) -> None:
-        deadline = time.monotonic() + 10
-        while len(seen) < count and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.5)  # time for a wrong extra hook to run
-
     async def main() -> None:
         async with running_worker(yard):
             h = await yard.start("twice_doomed")
             assert (await h.wait(timeout=20)).status is RunStatus.FAILED
-            await settled(1)
+            await _hooks_ended(yard, h.id, 1)
             assert seen == ["boom 1"]
             await yard.resume(h.id)
             assert (await h.wait(timeout=20)).status is RunStatus.FAILED
-            await settled(2)
+            await _hooks_ended(yard, h.id, 2)
             assert seen == ["boom 1", "boom 2"]
             assert (await h.status()) is RunStatus.FAILED
         hooks = await yard.db.read(functools.partial(yard.store.get_items, kinds=("hook",)), h.id)
         assert sorted((i.idx, i.state) for i in hooks) == [(-2, "failed"), (-1, "failed")]
 
     asyncio.run(main())
+
+
+async def _hooks_ended(yard: Runyard, run_id: str, at_least: int) -> None:
+    """Until ``run_id`` has ``at_least`` failure hooks and every one of them has ended: a
+    hook that wrongly scheduled another would leave that one to run, so this waits
+    for it too (and the test then sees it)."""
+
+    async def ended() -> bool:
+        hooks = await yard.db.read(functools.partial(yard.store.get_items, kinds=("hook",)), run_id)
+        return len(hooks) >= at_least and all(i.state in ("completed", "failed") for i in hooks)
+
+    await wait_until_async(ended, timeout=10, what=f"{at_least} failure hooks of {run_id} ended")
 
 
 def test_map_fans_out_into_items(yard: Runyard) -> None:

@@ -21,7 +21,8 @@ from runyard import (
     WorkflowNotFound,
 )
 from runyard.worker.worker import Worker
-from tests.conftest import running_worker, wait_until
+from tests.conftest import running_worker
+from tests.waiting import stays_true, wait_until, wait_until_async
 
 
 def test_cancel_during_a_running_step(yard: Runyard) -> None:
@@ -38,14 +39,16 @@ def test_cancel_during_a_running_step(yard: Runyard) -> None:
         after.append("ran on")
 
     async def main() -> None:
-        async with running_worker(yard):
+        async with running_worker(yard) as w:
             h = await yard.start("stuck")
             await asyncio.wait_for(started.wait(), 10)
             t0 = time.monotonic()
             assert await yard.cancel(h.id) == [h.id]
             run = await h.wait(timeout=5)
             assert run.status is RunStatus.CANCELED
-            await asyncio.sleep(0.5)
+            await wait_until_async(
+                lambda: not w.inflight, timeout=5, what="the worker let go of the canceled run"
+            )
             assert time.monotonic() - t0 < 5
             items = await yard.items(h.id)
             assert items[0].state == "failed" and items[0].error["code"] == "canceled"
@@ -89,7 +92,8 @@ def test_a_worker_checks_no_run_for_its_own_outcomes(
 
     @yard.workflow
     async def quick(ctx: Context, i: int) -> int:
-        return await ctx.step("double", lambda: i * 2)
+        doubled: int = await ctx.step("double", lambda: i * 2)
+        return doubled
 
     @yard.workflow
     async def stuck(ctx: Context) -> None:
@@ -106,7 +110,9 @@ def test_a_worker_checks_no_run_for_its_own_outcomes(
             await asyncio.wait_for(started.wait(), 10)
             await yard.cancel(h.id)
             assert (await h.wait(timeout=10)).status is RunStatus.CANCELED
-            await wait_until(lambda: [h.id] in checks, 5)
+            await wait_until_async(
+                lambda: [h.id] in checks, timeout=5, what="the worker looked at the canceled run"
+            )
             assert h.id in looked_for
 
     asyncio.run(main())
@@ -136,7 +142,7 @@ def _end_run_uncommitted(yard: Runyard, db_url: str, run_id: str) -> Any:
 
 def _someone_waits_for_a_lock(db_url: str) -> bool:
     if db_url.startswith("sqlite"):
-        return True  # (a writer waiting for SQLite's lock shows nowhere: the caller sleeps)
+        return True  # (a writer waiting for SQLite's lock shows nowhere: the caller watches)
     with psycopg.connect(db_url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity "
@@ -163,12 +169,17 @@ def test_a_control_action_racing_an_outcome_never_overwrites_it(
     pool = ThreadPoolExecutor(1)
     try:
         attempt = pool.submit(getattr(yard.sync, action), h.id)
-        deadline = time.monotonic() + 10
-        while not _someone_waits_for_a_lock(db_url):
-            assert time.monotonic() < deadline, f"the {action} never waited for the lock"
-            time.sleep(0.02)
-        time.sleep(0.3)
-        assert not attempt.done(), attempt.result()
+        wait_until(
+            lambda: _someone_waits_for_a_lock(db_url),
+            timeout=10,
+            interval=0.02,
+            what=f"the {action} waiting for the lock",
+        )
+        stays_true(
+            lambda: not attempt.done(),
+            for_s=0.3,
+            what=f"the {action} held up by the uncommitted outcome",
+        )
         holder.commit()
         with pytest.raises(IllegalTransition, match="it is SUCCEEDED"):
             attempt.result(timeout=30)
@@ -226,13 +237,17 @@ def test_pause_then_resume_continues_from_checkpoint(yard: Runyard) -> None:
         return int(a + b)
 
     async def main() -> None:
-        async with running_worker(yard):
+        async with running_worker(yard) as w:
             h = await yard.start("pausable")
-            await wait_until(lambda: executed == ["first"], 10)
+            await wait_until_async(
+                lambda: executed == ["first"], timeout=10, what="step first executing"
+            )
             assert (await yard.pause(h.id)).status is RunStatus.PAUSED
             assert (await h.get()).status is RunStatus.PAUSED
             gate.set()  # the step finishes; the run stops at the next boundary
-            await asyncio.sleep(1.0)
+            await wait_until_async(
+                lambda: not w.inflight, timeout=10, what="the paused run's execution ended"
+            )
             assert executed == ["first"]
             run = await h.get()
             assert run.status is RunStatus.PAUSED
@@ -375,12 +390,17 @@ def test_a_fork_with_an_existing_run_id_returns_that_run(yard: Runyard) -> None:
         _, created = st.fork_txn(tx, "src", "fork-b", 2, None, None)
         assert created
         attempt = pool.submit(yard.sync.fork, "src", 4, new_run_id="fork-b")
-        deadline = time.monotonic() + 10
-        while not _someone_waits_for_a_lock(yard.settings.database_url):
-            assert time.monotonic() < deadline, "the fork never waited for the lock"
-            time.sleep(0.02)
-        time.sleep(0.3)
-        assert not attempt.done(), attempt.result()
+        wait_until(
+            lambda: _someone_waits_for_a_lock(yard.settings.database_url),
+            timeout=10,
+            interval=0.02,
+            what="the fork waiting for the lock",
+        )
+        stays_true(
+            lambda: not attempt.done(),
+            for_s=0.3,
+            what="the fork held up by the uncommitted fork of the same id",
+        )
         held.__exit__(None, None, None)
         forked = attempt.result(timeout=30)
         assert forked.id == "fork-b" and not forked.created
@@ -411,7 +431,9 @@ def test_continue_runs_the_next_incremental_iteration(yard: Runyard) -> None:
             assert await h.result(timeout=20) == {"iteration": 1, "new": 3}
             source["rows"] = [1, 2, 3, 4, 5]
             await yard.continue_(h.id)
-            await wait_until(lambda: _iteration(yard, h.id, 2), 20)
+            await wait_until_async(
+                lambda: _iteration(yard, h.id, 2), timeout=20, what="iteration 2 ended"
+            )
             run = await yard.wait(h.id, 20)
             assert run.result == {"iteration": 2, "new": 2}
         outs = await yard.outputs(h.id)
@@ -436,7 +458,9 @@ def test_emit_key_dedupes_across_iterations(yard: Runyard) -> None:
             h = await yard.start("same")
             await h.result(timeout=20)
             await yard.continue_(h.id)
-            await wait_until(lambda: _iteration(yard, h.id, 2), 20)
+            await wait_until_async(
+                lambda: _iteration(yard, h.id, 2), timeout=20, what="iteration 2 ended"
+            )
         assert [o.data for o in await yard.outputs(h.id)] == [{"v": 1}]
 
     asyncio.run(main())
@@ -457,7 +481,9 @@ def test_non_determinism_fails_with_a_clear_error(yard: Runyard) -> None:
     async def main() -> None:
         async with running_worker(yard):
             h = await yard.start("drifting")
-            await wait_until(lambda: _waiting(yard, h.id), 10)
+            await wait_until_async(
+                lambda: _waiting(yard, h.id), timeout=10, what="the run sleeping"
+            )
             yard.workflows["drifting"].fn = changed  # a deploy that renamed a step
             run = await h.wait(timeout=20)
         assert run.status is RunStatus.FAILED
@@ -490,7 +516,9 @@ def test_patched_keeps_old_runs_on_the_old_path(yard: Runyard) -> None:
     async def main() -> None:
         async with running_worker(yard):
             old = await yard.start("evolving")
-            await wait_until(lambda: _waiting(yard, old.id), 10)
+            await wait_until_async(
+                lambda: _waiting(yard, old.id), timeout=10, what="the old run sleeping"
+            )
             yard.workflows["evolving"].fn = new_code
             assert await old.result(timeout=20) == "patched"
             new = await yard.start("evolving")

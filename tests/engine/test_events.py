@@ -8,7 +8,8 @@ import time
 import pytest
 
 from runyard import Context, InvalidInput, RunStatus, Runyard, SyncContext
-from tests.conftest import running_worker, wait_until
+from tests.conftest import running_worker
+from tests.waiting import wait_until_async
 
 
 def _register(yard: Runyard, gate: asyncio.Event | None = None) -> None:
@@ -44,7 +45,7 @@ def test_notify_during_the_run_before_it_waits(yard: Runyard) -> None:
     async def main() -> None:
         async with running_worker(yard):
             h = await yard.start("approval", 30, run_id="during")
-            await wait_until(lambda: _running(yard, h.id), 10)
+            await wait_until_async(lambda: _running(yard, h.id), timeout=10, what="run RUNNING")
             assert await yard.notify("approve:during", "mid") == []
             gate.set()
             assert (await h.result(timeout=20))["data"] == "mid"
@@ -62,7 +63,9 @@ def test_notify_after_the_wait_began_wakes_the_run(yard: Runyard) -> None:
     async def main() -> None:
         async with running_worker(yard):
             h = await yard.start("approval", 30, run_id="after")
-            await wait_until(lambda: _waiting(yard, h.id), 10)
+            await wait_until_async(
+                lambda: _waiting(yard, h.id), timeout=10, what="the run waiting for its event"
+            )
             waiters = await yard.waiters("approve:after")
             assert [w.run_id for w in waiters] == ["after"]
             assert await yard.notify("approve:after", [1, 2]) == ["after"]
@@ -176,7 +179,9 @@ def test_first_of_several_events(yard: Runyard) -> None:
     async def main() -> None:
         async with running_worker(yard):
             h = await yard.start("either")
-            await wait_until(lambda: _waiting(yard, h.id), 10)
+            await wait_until_async(
+                lambda: _waiting(yard, h.id), timeout=10, what="the run waiting for its event"
+            )
             assert await yard.notify("right", None) == [h.id]
             assert await h.result(timeout=20) == "right"
             assert await yard.waiters("left") == []

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from runyard import RunStatus
+from runyard import RunStatus, Runyard
 from runyard.config import Settings
-from tests.conftest import running_worker, wait_until
+from tests.conftest import running_worker
+from tests.waiting import wait_until_async
 
 
-def _examples_on(db_url: str):  # type: ignore[no-untyped-def]
+def _examples_on(db_url: str) -> Runyard:
     from runyard import examples
 
     yard = examples.yard
@@ -52,7 +53,7 @@ def test_examples(db_url: str) -> None:
             async def waiting() -> bool:
                 return (await ap.get()).waiting_for == f"event:approve:{ap.id}"
 
-            await wait_until(waiting, 20)
+            await wait_until_async(waiting, timeout=20, what="the approval waiting for its event")
             assert await yard.notify(f"approve:{ap.id}", {"approved": True}) == [ap.id]
             assert (await ap.result(timeout=30))["approved"] is True
 
@@ -64,7 +65,7 @@ def test_examples(db_url: str) -> None:
                 r = await yard.get_run(feed.id)
                 return r.iteration == 2 and r.terminal
 
-            await wait_until(second, 20)
+            await wait_until_async(second, timeout=20, what="the feed's second iteration ended")
             assert [o.data["entry"] for o in await yard.outputs(feed.id)] == [1, 2, 3, 4, 5, 6]
 
     try:

@@ -4,7 +4,6 @@ them stored before the run's outcome is."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from runyard import Context, InvalidInput, RunNotFound, Runyard, SyncContext
 from runyard.models import LogLine
 from tests.apps.e2e_support import spawn, wait_registered
 from tests.conftest import WorkerProcess, make_yard, running_worker
+from tests.waiting import wait_until_async
 
 
 def test_lines_are_stored_once_with_item_iteration_and_attempt(yard: Runyard) -> None:
@@ -91,7 +91,8 @@ def test_what_a_database_cannot_store_as_text_is_spelt_out(yard: Runyard) -> Non
     @yard.workflow
     async def odd(ctx: Context) -> int:
         ctx.logger.error("nul \x00 and a lone surrogate \udc80")
-        return await ctx.step("after", lambda: 1)
+        after: int = await ctx.step("after", lambda: 1)
+        return after
 
     async def main() -> None:
         async with running_worker(yard):
@@ -118,12 +119,11 @@ def test_a_worker_that_lost_the_item_stores_no_line(yard: Runyard) -> None:
         assert await db.write(store.log_txn, a.fence, 1, a.attempt, "INFO", "from a") is True
         await asyncio.sleep(0.2)  # A's lease expires: another worker takes the item over
         assert await db.write(store.recover_txn) == [h.id]
-        deadline = time.monotonic() + 5
-        taken: list = []
-        while not taken and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-            taken = await db.write(store.claim_txn, "worker-b", wrefs, 1, 30.0)
-        (b,) = taken
+        (b,) = await wait_until_async(
+            lambda: db.write(store.claim_txn, "worker-b", wrefs, 1, 30.0),
+            timeout=5,
+            what="worker B claims the recovered item",
+        )
         late = await db.write(store.log_txn, a.fence, 1, a.attempt, "INFO", "from a, too late")
         assert late is False
         assert await db.write(store.log_txn, b.fence, 1, b.attempt, "INFO", "from b") is True
@@ -149,7 +149,7 @@ def test_unknown_runs_and_bad_paging_are_refused(yard: Runyard) -> None:
             ({"after": "3"}, "after"),
         ):
             with pytest.raises(InvalidInput) as bad:
-                await yard.logs(h.id, **kwargs)  # type: ignore[arg-type]
+                await yard.logs(h.id, **kwargs)
             assert bad.value.details[0]["field"] == field
         assert await yard.logs(h.id) == []
 

@@ -14,7 +14,8 @@ import time
 from typing import Any
 
 from runyard import Context, NonRetryableError, RateLimited, RetryPolicy, RunStatus, Runyard
-from tests.conftest import make_yard, running_worker, wait_until
+from tests.conftest import make_yard, running_worker
+from tests.waiting import wait_until_async
 
 
 def test_a_body_that_fails_twice_succeeds_on_its_third_attempt(yard: Runyard) -> None:
@@ -169,7 +170,7 @@ def test_the_attempt_count_is_stored_and_the_backoff_holds_no_worker(db_url: str
     async def main() -> None:
         async with running_worker(first, concurrency=1):
             h = await first.start("slow_doom")
-            await wait_until(lambda: bodies, 10)
+            await wait_until_async(lambda: bodies, timeout=10, what="the workflow's body ran")
             t0 = time.monotonic()
             assert await (await first.start("quick")).result(timeout=5) == "done"
             assert time.monotonic() - t0 < 1.5, "the backoff held the worker's only slot"

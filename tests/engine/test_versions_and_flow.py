@@ -10,7 +10,8 @@ from pydantic import BaseModel
 
 from runyard import Context, FlowControl, InvalidInput, RunStatus, Runyard
 from runyard.store import Tx
-from tests.conftest import make_yard, running_worker, wait_until
+from tests.conftest import make_yard, running_worker
+from tests.waiting import wait_until_async
 
 
 class Order(BaseModel):
@@ -33,8 +34,8 @@ def test_a_new_version_does_not_take_runs_of_the_old_one(db_url: str) -> None:
         started_on_v1 = await old.start("greet")
         started_on_v2 = await new.start("greet")
         async with running_worker(new):
+            # (The worker's first claim came after both starts: it would have taken v1.)
             assert await started_on_v2.result(timeout=20) == "v2"
-            await asyncio.sleep(0.5)
             assert (await started_on_v1.get()).status is RunStatus.QUEUED  # not stranded:
         async with running_worker(old):  # a worker that still serves v1 runs it
             assert await started_on_v1.result(timeout=20) == "v1"
@@ -128,8 +129,10 @@ def test_starting_by_name_without_the_code_keeps_the_published_options(db_url: s
 
     async def main() -> None:
         async with running_worker(worker_side):  # publishes the registry
-            await wait_until(
-                lambda: client_side.db.read(client_side.store.get_workflow, "configured"), 10
+            await wait_until_async(
+                lambda: client_side.db.read(client_side.store.get_workflow, "configured"),
+                timeout=10,
+                what="workflow configured published",
             )
             h = await client_side.start("configured")
             assert await h.result(timeout=20) == "ok"
@@ -156,8 +159,10 @@ def test_a_process_without_the_code_validates_against_the_published_schema(db_ur
 
     async def main() -> None:
         async with running_worker(worker_side):
-            await wait_until(
-                lambda: client_side.db.read(client_side.store.get_workflow, "order"), 10
+            await wait_until_async(
+                lambda: client_side.db.read(client_side.store.get_workflow, "order"),
+                timeout=10,
+                what="workflow order published",
             )
             try:
                 await client_side.start("order", {"sku": "a", "qty": "many"})

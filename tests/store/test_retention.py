@@ -6,6 +6,7 @@ work left stay; usage outlives the purged runs."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 import subprocess
@@ -18,7 +19,8 @@ import pytest
 from runyard import Context, InvalidInput, RunNotFound, RunStatus, Runyard
 from runyard.store.sqlite import sqlite_path
 from tests.client.support import cli_env
-from tests.conftest import ROOT, make_yard, running_worker, wait_until
+from tests.conftest import ROOT, make_yard, running_worker
+from tests.waiting import wait_until_async
 
 DAY = 86400.0
 #: Every table with rows of a run (besides ``runs``).
@@ -120,10 +122,9 @@ def test_old_ended_runs_go_with_all_they_own_and_usage_stays(yard: Runyard, db_u
             for h in (old, recent):
                 assert await h.result(timeout=20) in (1, 2)
             assert (await failed.wait(timeout=20)).status is RunStatus.FAILED
-            for h in (canceled, waiting):
-                await wait_until(
-                    lambda h=h: _waiting(yard, h.id),  # type: ignore[misc]
-                    20,
+            for run_id in (canceled.id, waiting.id):
+                await wait_until_async(
+                    functools.partial(_waiting, yard, run_id), timeout=20, what=f"{run_id} waiting"
                 )
             await yard.cancel(canceled.id)
             ended_old = [old.id, failed.id, canceled.id, invalid.id]
@@ -186,7 +187,9 @@ def test_a_run_with_work_left_is_kept(yard: Runyard, db_url: str) -> None:
             assert await yard.purge() == 0
             assert (await h.get()).status is RunStatus.FAILED
             release.set()
-            await wait_until(lambda: hook_done(h.id), 20)
+            await wait_until_async(
+                lambda: hook_done(h.id), timeout=20, what="the failure hook completed"
+            )
             assert await yard.purge() == 1
             assert set(rows_of(db_url, h.id).values()) == {0}
 
@@ -205,14 +208,15 @@ def test_purge_deletes_in_bounded_batches(yard: Runyard, db_url: str) -> None:
 
         ids = await invalid_runs(yard, 5)
         assert await yard.purge(older_than_days=0, batch=2) == 5
-        for bad in (
+        refused: list[dict[str, Any]] = [  # (deliberately ill-typed, some of them)
             {"older_than_days": -1},
             {"older_than_days": "1"},
             {"older_than_days": float("inf")},
             {"batch": 0},
-        ):
+        ]
+        for bad in refused:
             with pytest.raises(InvalidInput):
-                await yard.purge(**bad)  # type: ignore[arg-type]
+                await yard.purge(**bad)
 
     asyncio.run(main())
     ids = asyncio.run(invalid_runs(yard, 2))
@@ -263,7 +267,11 @@ def test_every_worker_purges_now_and_then(db_url: str) -> None:
             recent = await invalid_runs(yard, 1)
             age(db_url, old, 2)
             async with running_worker(yard, purge_interval_s=0.2):
-                await wait_until(lambda: all(rows_of(db_url, r)["runs"] == 0 for r in old), 15)
+                await wait_until_async(
+                    lambda: all(rows_of(db_url, r)["runs"] == 0 for r in old),
+                    timeout=15,
+                    what="the old runs purged",
+                )
             assert (await yard.get_run(recent[0])).status is RunStatus.INVALID
         finally:
             await yard.aclose()

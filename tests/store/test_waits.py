@@ -8,6 +8,7 @@ import time
 from runyard.models import NewInput, NewRun
 from runyard.store import Checkpoint, Fence, Tx, open_store
 from runyard.store.dbexec import DbExecutor
+from tests.waiting import wait_until
 
 
 def _due_at(tx: Tx, run_id: str) -> float:
@@ -85,9 +86,13 @@ def test_a_run_that_crashes_after_its_wait_leaves_no_waiter(db_url: str) -> None
         assert outcome == ("suspended", None)
         assert [w.run_id for w in db.read_sync(st.get_waiters, "ev:doomed")] == ["doomed"]
         # Due again when the wait's deadline passes: claimed with a lease that expires.
-        while not db.write_sync(st.claim_txn, "w2", ["wf@1"], 10, 0.05, True):
-            time.sleep(0.02)
-        time.sleep(0.1)
+        wait_until(
+            lambda: db.write_sync(st.claim_txn, "w2", ["wf@1"], 10, 0.05, True),
+            timeout=5,
+            interval=0.02,
+            what="the item claimed again once the wait's deadline passed",
+        )
+        time.sleep(0.1)  # the claim's lease of 50 ms expires
         assert db.write_sync(st.recover_txn) == ["doomed"]
         assert db.read_sync(st.get_run, "doomed").status.value == "CRASHED"
         assert db.read_sync(st.get_waiters, "ev:doomed") == []

@@ -5,6 +5,7 @@ wake-up socket bus of ``runyard.store.wakebus``, tested here on its own as well.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import socket
 import sqlite3
@@ -12,19 +13,28 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from runyard import RunStatus
+from runyard import RunStatus, Runyard
 from runyard.store import open_store, wakebus
 from runyard.store.hub import Hub, Watcher, wait_event
 from runyard.store.tx import RUN, RUN_END, WAKE
 from tests.apps.e2e_support import spawn, wait_registered
 
-from ..conftest import PG_ADMIN_URL, WorkerProcess, make_yard, running_worker, wait_until
+from ..conftest import PG_ADMIN_URL, WorkerProcess, make_yard, running_worker
+from ..waiting import (
+    NotYet,
+    becomes_true_async,
+    stays_true,
+    stays_true_async,
+    wait_until,
+    wait_until_async,
+)
 
 
 def _child(body: str) -> str:
@@ -53,6 +63,17 @@ CHILD = _child(
 )
 
 
+async def _quiet(event: asyncio.Event, what: str, for_s: float = 0.3) -> None:
+    """Clear ``event`` until it stays unset for ``for_s`` s on end (a watcher that starts
+    listening wakes everyone, once or, on a slow moment, again)."""
+
+    async def stays_clear() -> bool:
+        event.clear()
+        return not await becomes_true_async(event.is_set, within=for_s)
+
+    await wait_until_async(stays_clear, timeout=10, what=f"{what} quiet for {for_s} s")
+
+
 def test_another_process_wakes_exactly_who_it_concerns(db_url: str) -> None:
     """A run started and then canceled by another process: the waiter of that run fires;
     the waiter of another run does not (a watcher that only knew "something was
@@ -69,8 +90,7 @@ async def _wakes_exactly(db_url: str) -> None:
         ev_other = hub.run_event(other)
         # The watcher wakes everyone once when it starts listening; wait that out.
         await wait_event(ev_other, 5.0)
-        await asyncio.sleep(0.3)
-        ev_other.clear()
+        await _quiet(ev_other, "the unrelated run's waiter")
         await hub.wait_wake(0)
 
         async def started_elsewhere(target: str) -> bool:
@@ -80,13 +100,19 @@ async def _wakes_exactly(db_url: str) -> None:
             assert await proc.wait() == 0
             assert await wait_event(ev_target, 5.0), "the canceled run's waiter was not woken"
             woken = await hub.wait_wake(1.0)
-            await asyncio.sleep(0.3)  # anything else that was going to arrive has
-            assert not ev_other.is_set(), "a waiter of an unrelated run was woken"
+            # (Whatever else the other process's commits make this one do comes within
+            # moments: a wrong wake-up of everyone would too.)
+            await stays_true_async(
+                lambda: not ev_other.is_set(), for_s=0.3, what="the unrelated run's waiter asleep"
+            )
             return woken
 
         assert not await started_elsewhere("wake-target-1"), "woken for work without a worker"
         yard.hub(work=True)  # as a worker starting here does
-        await asyncio.sleep(0.8)  # (PostgreSQL listens within a tenth of a second, then wakes all)
+        # PostgreSQL LISTENs for work within a tenth of a second, then wakes the workers
+        # once; the SQLite wake bus is told at once (the marker is renamed in the call).
+        if not yard.store.needs_polling:
+            assert await hub.wait_wake(5.0), "no wake-up once listening for work"
         await hub.wait_wake(0)
         assert await started_elsewhere("wake-target-2"), "the new run did not wake the workers"
     finally:
@@ -118,8 +144,8 @@ async def _announced_together(db_url: str) -> None:
         events = {f"{prefix}{i}": hub.run_event(f"{prefix}{i}") for i in range(count)}
         ev_other = hub.run_event("wake-other-2")
         await wait_event(ev_other, 5.0)  # the watcher's first wake-up of everyone
-        await asyncio.sleep(0.3)
-        for ev in [*events.values(), ev_other]:
+        await _quiet(ev_other, "the unrelated run's waiter")
+        for ev in events.values():
             ev.clear()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", CHILD_MANY, db_url, prefix, str(count)
@@ -127,8 +153,9 @@ async def _announced_together(db_url: str) -> None:
         assert await proc.wait() == 0
         for run_id, ev in events.items():
             assert await wait_event(ev, 5.0), f"the waiter of {run_id} was not woken"
-        await asyncio.sleep(0.3)
-        assert not ev_other.is_set(), "a waiter of an unrelated run was woken"
+        await stays_true_async(
+            lambda: not ev_other.is_set(), for_s=0.3, what="the unrelated run's waiter asleep"
+        )
     finally:
         await yard.aclose()
 
@@ -154,18 +181,33 @@ async def _announced_when_it_ends(
         ev = hub.run_event("staggered-1")
         await wait_event(ev, 5.0)  # the watcher's first wake-up of everyone
         h = await yard.start("staggered", inputs=[0.0, 1.5, 3.0], run_id="staggered-1")
-        started = time.monotonic()
-        await asyncio.sleep(0.8)  # claimed, started, input 0 finished
+
+        def states(*expected: str) -> Callable[[], Awaitable[bool]]:
+            async def are() -> bool:
+                return [i.state for i in await yard.items(h.id)] == list(expected)
+
+            return are
+
+        await wait_until_async(
+            states("completed", "processing", "processing"),
+            timeout=10,
+            what="input 0 finished, 1 and 2 going",
+        )
         assert (await h.status()) is RunStatus.RUNNING
         ev.clear()
-        woken = await wait_event(ev, 2.2 - (time.monotonic() - started))
+        await wait_until_async(
+            states("completed", "completed", "processing"),
+            timeout=10,
+            what="input 1 finished, 2 going",
+        )
         if yard.store.backend == "postgres":
             # (SQLite's watcher wakes everyone after a commit nobody announced, which
-            # an input that leaves the run going is, as is a lease extension.)
-            assert not woken, "woken while the run was still going"
-        await asyncio.sleep(2.2 - (time.monotonic() - started))
+            # an input that leaves the run going is, as is a lease extension.) Watched
+            # past input 1's end: its announcement would have come within moments.
+            await stays_true_async(
+                lambda: not ev.is_set(), for_s=0.5, what="the run's waiter asleep while it goes"
+            )
         ev.clear()
-        assert [i.state for i in await yard.items(h.id)] == ["completed", "completed", "processing"]
         while True:
             assert await wait_event(ev, 10.0), "the run's end was not announced"
             ev.clear()
@@ -199,15 +241,21 @@ async def _awaited_without_a_first_read(
         reads.append((run_id, row.status.value))
         return row
 
-    async def ended(run_id: str) -> bool:
-        statuses = await yard.db.read(yard.store.run_statuses, [run_id])
-        return bool(statuses.get(run_id) == "SUCCEEDED")
+    heard_at: dict[str | None, list[float]] = {}  # when the hub heard of a run (None: all)
+
+    async def end_heard(run_id: str) -> bool:
+        """Whether the run has ended and the hub heard of it since (what it hears is
+        announced after the commit that set ``finished_at``)."""
+        run = await yard.db.read(real, run_id)  # (not counted)
+        heard = heard_at.get(run_id, []) + heard_at.get(None, [])
+        return run.finished_at is not None and any(t > run.finished_at for t in heard)
 
     mp.setattr(yard.store, "get_run", counted)
     try:
         spawn(worker_procs, "waits", db_url, tmp_path, concurrency=4)
         await wait_registered(yard, ["staggered"])
         await wait_event(yard.hub().run_event("-"), 5.0)  # the watcher's first "anything"
+        yard.hub().add_run_listener(lambda r: heard_at.setdefault(r, []).append(time.time()))
         for i in range(5):
             h = await yard.start("staggered", 0.0, run_id=f"fresh-{i}")
             assert await h.result(timeout=10) == 0.0
@@ -216,8 +264,9 @@ async def _awaited_without_a_first_read(
         assert firsts == {f"fresh-{i}": "SUCCEEDED" for i in range(5)}
         # Ended before anyone waited for it: the hub heard of it, so it is read.
         h = await yard.start("staggered", 0.0, run_id="ended-first")
-        await wait_until(lambda: ended("ended-first"), 10)
-        await asyncio.sleep(0.2)  # its end's notification reaches the hub meanwhile
+        await wait_until_async(
+            lambda: end_heard("ended-first"), timeout=10, what="the hub heard ended-first end"
+        )
         reads.clear()
         assert await h.result(timeout=10) == 0.0
         assert reads == [("ended-first", "SUCCEEDED")]
@@ -254,9 +303,11 @@ async def _announcement_shapes(db_url: str) -> None:
         await yard.cancel("ann-ended")
         hub = yard.hub(work=True)  # (as a worker's: told of new work too)
         hub.add_run_listener(heard.append)
-        await wait_event(hub.run_event("-"), 5.0)  # the watcher's first "anything"
-        await asyncio.sleep(0.2)
+        first = hub.run_event("-")
+        await wait_event(first, 5.0)  # the watcher's first "anything"
+        await _quiet(first, "the hub")
         await hub.wait_wake(0)
+        sentinel = "ann-sentinel"
 
         async def announce(*items: tuple[str, str]) -> tuple[bool, list[str | None]]:
             heard.clear()
@@ -271,9 +322,15 @@ async def _announcement_shapes(db_url: str) -> None:
                         tx.announce_run_end(payload)
 
             await yard.db.write(txn)
-            woken = await hub.wait_wake(1.0 if any(c == WAKE for c, _ in items) else 0.3)
-            await asyncio.sleep(0.3)  # anything else that was coming has arrived
-            return woken, sorted(heard, key=str)
+            # Then one more run, announced by a transaction of its own: announcements
+            # arrive in the order of their commits, so once it has, so has everything
+            # the first transaction announced.
+            await yard.db.write(lambda tx: tx.announce_run(sentinel))
+            await wait_until_async(
+                lambda: sentinel in heard, timeout=5, what="the announcements heard"
+            )
+            woken = await hub.wait_wake(0)
+            return woken, sorted((r for r in heard if r != sentinel), key=str)
 
         assert await announce((WAKE, "")) == (True, [])
         assert await announce((RUN, "ann-1")) == (False, ["ann-1"])
@@ -350,11 +407,26 @@ needs_linux = pytest.mark.skipif(not wakebus.supported(), reason="abstract socke
 
 
 def _drain(listener: wakebus.Listener, want: int, timeout: float = 5.0) -> list[tuple[str, str]]:
+    """What ``listener`` receives until it has ``want`` messages (each read waits up to
+    50 ms for more)."""
     got: list[tuple[str, str]] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < want and time.monotonic() < deadline:
-        got += listener.receive(0.05)
+
+    def enough() -> bool | NotYet:
+        got.extend(listener.receive(0.05))
+        return len(got) >= want or NotYet(list(got))
+
+    wait_until(enough, timeout=timeout, interval=0, what=f"{want} messages received")
     return got
+
+
+def _silent(listener: wakebus.Listener, what: str, for_s: float = 0.3) -> None:
+    """``listener`` receives nothing more for ``for_s`` s."""
+
+    def nothing() -> bool | NotYet:
+        got = listener.receive(0.05)
+        return not got or NotYet(got)
+
+    stays_true(nothing, for_s=for_s, interval=0, what=what)
 
 
 @needs_linux
@@ -368,7 +440,8 @@ def test_bus_delivers_to_every_listener_and_forgets_the_dead(tmp_path: Path) -> 
     try:
         pub.publish([(WAKE, ""), (RUN, "run-1")])
         assert sorted(_drain(a, 2)) == [(RUN, "run-1"), (WAKE, "")]
-        assert _drain(b, 2, timeout=0.3) == [(RUN, "run-1")]
+        assert _drain(b, 1) == [(RUN, "run-1")]
+        _silent(b, "no new work for a listener that did not ask for it")
         pub.publish([(WAKE, "")])
         assert _drain(a, 1) == [(WAKE, "")]
         b.want_work()
@@ -407,11 +480,13 @@ def test_bus_listener_that_fell_behind_is_told_anything_may_have_changed(
             pub.publish(big)
         pub.publish([(RUN, "after")])
         got: list[tuple[str, str]] = []
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and (wakebus.ANY, "") not in got:
-            got += slow.receive(0.05)
+
+        def told_anything() -> bool:
+            got.extend(slow.receive(0.05))
             pub.publish([(RUN, "later")])  # what brings the "anything" once there is room
-        assert (wakebus.ANY, "") in got
+            return (wakebus.ANY, "") in got
+
+        wait_until(told_anything, timeout=10, interval=0, what='an "anything may have changed"')
     finally:
         pub.close()
         slow.close()
@@ -423,10 +498,12 @@ def test_bus_marker_comes_back_and_foreign_bytes_are_ignored(tmp_path: Path) -> 
     listener = wakebus.Listener(directory)
     try:
         os.unlink(listener.marker)
-        deadline = time.monotonic() + 5
-        while not os.path.exists(listener.marker) and time.monotonic() < deadline:
+
+        def marker_back() -> bool:
             listener.receive(0.1)
-        assert os.path.exists(listener.marker)
+            return os.path.exists(listener.marker)
+
+        wait_until(marker_back, timeout=5, interval=0, what="the marker written again")
         # Someone else's bytes on the socket are no announcement.
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.connect("\0runyard-wake-" + listener.token)
@@ -450,7 +527,7 @@ class _Recorder:
         for run_id in run_ids:
             self.notify_run(run_id)
 
-    def notify_wake(self) -> None:
+    def notify_wake(self, at: float | None = None) -> None:
         pass
 
     def notify_all(self) -> None:
@@ -472,14 +549,41 @@ def _announce(db_url: str, run_id: str, *, stop: bool = False) -> None:
         store.close()
 
 
+def _thread_of(rec: _Recorder, run_id: str) -> str | None:
+    """The thread that delivered the wake-up for ``run_id``, if one has."""
+    return next((thread for rid, thread in rec.got if rid == run_id), None)
+
+
 def _delivered(rec: _Recorder, run_id: str, timeout: float = 5.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for rid, thread in rec.got:
-            if rid == run_id:
-                return thread
-        time.sleep(0.005)
-    raise AssertionError(f"no wake-up for {run_id} within {timeout} s")
+    return wait_until(
+        lambda: _thread_of(rec, run_id),
+        timeout=timeout,
+        interval=0.005,
+        what=f"a wake-up for {run_id}",
+    )
+
+
+async def _read_in_loop(rec: _Recorder, db_url: str, prefix: str, timeout: float = 5.0) -> None:
+    """Announce the runs ``prefix-0``, ``prefix-1``... until the wake-up of one is read by
+    this loop's own thread (the watcher hands its socket or connection over to a loop
+    just attached within a tenth of a second; one reconnecting waits half a second)."""
+    count = itertools.count()
+
+    async def one_read_in_loop() -> bool:
+        run_id = f"{prefix}-{next(count)}"
+        await asyncio.to_thread(_announce, db_url, run_id)
+        return await becomes_true_async(
+            lambda: (run_id, "MainThread") in rec.got, within=0.5, interval=0.01
+        )
+
+    await wait_until_async(
+        one_read_in_loop, timeout=timeout, interval=0, what=f"a wake-up of {prefix}-* read here"
+    )
+
+
+def _listening(rec: _Recorder) -> None:
+    """Until the watcher listens (it then has everyone look once)."""
+    wait_until(lambda: rec.alls > 0, timeout=5, interval=0.01, what="the watcher listening")
 
 
 def test_an_attached_loop_reads_the_wake_ups_itself_and_the_thread_takes_over_after(
@@ -495,21 +599,13 @@ def test_an_attached_loop_reads_the_wake_ups_itself_and_the_thread_takes_over_af
     watcher.start()
     sqlite = store.backend == "sqlite"
 
-    async def in_loop() -> str:
+    async def in_loop() -> None:
         watcher.attach(asyncio.get_running_loop())
-        await asyncio.sleep(0.3)  # the thread hands the socket over within its backstop
-        await asyncio.to_thread(_announce, db_url, "in-loop")
-        for _ in range(500):
-            for rid, thread in rec.got:
-                if rid == "in-loop":
-                    return thread
-            await asyncio.sleep(0.01)
-        raise AssertionError("no wake-up for in-loop within 5 s")
+        await _read_in_loop(rec, db_url, "in-loop")
 
     try:
-        time.sleep(0.3)
-        in_loop_thread = asyncio.run(in_loop())
-        assert in_loop_thread == "MainThread"
+        _listening(rec)
+        asyncio.run(in_loop())
         _announce(db_url, "after-loop")  # the loop is closed now
         assert _delivered(rec, "after-loop") == "runyard-watch"
     finally:
@@ -540,25 +636,13 @@ def test_a_lost_listening_connection_read_by_a_loop_is_replaced(pg_db_url: str) 
                 ).fetchall()
             )
 
-    async def delivered_in_loop(run_id: str) -> bool:
-        await asyncio.to_thread(_announce, pg_db_url, run_id)
-        for _ in range(50):
-            if (run_id, "MainThread") in rec.got:
-                return True
-            await asyncio.sleep(0.01)
-        return False
-
     async def main() -> None:
         watcher.attach(asyncio.get_running_loop())
-        await asyncio.sleep(0.3)
-        assert await delivered_in_loop("before")
+        await _read_in_loop(rec, pg_db_url, "before")
         alls = rec.alls
         assert await asyncio.to_thread(kill_listener) == 1
-        for i in range(25):  # reconnected within 5 s (the thread waits 0.5 s first)
-            if await delivered_in_loop(f"after-{i}"):
-                break
-        else:
-            raise AssertionError(f"nothing read in the loop after the loss: {rec.got}")
+        # Reconnected within 5 s (the thread waits 0.5 s first).
+        await _read_in_loop(rec, pg_db_url, "after", timeout=12.5)
         assert rec.alls > alls  # everyone looked once (what was sent meanwhile is lost)
 
     try:
@@ -585,32 +669,35 @@ def test_a_commit_nobody_announced_still_wakes_everyone(tmp_path: Path) -> None:
         raw.execute("UPDATE runyard_migrations SET applied_at = applied_at + 1")
         raw.close()
 
-    def woken_all(before: int, within: float) -> bool:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if rec.alls > before:
-                return True
-            time.sleep(0.01)
-        return False
-
-    async def in_loop() -> tuple[bool, bool]:
+    async def in_loop() -> None:
         watcher.attach(asyncio.get_running_loop())
-        await asyncio.sleep(0.3)
+        await _read_in_loop(rec, url, "announced")  # (the loop reads the socket now)
         before = rec.alls
-        await asyncio.to_thread(_announce, url, "announced")
-        announced_woke_all = await asyncio.to_thread(woken_all, before, 0.5)
-        before = rec.alls
+        await stays_true_async(
+            lambda: rec.alls == before,
+            for_s=0.5,
+            interval=0.01,
+            what="nobody made to look by an announced commit",
+        )
         await asyncio.to_thread(quiet_commit)
-        return announced_woke_all, await asyncio.to_thread(woken_all, before, 2.0)
+        await wait_until_async(
+            lambda: rec.alls > before,
+            timeout=2.0,
+            interval=0.01,
+            what="everyone looking after a commit nobody announced, read by a loop",
+        )
 
     try:
-        time.sleep(0.3)  # past the wake-everyone of a watcher that starts listening
+        _listening(rec)  # (past the wake-everyone of a watcher that starts listening)
         before = rec.alls
         quiet_commit()
-        assert woken_all(before, 2.0), "the thread missed a commit nobody announced"
-        announced_woke_all, quiet_woke_all = asyncio.run(in_loop())
-        assert not announced_woke_all, "an announced commit made everyone look"
-        assert quiet_woke_all, "a loop reading the socket missed a commit nobody announced"
+        wait_until(
+            lambda: rec.alls > before,
+            timeout=2.0,
+            interval=0.01,
+            what="everyone looking after a commit nobody announced, read by the thread",
+        )
+        asyncio.run(in_loop())
     finally:
         watcher.stop()
         store.close()
@@ -636,28 +723,51 @@ async def _hears_of_runs(db_url: str) -> None:
 
         async def heard_of(run_id: str, stop: bool = False) -> bool:
             await asyncio.to_thread(_announce, db_url, run_id, stop=stop)
-            for _ in range(50):
-                if run_id in heard:
-                    return True
-                await asyncio.sleep(0.01)
-            return False
+            return await becomes_true_async(lambda: run_id in heard, within=0.5, interval=0.01)
 
         sqlite = db_url.startswith("sqlite")
-        await asyncio.sleep(0.8)  # past the look at everything of a watcher that starts
-        assert await heard_of("stopped-1", stop=True)
+        # A run stopped elsewhere is heard of (once the watcher listens: announced again
+        # until then).
+        stopped = (f"stopped-{i}" for i in itertools.count())
+        await wait_until_async(
+            lambda: heard_of(next(stopped), stop=True),
+            timeout=5,
+            interval=0,
+            what="a run stopped elsewhere heard of",
+        )
         assert await heard_of("changed-1") == sqlite, heard
         assert hub.changed_since("changed-1", hub.mark()) != sqlite  # PostgreSQL: cannot tell
         yard.hub()  # something here waits for runs
-        for _ in range(150):  # PostgreSQL listens within a tenth of a second
-            if not hub.changed_since("changed-1", hub.mark()):
-                break
-            await asyncio.sleep(0.01)
+        await wait_until_async(  # (PostgreSQL listens within a tenth of a second)
+            lambda: not hub.changed_since("changed-1", hub.mark()),
+            timeout=1.5,
+            interval=0.01,
+            what="the hub hearing of every run",
+        )
         mark = hub.mark()
         assert not hub.changed_since("changed-2", mark)
         assert await heard_of("changed-2")
         assert hub.changed_since("changed-2", mark) and not hub.changed_since("other", mark)
     finally:
         await yard.aclose()
+
+
+async def _listening_for_work(yard: Runyard, workflow: str) -> None:
+    """Until the yard's in-process worker listens for work: it has published ``workflow``
+    (after it made its hub, which starts the watcher listening for work) and the watcher,
+    asked here to hear of runs too, does (so it has made every LISTEN it was asked for)."""
+    await wait_until_async(
+        lambda: yard.db.read(yard.store.get_workflow, workflow),
+        timeout=10,
+        what=f"{workflow} published by the worker",
+    )
+    hub = yard.hub()
+    await wait_until_async(
+        lambda: not hub.changed_since("-", hub.mark()),
+        timeout=5,
+        interval=0.01,
+        what="the watcher listening",
+    )
 
 
 CHILD_DELAYED = _child(
@@ -689,7 +799,7 @@ async def _taken_when_due(db_url: str) -> None:
 
     try:
         async with running_worker(yard, concurrency=2):
-            await asyncio.sleep(1.0)  # the worker is idle, its watcher listening
+            await _listening_for_work(yard, "naps")
             started = time.monotonic()
             h = await yard.start("naps", 1.0)
             assert await h.result(timeout=10) == 1.0
