@@ -6,6 +6,7 @@ from runyard import jsonutil
 from runyard.models import ItemState, NewInput, NewRun
 from runyard.store import Checkpoint, Fence, open_store
 from runyard.store.dbexec import DbExecutor
+from runyard.store.records import CheckpointWrite
 
 
 def test_checkpoints_of_a_group_are_fenced_one_by_one(db_url: str) -> None:
@@ -22,13 +23,13 @@ def test_checkpoints_of_a_group_are_fenced_one_by_one(db_url: str) -> None:
         assert set(fences) == {"a", "b", "c"}
         stale = Fence("b", 0, "w1", fences["b"].epoch - 1)  # an older claim of "b"
         calls = [
-            (
+            CheckpointWrite(
                 fences["a"],
                 1,
                 [Checkpoint(1, "s1", "step", result="1"), Checkpoint(2, "s2", "step", result="2")],
             ),
-            (stale, 1, [Checkpoint(1, "s1", "step", result="zombie")]),
-            (fences["c"], 1, [Checkpoint(1, "s1", "step", result="3")]),
+            CheckpointWrite(stale, 1, [Checkpoint(1, "s1", "step", result="zombie")]),
+            CheckpointWrite(fences["c"], 1, [Checkpoint(1, "s1", "step", result="3")]),
         ]
         got = db.write_sync(st.checkpoint_many_txn, calls)
         assert got == ["RUNNING", None, "RUNNING"]
@@ -88,7 +89,10 @@ def test_checkpoint_texts_and_times_come_back_exactly(db_url: str) -> None:
             attempts=3,
             started_at=started,
         )
-        many = [(fences["t1"], 1, cps[:2]), (fences["t2"], 1, cps[:2])]
+        many = [
+            CheckpointWrite(fences["t1"], 1, cps[:2]),
+            CheckpointWrite(fences["t2"], 1, cps[:2]),
+        ]
         assert db.write_sync(st.checkpoint_many_txn, many) == ["RUNNING", "RUNNING"]
         assert db.write_sync(st.checkpoint_txn, fences["t1"], 1, cps[2:3]) == "RUNNING"
         done = db.write_sync(

@@ -178,9 +178,12 @@ class RoundTrips:
         monkeypatch.setattr(psycopg.Cursor, "execute", counted(psycopg.Cursor.execute))
 
 
-async def _as_one_group(db: DbExecutor, writes: Any) -> list[Any]:
+async def _as_one_group(
+    db: DbExecutor, writes: Any, *, return_exceptions: bool = False
+) -> list[Any]:
     """Run the ``writes`` (a function giving awaitables) queued while the writing
-    thread is busy, so that it takes them as one group, in one transaction."""
+    thread is busy, so that it takes them as one group, in one transaction; their
+    answers (and exceptions, if ``return_exceptions``)."""
     held, release = threading.Event(), threading.Event()
 
     def hold(tx: Tx) -> None:
@@ -189,7 +192,7 @@ async def _as_one_group(db: DbExecutor, writes: Any) -> list[Any]:
 
     blocker = asyncio.wrap_future(db.submit(True, hold))
     assert await asyncio.to_thread(held.wait, 10)
-    pending = asyncio.gather(*writes())
+    pending = asyncio.gather(*writes(), return_exceptions=return_exceptions)
     await asyncio.sleep(0.05)
     release.set()
     await blocker
@@ -869,3 +872,98 @@ def test_a_job_that_fails_leaves_the_next_one_a_connection_it_can_use(
     finally:
         db.close()
     assert [r.getMessage() for r in caplog.records] == []
+
+
+def _lose_connection(tx: Tx) -> None:
+    """Fail as a connection lost after the commit does: on PostgreSQL the server ends
+    the session (a transient error, and a closed connection); SQLite cannot lose its
+    file's connection, so its transient error is raised as the driver would."""
+    if isinstance(tx.cursor, sqlite3.Cursor):
+        raise sqlite3.OperationalError("disk I/O error")
+    tx.cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+
+def test_a_job_whose_answer_fails_to_read_after_its_commit_never_runs_again(
+    db_url: str,
+) -> None:
+    """A job's answer read after its COMMIT was sent (a Later) may fail, and with a
+    transient error that the executor retries (a lost connection). The transaction has
+    committed by then: the job must not run again (a claim twice claims other items and
+    leaves the first ones to expire; an outcome twice finds itself fenced out). It fails
+    with StoreUnavailable, alone, and only itself in a group or in the event loop; its
+    writes stand, and the next job gets a working connection."""
+    store = open_store(db_url)
+    db = DbExecutor(store, retry_for_s=2.0)
+    calls: list[str] = []
+
+    def create(tx: Tx, run_id: str, lose: bool) -> Later[str]:
+        calls.append(run_id)
+        store.create_run_txn(tx, _new_run(run_id))
+
+        def read() -> str:
+            if lose:
+                _lose_connection(tx)
+            return run_id
+
+        return Later(read)
+
+    async def main() -> list[Any]:
+        # Alone, in the database thread (the loop never opens the connection).
+        answers = await asyncio.gather(db.write(create, "alone", True), return_exceptions=True)
+        # In a group: the other job of the group is answered.
+        answers += await _as_one_group(
+            db,
+            lambda: [db.write(create, "grouped", True), db.write(create, "fine", False)],
+            return_exceptions=True,
+        )
+        await db.write(create, "opens", False)
+        await asyncio.sleep(0.1)  # the thread back to idle: the next runs in the loop
+        answers += await asyncio.gather(db.write(create, "inline", True), return_exceptions=True)
+        answers.append(await db.write(create, "after", False))
+        return answers
+
+    try:
+        alone, grouped, fine, inline, after = asyncio.run(main())
+        # Each ran once, and stays committed.
+        assert sorted(calls) == ["after", "alone", "fine", "grouped", "inline", "opens"]
+        for run_id in calls:
+            assert db.read_sync(store.get_run, run_id).id == run_id
+    finally:
+        db.close()
+    for failed in (alone, grouped, inline):
+        assert isinstance(failed, StoreUnavailable)
+        assert "committed" in str(failed)
+    assert (fine, after) == ("fine", "after")
+
+
+def test_a_read_failing_in_the_loop_hands_over_only_the_reads_of_its_pass(
+    db_url: str,
+) -> None:
+    """Jobs submitted in one pass of the event loop run there; when a read among them
+    fails, the reads go to the thread (which reports the failure), but the writes that
+    committed before it are answered as they are, not run again by the thread."""
+    store = open_store(db_url)
+    db = DbExecutor(store)
+    threads: list[str] = []
+
+    def create(tx: Tx, run_id: str) -> str:
+        threads.append(threading.current_thread().name)
+        store.create_run_txn(tx, _new_run(run_id))
+        return run_id
+
+    async def main() -> list[Any]:
+        await db.write(create, "opens")  # (the loop never opens the connection)
+        await asyncio.sleep(0.1)  # the thread back to idle
+        return await asyncio.gather(
+            db.write(create, "written"),
+            db.read(store.get_run, "no-such-run", inline=True),
+            return_exceptions=True,
+        )
+
+    try:
+        written, missing = asyncio.run(main())
+    finally:
+        db.close()
+    assert written == "written"
+    assert isinstance(missing, RunNotFound)
+    assert threads == ["runyard-db-0", "MainThread"]  # the write once, in the loop

@@ -20,7 +20,7 @@ from runyard.models import ItemState, NewInput, NewRun, RunStatus
 from runyard.store import open_store
 from runyard.store.base import Store
 from runyard.store.dbexec import DbExecutor
-from runyard.store.records import RunFilter
+from runyard.store.records import Outcome, RunFilter
 from tests.conftest import BACKENDS, pg_database
 
 QUEUED, SLEEPING, ENDED = 100_000, 10_000, 20_000
@@ -266,7 +266,7 @@ def test_claims_and_outcomes_read_a_handful_of_rows_at_a_backlog(pg_db_url: str)
     try:
         for _ in range(10):
             claimed = db.write_sync(store.claim_txn, "w1", ["wf@1", "other@1"], 16, 30.0)
-            calls = [(c.fence, 1, [], ItemState.COMPLETED, "1", None) for c in claimed]
+            calls = [Outcome(c.fence, 1, [], ItemState.COMPLETED, "1", None) for c in claimed]
             assert db.write_sync(store.complete_items_txn, calls) == ["SUCCEEDED"] * 16
             finished += len(claimed)
     finally:

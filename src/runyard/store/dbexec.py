@@ -20,7 +20,19 @@ fresh connection until the job's deadline, ``retry_for_s`` after it was submitte
 :data:`retry_window` of the context it was submitted from: the server's, per request);
 after that the job fails with :class:`~runyard.errors.StoreUnavailable` (the API answers
 503, never 500). On SQLite the wait for another process's write lock ends at that
-deadline too, not at the connection's 30 s busy timeout.
+deadline too, not at the connection's 30 s busy timeout. A job whose transaction
+committed never runs again, whatever fails after the commit: an answer read after it (a
+:class:`~runyard.store.tx.Later`) that fails fails that job alone (StoreUnavailable when
+the failure is transient), and a read failing in the event loop hands over only the reads
+of its pass, not the writes already committed with them.
+
+A job is a function of a transaction and the positional arguments submitted with it
+(``db.write(store.cancel_txn, filt)`` runs ``store.cancel_txn(tx, filt)``); mypy checks
+the arguments against the function and gives the call the function's answer, a Later's
+once read. (The arguments are typed as a ``TypeVarTuple``, not as a ``ParamSpec``: the
+executor's own keyword options, ``order=``, ``durable=``, ``inline=``, ``busy_fails=``,
+may follow them, which ``*args: P.args, **kwargs: P.kwargs`` forbids. A job's keyword
+parameters keep their defaults: a store merges jobs by their argument tuples.)
 
 Claims and lease extensions are written with ``durable=False``: their commit does not
 wait for the disk. Losing one in a power cut or an operating-system crash changes nothing
@@ -53,17 +65,18 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, TypeVarTuple, overload
 
 from ..errors import RunyardError, StoreUnavailable
 from .base import Store, Tx
-from .tx import Later, settle
+from .tx import Later, ReadFailed, settle
 
-T = TypeVar("T")
+R = TypeVar("R")
+Ts = TypeVarTuple("Ts")
 log = logging.getLogger("runyard.store")
 MAX_GROUP = 256
 #: ``order`` of a job that comes after every run's writes in a shared transaction: a
@@ -81,8 +94,8 @@ retry_window: ContextVar[float | None] = ContextVar("runyard_retry_window", defa
 
 @dataclass(slots=True)
 class _Job:
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
+    fn: Callable[..., object]
+    args: tuple[object, ...]
     write: bool
     future: Future[Any]
     order: str
@@ -162,18 +175,53 @@ class DbExecutor:
                         t.start()
                     self._started = True
 
+    @overload
     def submit(
         self,
         write: bool,
-        fn: Callable[..., T | Later[T]],
-        *args: Any,
+        fn: Callable[[Tx, *Ts], Later[R]],
+        /,
+        *args: *Ts,
         order: str = "",
         durable: bool = True,
-    ) -> Future[T]:
+    ) -> Future[R]: ...
+
+    @overload
+    def submit(
+        self,
+        write: bool,
+        fn: Callable[[Tx, *Ts], R | Later[R]],
+        /,
+        *args: *Ts,
+        order: str = "",
+        durable: bool = True,
+    ) -> Future[R]: ...
+
+    def submit(
+        self,
+        write: bool,
+        fn: Callable[[Tx, *Ts], object],
+        /,
+        *args: *Ts,
+        order: str = "",
+        durable: bool = True,
+    ) -> Future[Any]:
+        """Queue ``fn(tx, *args)`` for the database thread (a write if ``write``); its
+        future answers what :meth:`write` or :meth:`read` would."""
+        return self._enqueue(write, fn, args, order, durable)
+
+    def _enqueue(
+        self,
+        write: bool,
+        fn: Callable[..., object],
+        args: tuple[object, ...],
+        order: str,
+        durable: bool,
+    ) -> Future[Any]:
         if self._closed:
             raise RuntimeError("the database executor is closed")
         self._ensure_started()
-        fut: Future[T] = Future()
+        fut: Future[Any] = Future()
         self._put(_Job(fn, args, write, fut, order, durable, self._deadline()))
         return fut
 
@@ -187,34 +235,37 @@ class DbExecutor:
     @overload
     async def write(
         self,
-        fn: Callable[..., Later[T]],
-        *args: Any,
+        fn: Callable[[Tx, *Ts], Later[R]],
+        /,
+        *args: *Ts,
         order: str = "",
         durable: bool = True,
         inline: bool = True,
         busy_fails: bool = False,
-    ) -> T: ...
+    ) -> R: ...
 
     @overload
     async def write(
         self,
-        fn: Callable[..., T],
-        *args: Any,
+        fn: Callable[[Tx, *Ts], R | Later[R]],
+        /,
+        *args: *Ts,
         order: str = "",
         durable: bool = True,
         inline: bool = True,
         busy_fails: bool = False,
-    ) -> T: ...
+    ) -> R: ...
 
     async def write(
         self,
-        fn: Callable[..., T | Later[T]],
-        *args: Any,
+        fn: Callable[[Tx, *Ts], object],
+        /,
+        *args: *Ts,
         order: str = "",
         durable: bool = True,
         inline: bool = True,
         busy_fails: bool = False,
-    ) -> T:
+    ) -> Any:
         """Run ``fn(tx, *args)`` in a write transaction (possibly shared with others);
         ``order`` (a run id) orders it within the shared transaction. ``durable=False``
         only for writes whose loss in a crash is harmless (see the module's docstring);
@@ -225,7 +276,19 @@ class DbExecutor:
         fut = self._submit_from_loop(True, fn, args, order, durable, inline, busy_fails)
         return await asyncio.wrap_future(fut)
 
-    async def read(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
+    @overload
+    async def read(
+        self, fn: Callable[[Tx, *Ts], Later[R]], /, *args: *Ts, inline: bool = False
+    ) -> R: ...
+
+    @overload
+    async def read(
+        self, fn: Callable[[Tx, *Ts], R | Later[R]], /, *args: *Ts, inline: bool = False
+    ) -> R: ...
+
+    async def read(
+        self, fn: Callable[[Tx, *Ts], object], /, *args: *Ts, inline: bool = False
+    ) -> Any:
         """Run ``fn(tx, *args)`` in a read transaction. ``inline=True`` for a read of a
         few rows (a run by id, a key): it may run in the event loop (see the module's
         docstring); a read that may return or scan many rows never does."""
@@ -235,13 +298,13 @@ class DbExecutor:
     def _submit_from_loop(
         self,
         write: bool,
-        fn: Callable[..., T | Later[T]],
-        args: tuple[Any, ...],
+        fn: Callable[..., object],
+        args: tuple[object, ...],
         order: str,
         durable: bool,
         inline: bool,
         busy_fails: bool,
-    ) -> Future[T]:
+    ) -> Future[Any]:
         if (
             inline
             and self._inline
@@ -253,27 +316,35 @@ class DbExecutor:
             if self._inline_loop is None:
                 self._inline_loop = loop
             if loop is self._inline_loop:
-                fut: Future[T] = Future()
+                fut: Future[Any] = Future()
                 if not self._inline_jobs:
                     loop.call_soon(self._run_inline)
                 job = _Job(fn, args, write, fut, order, durable, self._deadline(), busy_fails)
                 self._inline_jobs.append(job)
                 return fut
-        return self.submit(write, fn, *args, order=order, durable=durable)
+        return self._enqueue(write, fn, args, order, durable)
 
     def _idle(self) -> bool:
         return not self._working and self._queue.empty()
 
     @overload
-    def write_sync(self, fn: Callable[..., Later[T]], *args: Any) -> T: ...
+    def write_sync(self, fn: Callable[[Tx, *Ts], Later[R]], /, *args: *Ts) -> R: ...
 
     @overload
-    def write_sync(self, fn: Callable[..., T], *args: Any) -> T: ...
+    def write_sync(self, fn: Callable[[Tx, *Ts], R | Later[R]], /, *args: *Ts) -> R: ...
 
-    def write_sync(self, fn: Callable[..., T | Later[T]], *args: Any) -> T:
+    def write_sync(self, fn: Callable[[Tx, *Ts], object], /, *args: *Ts) -> Any:
+        """:meth:`write` from a thread that is no event loop's: waits for the answer."""
         return self.submit(True, fn, *args).result()
 
-    def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
+    @overload
+    def read_sync(self, fn: Callable[[Tx, *Ts], Later[R]], /, *args: *Ts) -> R: ...
+
+    @overload
+    def read_sync(self, fn: Callable[[Tx, *Ts], R | Later[R]], /, *args: *Ts) -> R: ...
+
+    def read_sync(self, fn: Callable[[Tx, *Ts], object], /, *args: *Ts) -> Any:
+        """:meth:`read` from a thread that is no event loop's: waits for the answer."""
         return self.submit(False, fn, *args).result()
 
     def close(self) -> None:
@@ -294,7 +365,8 @@ class DbExecutor:
 
     def _run_inline(self) -> None:
         """Run the jobs submitted in this pass of the loop, unless the thread got busy
-        meanwhile, the write lock is taken, or anything fails: then hand them over."""
+        meanwhile, the write lock is taken, or anything fails: then hand them over (the
+        writes only if their transaction did not commit)."""
         jobs = self._inline_jobs
         if not jobs:
             return
@@ -308,34 +380,53 @@ class DbExecutor:
             return
         # (Marked running only once done: on a failure the thread takes them as new.)
         writes, reads = self._split(jobs, start=False)
+        answers: dict[int, object] = {}
         try:
-            results: dict[int, Any] = {}
-            if writes:
-                durable = any(j.durable for j in writes)
-                with self.store.transaction(conn, write=True, durable=durable, wait=False) as tx:
-                    results.update(self._run_jobs(tx, writes))
-            for j in reads:
-                with self.store.transaction(conn, write=False, wait=False) as tx:
-                    results[id(j)] = j.fn(tx, *j.args)
-        except BaseException as exc:
-            # Busy, or a job failed: the thread runs them again (alone where one fails,
-            # retrying where the database is busy) and reports what they raise.
-            if getattr(conn, "in_transaction", False) or _closed(conn):
-                # Left in an unknown state, lost, or closed by the store (a failed pipeline).
-                self._drop_connection(self._writer)
-            if self.store.is_transient(exc):
-                for j in jobs:
-                    if j.busy_fails and j.future.set_running_or_notify_cancel():
-                        j.future.set_exception(LockBusy("the write lock is taken"))
-                self._inline_jobs = [j for j in jobs if not j.busy_fails]
-            self._handover()
-            return
+            try:
+                if writes:
+                    durable = any(j.durable for j in writes)
+                    with self.store.transaction(
+                        conn, write=True, durable=durable, wait=False
+                    ) as tx:
+                        answers = self._run_jobs(tx, writes)
+            except BaseException as exc:
+                self._inline_failed(conn, exc, jobs)
+                return
+            # Committed: the writes are answered whatever the reads do next.
+            self._inline_jobs = reads
+            self._drop_if_unread(self._writer, answers.values())
+            for j in writes:
+                if j.future.set_running_or_notify_cancel():
+                    self._answer(j, answers[id(j)])
+            answers = {}
+            try:
+                for j in reads:
+                    with self.store.transaction(conn, write=False, wait=False) as tx:
+                        (answers[id(j)],) = settle(tx, [j.fn(tx, *j.args)])
+            except BaseException as exc:
+                self._inline_failed(conn, exc, reads)
+                return
         finally:
             self._conn_lock.release()
         self._inline_jobs = []
-        for j in writes + reads:
+        for j in reads:
             if j.future.set_running_or_notify_cancel():
-                j.future.set_result(results[id(j)])
+                self._answer(j, answers[id(j)])
+
+    def _inline_failed(self, conn: Any, exc: BaseException, jobs: list[_Job]) -> None:
+        """``jobs`` (nothing of theirs committed) failed in the loop: the thread runs them
+        again (alone where one fails, retrying where the database is busy) and reports
+        what they raise; those that must not wait for a busy lock fail now."""
+        if getattr(conn, "in_transaction", False) or _closed(conn):
+            # Left in an unknown state, lost, or closed by the store (a failed pipeline).
+            self._drop_connection(self._writer)
+        if self.store.is_transient(exc):
+            for j in jobs:
+                if j.busy_fails and j.future.set_running_or_notify_cancel():
+                    j.future.set_exception(LockBusy("the write lock is taken"))
+            jobs = [j for j in jobs if not j.busy_fails]
+        self._inline_jobs = jobs
+        self._handover()
 
     def _handover(self) -> None:
         """Give the jobs waiting to run in the loop to the thread."""
@@ -396,20 +487,47 @@ class DbExecutor:
         writes = sorted((j for j in live if j.write), key=lambda j: j.order)
         return writes, [j for j in live if not j.write]
 
-    def _run_jobs(self, tx: Tx, jobs: list[_Job]) -> dict[int, Any]:
-        """Run write ``jobs`` in ``tx``; their results by ``id(job)``. Jobs of one kind
-        that the store merges (``merged_writes``; on PostgreSQL checkpoints, new runs and
-        outcomes, each kind then one statement) go to it in one call per kind."""
-        results: dict[int, Any] = {}
-        for one, many in self._merged:
-            alike = [j for j in jobs if j.fn == one]
+    def _run_jobs(self, tx: Tx, jobs: list[_Job]) -> dict[int, object]:
+        """Run write ``jobs`` in ``tx``; their answers by ``id(job)`` (a
+        :class:`ReadFailed` for one whose answer failed to read after the commit). Jobs of
+        one function that the store merges (``merged_writes``; on PostgreSQL checkpoints,
+        new runs and outcomes, each kind then one statement) go to it in one call."""
+        results: dict[int, object] = {}
+        for merged in self._merged:
+            alike = [j for j in jobs if j.fn == merged.job]
             if len(alike) > 1:
-                merged = many(tx, [j.args for j in alike])
-                results.update((id(j), merged.item(i)) for i, j in enumerate(alike))
+                answers = merged.many(tx, [j.args for j in alike])
+                results.update((id(j), answers.item(i)) for i, j in enumerate(alike))
         for j in jobs:
             if id(j) not in results:
                 results[id(j)] = j.fn(tx, *j.args)
         return dict(zip(results, settle(tx, list(results.values())), strict=True))
+
+    def _answer(self, job: _Job, answer: object) -> None:
+        """Give ``job`` its answer (its future is running)."""
+        if isinstance(answer, ReadFailed):
+            job.future.set_exception(self._unread(answer.error))
+        else:
+            job.future.set_result(answer)
+
+    def _unread(self, exc: Exception) -> Exception:
+        """What a job whose answer failed to read after its commit raises: ``exc``, or
+        StoreUnavailable for a failure a retry would have cured (the API answers 503)."""
+        if not self.store.is_transient(exc):
+            return exc
+        error = StoreUnavailable(f"the write committed, but its answer could not be read: {exc}")
+        error.__cause__ = exc
+        return error
+
+    def _drop_if_unread(self, holder: _Conn, answers: Iterable[object]) -> None:
+        """Replace the connection when an answer failed to read on it after the commit
+        for a reason that a new connection cures (or it was closed)."""
+        for answer in answers:
+            if isinstance(answer, ReadFailed) and (
+                self.store.is_transient(answer.error) or _closed(holder.conn)
+            ):
+                self._drop_connection(holder)
+                return
 
     def _connection(self, holder: _Conn) -> Any:
         if holder.conn is not None and _closed(holder.conn):
@@ -435,20 +553,22 @@ class DbExecutor:
             with self.store.transaction(
                 conn, write=True, durable=durable, lock_wait_s=max(0.0, lock_wait)
             ) as tx:
-                results = self._run_jobs(tx, jobs)
+                answers = self._run_jobs(tx, jobs)
         except BaseException as exc:
-            # Run each job alone: one bad job must not fail the others.
+            # Nothing committed. Run each job alone: one bad job must not fail the others.
             if self.store.is_transient(exc) or _closed(holder.conn):
                 self._drop_connection(holder)
             for j in jobs:
                 self._run_one(j, holder)
             return
+        self._drop_if_unread(holder, answers.values())
         for j in jobs:
-            j.future.set_result(results[id(j)])
+            self._answer(j, answers[id(j)])
 
     def _run_one(self, job: _Job, holder: _Conn) -> None:
         """Run ``job`` alone, retrying transient errors until its deadline (one try at
-        least, without waiting for a lock, if the deadline passed while it queued)."""
+        least, without waiting for a lock, if the deadline passed while it queued), but
+        never once it committed."""
         delay = 0.02
         while True:
             try:
@@ -457,7 +577,7 @@ class DbExecutor:
                 with self.store.transaction(
                     conn, write=job.write, durable=job.durable, lock_wait_s=lock_wait
                 ) as tx:
-                    (result,) = settle(tx, [job.fn(tx, *job.args)])
+                    (answer,) = settle(tx, [job.fn(tx, *job.args)])
             except BaseException as exc:
                 if self.store.is_transient(exc) or _closed(holder.conn):
                     self._drop_connection(holder)
@@ -473,5 +593,6 @@ class DbExecutor:
                     return
                 job.future.set_exception(exc)
                 return
-            job.future.set_result(result)
+            self._drop_if_unread(holder, [answer])
+            self._answer(job, answer)
             return

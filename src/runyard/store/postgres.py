@@ -3,7 +3,7 @@ per-key locks for flow control, LISTEN/NOTIFY wake-ups (a hint, never the only p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -13,6 +13,9 @@ from psycopg.rows import dict_row
 from .. import jsonutil
 from ..models import ItemState, NewRun
 from .base import Checkpoint, Fence, Row, Store, Tx
+from .control import existing_run
+from .execution import status_after_outcome
+from .records import CheckpointWrite, MergedWrite, Outcome
 from .tx import RUN, RUN_END, STOP, WAKE, Later
 
 #: Channels announcements are sent on (see the notify query).
@@ -80,27 +83,23 @@ class PostgresStore(Store):
     ) -> Later[str | None]:
         if _has_side_effects(cps):
             return super().checkpoint_txn(tx, f, iteration, cps)
-        return self.checkpoint_many_txn(tx, [(f, iteration, cps)]).item(0)
+        return self.checkpoint_many_txn(tx, [CheckpointWrite(f, iteration, cps)]).item(0)
 
     def checkpoint_many_txn(
-        self, tx: Tx, calls: Sequence[tuple[Fence, int, Sequence[Checkpoint]]]
+        self, tx: Tx, writes: Sequence[CheckpointWrite]
     ) -> Later[list[str | None]]:
-        if any(_has_side_effects(cps) for _, _, cps in calls):
-            return super().checkpoint_many_txn(tx, calls)
+        if any(_has_side_effects(w.checkpoints) for w in writes):
+            return super().checkpoint_many_txn(tx, writes)
         fences = [
-            {
-                "run_id": f.run_id,
-                "idx": f.idx,
-                "owner": f.owner,
-                "epoch": f.epoch,
-                "position": max(cp.position for cp in cps),
-            }
-            for f, _, cps in calls
+            {**w.fence.params(), "position": max(cp.position for cp in w.checkpoints)}
+            for w in writes
         ]
         checkpoints = [
             row
-            for f, it, cps in calls
-            for row in _checkpoints_json(cps, run_id=f.run_id, idx=f.idx, iteration=it)
+            for w in writes
+            for row in _checkpoints_json(
+                w.checkpoints, run_id=w.fence.run_id, idx=w.fence.idx, iteration=w.iteration
+            )
         ]
         tx.send("nested_loops")
         sent = tx.send(
@@ -110,23 +109,27 @@ class PostgresStore(Store):
 
         def statuses() -> list[str | None]:
             status = {(r["run_id"], r["idx"]): r["status"] for r in sent.rows()}
-            return [status.get((f.run_id, f.idx)) for f, _, _ in calls]
+            return [status.get((w.fence.run_id, w.fence.idx)) for w in writes]
 
         return Later(statuses)
 
-    def merged_writes(self) -> list[tuple[Callable[..., Any], Callable[..., Later[list[Any]]]]]:
+    def merged_writes(self) -> list[MergedWrite]:
         return [
-            (self.checkpoint_txn, self.checkpoint_many_txn),
-            (self.create_run_txn, self.create_runs_txn),
-            (self.complete_item_txn, self.complete_items_txn),
+            MergedWrite(self.checkpoint_txn, self._checkpoint_jobs),
+            MergedWrite(self.create_run_txn, self._create_run_jobs),
+            MergedWrite(self.complete_item_txn, self._outcome_jobs),
         ]
 
-    def create_runs_txn(
-        self, tx: Tx, runs: Sequence[tuple[NewRun]]
+    def _create_run_jobs(
+        self, tx: Tx, jobs: Sequence[tuple[NewRun]]
     ) -> Later[list[tuple[Row, bool]]]:
-        # One statement for them all; a run id given twice is inserted once (its first
-        # trigger), the second finds it as an idempotent retry would.
-        first = {run.id: run for (run,) in reversed(runs)}
+        return self.create_runs_txn(tx, [run for (run,) in jobs])
+
+    def create_runs_txn(self, tx: Tx, runs: Sequence[NewRun]) -> Later[list[tuple[Row, bool]]]:
+        """``create_run_txn`` for each of ``runs``, in one statement."""
+        # A run id given twice is inserted once (its first trigger), the second finds it
+        # as an idempotent retry would.
+        first = {run.id: run for run in reversed(runs)}
         params = [self._new_run_params(run) for run in first.values()]
         for run in first.values():
             if run.flow_limits is not None:
@@ -134,8 +137,8 @@ class PostgresStore(Store):
         sent = tx.send(
             "insert_runs",
             {
-                "runs": jsonutil.dumps([p for p, _ in params]),
-                "items": jsonutil.dumps([i for _, items in params for i in items]),
+                "runs": jsonutil.dumps([p.run for p in params]),
+                "items": jsonutil.dumps([i for p in params for i in p.items]),
             },
         )
         for run in first.values():
@@ -144,10 +147,10 @@ class PostgresStore(Store):
         def read() -> list[tuple[Row, bool]]:
             created = {row["id"]: row for row in sent.rows()}
             answers = []
-            for (run,) in runs:
+            for run in runs:
                 row = created.get(run.id)
                 new = row is not None and first.get(run.id) is run
-                answers.append((row if row is not None else self._existing_run(tx, run.id), new))
+                answers.append((row if row is not None else existing_run(tx, run.id), new))
             return answers
 
         return Later(read)
@@ -163,79 +166,75 @@ class PostgresStore(Store):
         error: str | None,
         sole: bool = False,
     ) -> str | Later[str | None] | None:
+        outcome = Outcome(f, iteration, pending, state, result, error, sole)
         if _has_side_effects(pending):
-            return super().complete_item_txn(tx, f, iteration, pending, state, result, error)
-        call = (f, iteration, pending, state, result, error, sole)
-        return self.complete_items_txn(tx, [call]).item(0)
+            return self._outcome_txn(tx, outcome)
+        return self.complete_items_txn(tx, [outcome]).item(0)
 
-    def complete_items_txn(
-        self,
-        tx: Tx,
-        calls: Sequence[tuple[Any, ...]],
-    ) -> Later[list[str | None]]:
-        """complete_item_txn for several items: the argument tuples of each call (``sole``
+    def _outcome_jobs(self, tx: Tx, jobs: Sequence[tuple[Any, ...]]) -> Later[list[str | None]]:
+        """complete_items_txn of the arguments of ``complete_item_txn`` jobs (``sole``
         may be left out, as it may from a call)."""
-        calls = [c if len(c) == 7 else (*c, False) for c in calls]
+        return self.complete_items_txn(tx, [Outcome(*args) for args in jobs])
+
+    def complete_items_txn(self, tx: Tx, outcomes: Sequence[Outcome]) -> Later[list[str | None]]:
+        """complete_item_txn for several items."""
         # Every run is locked first, in id order and in a statement of its own, so that
         # the outcome statement's snapshot sees every other item of those runs as
         # committed. Outcomes with side effects (emit, charge, sync) take the general
         # path, after the lock.
-        tx.send("lock_runs", {"run_ids": sorted({f.run_id for f, *_ in calls})})
-        plain = [c for c in calls if not _has_side_effects(c[2])]
+        tx.send("lock_runs", {"run_ids": sorted({o.fence.run_id for o in outcomes})})
+        plain = [o for o in outcomes if not _has_side_effects(o.pending)]
         general = {
-            id(c): super().complete_item_txn(tx, *c[:6]) for c in calls if _has_side_effects(c[2])
+            id(o): self._outcome_txn(tx, o) for o in outcomes if _has_side_effects(o.pending)
         }
         sent = None
         if plain:
-            outcomes = [
+            rows = [
                 {
                     "n": n,
-                    **self._fence_params(f),
-                    "iteration": iteration,
-                    "position": max((cp.position for cp in pending), default=0),
-                    "state": state.value,
-                    "result": result,
-                    "error": error,
+                    **o.fence.params(),
+                    "iteration": o.iteration,
+                    "position": o.position,
+                    "state": o.state.value,
+                    "result": o.result,
+                    "error": o.error,
                 }
-                for n, (f, iteration, pending, state, result, error, _) in enumerate(plain)
+                for n, o in enumerate(plain)
             ]
             checkpoints = [
                 row
-                for f, _, pending, *_ in plain
-                for row in _checkpoints_json(pending, run_id=f.run_id, idx=f.idx)
+                for o in plain
+                for row in _checkpoints_json(o.pending, run_id=o.fence.run_id, idx=o.fence.idx)
             ]
             tx.send("nested_loops")
             sent = tx.send(
                 "finish_items_steps",
                 {
-                    "outcomes": jsonutil.dumps(outcomes),
+                    "outcomes": jsonutil.dumps(rows),
                     "checkpoints": jsonutil.dumps(checkpoints),
-                    "probe": len(outcomes) + 1,
+                    "probe": len(rows) + 1,
                 },
             )
-        # Announced without waiting for the answer (the transaction then takes one round
-        # trip with its commit): each run, if this ended it (a run's only input ends it:
-        # announced as it is, which costs the notifying statement no look at the run);
-        # work, if this may have given a run its on_failure item.
-        for f, _, _, state, _, _, sole in plain:
-            if sole:
-                tx.announce_run(f.run_id)
-            else:
-                tx.announce_run_end(f.run_id)
-            if state is not ItemState.COMPLETED:
-                tx.announce_wake()
+        # The statement ends the runs it finishes the last open input of, and gives those
+        # it failed their on_failure item; what follows is announced without waiting for
+        # its answer (the transaction then takes one round trip with its commit).
+        for o in plain:
+            self._after_outcome_txn(tx, o, None, decided=False)
 
         def statuses() -> list[str | None]:
             rows = {r["n"]: r for r in sent.rows()} if sent else {}
-            number = {id(c): n for n, c in enumerate(plain)}
+            number = {id(o): n for n, o in enumerate(plain)}
             answers: list[str | None] = []
-            for c in calls:
-                if id(c) in general:
-                    done = general[id(c)]
-                    answers.append(done.result() if isinstance(done, Later) else done)
+            for o in outcomes:
+                if id(o) in general:
+                    answers.append(general[id(o)])
                     continue
-                row = rows.get(number[id(c)])
-                answers.append(None if row is None else row["final_status"] or row["run_status"])
+                row = rows.get(number[id(o)])
+                answers.append(
+                    None
+                    if row is None
+                    else status_after_outcome(row["final_status"], row["run_status"])
+                )
             return answers
 
         return Later(statuses)

@@ -1,17 +1,17 @@
-"""Records the store passes around: fences, checkpoints, claims, filters, and the
-conversion of rows into the models of ``runyard.models``."""
+"""Records the store passes around: fences, checkpoints, claims, outcomes, filters, and
+the conversion of rows into the models of ``runyard.models``."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import jsonutil
 from ..errors import InvalidInput
 from ..models import Item, ItemState, Run, RunStatus, StepRecord
-from .tx import Row
+from .tx import Later, Row, Tx
 
 FAR_FUTURE = 4102444800.0  # 2100-01-01: "no deadline" for a suspended item
 
@@ -24,6 +24,10 @@ class Fence:
     idx: int
     owner: str
     epoch: int
+
+    def params(self) -> dict[str, Any]:
+        """The parameters a fenced statement matches the item with."""
+        return {"run_id": self.run_id, "idx": self.idx, "owner": self.owner, "epoch": self.epoch}
 
 
 @dataclass(slots=True)
@@ -53,6 +57,72 @@ class Checkpoint:
             "attempts": self.attempts,
             "started_at": self.started_at,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointWrite:
+    """An execution's checkpoints, written with others' in one transaction (the
+    arguments of a ``checkpoint_txn`` job)."""
+
+    fence: Fence
+    iteration: int
+    checkpoints: Sequence[Checkpoint]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """An item's outcome with its last checkpoints (the arguments of a
+    ``complete_item_txn`` job). ``sole``: the item is its run's only input."""
+
+    fence: Fence
+    iteration: int
+    pending: Sequence[Checkpoint]
+    state: ItemState
+    result: str | None
+    error: str | None
+    sole: bool = False
+
+    @property
+    def position(self) -> int:
+        """The position of its last checkpoint (0: none)."""
+        return max((cp.position for cp in self.pending), default=0)
+
+
+@dataclass(frozen=True, slots=True)
+class NewRunParams:
+    """The parameters of ``insert_run`` for a new run, and of ``insert_item`` for each of
+    its inputs."""
+
+    run: dict[str, Any]
+    items: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class MergedWrite:
+    """Write jobs of one function that a store makes in one call when several share a
+    transaction (see ``Store.merged_writes``): ``job`` is the function they were
+    submitted with; ``many`` takes the transaction and each job's arguments, in order,
+    and answers what each job would have, in that order."""
+
+    job: Callable[..., object]
+    many: Callable[[Tx, Sequence[tuple[Any, ...]]], Later[list[Any]]]
+
+
+class Leases(NamedTuple):
+    """What a heartbeat found: the items (run id, index, epoch) its worker still owns,
+    and the statuses of its runs that want it to stop (PAUSED, CANCELED) by run id."""
+
+    owned: set[tuple[str, int, int]]
+    stops: dict[str, str]
+
+
+class WaitResult(NamedTuple):
+    """How a wait for an event resolved: ``kind`` is ``"event"`` (``event`` then holds
+    the event's id and data), ``"timeout"``, ``"run_timeout"``, ``"suspended"`` or
+    ``"fenced"``."""
+
+    kind: str
+    event: tuple[str, Any] | None = None
 
 
 @dataclass(slots=True)

@@ -1,0 +1,195 @@
+"""Claims and leases (mixed into :class:`~runyard.store.base.Store`): taking due items
+with what their execution needs, flow-control capacity and step-level slots, extending the
+leases of items in execution, and recovering those whose lease expired."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .. import jsonutil
+from ..models import RunStatus
+from .execution import after_run_end
+from .records import Claimed, Claims, Fence, Leases, step_from_row
+from .tx import Later, Row, Tx
+
+#: Parked items made ready by one scanning claim at most (the rest by the next ones).
+UNPARK_BATCH = 500
+
+
+class ClaimsMixin:
+    """Claiming items, flow control, leases and recovery."""
+
+    #: Whether the claim query also starts the claimed items' runs and returns
+    #: each run's columns (deadline_at, sync_mode, max_results, options, error) with its
+    #: items; otherwise start_runs follows them.
+    claim_starts_runs = False
+
+    def claim_txn(
+        self,
+        tx: Tx,
+        owner: str,
+        wrefs: Sequence[str],
+        limit: int,
+        lease_s: float,
+        scan: bool = True,
+        flow_keys: Sequence[str] = (),
+    ) -> Later[Claims]:
+        """Claim up to ``limit`` due items of the workflows in ``wrefs`` and load what
+        their execution needs: items without a flow-control key, and those of
+        ``flow_keys`` as far as each key's limits allow. ``scan`` also promotes due
+        SCHEDULED runs, readies the parked items that came due (a sleep's end, a timeout,
+        a backoff) and asks which keys have due items, answered with the claims
+        (``Claims.flow_keys``) for the next call to claim from (callers scan every
+        ~100 ms, not on every claim). The claims are read once the commit is on its way:
+        on PostgreSQL a claim given no keys takes one round trip, with a scan too."""
+        if scan:
+            tx.send("promote_scheduled")
+            tx.send("unpark_due", {"limit": UNPARK_BATCH})
+        base = {"owner": owner, "wrefs": list(wrefs), "lease_s": lease_s}
+        keyed: list[Row] = []
+        left = limit
+        for key in flow_keys:
+            cap = self._flow_capacity_txn(tx, key, left)
+            if cap <= 0:
+                continue
+            got = tx.q("claim_keyed", {**base, "limit": cap, "flow_key": key})
+            for _ in got:
+                tx.send("insert_flow_start", {"key": key})
+            keyed.extend(got)
+            left -= len(got)
+            if left <= 0:
+                break
+        free = tx.send("claim", {**base, "limit": left}) if left > 0 else None
+        due = tx.send("due_flow_keys", {"wrefs": list(wrefs), "limit": limit}) if scan else None
+        runs: dict[str, Row] | None = None
+        if not self.claim_starts_runs and (rows := keyed + (free.rows() if free else [])):
+            run_ids = sorted({r["run_id"] for r in rows})
+            runs = {r["id"]: r for r in tx.q("start_runs", {"ids": run_ids})}
+
+        def read() -> Claims:
+            rows = keyed + (free.rows() if free else [])
+            keys = [r["flow_key"] for r in due.rows()] if due else []
+            return Claims(self._claimed(tx, owner, rows, runs), keys)
+
+        return Later(read)
+
+    def _claimed(
+        self, tx: Tx, owner: str, rows: list[Row], runs: dict[str, Row] | None
+    ) -> list[Claimed]:
+        """What executing the claimed ``rows`` needs; ``runs``: their runs' columns by id
+        (None when each row carries them)."""
+        claimed: list[Claimed] = []
+        needs_history: list[Claimed] = []
+        for r in rows:
+            run = r if runs is None else runs[r["run_id"]]
+            wf, _, ver = r["wref"].rpartition("@")
+            c = Claimed(
+                fence=Fence(r["run_id"], r["idx"], owner, r["epoch"]),
+                kind=r["kind"],
+                workflow=wf,
+                workflow_version=ver,
+                input=jsonutil.loads(r["input"]),
+                custom_data=jsonutil.loads(r["custom_data"]),
+                iteration=r["iteration"],
+                generation=r["generation"],
+                attempt=r["attempt"],
+                last_position=r["last_position"],
+                parent_idx=r["parent_idx"],
+                deadline_at=run["deadline_at"],
+                sync_mode=run["sync_mode"],
+                max_results=run["max_results"],
+                options=jsonutil.loads(run["options"]) or {},
+                run_error=jsonutil.loads(run["error"]),
+                flow_key=r["flow_key"],
+                run_items=run["item_count"],
+            )
+            claimed.append(c)
+            if c.last_position > 0 or c.attempt > 1 or c.generation > 0 or c.iteration > 1:
+                needs_history.append(c)
+        for c in needs_history:
+            self._load_history_txn(tx, c)  # (reads of committed checkpoints)
+        return claimed
+
+    def _load_history_txn(self, tx: Tx, c: Claimed) -> None:
+        key = {"run_id": c.fence.run_id, "idx": c.fence.idx, "iteration": c.iteration}
+        c.history = {r["position"]: step_from_row(r) for r in tx.q("item_history", key)}
+        failed = tx.q("item_failed_attempts", {**key, "generation": c.generation})
+        c.failed_attempts = {r["position"]: r["n"] - r["limited"] for r in failed}
+        c.limited_attempts = {r["position"]: r["limited"] for r in failed}
+        if c.iteration > 1 or c.sync_mode:
+            row = tx.q1("previous_sync_state", key)
+            c.sync_state = jsonutil.loads(row["state"]) if row else None
+
+    def claim_upkeep(self, tx: Tx) -> bool:
+        """Keep claims cheap after many of them (a backend whose claims leave work behind
+        that its server may not clear does it here); whether it did anything."""
+        return False
+
+    def _flow_capacity_txn(self, tx: Tx, key: str, want: int) -> int:
+        cfg = tx.q1("lock_flow_key", {"key": key})
+        if cfg is None:
+            return want
+        cap = want
+        if cfg["parallelism"] is not None:
+            active = tx.q1("flow_active", {"key": key})
+            cap = min(cap, cfg["parallelism"] - (active["n"] if active else 0))
+        if cfg["rate"] is not None:
+            recent = tx.q1("flow_recent", {"key": key, "period_s": cfg["period_s"]})
+            cap = min(cap, cfg["rate"] - (recent["n"] if recent else 0))
+        return cap
+
+    def acquire_flow_slot_txn(
+        self, tx: Tx, key: str, holder: str, owner: str, ttl_s: float
+    ) -> float:
+        """Take a step-level slot of ``key``: 0 when taken, else seconds to wait."""
+        if self._flow_capacity_txn(tx, key, 1) <= 0:
+            row = tx.q1("flow_retry_in", {"key": key})
+            return max(0.005, float(row["wait_s"])) if row and row["wait_s"] else 0.05
+        tx.exec("insert_flow_slot", {"key": key, "holder": holder, "owner": owner, "ttl_s": ttl_s})
+        tx.exec("insert_flow_start", {"key": key})
+        return 0.0
+
+    def release_flow_slot_txn(self, tx: Tx, key: str, holder: str) -> None:
+        tx.exec("delete_flow_slot", {"key": key, "holder": holder})
+
+    def heartbeat_txn(self, tx: Tx, owner: str, lease_s: float, fences: Sequence[Fence]) -> Leases:
+        """Extend the leases of the items ``owner`` is executing (only those: an item it
+        claimed but is not executing must expire and be recovered); the items it still
+        owns and the statuses of its runs that want it to stop (PAUSED, CANCELED)."""
+        owned: set[tuple[str, int, int]] = set()
+        for f in fences:
+            row = tx.q1("extend_lease", {**f.params(), "lease_s": lease_s})
+            if row is not None:
+                owned.add((f.run_id, f.idx, f.epoch))
+        run_ids = sorted({f.run_id for f in fences})
+        tx.exec("extend_flow_slots", {"owner": owner, "lease_s": lease_s})
+        tx.exec("worker_heartbeat", {"id": owner})
+        stops = {}
+        if run_ids:
+            stops = {r["id"]: r["status"] for r in tx.q("stopping_runs", {"ids": sorted(run_ids)})}
+        return Leases(owned, stops)
+
+    def recover_txn(self, tx: Tx, limit: int = 100) -> list[str]:
+        """Re-queue items whose lease expired; runs past ``max_recovery_attempts`` end
+        CRASHED. Never touches a live lease. The run ids recovered."""
+        expired = tx.q("expire_leases", {"limit": limit})
+        if not expired:
+            tx.exec("expire_flow_slots")
+            tx.exec("trim_flow_starts")
+            return []
+        run_ids = sorted({r["run_id"] for r in expired})
+        tx.exec("count_recoveries", {"ids": run_ids})
+        for row in tx.q("runs_over_recovery", {"ids": run_ids}):
+            error = jsonutil.dumps(
+                {
+                    "code": "crashed",
+                    "message": f"the run's worker died {row['recovery_attempts']} times "
+                    f"(max_recovery_attempts={row['max_recovery_attempts']})",
+                }
+            )
+            tx.exec("crash_run", {"run_id": row["id"], "error": error})
+            tx.exec("crash_items", {"run_id": row["id"], "error": error})
+            tx.exec("delete_run_waiters", {"run_id": row["id"]})  # no notify wakes it
+            after_run_end(tx, row["id"], RunStatus.CRASHED.value)
+        tx.announce_wake()
+        return run_ids
