@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
+from runyard import Runyard
 from runyard.rules import check_run_id
 from runyard_bench.clone import clone_runs, database_bytes, relation_bytes
 from runyard_bench.scale import template_runs
@@ -15,8 +17,9 @@ from runyard_bench.workflows import build_yard
 DAY = 86400.0
 
 
-async def _all_ids(y, **filters):  # type: ignore[no-untyped-def]
-    ids, cursor = [], None
+async def _all_ids(y: Runyard, **filters: Any) -> list[str]:
+    ids: list[str] = []
+    cursor: str | None = None
     while True:
         page = await y.list_runs(limit=100, cursor=cursor, **filters)
         ids += [r.id for r in page.items]
@@ -25,12 +28,13 @@ async def _all_ids(y, **filters):  # type: ignore[no-untyped-def]
             return ids
 
 
-async def _shape(y, run_id):  # type: ignore[no-untyped-def]
+async def _shape(y: Runyard, run_id: str) -> dict[str, Any]:
     """What must be the same in a copy: everything but ids and times."""
     run = await y.get_run(run_id)
     items = await y.items(run_id)
     steps = await y.steps(run_id)
     transitions = await y.transitions(run_id)
+    assert run.finished_at is not None
     return {
         "run": (run.workflow, run.status, run.result, run.input_count, run.credits),
         "duration": round(run.finished_at - run.created_at, 6),
