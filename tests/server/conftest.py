@@ -22,6 +22,7 @@ from runyard.store import open_store
 from runyard.store.dbexec import DbExecutor
 from tests.apps.e2e_support import spawn
 from tests.conftest import ROOT, WorkerProcess
+from tests.waiting import NotYet, wait_until
 
 SERVE = """
 import asyncio, sys
@@ -67,17 +68,18 @@ class ServerProcess:
                 stderr=out,
                 cwd=str(ROOT),
             )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def answering() -> bool:
+            if proc.poll() is not None:
                 raise AssertionError(f"server exited: {self.log.read_text()[-3000:]}")
-            try:
-                httpx.get(self.url + "/healthz", timeout=2)
-                return self
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("server did not start") from None
-                time.sleep(0.05)
+            httpx.get(self.url + "/healthz", timeout=2)
+            return True
+
+        wait_until(
+            answering, timeout=timeout, ignoring=(httpx.TransportError,), what="the server up"
+        )
+        return self
 
     def stop(self, timeout: float = 20) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
@@ -208,12 +210,11 @@ def assert_unavailable_within(call: Callable[[], httpx.Response], seconds: float
 
 
 def wait_published(api: httpx.Client, *names: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    for name in names:
-        while api.get(f"/v1/workflows/{name}").status_code != 200:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"workflow {name} not published after {timeout} s")
-            time.sleep(0.05)
+    def published() -> bool | NotYet:
+        missing = [n for n in names if api.get(f"/v1/workflows/{n}").status_code != 200]
+        return not missing or NotYet({"not published": missing})
+
+    wait_until(published, timeout=timeout, what=f"workflows {list(names)} published")
 
 
 def wait_status(
@@ -221,13 +222,11 @@ def wait_status(
 ) -> dict[str, Any]:
     """Poll ``/status`` until the run is in one of ``statuses``; the run then."""
     wanted = {statuses} if isinstance(statuses, str) else statuses
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def in_wanted() -> dict[str, Any] | NotYet:
         r = api.get(f"/v1/runs/{run_id}/status")
         assert r.status_code in (200, 404), r.text  # 404: not created yet
         body: dict[str, Any] = r.json()
-        if r.status_code == 200 and body["status"] in wanted:
-            return body
-        if time.monotonic() > deadline:
-            raise AssertionError(f"run {run_id} is {body}, not {wanted}")
-        time.sleep(0.05)
+        return body if r.status_code == 200 and body["status"] in wanted else NotYet(body)
+
+    return wait_until(in_wanted, timeout=timeout, what=f"run {run_id} {sorted(wanted)}")

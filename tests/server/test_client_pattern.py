@@ -5,8 +5,12 @@ woken the moment the run ends in a worker process)."""
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from tests.conftest import WorkerProcess
 from tests.server.conftest import (
@@ -17,6 +21,7 @@ from tests.server.conftest import (
     start_worker,
     wait_published,
 )
+from tests.waiting import NotYet, wait_until
 
 
 def test_start_keep_the_id_restart_and_fetch_the_result(
@@ -50,10 +55,11 @@ def test_start_keep_the_id_restart_and_fetch_the_result(
     server.restart()
     with client(server, api_keys.read) as api:
         # Poll the lightweight status until terminal.
-        deadline = time.monotonic() + 30
-        while (status := api.get("/v1/runs/order-1/status").json())["terminal"] is False:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        def terminal() -> dict[str, Any] | NotYet:
+            status: dict[str, Any] = api.get("/v1/runs/order-1/status").json()
+            return status if status["terminal"] is not False else NotYet(status)
+
+        status = wait_until(terminal, timeout=30, what="order-1 terminal")
         assert status["status"] == "SUCCEEDED"
         result = api.get("/v1/runs/order-1/result")
         assert result.status_code == 200
@@ -75,7 +81,7 @@ def test_start_keep_the_id_restart_and_fetch_the_result(
         concurrent.futures.ThreadPoolExecutor(1) as pool,
     ):
         poll = pool.submit(reader.get, f"/v1/runs/{waiting}/result", params={"timeout": 60})
-        time.sleep(0.5)  # the long-poll is waiting
+        wait_until(lambda: _live_waits(reader) == 1, timeout=10, what="the long-poll waiting")
         assert not poll.done()
         woken = writer.post("/v1/events/go:1", json={"data": {"ok": True}})
         assert woken.status_code == 200 and woken.json()["woken"] == [waiting]
@@ -86,6 +92,14 @@ def test_start_keep_the_id_restart_and_fetch_the_result(
         assert answer.json()["status"] == "SUCCEEDED" and answer.json()["result"] == {"ok": True}
         # The server polls every 5 s here: only the hub's wake-up explains a fast answer.
         assert latency < 2.0, latency
+
+
+def _live_waits(api: httpx.Client) -> float:
+    """The server's count of requests waiting for a run (live runs and long-polls)."""
+    for line in api.get("/metrics").text.splitlines():
+        if line.startswith("runyard_live_waits_in_progress "):
+            return float(line.split()[1])
+    raise AssertionError("no runyard_live_waits_in_progress in /metrics")
 
 
 def test_a_stopping_server_answers_its_waiting_clients(
@@ -101,13 +115,21 @@ def test_a_stopping_server_answers_its_waiting_clients(
     ):
         run_id = api.post("/v1/runs", json={"workflow": "sleeper", "input": 1}).json()["id"]
 
+        streaming = threading.Event()
+
         def stream() -> list[str]:
             with api.stream("GET", f"/v1/runs/{run_id}/events") as r:
-                return [line for line in r.iter_lines() if line.startswith("event:")]
+                lines = []
+                for line in r.iter_lines():
+                    if line.startswith("event:"):
+                        lines.append(line)
+                    streaming.set()  # (the stream is open and has begun)
+                return lines
 
         poll = pool.submit(api.get, f"/v1/runs/{run_id}/result", params={"timeout": 60})
         events = pool.submit(stream)
-        time.sleep(0.5)
+        wait_until(lambda: _live_waits(api) == 1, timeout=10, what="the long-poll waiting")
+        assert streaming.wait(10), "the event stream did not begin"
         assert not poll.done() and not events.done()
         started = time.monotonic()
         assert server.stop() == 0

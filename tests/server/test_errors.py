@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from tests.server.conftest import Keys, ServerFactory, client, publish_without_worker
 
@@ -22,7 +23,7 @@ def test_error_shape_and_bad_input(
 
         def refused(
             body: object | None = None, content: bytes | None = None, **kw: object
-        ) -> dict[str, object]:
+        ) -> dict[str, Any]:
             if content is not None:
                 r = api.post(
                     "/v1/runs", content=content, headers={"content-type": "application/json"}
@@ -30,12 +31,14 @@ def test_error_shape_and_bad_input(
             else:
                 r = api.post("/v1/runs", json=body)
             assert r.status_code == 422, r.text
-            error = r.json()["error"]
+            error: dict[str, Any] = r.json()["error"]
             assert set(error) == {"code", "message", "details"}
             assert error["code"] == "invalid_input"
             return error
 
-        fields = lambda e: [d["field"] for d in e["details"]]  # noqa: E731
+        def fields(error: dict[str, Any]) -> list[str]:
+            return [d["field"] for d in error["details"]]
+
         assert fields(refused({})) == ["workflow"]
         assert set(fields(refused({"workflow": "", "limit": 3, "mode": "now"}))) == {
             "workflow",

@@ -99,7 +99,7 @@ def test_filters_and_cursor_pagination(db_url: str, server: ServerProcess, api_k
         assert before <= set(paged)
 
         # Bad parameters name themselves.
-        for params, field in [
+        refused: list[tuple[dict[str, str | int], str]] = [
             ({"limit": 0}, "limit"),
             ({"limit": 101}, "limit"),
             ({"order": "sideways"}, "order"),
@@ -107,7 +107,8 @@ def test_filters_and_cursor_pagination(db_url: str, server: ServerProcess, api_k
             ({"sort": "id"}, "sort"),
             ({"created_after": "yesterday"}, "created_after"),
             ({"cursor": "not-a-cursor"}, "cursor"),
-        ]:
+        ]
+        for params, field in refused:
             r = api.get("/v1/runs", params=params)
             assert r.status_code == 422, (params, r.text)
             error = r.json()["error"]
@@ -160,7 +161,9 @@ def test_a_cursor_that_is_not_one_is_refused(
         # str.isdigit but not int()).
         for value in ("²".encode("latin-1"), b"abc", b"-1", b"1.5"):
             # (streamed: were it accepted, the stream of a queued run would not end)
-            with api.stream("GET", f"/v1/runs/{run}/events", headers={"last-event-id": value}) as r:
+            with api.stream(
+                "GET", f"/v1/runs/{run}/events", headers={b"last-event-id": value}
+            ) as r:
                 assert r.status_code == 422, value
                 r.read()
             assert [d["field"] for d in r.json()["error"]["details"]] == ["last-event-id"]

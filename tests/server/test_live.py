@@ -8,6 +8,8 @@ import concurrent.futures
 import time
 from pathlib import Path
 
+import httpx
+
 from tests.conftest import WorkerProcess
 from tests.server.conftest import (
     Keys,
@@ -17,6 +19,7 @@ from tests.server.conftest import (
     wait_published,
     wait_status,
 )
+from tests.waiting import NotYet, wait_until
 
 
 def test_live_mode(
@@ -92,10 +95,11 @@ def test_live_mode(
             # Async mode is not a live wait: still accepted.
             r = api.post("/v1/runs", json={"workflow": "greet", "input": {"name": "a"}})
             assert r.status_code == 201
-            deadline = time.monotonic() + 20
-            while api.post("/v1/events/hold", json={"data": 1}).json()["woken"] != ["holder"]:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            wait_until(
+                lambda: api.post("/v1/events/hold", json={"data": 1}).json()["woken"] == ["holder"],
+                timeout=20,
+                what="the holder woken by hold",
+            )
             assert holder.result(30).status_code == 200
         r = api.post("/v1/runs", json=refused)
         assert r.status_code == 200  # capacity is back
@@ -111,8 +115,11 @@ def test_live_mode(
         assert int(r.headers["retry-after"]) >= 1
         assert api.get("/v1/runs/fc-1").status_code == 404
         assert api.post(f"/v1/runs/{busy}/cancel").status_code == 200
-        deadline = time.monotonic() + 20
-        while (r := api.post("/v1/runs", json=fc)).status_code == 429:
-            assert time.monotonic() < deadline  # the slot frees once the worker lets go
-            time.sleep(0.1)
+
+        def accepted() -> httpx.Response | NotYet:
+            r = api.post("/v1/runs", json=fc)
+            return r if r.status_code != 429 else NotYet(r.json())
+
+        # The slot frees once the worker lets go.
+        r = wait_until(accepted, timeout=20, interval=0.1, what="fc-1 accepted")
         assert r.status_code == 200 and r.json()["run"]["result"] == 0.1

@@ -5,6 +5,8 @@ that do not need it go on, and the run is changed once the lock is gone."""
 
 from __future__ import annotations
 
+import functools
+
 import psycopg
 import pytest
 
@@ -32,7 +34,7 @@ def test_a_locked_run_answers_503_within_the_window(
         holder.execute("SELECT id FROM runs WHERE id = 'held' FOR UPDATE")
         try:
             for action in ("cancel", "pause"):
-                assert_unavailable_within(lambda a=action: api.post(f"/v1/runs/held/{a}"))
+                assert_unavailable_within(functools.partial(api.post, f"/v1/runs/held/{action}"))
             # What does not need the row goes on.
             assert api.post("/v1/runs", json={**body, "run_id": "other"}).status_code == 201
             assert api.get("/v1/runs/held").json()["status"] == "QUEUED"

@@ -21,6 +21,7 @@ from tests.server.conftest import (
     wait_published,
     wait_status,
 )
+from tests.waiting import stays_true, wait_until
 
 
 def _sse(
@@ -97,11 +98,11 @@ def test_workflows_outputs_stream_tasks_events_usage_metrics(
         wait_status(api, waiting, "RUNNING")
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             stream = pool.submit(_sse, reader, f"/v1/runs/{waiting}/events")
-            deadline = time.monotonic() + 20
-            while not reader.get("/v1/events/approve/ev-7/waiters").json()["items"]:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-            waiters = reader.get("/v1/events/approve/ev-7/waiters").json()["items"]
+            waiters = wait_until(
+                lambda: reader.get("/v1/events/approve/ev-7/waiters").json()["items"],
+                timeout=20,
+                what="a waiter of approve/ev-7",
+            )
             assert [w["run_id"] for w in waiters] == [waiting]
             assert api.post("/v1/events/approve%2Fev-7", json={"data": "go"}).json()["woken"] == [
                 waiting
@@ -222,7 +223,9 @@ def test_metrics_count_open_runs_and_runs_ended_since_the_server_started(
         wait_published(api, "greet", "waiter")
         before = api.post("/v1/runs", json={"workflow": "greet", "input": {"name": "a"}})
         wait_status(api, before.json()["id"], "SUCCEEDED")
-        time.sleep(2.1)  # (ended runs are counted once their transition is 2 s old)
+        # Older than the 2 s after which an ended run's transition is counted (time is what
+        # the rule is about): counted now if counting took in the history.
+        time.sleep(2.1)
         succeeded = 'runyard_runs_ended_total{status="SUCCEEDED"}'
         assert _metric(api, succeeded) == 0  # counting starts at the first scrape
         waiting = api.post("/v1/runs", json={"workflow": "waiter", "input": "never"}).json()
@@ -236,16 +239,24 @@ def test_metrics_count_open_runs_and_runs_ended_since_the_server_started(
             wait_status(api, run_id, "SUCCEEDED")
         wait_status(api, waiting["id"], "RUNNING")
         assert _metric(api, 'runyard_runs{status="RUNNING"}') == 1
-        deadline = time.monotonic() + 10
-        while _metric(api, succeeded) < 3 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(
+            lambda: _metric(api, succeeded) >= 3,
+            timeout=10,
+            interval=0.2,
+            what="3 succeeded runs counted",
+        )
         assert _metric(api, succeeded) == 3
-        time.sleep(2.1)
-        assert _metric(api, succeeded) == 3  # each counted once
+        # Each counted once: scraped until their transitions are past the 2 s, and after.
+        stays_true(
+            lambda: _metric(api, succeeded) == 3,
+            for_s=2.1,
+            interval=0.5,
+            what="3 succeeded runs counted, once each",
+        )
         assert api.post(f"/v1/runs/{waiting['id']}/cancel").status_code == 200
-        deadline = time.monotonic() + 10
         canceled = 'runyard_runs_ended_total{status="CANCELED"}'
-        while _metric(api, canceled) < 1 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(
+            lambda: _metric(api, canceled) >= 1, timeout=10, interval=0.2, what="a canceled run"
+        )
         assert _metric(api, canceled) == 1
         assert _metric(api, 'runyard_runs{status="RUNNING"}') == 0

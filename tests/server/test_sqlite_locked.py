@@ -5,6 +5,7 @@ that window (not after the connection's 30 s busy timeout, and never 500), reads
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 
 import pytest
@@ -35,7 +36,7 @@ def test_locked_file_answers_503_within_the_window(
         try:
             for via in ("", "?via=route"):  # the direct path and FastAPI's route
                 run = {**body, "run_id": f"locked{via[5:]}"}
-                assert_unavailable_within(lambda v=via, b=run: api.post(f"/v1/runs{v}", json=b))
+                assert_unavailable_within(functools.partial(api.post, f"/v1/runs{via}", json=run))
             assert_unavailable_within(lambda: api.post("/v1/runs/before/cancel"))
             # Reads do not need the write lock.
             assert api.get("/v1/runs/before").status_code == 200

@@ -3,7 +3,6 @@ continue and fork, with 404 and 409 where they apply."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
@@ -17,6 +16,7 @@ from tests.server.conftest import (
     wait_published,
     wait_status,
 )
+from tests.waiting import wait_until
 
 
 def _start(api: httpx.Client, workflow: str, input: object, run_id: str | None = None) -> str:
@@ -114,10 +114,11 @@ def test_pause_resume_continue_and_fork(
         # pause a run waiting for an event, resume it, and let the event finish it.
         waiting = _start(api, "waiter", "pause-me")
         wait_status(api, waiting, "RUNNING")
-        deadline = time.monotonic() + 20
-        while not api.get("/v1/events/pause-me/waiters").json()["items"]:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(
+            lambda: api.get("/v1/events/pause-me/waiters").json()["items"],
+            timeout=20,
+            what="a waiter of pause-me",
+        )
         r = api.post(f"/v1/runs/{waiting}/pause")
         assert r.status_code == 200 and r.json()["status"] == "PAUSED"
         assert api.post(f"/v1/runs/{waiting}/pause").status_code == 409
@@ -125,10 +126,11 @@ def test_pause_resume_continue_and_fork(
         # (The engine shows the resumed run QUEUED while its item still waits for the
         # event; RUNNING with waiting_for would be exact. Reported.)
         assert api.post(f"/v1/runs/{waiting}/resume").json()["status"] in ("QUEUED", "RUNNING")
-        deadline = time.monotonic() + 20
-        while api.post("/v1/events/pause-me", json={"data": 7}).json()["woken"] != [waiting]:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(  # (notified again until the resumed run waits once more)
+            lambda: api.post("/v1/events/pause-me", json={"data": 7}).json()["woken"] == [waiting],
+            timeout=20,
+            what="the resumed run woken by pause-me",
+        )
         wait_status(api, waiting, "SUCCEEDED")
         assert api.get(f"/v1/runs/{waiting}").json()["result"] == 7
 

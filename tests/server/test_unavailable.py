@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.server.conftest import ServerFactory, client, create_keys, free_port
+from tests.waiting import wait_until
 
 
 class Proxy:
@@ -85,13 +86,6 @@ def proxy(pg_db_url: str) -> Iterator[Proxy]:
     p.cut()
 
 
-def _eventually(check: object, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.1)
-
-
 def test_database_away_answers_503_and_recovers(
     pg_db_url: str, proxy: Proxy, pg_server_factory: ServerFactory
 ) -> None:
@@ -119,7 +113,12 @@ def test_database_away_answers_503_and_recovers(
         assert httpx.get(server.url + "/v1/runs").status_code == 401  # no key: no database needed
 
         proxy.open()
-        _eventually(lambda: api.get("/v1/runs").status_code == 200)
+        wait_until(
+            lambda: api.get("/v1/runs").status_code == 200,
+            timeout=20,
+            interval=0.1,
+            what="the runs listed once the database is back",
+        )
         assert httpx.get(server.url + "/healthz").json()["status"] == "ok"
         assert api.get("/v1/runs/lost-1").status_code == 404  # the refused run was not written
 

@@ -13,13 +13,13 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 
 from runyard.models import ItemState, NewInput, NewRun, RunStatus
 from runyard.store import open_store
 from runyard.store.base import Store
 from runyard.store.dbexec import DbExecutor
+from runyard.store.postgres import PostgresStore
 from runyard.store.records import Outcome, RunFilter
 from tests.conftest import BACKENDS, pg_database
 
@@ -175,13 +175,12 @@ def _pg_plan(store: Store, name: str) -> dict[str, Any]:
     """The executed plan of query ``name`` (its changes rolled back)."""
     conn = store.connect()
     try:
-        with conn.transaction():
+        with conn.transaction(force_rollback=True):
             conn.execute(GENERIC)
             row = conn.execute(
                 "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + store.queries[name],
                 _params(store, conn, name),
             ).fetchone()
-            raise psycopg.Rollback
     finally:
         conn.close()
     plan: dict[str, Any] = row["QUERY PLAN"][0]["Plan"]
@@ -254,10 +253,12 @@ def test_claims_and_outcomes_read_a_handful_of_rows_at_a_backlog(pg_db_url: str)
     each at a 20,000-run backlog.) PostgreSQL only: SQLite keeps no such counts; its
     statements' plans are checked above."""
     store = _seed(pg_db_url)
+    assert isinstance(store, PostgresStore)
     conn = store.connect()
     try:  # (what a prepared statement may get: one plan for any parameters)
-        name = conn.execute("SELECT current_database() AS name").fetchone()["name"]
-        conn.execute(f'ALTER DATABASE "{name}" SET plan_cache_mode = force_generic_plan')
+        row = conn.execute("SELECT current_database() AS name").fetchone()
+        assert row is not None
+        conn.execute(f'ALTER DATABASE "{row["name"]}" SET plan_cache_mode = force_generic_plan')
     finally:
         conn.close()
     before = _tuples_read(store)
@@ -481,7 +482,8 @@ def test_workers_keep_the_claim_index_clean_where_autovacuum_is_off(
     front of the claim index, walked by every claim); nothing where the server cleans up
     (autovacuum on) or nothing piles up (SQLite)."""
     from runyard.worker import worker as worker_module
-    from tests.conftest import make_yard, running_worker, wait_until
+    from tests.conftest import make_yard, running_worker
+    from tests.waiting import wait_until_async
 
     monkeypatch.setattr(worker_module, "UPKEEP_EVERY_CLAIMS", 10)
     monkeypatch.setattr(worker_module, "UPKEEP_CHECK_S", 0.05)
@@ -501,7 +503,11 @@ def test_workers_keep_the_claim_index_clean_where_autovacuum_is_off(
                 for h in handles:
                     await h.result(timeout=30)
                 if conn is not None and not auto:
-                    await wait_until(lambda: _vacuums_of_items(conn)[0] > before, 10)
+                    await wait_until_async(
+                        lambda: _vacuums_of_items(conn)[0] > before,
+                        timeout=10,
+                        what="a vacuum of items",
+                    )
             upkept = await yard.db.read(yard.store.claim_upkeep)
             assert upkept is (conn is not None and not auto)
 
