@@ -6,7 +6,8 @@ import math
 import os
 from dataclasses import dataclass
 
-from .store import DEFAULT_URL
+#: Where runs are kept when nothing says otherwise.
+DEFAULT_URL = "sqlite:///runyard.db"
 
 
 def env_number(name: str, default: float, *, integer: bool = False) -> float:

@@ -40,6 +40,9 @@ TERMINAL = frozenset(
     }
 )
 
+#: The statuses in which a run's items execute (any other stops its executions).
+EXECUTING = frozenset({RunStatus.RUNNING, RunStatus.QUEUED})
+
 
 class ItemState(enum.StrEnum):
     QUEUED = "queued"
@@ -262,3 +265,76 @@ class RunCounts:
     open: dict[str, int]
     ended: dict[str, int]
     last_transition: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRecord:
+    """What workers published for one version of a workflow (the server never imports
+    user code: it knows workflows from these)."""
+
+    name: str
+    version: str
+    description: str | None
+    #: The input's JSON schema as published (JSON text: compiled once per text).
+    input_schema_json: str
+    options: dict[str, Any]
+    updated_at: float
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def input_schema(self) -> dict[str, Any]:
+        import json
+
+        schema = json.loads(self.input_schema_json) if self.input_schema_json else None
+        return schema if isinstance(schema, dict) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A worker process that heartbeats, and the workflow references it serves."""
+
+    id: str
+    host: str
+    pid: int
+    concurrency: int
+    heartbeat_at: float
+    workflows: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A saved run template: a workflow, a default input and run options."""
+
+    id: str
+    name: str | None
+    workflow: str
+    input: Any
+    options: dict[str, Any]
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UsageLine:
+    """Credits charged with one action by one workflow's runs on one day (UTC)."""
+
+    day: str
+    workflow: str
+    action: str
+    credits: float
+    charges: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An issued API key as stored (its digest only: the key is shown once)."""
+
+    id: str
+    name: str | None
+    scopes: tuple[str, ...]
+    created_at: float
+    last_used_at: float | None
+    revoked_at: float | None

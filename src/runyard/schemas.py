@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import InvalidInput
 from .models import Attempt, Item, LogLine, Output, Run, RunStatus, StepRecord, Transition, Waiter
+from .rules import ID_MAX, PRIORITY_MAX, RETRIES_MAX, RUN_ID_RE
 
-RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+=\-]{0,199}$"
+RUN_ID_PATTERN = RUN_ID_RE.pattern
 Scope = Literal["read", "write", "admin"]
 
 
@@ -124,7 +125,7 @@ class WorkflowList(BaseModel):
 
 
 class FlowControlIn(_In):
-    key: str = Field(min_length=1, max_length=200)
+    key: str = Field(min_length=1, max_length=ID_MAX)
     parallelism: int | None = Field(default=None, ge=1)
     rate: int | None = Field(default=None, ge=1)
     period: float = Field(default=1.0, gt=0, allow_inf_nan=False)
@@ -139,11 +140,11 @@ class RunOptions(_In):
     """Options of a run, given with a trigger or saved in a task."""
 
     flow_control: FlowControlIn | None = None
-    retries: int | None = Field(default=None, ge=0, le=100)
+    retries: int | None = Field(default=None, ge=0, le=RETRIES_MAX)
     timeout: float | None = Field(
         default=None, gt=0, allow_inf_nan=False, description="Run timeout, seconds"
     )
-    priority: int | None = Field(default=None, ge=-1000, le=1000)
+    priority: int | None = Field(default=None, ge=-PRIORITY_MAX, le=PRIORITY_MAX)
     sync_mode: Literal["full", "incremental"] | None = None
     max_results: int | None = Field(default=None, ge=1)
 
@@ -160,7 +161,7 @@ class RunCreate(RunOptions):
     run_id: str | None = Field(default=None, pattern=RUN_ID_PATTERN)
     delay: float | None = Field(default=None, ge=0, le=MAX_DELAY_S, allow_inf_nan=False)
     not_before: datetime | None = None
-    task_id: str | None = Field(default=None, max_length=200)
+    task_id: str | None = Field(default=None, max_length=ID_MAX)
     wait_timeout: float | None = Field(
         default=None,
         gt=0,

@@ -23,7 +23,7 @@ from runyard import (
     Runyard,
     SyncContext,
 )
-from runyard.app import generate_run_id
+from runyard.rules import generate_run_id
 from tests.conftest import running_worker
 from tests.waiting import wait_until_async
 

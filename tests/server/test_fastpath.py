@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any
 
 import httpx
+import pytest
 
 from runyard import keys
-from runyard.server import create_app
+from runyard.server import create_app, fastpath
 from runyard.server.fastpath import trigger
 from runyard.server.settings import ServerSettings
 from runyard.server.state import ServerState
@@ -190,3 +192,48 @@ async def _direct(db_url: str) -> None:
         assert lookups in ([], ["greet"])  # a second's cache, perhaps filled before
     finally:
         await yard.aclose()
+
+
+def test_opentelemetry_is_on_only_where_the_environment_configures_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+    assert ServerSettings.from_env().telemetry is False
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    assert ServerSettings.from_env().telemetry is True
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert ServerSettings.from_env().telemetry is False
+
+
+def test_with_telemetry_on_every_trigger_goes_through_the_route(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FastAPI's telemetry traces what its own routing serves: where it is on, the direct
+    path stands aside (and where it is off, the direct path answers)."""
+    publish_without_worker(db_url)
+    direct: list[str] = []
+    real = fastpath.trigger
+
+    async def counted(state: ServerState, scope: Any, receive: Any, send: Any) -> Any:
+        direct.append(scope["path"])
+        return await real(state, scope, receive, send)
+
+    monkeypatch.setattr(fastpath, "trigger", counted)
+    key = keys.generate()
+    body = {"workflow": "greet", "input": {"name": "ann"}}
+
+    async def post(telemetry: bool) -> None:
+        yard = make_yard(db_url)
+        settings = ServerSettings(database_url=db_url, api_key=key, telemetry=telemetry)
+        transport = httpx.ASGITransport(app=create_app(yard, settings=settings))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as api:
+                r = await api.post("/v1/runs", json=body, headers={"x-api-key": key})
+                assert r.status_code == 201, r.text
+        finally:
+            await yard.aclose()
+
+    for telemetry in (True, False):
+        asyncio.run(post(telemetry))
+        assert direct == ([] if telemetry else ["/v1/runs"])

@@ -23,8 +23,8 @@ def test_api_keys(db: DbExecutor) -> None:
     db.write_sync(st.create_api_key_txn, "key_1", "ci", "d1" * 32, ["read", "write"])
     db.write_sync(st.create_api_key_txn, "key_2", None, "d2" * 32, ["admin"])
     found = db.read_sync(st.find_api_key, "d1" * 32)
-    assert found is not None and found["id"] == "key_1"
-    assert [k["id"] for k in db.read_sync(st.list_api_keys)] == ["key_1", "key_2"]
+    assert found is not None and found.id == "key_1"
+    assert [k.id for k in db.read_sync(st.list_api_keys)] == ["key_1", "key_2"]
     db.write_sync(st.revoke_api_key_txn, "key_1")
     assert db.read_sync(st.find_api_key, "d1" * 32) is None  # revocation is immediate
     with pytest.raises(NotFound):
@@ -33,13 +33,13 @@ def test_api_keys(db: DbExecutor) -> None:
 
 def test_tasks_crud(db: DbExecutor) -> None:
     st = db.store
-    row = db.write_sync(st.create_task_txn, "t1", "nightly", "wf", '{"a":1}', {"priority": 2})
-    assert row["workflow"] == "wf"
+    task = db.write_sync(st.create_task_txn, "t1", "nightly", "wf", '{"a":1}', {"priority": 2})
+    assert task.workflow == "wf"
     db.write_sync(st.create_task_txn, "t2", None, "wf", None, {})
-    assert [t["id"] for t in db.read_sync(st.list_tasks, None, 10)] == ["t1", "t2"]
-    assert [t["id"] for t in db.read_sync(st.list_tasks, "t1", 10)] == ["t2"]
+    assert [t.id for t in db.read_sync(st.list_tasks, None, 10)] == ["t1", "t2"]
+    assert [t.id for t in db.read_sync(st.list_tasks, "t1", 10)] == ["t2"]
     db.write_sync(st.update_task_txn, "t1", "renamed", "wf2", None, {})
-    assert db.read_sync(st.get_task, "t1")["workflow"] == "wf2"
+    assert db.read_sync(st.get_task, "t1").workflow == "wf2"
     db.write_sync(st.delete_task_txn, "t1")
     with pytest.raises(NotFound):
         db.read_sync(st.get_task, "t1")
@@ -64,10 +64,10 @@ def test_usage_and_workers(db: DbExecutor) -> None:
     db.write_sync(seed)
     now = time.time()
     rows = db.read_sync(st.usage, now - 3600, now + 3600, None)
-    assert {(r["action"], r["credits"]) for r in rows} == {("ai", 1.5), ("lookup", 5.0)}
+    assert {(r.action, r.credits) for r in rows} == {("ai", 1.5), ("lookup", 5.0)}
     assert db.read_sync(st.get_run, "r1").credits == 6.5  # the trigger kept the sum
     assert db.read_sync(st.usage, now - 3600, now + 3600, "other") == []
     db.write_sync(st.register_worker_txn, "w1", "host", 1, 4, ["wf@1"])
-    assert [w["id"] for w in db.read_sync(st.live_workers, 60.0)] == ["w1"]
+    assert [w.id for w in db.read_sync(st.live_workers, 60.0)] == ["w1"]
     db.write_sync(st.worker_stopped_txn, "w1")
     assert db.read_sync(st.live_workers, 60.0) == []

@@ -134,7 +134,7 @@ def test_old_ended_runs_go_with_all_they_own_and_usage_stays(yard: Runyard, db_u
                 before[old.id][t] > 0 for t in RUN_TABLES if t not in ("waiters", "deliveries")
             )
             assert before[waiting.id]["waiters"] == 1
-            usage = [dict(r) for r in await yard.db.read(yard.store.usage, 0, 4e9, None)]
+            usage = await yard.db.read(yard.store.usage, 0, 4e9, None)
             age(db_url, ended_old + live_old, 40)
 
             assert await yard.purge() == len(ended_old)  # RUNYARD_RETENTION_DAYS: 30
@@ -147,7 +147,7 @@ def test_old_ended_runs_go_with_all_they_own_and_usage_stays(yard: Runyard, db_u
             assert (await waiting.get()).status is RunStatus.RUNNING
             assert (await scheduled.get()).status is RunStatus.SCHEDULED
             # The purged run's credits still count over the period.
-            assert [dict(r) for r in await yard.db.read(yard.store.usage, 0, 4e9, None)] == usage
+            assert await yard.db.read(yard.store.usage, 0, 4e9, None) == usage
             assert sum(r["credits"] for r in usage) == 10
             assert await yard.purge() == 0
             # A purged run id may be used again: a new run, with none of the old one's rows.

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 if TYPE_CHECKING:
     from ..app import Runyard
     from ..client import Client
+    from ..service import Core, Service
+
+T = TypeVar("T")
 
 DatabaseOption = typer.Option(
     None,
@@ -46,6 +51,24 @@ def load_app(target: str) -> Runyard:
     if not isinstance(yard, Runyard):
         raise ValueError(f"{target} is a {type(yard).__name__}, not a Runyard")
     return yard
+
+
+def on_service(database_url: str | None, call: Callable[[Service], Awaitable[T]]) -> T:
+    """``call(service)`` on the database of ``database_url`` (``RUNYARD_DATABASE_URL``,
+    default ``sqlite:///runyard.db``), migrated first; for the commands that work on the
+    database directly rather than through a server."""
+    from ..config import Settings
+    from ..service import Service
+
+    service = Service(Core(Settings.from_env(database_url)))
+
+    async def main() -> T:
+        try:
+            return await call(service)
+        finally:
+            await asyncio.to_thread(service.close)
+
+    return asyncio.run(main())
 
 
 def setup_logging(level: str) -> None:

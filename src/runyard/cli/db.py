@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from ..config import Settings
-from ..store import open_store
+from ..service import Core, Service
 from . import output
 from .common import DatabaseOption, JsonOption
 
@@ -19,8 +19,11 @@ console = Console()
 @app.command("upgrade")
 def upgrade(database_url: str = DatabaseOption) -> None:
     """Apply the migrations the database does not have yet."""
-    settings = Settings.from_env(database_url)
-    applied = open_store(settings.database_url).upgrade()
+    service = Service(Core(Settings.from_env(database_url), auto_migrate=False))
+    try:
+        applied = service.core.migrate()
+    finally:
+        service.close()
     if applied:
         console.print(f"applied migration(s) {', '.join(f'{n:04d}' for n in applied)}")
     else:

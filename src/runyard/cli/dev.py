@@ -21,9 +21,9 @@ import typer
 from .. import keys as apikeys
 from .. import loop
 from ..app import Runyard
-from ..store.dbexec import DbExecutor
+from ..service import Service
 from . import output
-from .common import load_app, setup_logging
+from .common import load_app, on_service, setup_logging
 
 EXAMPLES = "runyard.examples:yard"
 DEFAULT_DB = "sqlite:///runyard.db"
@@ -95,24 +95,19 @@ def dev_key(yard: Runyard, given: str | None) -> tuple[str, str]:
     knows it, else a new key stored (hashed) in the database and written to that file."""
     if given:
         return given, "from RUNYARD_API_KEY / --api-key"
-    store = yard.store
-    db = DbExecutor(store)
     path = _key_file(yard.settings.database_url)
-    try:
+
+    async def kept_or_new(service: Service) -> tuple[str, bool]:
         if path is not None and path.exists():
             kept = path.read_text().strip()
-            if apikeys.well_formed(kept) and db.read_sync(store.find_api_key, apikeys.digest(kept)):
-                return kept, f"kept in {path}"
-        key = apikeys.generate()
-        db.write_sync(
-            store.create_api_key_txn,
-            apikeys.key_id(key),
-            "runyard dev",
-            apikeys.digest(key),
-            ["admin"],
-        )
-    finally:
-        db.close()
+            if apikeys.well_formed(kept) and await service.api_key(apikeys.digest(kept)):
+                return kept, True
+        return (await service.create_api_key("runyard dev", ["admin"]))[1], False
+
+    # (A service of its own: the yard's executor is for the server's event loop.)
+    key, kept = on_service(yard.settings.database_url, kept_or_new)
+    if kept:
+        return key, f"kept in {path}"
     if path is None:
         return key, "new; runyard keys revoke to drop it"
     path.touch(mode=0o600)

@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import dataclasses
 
 import typer
 
-from .. import jsonutil
 from .. import keys as apikeys
-from ..config import Settings
-from ..store import open_store
-from ..store.dbexec import DbExecutor
 from . import output
-from .common import DatabaseOption, JsonOption
+from .common import DatabaseOption, JsonOption, on_service
 
 app = typer.Typer(help="API keys (stored hashed; a new key is shown once).", no_args_is_help=True)
 
 
-def _on_store(database_url: str | None, write: bool, fn_name: str, *args: Any) -> Any:
-    store = open_store(Settings.from_env(database_url).database_url)
-    store.upgrade()
-    db = DbExecutor(store)
-    try:
-        fn: Callable[..., Any] = getattr(store, fn_name)
-        return db.write_sync(fn, *args) if write else db.read_sync(fn, *args)
-    finally:
-        db.close()
-
-
 def create_key(database_url: str | None, name: str | None, scopes: list[str]) -> tuple[str, str]:
     """A new key with ``scopes``, stored as a digest: ``(key id, key)``."""
-    key = apikeys.generate()
-    key_id = apikeys.key_id(key)
-    _on_store(database_url, True, "create_api_key_txn", key_id, name, apikeys.digest(key), scopes)
-    return key_id, key
+    return on_service(database_url, lambda service: service.create_api_key(name, scopes))
 
 
 @app.command("create")
@@ -65,33 +46,22 @@ def create(
 @app.command("ls")
 def ls(as_json: bool = JsonOption, database_url: str = DatabaseOption) -> None:
     """List API keys (not the keys themselves)."""
-    rows = _on_store(database_url, False, "list_api_keys")
-    items = [
-        {
-            "id": r["id"],
-            "name": r["name"],
-            "scopes": jsonutil.loads(r["scopes"]),
-            "created_at": r["created_at"],
-            "last_used_at": r["last_used_at"],
-            "revoked_at": r["revoked_at"],
-        }
-        for r in rows
-    ]
+    found = on_service(database_url, lambda service: service.api_keys())
     if as_json:
-        output.print_json({"items": items})
+        output.print_json({"items": [dataclasses.asdict(k) for k in found]})
         return
     output.table(
         ["id", "name", "scopes", "created", "last used", "revoked"],
         (
             [
-                k["id"],
-                k["name"] or "-",
-                ", ".join(k["scopes"]),
-                output.when(k["created_at"]),
-                output.when(k["last_used_at"]),
-                output.when(k["revoked_at"]),
+                k.id,
+                k.name or "-",
+                ", ".join(k.scopes),
+                output.when(k.created_at),
+                output.when(k.last_used_at),
+                output.when(k.revoked_at),
             ]
-            for k in items
+            for k in found
         ),
     )
 
@@ -99,5 +69,5 @@ def ls(as_json: bool = JsonOption, database_url: str = DatabaseOption) -> None:
 @app.command("revoke")
 def revoke(key_id: str = typer.Argument(...), database_url: str = DatabaseOption) -> None:
     """Revoke an API key: requests with it are refused from now on."""
-    _on_store(database_url, True, "revoke_api_key_txn", key_id)
+    on_service(database_url, lambda service: service.revoke_api_key(key_id))
     output.console.print(f"revoked API key {key_id}", highlight=False)

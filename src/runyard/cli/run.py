@@ -11,11 +11,12 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from ..client import Client, RunEvent, StartOptions
 from ..errors import RunNotFound, RunyardError
+from ..models import RunStatus
 from ..schemas import RunOut
 from . import output
 from .common import ApiKeyOption, JsonOption, UrlOption, make_client, parse_json
 
-SUCCESS = ("SUCCEEDED", "PARTIAL_SUCCEEDED")
+SUCCESS = (RunStatus.SUCCEEDED, RunStatus.PARTIAL_SUCCEEDED)
 
 
 def run(

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from .. import __version__, errors
 from ..errors import RunyardError, ServerUnreachable
+from ..models import RunStatus
 from ..schemas import (
     Canceled,
     ErrorResponse,
@@ -62,7 +63,7 @@ LONG_POLL_S = 60.0
 RETRY_ALWAYS = frozenset({429, 503})
 #: Statuses retried only when repeating the request is harmless.
 RETRY_IDEMPOTENT = frozenset({502, 504})
-SUCCESS = frozenset({"SUCCEEDED", "PARTIAL_SUCCEEDED"})
+SUCCESS = frozenset({RunStatus.SUCCEEDED, RunStatus.PARTIAL_SUCCEEDED})
 
 
 RunMode = Literal["async", "live"]

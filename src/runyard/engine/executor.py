@@ -31,7 +31,8 @@ from ..errors import (
     StepFailed,
     StepTimeout,
 )
-from ..models import ItemState
+from ..models import EXECUTING, ItemState, RunStatus
+from ..rules import EVENT_ID_MAX
 from ..store import Checkpoint, Claimed, Store
 from ..store.dbexec import DbExecutor
 from .context import Context, EventResult, SyncContext
@@ -109,7 +110,6 @@ class Runtime:
     pool: concurrent.futures.ThreadPoolExecutor
     lease_s: float
     event_lookback_s: float
-    on_run_changed: Callable[[str], None]
 
 
 class Execution:
@@ -173,11 +173,11 @@ class Execution:
             raise Fenced()
         if self.claimed.kind == "hook":
             return
-        if status == "CANCELED":
+        if status == RunStatus.CANCELED:
             raise Canceled()
-        if status == "PAUSED":
+        if status == RunStatus.PAUSED:
             raise Suspend(time.time(), None)
-        if status not in ("RUNNING", "QUEUED"):
+        if status not in EXECUTING:
             raise Fenced()
 
     async def _write(self, fn: Callable[..., Any], *args: Any, inline: bool = True) -> Any:
@@ -400,8 +400,8 @@ class Execution:
         _check_text(name, "ctx.wait_for_event", "name")
         for eid in event_ids:
             _check_text(eid, "ctx.wait_for_event", "event_id")
-            if not eid or len(eid) > 300:
-                raise InvalidInput(f"event id {eid!r} must be 1-300 characters")
+            if not eid or len(eid) > EVENT_ID_MAX:
+                raise InvalidInput(f"event id {eid!r} must be 1-{EVENT_ID_MAX} characters")
         pos, rec = self._next(name, "wait")
         if rec is not None and rec.status == "completed":
             r = rec.result
@@ -614,7 +614,7 @@ class Execution:
         except (Fenced, Canceled):
             return
         except Suspended:
-            self.rt.on_run_changed(self.fence.run_id)
+            pass  # (the suspension's own write announced it)
         except asyncio.CancelledError:
             if self.stop_reason in ("shutdown", "paused"):
                 await self._hand_back(time.time(), None)
@@ -638,7 +638,6 @@ class Execution:
             waiting_for,
             pending,
         )
-        self.rt.on_run_changed(self.fence.run_id)
 
     async def _finish(
         self, state: ItemState, result: str | None, error: dict[str, Any] | None
@@ -661,7 +660,6 @@ class Execution:
             sole,
             inline=self.claimed.run_items == 1,
         )
-        self.rt.on_run_changed(self.fence.run_id)
 
     async def _run(self) -> None:
         c = self.claimed

@@ -14,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from .. import jsonutil
 from ..errors import InvalidInput, RateLimited
+from ..rules import INT32_MAX
 from ..schemas import finite
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
@@ -33,9 +34,9 @@ class FlowControl:
         if not self.key or len(self.key) > 200 or "\x00" in self.key:
             raise InvalidInput("flow_control.key must be 1-200 characters")
         for name, value in (("parallelism", self.parallelism), ("rate", self.rate)):
-            if value is not None and not 1 <= value <= 2**31 - 1:
+            if value is not None and not 1 <= value <= INT32_MAX:
                 raise InvalidInput(
-                    f"flow_control.{name} must be from 1 to {2**31 - 1}",
+                    f"flow_control.{name} must be from 1 to {INT32_MAX}",
                     details=[{"field": f"flow_control.{name}", "error": "out of range"}],
                 )
         finite(self.period, "flow_control.period", exclusive=True)

@@ -8,14 +8,15 @@ import dataclasses
 import logging
 import signal
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from .. import __version__
-from ..app import Runyard
 from ..config import Settings
+from ..service import Core, Service
 from .auth import SECURITY_SCHEMES
 from .errors import ErrorBoundary, install_handlers
 from .fastpath import RunyardAPI
@@ -25,7 +26,12 @@ from .routes import events, ops, runs, tasks, usage, workflows
 from .settings import ServerSettings
 from .state import LiveGate, ServerState
 
+if TYPE_CHECKING:
+    from ..app import Runyard
+
 log = logging.getLogger("runyard.server")
+#: FastAPI's telemetry settings where OpenTelemetry is not configured.
+TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 DESCRIPTION = """Durable workflow runs over HTTP.
 
@@ -43,38 +49,45 @@ def create_app(yard: Runyard | None = None, *, settings: ServerSettings | None =
     when not given, and then closed with the app). Workflows are what workers published
     to the database: the server never imports user code."""
     settings = settings or ServerSettings.from_env()
-    owns_yard = yard is None
+    owns_service = yard is None
     if yard is None:
         base = Settings.from_env(settings.database_url)
-        yard = Runyard(settings=dataclasses.replace(base, db_retry_s=settings.db_retry_s))
-    store = yard.store  # an unsupported database URL fails here, not on a request
+        service = Service(Core(dataclasses.replace(base, db_retry_s=settings.db_retry_s)))
+    else:
+        service = yard.service
+    _ = service.core.store  # an unsupported database URL fails here, not on a request
     metrics = Metrics()
     state = ServerState(
-        yard=yard,
+        service=service,
         settings=settings,
         metrics=metrics,
         live=LiveGate(settings.live_capacity, metrics),
-        owns_yard=owns_yard,
+        owns_service=owns_service,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         state.stopping.clear()  # the same app may be served again after a stop
         try:
-            await yard.ensure_ready()
+            await service.core.ensure_ready()
         except Exception as exc:
             # Start anyway: requests answer 503 until the database is back.
             log.warning("database not ready at start (%s); answering 503 until it is", exc)
         # The server waits for runs (live mode, long-polls, event streams): its process
         # hears of every run from the start, and its first request finds a hub to mark.
-        yard.hub()
+        service.core.hub()
         yield
         state.stopping.set()
         await state.drain()
-        if state.owns_yard:
-            await yard.aclose()
+        if state.owns_service:
+            await asyncio.to_thread(service.close)
 
     app = RunyardAPI(
+        # FastAPI's native OpenTelemetry: on only where configured; the direct path of
+        # POST /v1/runs (fastpath.py) serves only where it is off.
+        telemetry=None
+        if settings.telemetry
+        else {"tracing": False, "metrics": False, "logs": False},
         title="Runyard",
         version=__version__,
         description=DESCRIPTION,
@@ -104,7 +117,7 @@ def create_app(yard: Runyard | None = None, *, settings: ServerSettings | None =
     for module in (workflows, runs, tasks, events, usage):
         app.include_router(module.router)
     # Added innermost first: RequestMetrics sees every answer, the 413s included.
-    app.add_middleware(ErrorBoundary, is_transient=store.is_transient)
+    app.add_middleware(ErrorBoundary, is_transient=service.is_transient)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app

@@ -26,7 +26,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
 
-from .. import jsonutil, keys
+from .. import keys
 from ..errors import Forbidden, InvalidInput, Unauthorized
 from ..schemas import Scope
 from .errors import error_responses
@@ -88,11 +88,10 @@ async def authenticate(state: ServerState, request: Request) -> Principal:
     # A malformed key cannot be valid: refused without asking the database.
     if not keys.well_formed(key):
         raise Unauthorized("unknown or revoked API key")
-    row = await state.read(state.yard.store.find_api_key, keys.digest(key), inline=True)
-    if row is None:
+    found = await state.service.api_key(keys.digest(key))
+    if found is None:
         raise Unauthorized("unknown or revoked API key")
-    scopes = jsonutil.loads(row["scopes"]) or []
-    principal = Principal(str(row["id"]), tuple(str(s) for s in scopes))
+    principal = Principal(found.id, found.scopes)
     _touch(state, principal.key_id)
     return principal
 
@@ -105,8 +104,8 @@ async def _is_server_key(state: ServerState, key: str) -> bool:
     if not server_key or not hmac.compare_digest(key.encode(), server_key.encode()):
         return False
     if state.server_key_issued is None:
-        state.server_key_issued = keys.well_formed(key) and await state.read(
-            state.yard.store.api_key_issued, keys.digest(key), inline=True
+        state.server_key_issued = keys.well_formed(key) and await state.service.api_key_issued(
+            keys.digest(key)
         )
     return not state.server_key_issued
 
@@ -117,7 +116,7 @@ def _touch(state: ServerState, key_id: str) -> None:
     if now - state.touched.get(key_id, -TOUCH_EVERY_S) < TOUCH_EVERY_S:
         return
     state.touched[key_id] = now
-    state.spawn(state.write(state.yard.store.touch_api_key_txn, key_id), "recording a key's use")
+    state.spawn(state.service.touch_api_key(key_id), "recording a key's use")
 
 
 def principal_of(request: Request) -> Principal:

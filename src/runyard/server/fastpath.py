@@ -14,7 +14,8 @@ scope, a body that is not strict JSON or does not fit ``RunCreate``) goes to Fas
 route instead, with the body it read, and is answered there: every refusal keeps exactly
 the route's answer. So does every request that is not a plain trigger: a query string, a
 body without ``Content-Length`` or over the limit, a content type other than JSON, or
-OpenTelemetry configured (FastAPI's native telemetry then traces every request).
+OpenTelemetry configured (``ServerSettings.telemetry``: FastAPI's native telemetry then
+traces every request).
 """
 
 from __future__ import annotations
@@ -29,23 +30,17 @@ from starlette.types import Message, Receive, Scope, Send
 
 from ..errors import RunyardError
 from ..schemas import RunCreate
-from ..store.dbexec import retry_window
+from ..service import retry_window
 from .auth import NOT_JSON, authenticate, strict_json
 from .errors import runyard_error_response, unexpected_error_response
 from .routes.runs import start_run
 from .state import ServerState
 
 PATH = "/v1/runs"
-#: How long the answer of :func:`_traced` is kept (OpenTelemetry is set up at start; its
-#: check costs a tenth of this path).
-TRACED_TTL_S = 1.0
 
 
 class RunyardAPI(FastAPI):
     """FastAPI, with the direct path for ``POST /v1/runs`` in front (see the module)."""
-
-    traced = True
-    traced_at = -TRACED_TTL_S
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -59,25 +54,13 @@ class RunyardAPI(FastAPI):
                 scope["path"] == PATH
                 and scope["method"] == "POST"
                 and not self.root_path
-                and not _traced(self)
+                and not state.settings.telemetry
             ):
                 rest = await trigger(state, scope, receive, send)
                 if rest is None:
                     return
                 receive = rest
         await super().__call__(scope, receive, send)
-
-
-def _traced(app: RunyardAPI) -> bool:
-    """Whether FastAPI's native OpenTelemetry is on (private in FastAPI: read defensively;
-    unknown means yes, which only costs the speed of this path)."""
-    now = time.monotonic()
-    if now - app.traced_at >= TRACED_TTL_S:
-        telemetry = getattr(app, "_native_telemetry", None)
-        enabled = getattr(telemetry, "enabled", None)
-        app.traced = not callable(enabled) or bool(enabled())
-        app.traced_at = now
-    return app.traced
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
@@ -137,7 +120,7 @@ async def trigger(state: ServerState, scope: Scope, receive: Receive, send: Send
         await _answer(state, scope, receive, send, runyard_error_response(exc), started)
         return None
     except Exception as exc:
-        response = unexpected_error_response(exc, scope, state.yard.store.is_transient)
+        response = unexpected_error_response(exc, scope, state.service.is_transient)
         await _answer(state, scope, receive, send, response, started)
         return None
     # From here on the run may be written: answered here whatever happens.
@@ -146,7 +129,7 @@ async def trigger(state: ServerState, scope: Scope, receive: Receive, send: Send
     except RunyardError as exc:
         response = runyard_error_response(exc)
     except Exception as exc:
-        response = unexpected_error_response(exc, scope, state.yard.store.is_transient)
+        response = unexpected_error_response(exc, scope, state.service.is_transient)
     await _answer(state, scope, receive, send, response, started)
     return None
 

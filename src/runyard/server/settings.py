@@ -14,6 +14,9 @@
 ``RUNYARD_SSE_PING_S``         interval of the comment pings of an event stream (15)
 ``RUNYARD_SHUTDOWN_S``         how long a stopping server waits for open requests (5)
 ``RUNYARD_WORKER_SEEN_S``      a worker counts as live when it heartbeated this recently (30)
+``OTEL_*``                     any standard OpenTelemetry variable set (and
+                               ``OTEL_SDK_DISABLED`` not ``true``) turns FastAPI's telemetry
+                               on: a span and metrics per request; off otherwise
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class ServerSettings:
     sse_ping_s: float = 15.0
     shutdown_timeout_s: float = 5.0
     worker_seen_s: float = 30.0
+    #: FastAPI's OpenTelemetry instrumentation of every request (see the module docstring).
+    telemetry: bool = False
 
     @classmethod
     def from_env(cls) -> ServerSettings:
@@ -50,4 +55,13 @@ class ServerSettings:
             sse_ping_s=env_number("RUNYARD_SSE_PING_S", 15.0),
             shutdown_timeout_s=env_number("RUNYARD_SHUTDOWN_S", 5.0),
             worker_seen_s=env_number("RUNYARD_WORKER_SEEN_S", 30.0),
+            telemetry=otel_configured(),
         )
+
+
+def otel_configured() -> bool:
+    """Whether the environment configures OpenTelemetry (the standard ``OTEL_*``
+    variables), unless it disables the SDK."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    return any(name.startswith("OTEL_") and value for name, value in os.environ.items())

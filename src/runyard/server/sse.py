@@ -24,7 +24,7 @@ from fastapi import Request
 from ..errors import RunyardError
 from ..models import Run
 from ..schemas import OutputOut, RunOut, RunStatusOut
-from ..store.hub import wait_event
+from ..service import wait_event
 from .state import ServerState
 
 log = logging.getLogger("runyard.server")
@@ -45,53 +45,52 @@ def sse_event(event: str, data: Any, event_id: str | None = None) -> str:
 async def run_event_stream(
     state: ServerState, request: Request, first: Run, after_output: int = 0
 ) -> AsyncIterator[str]:
-    yard = state.yard
+    service = state.service
     run_id = first.id
-    hub = yard.hub()
-    changed = hub.run_event(run_id)
-    poll_s = yard.settings.poll_s
+    poll_s = service.settings.poll_s
     ping_s = state.settings.sse_ping_s
     last_status: str | None = None
     last_progress: tuple[float | None, str | None] = (None, None)
     next_ping = time.monotonic() + ping_s
     run = first
-    try:
-        yield f"retry: {RETRY_MS}\n\n"
-        while True:
-            changed.clear()
-            if run.status.value != last_status:
-                last_status = run.status.value
-                yield sse_event("status", RunStatusOut.of(run).model_dump(mode="json"))
-            progress = (run.progress, run.progress_message)
-            if progress != last_progress:
-                last_progress = progress
-                yield sse_event(
-                    "progress", {"progress": run.progress, "message": run.progress_message}
-                )
-            # Outputs are read after the run: once it is terminal, every output it will
-            # ever have is committed, so none can slip in after "end".
+    with service.run_changes(run_id) as changed:
+        try:
+            yield f"retry: {RETRY_MS}\n\n"
             while True:
-                outputs = await yard.outputs(run_id, after=after_output, limit=OUTPUT_BATCH)
-                for o in outputs:
-                    after_output = o.id
-                    yield sse_event("output", OutputOut.of(o).model_dump(mode="json"), str(o.id))
-                if len(outputs) < OUTPUT_BATCH:
-                    break
-            if run.terminal:
-                yield sse_event("end", RunOut.of(run).model_dump(mode="json"))
-                return
-            if state.stopping.is_set() or await request.is_disconnected():
-                return
-            now = time.monotonic()
-            if now >= next_ping:
-                next_ping = now + ping_s
-                yield ": ping\n\n"
-            await wait_event(changed, max(0.0, min(poll_s, next_ping - now)))
-            run = await yard.get_run(run_id)
-    except RunyardError as exc:
-        # The answer started long ago: report in the stream and end it (the client
-        # reconnects with Last-Event-ID).
-        log.info("event stream of run %s ended: %s", run_id, exc.message)
-        yield sse_event("error", exc.to_dict())
-    finally:
-        hub.drop_run_event(run_id, changed)
+                changed.clear()
+                if run.status.value != last_status:
+                    last_status = run.status.value
+                    yield sse_event("status", RunStatusOut.of(run).model_dump(mode="json"))
+                progress = (run.progress, run.progress_message)
+                if progress != last_progress:
+                    last_progress = progress
+                    yield sse_event(
+                        "progress", {"progress": run.progress, "message": run.progress_message}
+                    )
+                # Outputs are read after the run: once it is terminal, every output it will
+                # ever have is committed, so none can slip in after "end".
+                while True:
+                    outputs = await service.outputs(run_id, after=after_output, limit=OUTPUT_BATCH)
+                    for o in outputs:
+                        after_output = o.id
+                        yield sse_event(
+                            "output", OutputOut.of(o).model_dump(mode="json"), str(o.id)
+                        )
+                    if len(outputs) < OUTPUT_BATCH:
+                        break
+                if run.terminal:
+                    yield sse_event("end", RunOut.of(run).model_dump(mode="json"))
+                    return
+                if state.stopping.is_set() or await request.is_disconnected():
+                    return
+                now = time.monotonic()
+                if now >= next_ping:
+                    next_ping = now + ping_s
+                    yield ": ping\n\n"
+                await wait_event(changed, max(0.0, min(poll_s, next_ping - now)))
+                run = await service.get_run(run_id)
+        except RunyardError as exc:
+            # The answer started long ago: report in the stream and end it (the client
+            # reconnects with Last-Event-ID).
+            log.info("event stream of run %s ended: %s", run_id, exc.message)
+            yield sse_event("error", exc.to_dict())

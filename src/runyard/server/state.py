@@ -5,18 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from ..app import Runyard
 from ..errors import CapacityExceeded
+from ..service import Service
 from .metrics import Metrics
 from .settings import ServerSettings
 
-T = TypeVar("T")
 log = logging.getLogger("runyard.server")
 
 
@@ -49,11 +48,11 @@ class LiveGate:
 
 @dataclass(eq=False)
 class ServerState:
-    yard: Runyard
+    service: Service
     settings: ServerSettings
     metrics: Metrics
     live: LiveGate
-    owns_yard: bool
+    owns_service: bool
     #: Set when the server begins to stop: long-polls answer at once, streams end.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     #: When each API key's ``last_used_at`` was last written (written at most once a minute).
@@ -64,16 +63,6 @@ class ServerState:
     #: request never will be (each issued key is new and random).
     server_key_issued: bool | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-
-    async def read(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
-        """``fn(tx, *args)`` in a read transaction (the database migrated first);
-        ``inline`` for a read of a few rows (see :meth:`DbExecutor.read`)."""
-        await self.yard.ensure_ready()
-        return await self.yard.db.read(fn, *args, inline=inline)
-
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        await self.yard.ensure_ready()
-        return await self.yard.db.write(fn, *args)
 
     def spawn(self, coro: Any, what: str) -> None:
         """Run ``coro`` in the background; a failure is logged, never raised."""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from ..config import DEFAULT_URL
 from .base import Store
 from .records import Checkpoint, Claimed, Fence, RunFilter
 from .tx import Tx
-
-DEFAULT_URL = "sqlite:///runyard.db"
 
 
 def open_store(url: str) -> Store:

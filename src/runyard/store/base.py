@@ -17,8 +17,9 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from .. import jsonutil
-from ..models import NewRun, RunStatus
-from .admin import AdminMixin
+from ..models import NewRun, RunStatus, WorkflowRecord
+from .admin import AdminMixin, workflow_from_row
+from .changes import Changes
 from .claims import ClaimsMixin
 from .control import ControlMixin, existing_run
 from .execution import ExecutionMixin
@@ -65,8 +66,19 @@ class Store(
     def __init__(self, url: str) -> None:
         self.url = url
         self.queries = load_queries(self.backend)
+        #: This process's hubs, told of what each transaction announced once committed.
+        self.changes = Changes()
 
     # -- connections (per backend) -------------------------------------------------
+
+    def probe(self) -> None:
+        """One round trip on a connection of its own (a health check)."""
+        conn = self.connect()
+        try:
+            with self.transaction(conn, write=False) as tx:
+                self.now(tx)
+        finally:
+            self.close_connection(conn)
 
     @abc.abstractmethod
     def connect(self) -> Any:
@@ -159,12 +171,14 @@ class Store(
             if fc:
                 tx.exec("upsert_flow_key", fc)
 
-    def list_workflows(self, tx: Tx) -> list[Row]:
-        return tx.q("list_workflows")
+    def list_workflows(self, tx: Tx) -> list[WorkflowRecord]:
+        """Every published version, ordered by name, the newest version first."""
+        return [workflow_from_row(r) for r in tx.q("list_workflows")]
 
-    def get_workflow(self, tx: Tx, name: str, version: str | None = None) -> Row | None:
+    def get_workflow(self, tx: Tx, name: str, version: str | None = None) -> WorkflowRecord | None:
         """The record workers published for ``name`` (the newest version unless given)."""
-        return tx.q1("get_workflow", {"name": name, "version": version})
+        row = tx.q1("get_workflow", {"name": name, "version": version})
+        return workflow_from_row(row) if row is not None else None
 
     def register_worker_txn(
         self, tx: Tx, worker_id: str, host: str, pid: int, concurrency: int, workflows: list[str]
@@ -270,3 +284,12 @@ class Store(
             for idx, inp in enumerate(run.inputs)
         ]
         return NewRunParams(run_params, item_params)
+
+    def flow_wait(self, tx: Tx, key: str) -> float | None:
+        """None when flow-control ``key`` could start one more item now, else the seconds
+        to wait (at least 1)."""
+        if self._flow_capacity_txn(tx, key, 1) > 0:
+            return None
+        row = tx.q1("flow_retry_in", {"key": key})
+        wait_s = float(row["wait_s"]) if row and row["wait_s"] is not None else 1.0
+        return max(1.0, wait_s)

@@ -16,11 +16,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import wakebus
-from .base import RUN, WAKE, Store
-from .tx import STOP, wake_due
+from .tx import RUN, STOP, WAKE, wake_due
+
+if TYPE_CHECKING:
+    from .base import Store
 
 log = logging.getLogger("runyard.hub")
 #: Announced due times a hub keeps at most (later ones are left to the polling backstop).

@@ -311,6 +311,8 @@ class PostgresStore(Store):
                     if tx.announcements:
                         self._publish(tx)
                     pipelined.close()  # leaving pipeline mode waits for every answer
+                    if tx.announcements:
+                        self.changes.committed(tx.announcements)
 
                 conn.execute(b"BEGIN")
                 tx = Tx(self, cur, conn, pipe, commit)

@@ -127,6 +127,7 @@ class SQLiteStore(Store):
             cur.execute("COMMIT")
             if tx.announcements:
                 self.publish(tx.announcements)
+                self.changes.committed(tx.announcements)
 
         tx = Tx(self, cur, commit=commit if write else None)
         try:

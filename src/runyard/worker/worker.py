@@ -33,12 +33,13 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from ..engine.executor import Execution, Runtime
+from ..models import EXECUTING, RunStatus
 from ..store import Claimed, Fence
 from ..store.dbexec import LAST, LockBusy
 from ..store.hub import Hub, wait_event
 
 if TYPE_CHECKING:
-    from ..app import Runyard
+    from ..service import Service
 
 log = logging.getLogger("runyard.worker")
 
@@ -114,7 +115,7 @@ class _Failures:
 class Worker:
     def __init__(
         self,
-        yard: Runyard,
+        service: Service,
         *,
         concurrency: int = 16,
         lease_s: float | None = None,
@@ -126,11 +127,12 @@ class Worker:
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.yard = yard
+        self.service = service
+        self.core = service.core
         self.concurrency = concurrency
-        self.lease_s = lease_s or yard.settings.lease_s
+        self.lease_s = lease_s or service.settings.lease_s
         self.shutdown_timeout_s = shutdown_timeout_s
-        self.poll_s = poll_s if poll_s is not None else yard.settings.poll_s
+        self.poll_s = poll_s if poll_s is not None else service.settings.poll_s
         self.recovery_interval_s = recovery_interval_s
         self._claimed_since_upkeep = 0
         self.purge_interval_s = purge_interval_s
@@ -146,7 +148,7 @@ class Worker:
 
     @property
     def wrefs(self) -> list[str]:
-        return sorted(wf.ref for wf in self.yard.workflows.values())
+        return sorted(wf.ref for wf in self.core.workflows.values())
 
     def stop(self) -> None:
         """Begin a graceful shutdown (what SIGTERM does)."""
@@ -158,12 +160,12 @@ class Worker:
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
-        yard = self.yard
-        await yard.ensure_ready()
-        hub = yard.hub(work=True, runs=False)
-        store, db = yard.store, yard.db
+        core = self.core
+        await core.ensure_ready()
+        hub = core.hub(work=True, runs=False)
+        store, db = core.store, core.db
         await db.write(
-            store.register_workflows_txn, [wf.to_record() for wf in yard.workflows.values()]
+            store.register_workflows_txn, [wf.to_record() for wf in core.workflows.values()]
         )
         await db.write(
             store.register_worker_txn,
@@ -180,15 +182,14 @@ class Worker:
             loop=loop,
             pool=self._pool,
             lease_s=self.lease_s,
-            event_lookback_s=yard.settings.event_lookback_s,
-            on_run_changed=hub.notify_run,
+            event_lookback_s=core.settings.event_lookback_s,
         )
         hub.add_run_listener(self._on_run_change)
         log.info("worker %s serving %s with concurrency %d", self.id, self.wrefs, self.concurrency)
         loops = [
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._control_loop(), name="control"),
-            asyncio.create_task(self._recovery_loop(hub), name="recovery"),
+            asyncio.create_task(self._recovery_loop(), name="recovery"),
             asyncio.create_task(self._purge_loop(), name="purge"),
             asyncio.create_task(self._upkeep_loop(), name="upkeep"),
         ]
@@ -212,8 +213,7 @@ class Worker:
     # -- claiming ----------------------------------------------------------------------
 
     async def _claim_loop(self, hub: Hub) -> None:
-        yard = self.yard
-        store, db = yard.store, yard.db
+        store, db = self.core.store, self.core.db
         wrefs = self.wrefs
         check_first = False
         scanned_at = 0.0
@@ -314,7 +314,7 @@ class Worker:
             stop.cancel()
 
     def _start(self, c: Claimed) -> None:
-        wf = self.yard.workflow_for(c.workflow, c.workflow_version)
+        wf = self.core.workflow_for(c.workflow, c.workflow_version)
         execution = Execution(self.runtime, c, wf)
         key = (c.fence.run_id, c.fence.idx)
         task = asyncio.create_task(self._execute(key, execution), name=f"run {key}")
@@ -338,7 +338,7 @@ class Worker:
     # -- leases and control ---------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
-        store, db = self.yard.store, self.yard.db
+        store, db = self.core.store, self.core.db
         interval = self.lease_s / 3
         # (Tried again at the same pace, never slower: the leases depend on it.)
         failures = _Failures("heartbeat (extending leases)", interval, max_wait_s=interval)
@@ -374,7 +374,7 @@ class Worker:
             self._control_now.set()
 
     async def _control_loop(self) -> None:
-        store, db = self.yard.store, self.yard.db
+        store, db = self.core.store, self.core.db
         failures = _Failures("checking for paused and canceled runs", first_wait_s=0.1)
         while True:
             self._control_now.clear()
@@ -396,7 +396,7 @@ class Worker:
                 await asyncio.sleep(failures.failed(exc))
                 continue
             failures.succeeded()
-            self._apply_stops({k: v for k, v in statuses.items() if v not in ("RUNNING", "QUEUED")})
+            self._apply_stops({k: v for k, v in statuses.items() if v not in EXECUTING})
             await asyncio.sleep(0.02)  # at most ~50 checks a second however busy the hub is
 
     def _apply_stops(self, stops: dict[str, str]) -> None:
@@ -406,19 +406,19 @@ class Worker:
             if execution.claimed.kind == "hook":
                 continue
             status = stops.get(execution.fence.run_id)
-            if status == "PAUSED":
+            if status == RunStatus.PAUSED:
                 execution.request_stop("paused")
             elif status is not None:
                 self._stop_execution(
-                    execution, task, "canceled" if status == "CANCELED" else "lost"
+                    execution, task, "canceled" if status == RunStatus.CANCELED else "lost"
                 )
 
     def _stop_execution(self, execution: Execution, task: asyncio.Task[None], reason: str) -> None:
         execution.request_stop(reason)
         task.cancel()
 
-    async def _recovery_loop(self, hub: Hub) -> None:
-        store, db = self.yard.store, self.yard.db
+    async def _recovery_loop(self) -> None:
+        store, db = self.core.store, self.core.db
         failures = _Failures("recovering expired leases", first_wait_s=self.recovery_interval_s)
         wait = 0.0
         while True:
@@ -432,15 +432,12 @@ class Worker:
             wait = 0.0
             if recovered:
                 log.info("recovered %d run(s) whose worker stopped heartbeating", len(recovered))
-                hub.notify_wake()
-                for run_id in recovered:
-                    hub.notify_run(run_id)
 
     async def _upkeep_loop(self) -> None:
         """After every ``UPKEEP_EVERY_CLAIMS`` items this worker claimed, the store's
         claim upkeep (PostgreSQL without autovacuum: a vacuum of ``items``, whose claim
         index otherwise fills with the entries of claimed items that every claim walks)."""
-        store, db = self.yard.store, self.yard.db
+        store, db = self.core.store, self.core.db
         while True:
             await asyncio.sleep(UPKEEP_CHECK_S)
             if self._claimed_since_upkeep < UPKEEP_EVERY_CLAIMS:
@@ -457,7 +454,7 @@ class Worker:
             await asyncio.sleep(delay)
             delay = self.purge_interval_s * random.uniform(0.5, 1.5)
             try:
-                purged = await self.yard.purge()
+                purged = await self.service.purge()
             except Exception as exc:
                 log.warning("purge of old runs failed (%s)", exc)
                 continue
@@ -465,7 +462,7 @@ class Worker:
                 log.info(
                     "purged %d run(s) that ended more than %g day(s) ago",
                     purged,
-                    self.yard.settings.retention_days,
+                    self.core.settings.retention_days,
                 )
 
     # -- shutdown --------------------------------------------------------------------------

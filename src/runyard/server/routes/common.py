@@ -6,14 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Response
 
-from ...app import RUN_ID_RE
 from ...errors import RunNotFound
+from ...rules import ID_MAX, RUN_ID_RE
 from ..errors import error_responses
 from ..wire import PAGINATION_HEADER
 
 
 def _run_id(
-    run_id: Annotated[str, Path(description="The run's id", max_length=200)],
+    run_id: Annotated[str, Path(description="The run's id", max_length=ID_MAX)],
 ) -> str:
     # An id that cannot have been created names no run: 404 without asking the database.
     if not RUN_ID_RE.match(run_id):

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path
 
+from ...rules import EVENT_ID_MAX
 from ...schemas import Notified, NotifyIn, WaiterList, WaiterOut
 from ..auth import ApiRoute
 from ..errors import error_responses
@@ -13,7 +14,7 @@ from ..state import State
 
 router = APIRouter(prefix="/v1", tags=["events"], route_class=ApiRoute)
 
-EventId = Annotated[str, Path(min_length=1, max_length=300, description="The event's id")]
+EventId = Annotated[str, Path(min_length=1, max_length=EVENT_ID_MAX, description="The event's id")]
 
 
 @router.post(
@@ -28,7 +29,7 @@ async def notify(
 ) -> Notified:
     """The event is stored first, so a wait that starts shortly after still receives it
     (within the lookback window); the answer lists the runs woken now."""
-    woken = await state.yard.notify(event_id, body.data if body is not None else None)
+    woken = await state.service.notify(event_id, body.data if body is not None else None)
     return Notified(event_id=event_id, woken=woken)
 
 
@@ -39,4 +40,4 @@ async def notify(
     summary="Runs waiting for an event",
 )
 async def waiters(event_id: EventId, state: State) -> WaiterList:
-    return WaiterList(items=[WaiterOut.of(w) for w in await state.yard.waiters(event_id)])
+    return WaiterList(items=[WaiterOut.of(w) for w in await state.service.waiters(event_id)])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from fastapi import APIRouter
@@ -10,7 +9,6 @@ from fastapi.responses import JSONResponse, Response
 
 from ... import __version__
 from ...schemas import Health
-from ...store import Store
 from ..auth import ApiRoute
 from ..metrics import CONTENT_TYPE
 from ..state import State
@@ -22,17 +20,6 @@ health_router = APIRouter(tags=["ops"])
 metrics_router = APIRouter(tags=["ops"], route_class=ApiRoute)
 
 
-def _probe(store: Store) -> None:
-    """One round trip on a connection of its own: the executor's retries would make a
-    health check wait for the whole retry window."""
-    conn = store.connect()
-    try:
-        with store.transaction(conn, write=False) as tx:
-            store.now(tx)
-    finally:
-        store.close_connection(conn)
-
-
 @health_router.get(
     "/healthz",
     response_model=Health,
@@ -40,17 +27,15 @@ def _probe(store: Store) -> None:
     summary="Health (no API key needed)",
 )
 async def healthz(state: State) -> JSONResponse:
-    store = state.yard.store
+    service = state.service
+    backend = service.backend
     try:
-        async with asyncio.timeout(HEALTH_TIMEOUT_S):
-            await asyncio.to_thread(_probe, store)
+        await service.probe(HEALTH_TIMEOUT_S)
     except Exception as exc:  # any failure to reach the database is "unavailable"
         log.warning("health check: database unavailable: %s", exc)
-        body = Health(status="unavailable", database=store.backend, version=__version__)
+        body = Health(status="unavailable", database=backend, version=__version__)
         return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
-    return JSONResponse(
-        Health(status="ok", database=store.backend, version=__version__).model_dump()
-    )
+    return JSONResponse(Health(status="ok", database=backend, version=__version__).model_dump())
 
 
 @metrics_router.get(
@@ -66,5 +51,5 @@ async def healthz(state: State) -> JSONResponse:
 )
 async def metrics(state: State) -> Response:
     async with state.metrics.scrape_lock:
-        counts = await state.read(state.yard.store.run_counts, state.metrics.last_transition)
+        counts = await state.service.run_counts(state.metrics.last_transition)
         return Response(state.metrics.render(counts), media_type=CONTENT_TYPE)

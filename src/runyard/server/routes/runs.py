@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -10,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ...errors import InvalidInput
-from ...models import Attempt, Item, ItemState, LogLine, Output, RunStatus, StepRecord
+from ...models import Attempt, ItemState, LogLine, Output, RunStatus, StepRecord
 from ...schemas import (
     AttemptOut,
     BulkCancel,
@@ -33,12 +32,13 @@ from ...schemas import (
     StepOut,
     ts,
 )
+from ...service import request_from_options
 from ..auth import ApiRoute, principal_of
 from ..errors import error_responses
-from ..live import start_and_answer, start_options, wait_terminal
+from ..live import start_and_answer, wait_terminal
 from ..sse import run_event_stream
 from ..state import ServerState, State
-from ..wire import bound, json_response, run_location
+from ..wire import bound, epoch, json_response, run_location
 from .common import CONFLICT, NOT_FOUND, RunId, paginated, set_next
 
 router = APIRouter(prefix="/v1", tags=["runs"], route_class=ApiRoute)
@@ -105,7 +105,8 @@ async def start_run(state: ServerState, request: Request, body: RunCreate) -> JS
     """What ``POST /v1/runs`` does once the caller and the body are checked (also called
     by the server's direct path for this route, :mod:`runyard.server.fastpath`); the
     engine checks ``task_id``."""
-    kwargs = start_options(
+    req = request_from_options(
+        body.workflow,
         body,
         input=body.input,
         inputs=body.inputs,
@@ -114,10 +115,10 @@ async def start_run(state: ServerState, request: Request, body: RunCreate) -> JS
         mode=body.mode,
         version=body.version,
         delay=body.delay,
-        not_before=body.not_before,
+        not_before=epoch(body.not_before, "not_before", "body"),
         task_id=body.task_id,
     )
-    return await start_and_answer(state, request, body.workflow, kwargs, body.wait_timeout)
+    return await start_and_answer(state, request, req, body.wait_timeout)
 
 
 @router.get("/runs", response_model=RunPage, responses=paginated(RunPage), summary="List runs")
@@ -138,7 +139,7 @@ async def list_runs(
 ) -> RunPage:
     """Newest first by default; follow ``next_cursor`` (also in ``X-Pagination-Next``).
     A run created while you page never makes a later page repeat or skip one."""
-    page = await state.yard.list_runs(
+    page = await state.service.list_runs(
         workflow=workflow,
         status=[s.value for s in status] if status else None,
         task_id=task_id,
@@ -169,7 +170,7 @@ async def cancel_many(body: BulkCancel, request: Request, state: State) -> Cance
             "url_prefix is not supported yet: there are no HTTP-target runs",
             details=[{"field": "url_prefix", "in": "body", "error": "not supported yet"}],
         )
-    ids = await state.yard.cancel(
+    ids = await state.service.cancel(
         ids=body.ids, workflow=body.workflow, prefix=body.prefix, all=body.all
     )
     return Canceled(canceled=ids)
@@ -180,7 +181,7 @@ async def cancel_many(body: BulkCancel, request: Request, state: State) -> Cance
 
 @router.get("/runs/{run_id}", response_model=RunOut, responses=NOT_FOUND, summary="Get a run")
 async def get_run(run_id: RunId, state: State) -> RunOut:
-    return RunOut.of(await state.yard.get_run(run_id))
+    return RunOut.of(await state.service.get_run(run_id))
 
 
 @router.get(
@@ -190,7 +191,7 @@ async def get_run(run_id: RunId, state: State) -> RunOut:
     summary="A run's status (lightweight, for polling)",
 )
 async def get_status(run_id: RunId, state: State) -> RunStatusOut:
-    return RunStatusOut.of(await state.yard.get_run(run_id))
+    return RunStatusOut.of(await state.service.get_run(run_id))
 
 
 @router.get(
@@ -221,7 +222,7 @@ async def get_result(
     else:
         run = await wait_terminal(state, request, run_id, 0)
     if run is None:
-        current = await state.yard.get_run(run_id)
+        current = await state.service.get_run(run_id)
         return json_response(RunStatusOut.of(current), 202, run_location(run_id))
     return json_response(RunOut.of(run), 200)
 
@@ -233,11 +234,8 @@ async def get_result(
     summary="Each input's state, result and error",
 )
 async def get_inputs(run_id: RunId, state: State) -> InputList:
-    run = await state.yard.get_run(run_id)
-    read = functools.partial(
-        state.yard.store.get_items, kinds=("input",), limit=max(1, run.input_count)
-    )
-    items: list[Item] = await state.read(read, run_id)
+    run = await state.service.get_run(run_id)
+    items = await state.service.items(run_id, kinds=("input",), limit=max(1, run.input_count))
     return InputList(items=[InputOut.of(i) for i in items])
 
 
@@ -257,7 +255,7 @@ async def get_outputs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> OutputPage:
     """Outputs in the order they were emitted, each once; ``next_cursor`` until the end."""
-    outputs = await state.yard.outputs(run_id, after=int(cursor or 0), limit=limit + 1)
+    outputs = await state.service.outputs(run_id, after=int(cursor or 0), limit=limit + 1)
     outputs, nxt = _page(outputs, limit, response)
     return OutputPage(items=[OutputOut.of(o) for o in outputs], next_cursor=nxt)
 
@@ -287,7 +285,7 @@ async def get_logs(
 ) -> LogPage:
     """What the workflow logged through ``ctx.logger``, in the order it was written, with
     the item, iteration and attempt that wrote each line; ``next_cursor`` until the end."""
-    lines = await state.yard.logs(run_id, after=after, limit=limit + 1)
+    lines = await state.service.logs(run_id, after=after, limit=limit + 1)
     lines, nxt = _page(lines, limit, response)
     return LogPage(items=[LogOut.of(line) for line in lines], next_cursor=nxt)
 
@@ -308,9 +306,9 @@ async def get_queue(
 ) -> QueuePage:
     """Without ``include_history`` (or a ``state``) only the items still to do: queued
     and processing."""
-    yard = state.yard
+    service = state.service
     if item_state is not None or include_history:
-        items = await yard.items(
+        items = await service.items(
             run_id,
             state=item_state.value if item_state else None,
             offset=offset,
@@ -319,8 +317,8 @@ async def get_queue(
     else:
         want = offset + limit
         active = [
-            *await yard.items(run_id, state=ItemState.QUEUED.value, limit=want),
-            *await yard.items(run_id, state=ItemState.PROCESSING.value, limit=want),
+            *await service.items(run_id, state=ItemState.QUEUED.value, limit=want),
+            *await service.items(run_id, state=ItemState.PROCESSING.value, limit=want),
         ]
         items = sorted(active, key=lambda i: i.idx)[offset : offset + limit]
     return QueuePage(items=[QueueItemOut.of(i) for i in items], offset=offset, limit=limit)
@@ -333,9 +331,9 @@ async def get_queue(
     summary="The step log: names, attempts, times, errors",
 )
 async def get_steps(run_id: RunId, state: State) -> StepList:
-    run = await state.yard.get_run(run_id)
-    steps = await state.yard.steps(run_id)
-    attempts = await state.yard.attempts(run_id)
+    run = await state.service.get_run(run_id)
+    steps = await state.service.steps(run_id)
+    attempts = await state.service.attempts(run_id)
     return StepList(items=step_log(steps, attempts, run.terminal, run.iteration))
 
 
@@ -406,7 +404,7 @@ async def get_events(
             "Last-Event-ID must be the id of an output event of this stream",
             details=[{"field": "last-event-id", "in": "header", "error": "not an output id"}],
         )
-    run = await state.yard.get_run(run_id)  # 404 before the stream starts
+    run = await state.service.get_run(run_id)  # 404 before the stream starts
     after = int(last_event_id) if last_event_id else 0
     return StreamingResponse(
         run_event_stream(state, request, run, min(after, 2**62)),
@@ -423,8 +421,8 @@ async def get_events(
 )
 async def cancel_run(run_id: RunId, state: State) -> RunOut:
     """Completed steps are not undone; outputs already emitted stay readable."""
-    await state.yard.cancel(run_id)
-    return RunOut.of(await state.yard.get_run(run_id))
+    await state.service.cancel(run_id)
+    return RunOut.of(await state.service.get_run(run_id))
 
 
 @router.post(
@@ -432,7 +430,7 @@ async def cancel_run(run_id: RunId, state: State) -> RunOut:
 )
 async def pause_run(run_id: RunId, state: State) -> RunOut:
     """The run stops at its next step boundary, holding no worker."""
-    return RunOut.of(await state.yard.pause(run_id))
+    return RunOut.of(await state.service.pause(run_id))
 
 
 @router.post(
@@ -440,7 +438,7 @@ async def pause_run(run_id: RunId, state: State) -> RunOut:
 )
 async def resume_run(run_id: RunId, state: State) -> RunOut:
     """A PAUSED, FAILED, CANCELED or CRASHED run continues from its last checkpoint."""
-    return RunOut.of(await state.yard.resume(run_id))
+    return RunOut.of(await state.service.resume(run_id))
 
 
 @router.post(
@@ -452,8 +450,8 @@ async def resume_run(run_id: RunId, state: State) -> RunOut:
 async def continue_run(run_id: RunId, state: State) -> RunOut:
     """Answers with the run as the continue left it (QUEUED), not as a worker may already
     have moved it on."""
-    handle = await state.yard.continue_(run_id)
-    return RunOut.of(handle.initial or await state.yard.get_run(run_id))
+    handle = await state.service.continue_(run_id)
+    return RunOut.of(handle.initial or await state.service.get_run(run_id))
 
 
 @router.post(
@@ -472,11 +470,11 @@ async def fork_run(run_id: RunId, body: ForkIn, state: State) -> JSONResponse:
     published newer version) and executes from there. The fork checks its arguments (422
     naming the field; 404 for an unknown run or version); a ``run_id`` that exists
     answers that run (200)."""
-    yard = state.yard
-    handle = await yard.fork(
+    service = state.service
+    handle = await service.fork(
         run_id, body.from_step, new_run_id=body.run_id, input=body.input, version=body.version
     )
-    run = await yard.get_run(handle.id)
+    run = await service.get_run(handle.id)
     if handle.created:
         state.metrics.runs_created.labels(run.workflow, "fork").inc()
     return json_response(RunOut.of(run), 201 if handle.created else 200, run_location(run.id))

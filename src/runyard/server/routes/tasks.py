@@ -3,17 +3,12 @@ starts a run with ``task_id`` set."""
 
 from __future__ import annotations
 
-import contextlib
-import secrets
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from ... import jsonutil
-from ...app import validate_against_schema
-from ...errors import NotFound, WorkflowNotFound
+from ...models import Task
 from ...schemas import (
     LiveRunOut,
     RunOptions,
@@ -26,11 +21,11 @@ from ...schemas import (
     TaskPatch,
     ts,
 )
-from ...store.tx import Row
+from ...service import TaskChange, check_options
 from ..auth import ApiRoute
 from ..errors import error_responses
-from ..live import check_options, start_and_answer, start_options
-from ..state import ServerState, State
+from ..live import start_and_answer
+from ..state import State
 from ..wire import json_response
 from .common import NOT_FOUND, paginated, set_next
 
@@ -39,30 +34,16 @@ router = APIRouter(prefix="/v1", tags=["tasks"], route_class=ApiRoute)
 TaskId = Annotated[str, Path(max_length=200, description="The task's id")]
 
 
-def task_out(row: Row) -> TaskOut:
-    options = jsonutil.loads(row["options"])
+def task_out(task: Task) -> TaskOut:
     return TaskOut(
-        id=row["id"],
-        name=row["name"],
-        workflow=row["workflow"],
-        input=jsonutil.loads(row["input"]),
-        options=options if isinstance(options, dict) else {},
-        created_at=ts(row["created_at"]),
-        updated_at=ts(row["updated_at"]),
+        id=task.id,
+        name=task.name,
+        workflow=task.workflow,
+        input=task.input,
+        options=task.options,
+        created_at=ts(task.created_at),
+        updated_at=ts(task.updated_at),
     )
-
-
-async def _check_workflow(state: ServerState, workflow: str, input: Any, check_input: bool) -> None:
-    """The workflow is published and, when given, the input matches its schema."""
-    record = await state.read(state.yard.store.get_workflow, workflow, None)
-    if record is None:
-        raise WorkflowNotFound(
-            f"no workflow {workflow!r} is published",
-            details=[{"field": "workflow", "in": "body", "error": "unknown workflow"}],
-        )
-    if check_input:
-        schema = jsonutil.loads(record["input_schema"]) or {}
-        validate_against_schema(workflow, schema, input, "input")
 
 
 def _options_json(options: RunOptions) -> dict[str, Any]:
@@ -83,18 +64,17 @@ def _options_json(options: RunOptions) -> dict[str, Any]:
     summary="Save a task",
 )
 async def create_task(body: TaskIn, state: State) -> JSONResponse:
-    store = state.yard.store
-    if body.id is not None:
-        # Saving the same id again answers with the stored task (like a run_id).
-        with contextlib.suppress(NotFound):
-            existing = await state.read(store.get_task, body.id)
-            return json_response(task_out(existing), 200)
-    await _check_workflow(state, body.workflow, body.input, "input" in body.model_fields_set)
-    options = _options_json(body.options)
-    task_id = body.id or f"task_{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
-    text = jsonutil.dumps(body.input, what="input") if body.input is not None else None
-    row = await state.write(store.create_task_txn, task_id, body.name, body.workflow, text, options)
-    return json_response(task_out(row), 201, {"Location": f"/v1/tasks/{task_id}"})
+    task, created = await state.service.create_task(
+        workflow=body.workflow,
+        task_id=body.id,
+        name=body.name,
+        input=body.input,
+        input_given="input" in body.model_fields_set,
+        options=_options_json(body.options),
+    )
+    if not created:
+        return json_response(task_out(task), 200)
+    return json_response(task_out(task), 201, {"Location": f"/v1/tasks/{task.id}"})
 
 
 @router.get("/tasks", response_model=TaskPage, responses=paginated(TaskPage), summary="List tasks")
@@ -106,15 +86,15 @@ async def list_tasks(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> TaskPage:
-    rows = await state.read(state.yard.store.list_tasks, cursor, limit + 1)
-    nxt = rows[limit - 1]["id"] if len(rows) > limit else None
+    tasks = await state.service.tasks(after=cursor, limit=limit + 1)
+    nxt = tasks[limit - 1].id if len(tasks) > limit else None
     set_next(response, nxt)
-    return TaskPage(items=[task_out(r) for r in rows[:limit]], next_cursor=nxt)
+    return TaskPage(items=[task_out(t) for t in tasks[:limit]], next_cursor=nxt)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskOut, responses=NOT_FOUND, summary="Get a task")
 async def get_task(task_id: TaskId, state: State) -> TaskOut:
-    return task_out(await state.read(state.yard.store.get_task, task_id))
+    return task_out(await state.service.task(task_id))
 
 
 @router.patch(
@@ -122,23 +102,20 @@ async def get_task(task_id: TaskId, state: State) -> TaskOut:
 )
 async def update_task(task_id: TaskId, body: TaskPatch, state: State) -> TaskOut:
     """Fields given replace the stored ones; ``options`` are merged field by field."""
-    store = state.yard.store
-    row = await state.read(store.get_task, task_id)
     given = body.model_fields_set
-    name = body.name if "name" in given else row["name"]
-    workflow = body.workflow if body.workflow is not None else row["workflow"]
-    input = body.input if "input" in given else jsonutil.loads(row["input"])
-    options = jsonutil.loads(row["options"]) or {}
+    options = None
     if body.options is not None:
-        options.update(body.options.model_dump(mode="json", exclude_unset=True))
-    merged = RunOptions.model_validate(options)
-    if body.workflow is not None or "input" in given:
-        await _check_workflow(state, workflow, input, "input" in given)
-    text = jsonutil.dumps(input, what="input") if input is not None else None
-    updated = await state.write(
-        store.update_task_txn, task_id, name, workflow, text, _options_json(merged)
+        stored = (await state.service.task(task_id)).options
+        patch = body.options.model_dump(mode="json", exclude_unset=True)
+        options = _options_json(RunOptions.model_validate({**stored, **patch}))
+    change = TaskChange(
+        given=frozenset(given),
+        name=body.name,
+        workflow=body.workflow,
+        input=body.input,
+        options=options,
     )
-    return task_out(updated)
+    return task_out(await state.service.update_task(task_id, change))
 
 
 @router.delete(
@@ -149,7 +126,7 @@ async def update_task(task_id: TaskId, body: TaskPatch, state: State) -> TaskOut
     summary="Delete a task (its runs stay)",
 )
 async def delete_task(task_id: TaskId, state: State) -> Response:
-    await state.write(state.yard.store.delete_task_txn, task_id)
+    await state.service.delete_task(task_id)
     return Response(status_code=204)
 
 
@@ -174,24 +151,16 @@ async def execute_task(
 ) -> JSONResponse:
     """The task's input and options, overridden by what the body gives; answers as
     ``POST /v1/runs``."""
-    row = await state.read(state.yard.store.get_task, task_id)
-    stored = jsonutil.loads(row["options"]) or {}
     overrides = body.model_dump(
         mode="json", exclude_unset=True, include=set(RunOptions.model_fields)
     )
-    options = RunOptions.model_validate({**stored, **overrides})
-    given = body.model_fields_set
-    if "input" in given or body.inputs is not None:
-        input = body.input
-    else:
-        input = jsonutil.loads(row["input"])
-    kwargs = start_options(
-        options,
-        input=input,
+    req = await state.service.task_request(
+        task_id,
+        overrides,
+        input=body.input,
+        input_given="input" in body.model_fields_set,
         inputs=body.inputs,
-        custom_data=None,
         run_id=body.run_id,
         mode=body.mode,
-        task_id=task_id,
     )
-    return await start_and_answer(state, request, row["workflow"], kwargs, body.wait_timeout)
+    return await start_and_answer(state, request, req, body.wait_timeout)

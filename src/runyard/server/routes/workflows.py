@@ -6,10 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from ... import jsonutil
-from ...errors import WorkflowNotFound
+from ...models import WorkflowRecord
 from ...schemas import WorkerOut, WorkflowList, WorkflowOut, ts
-from ...store.tx import Row
 from ..auth import ApiRoute
 from ..state import State
 from .common import NOT_FOUND
@@ -17,16 +15,14 @@ from .common import NOT_FOUND
 router = APIRouter(prefix="/v1", tags=["workflows"], route_class=ApiRoute)
 
 
-def workflow_out(row: Row, workers: list[WorkerOut] | None = None) -> WorkflowOut:
-    schema = jsonutil.loads(row["input_schema"])
-    options = jsonutil.loads(row["options"])
+def workflow_out(record: WorkflowRecord, workers: list[WorkerOut] | None = None) -> WorkflowOut:
     return WorkflowOut(
-        name=row["name"],
-        version=row["version"],
-        description=row["description"],
-        input_schema=schema if isinstance(schema, dict) else {},
-        options=options if isinstance(options, dict) else {},
-        updated_at=ts(row["updated_at"]),
+        name=record.name,
+        version=record.version,
+        description=record.description,
+        input_schema=record.input_schema,
+        options=record.options,
+        updated_at=ts(record.updated_at),
         workers=workers,
     )
 
@@ -38,15 +34,8 @@ async def list_workflows(
         bool, Query(description="Every published version, not only the newest of each name")
     ] = False,
 ) -> WorkflowList:
-    rows = await state.read(state.yard.store.list_workflows)
-    items: list[WorkflowOut] = []
-    seen: set[str] = set()
-    for row in rows:  # ordered by name, newest version first
-        if not all_versions and row["name"] in seen:
-            continue
-        seen.add(row["name"])
-        items.append(workflow_out(row))
-    return WorkflowList(items=items)
+    records = await state.service.published_workflows(all_versions=all_versions)
+    return WorkflowList(items=[workflow_out(r) for r in records])
 
 
 @router.get(
@@ -60,21 +49,16 @@ async def get_workflow(
     state: State,
     version: Annotated[str | None, Query(max_length=64)] = None,
 ) -> WorkflowOut:
-    store = state.yard.store
-    row = await state.read(store.get_workflow, name, version)
-    if row is None:
-        what = f"{name!r} version {version!r}" if version else repr(name)
-        raise WorkflowNotFound(f"no workflow {what} is published")
-    ref = f"{row['name']}@{row['version']}"
+    service = state.service
+    record = await service.published_workflow(name, version)
     workers = [
         WorkerOut(
-            id=w["id"],
-            host=w["host"],
-            pid=w["pid"],
-            concurrency=w["concurrency"],
-            heartbeat_at=ts(w["heartbeat_at"]),
+            id=w.id,
+            host=w.host,
+            pid=w.pid,
+            concurrency=w.concurrency,
+            heartbeat_at=ts(w.heartbeat_at),
         )
-        for w in await state.read(store.live_workers, state.settings.worker_seen_s)
-        if ref in (jsonutil.loads(w["workflows"]) or [])
+        for w in await service.workers(state.settings.worker_seen_s, serving=record)
     ]
-    return workflow_out(row, workers)
+    return workflow_out(record, workers)

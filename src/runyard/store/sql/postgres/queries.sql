@@ -912,7 +912,8 @@ UPDATE api_keys SET revoked_at = coalesce(revoked_at, runyard_now()) WHERE id = 
 RETURNING id, name, scopes, created_at, last_used_at, revoked_at;
 
 -- name: find_api_key
-SELECT id, name, scopes FROM api_keys WHERE digest = %(digest)s AND revoked_at IS NULL;
+SELECT id, name, scopes, created_at, last_used_at, revoked_at FROM api_keys
+WHERE digest = %(digest)s AND revoked_at IS NULL;
 
 -- name: api_key_issued
 SELECT 1 AS issued FROM api_keys WHERE digest = %(digest)s;

@@ -1,0 +1,57 @@
+"""The service layer: the one place where runs are started, read and controlled, under
+every front door (the in-process :class:`~runyard.Runyard`, the HTTP API, the CLI, and
+the scheduler, MCP server and dashboard to come). Requests come in typed
+(:class:`StartRequest`), records go out as the dataclasses of :mod:`runyard.models`;
+no database row leaves it."""
+
+from __future__ import annotations
+
+from ..config import Settings
+from ..store.dbexec import retry_window
+from ..store.hub import wait_event
+from .catalog import USAGE_PERIOD_S, CatalogMixin, TaskChange, UsageReport
+from .control import ControlMixin
+from .core import Core
+from .handles import RunHandle
+from .starting import (
+    Published,
+    StartRequest,
+    check_options,
+    request_from_options,
+    validate_against_schema,
+)
+
+__all__ = [
+    "USAGE_PERIOD_S",
+    "Core",
+    "RunHandle",
+    "Service",
+    "StartRequest",
+    "TaskChange",
+    "UsageReport",
+    "check_options",
+    "request_from_options",
+    "retry_window",
+    "validate_against_schema",
+    "wait_event",
+]
+
+
+class Service(ControlMixin, CatalogMixin):
+    """Runs (start, read, wait, control), workflows, tasks, usage and keys, over one
+    :class:`Core`."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self._records: dict[tuple[str, str | None], tuple[float, Published | None]] = {}
+
+    @property
+    def settings(self) -> Settings:
+        return self.core.settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        self.core.settings = settings
+
+    def close(self) -> None:
+        self.core.close()

@@ -1,0 +1,317 @@
+"""Starting runs: one request type, validated once, whichever front door it came through."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import jsonschema
+
+from .. import jsonutil
+from ..engine.registry import FlowControl, RunDefaults
+from ..errors import InvalidInput, NotFound, WorkflowNotFound
+from ..models import NewInput, NewRun, WorkflowRecord
+from ..rules import (
+    INT32_MAX,
+    MODES,
+    PRIORITY_MAX,
+    RETRIES_MAX,
+    SYNC_MODES,
+    check_choice,
+    check_int,
+    check_run_id,
+    generate_run_id,
+    invalid,
+)
+from ..schemas import LATEST_S, MAX_DELAY_S, InputIn, RunOptions, finite
+from .core import Core
+from .handles import RunHandle
+
+#: What workers published for a workflow version: its run defaults and input schema (JSON).
+Published = tuple[RunDefaults, str]
+#: How long what workers published for a workflow is taken as known (a deploy is seen
+#: within that time).
+RECORD_TTL_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class StartRequest:
+    """A run to start, as every front door asks for it (``Runyard.start``, ``POST
+    /v1/runs``, a task's execution, the CLI, a schedule's fire): ``input``, or several
+    ``inputs`` (each a value, or ``{"input": ..., "custom_data": ...}``); every other
+    field as in :meth:`Runyard.start <runyard.Runyard.start>`."""
+
+    workflow: str
+    input: Any = None
+    inputs: Sequence[Any] | None = None
+    run_id: str | None = None
+    custom_data: Any = None
+    mode: str = "async"
+    priority: int | None = None
+    delay: float | None = None
+    not_before: datetime | float | None = None
+    flow_control: FlowControl | None = None
+    retries: int | None = None
+    timeout: float | None = None
+    sync_mode: str | None = None
+    max_results: int | None = None
+    task_id: str | None = None
+    schedule_id: str | None = None
+    version: str | None = None
+
+
+def check_options(options: RunOptions, prefix: str = "") -> None:
+    """Bounds the wire model leaves open but the database has (32-bit columns)."""
+    for name, value in (
+        ("max_results", options.max_results),
+        ("flow_control.parallelism", options.flow_control and options.flow_control.parallelism),
+        ("flow_control.rate", options.flow_control and options.flow_control.rate),
+    ):
+        if isinstance(value, int) and value > INT32_MAX:
+            raise InvalidInput(
+                f"{prefix}{name} must be at most {INT32_MAX}",
+                details=[{"field": prefix + name, "in": "body", "error": f"at most {INT32_MAX}"}],
+            )
+
+
+def request_from_options(
+    workflow: str,
+    options: RunOptions,
+    *,
+    input: Any = None,
+    inputs: Sequence[InputIn] | None = None,
+    custom_data: Any = None,
+    run_id: str | None = None,
+    mode: str = "async",
+    version: str | None = None,
+    delay: float | None = None,
+    not_before: float | None = None,
+    task_id: str | None = None,
+) -> StartRequest:
+    """The request of a trigger given as wire options (``POST /v1/runs``, a task's
+    stored options and their overrides)."""
+    if inputs is not None and custom_data is not None:
+        raise InvalidInput(
+            "with inputs, give custom_data inside each entry",
+            details=[{"field": "custom_data", "in": "body", "error": "not allowed with inputs"}],
+        )
+    check_options(options)
+    fc = options.flow_control
+    return StartRequest(
+        workflow=workflow,
+        input=input,
+        inputs=[{"input": i.input, "custom_data": i.custom_data} for i in inputs]
+        if inputs is not None
+        else None,
+        custom_data=custom_data,
+        run_id=run_id,
+        mode=mode,
+        priority=options.priority,
+        delay=delay,
+        not_before=not_before,
+        flow_control=FlowControl(
+            key=fc.key, parallelism=fc.parallelism, rate=fc.rate, period=fc.period
+        )
+        if fc is not None
+        else None,
+        retries=options.retries,
+        timeout=options.timeout,
+        sync_mode=options.sync_mode,
+        max_results=options.max_results,
+        task_id=task_id,
+        version=version,
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _validator(schema_text: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(jsonutil.loads(schema_text) or {})
+
+
+def validate_against_schema(
+    workflow: str, schema: dict[str, Any] | str | None, value: Any, field: str
+) -> None:
+    """Check an input against the JSON Schema a worker published for ``workflow`` (how a
+    process without the workflow's code, such as the server, validates); the schema as
+    stored (JSON text) or parsed."""
+    if not schema or schema in ("{}", "null"):
+        return
+    validator = _validator(schema if isinstance(schema, str) else jsonutil.dumps(schema))
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    details = [
+        {
+            "field": ".".join([field, *(str(p) for p in e.absolute_path)]),
+            "error": e.message,
+            "type": str(e.validator),
+        }
+        for e in errors
+    ]
+    raise InvalidInput(
+        f"{field} does not match the input type of workflow {workflow!r}: "
+        + "; ".join(f"{d['field']}: {d['error']}" for d in details),
+        details=details,
+    )
+
+
+class StartMixin:
+    """``start``: the request checked, the run written in one transaction."""
+
+    core: Core
+    _records: dict[tuple[str, str | None], tuple[float, Published | None]]
+
+    async def start_run(self, req: StartRequest) -> RunHandle:
+        """Start the run ``req`` asks for; an existing ``run_id`` answers with that run
+        instead (no second execution)."""
+        new = await self.new_run(req)
+        core = self.core
+        await core.ensure_ready()
+        # A process that waits for runs has a hub: mark it before the run exists, so that
+        # waiting for the run needs no first read unless the hub hears of it meanwhile.
+        hub = core.loop_hub()
+        seen = (hub, hub.mark()) if hub is not None else None
+        # (A run of many inputs is written by the database thread, never in the loop.)
+        row, created = await core.db.write(
+            core.store.create_run_txn, new, order=new.id, inline=len(new.inputs) <= 16
+        )
+        return RunHandle(self, new.id, created, row, seen)  # type: ignore[arg-type]
+
+    async def new_run(self, req: StartRequest) -> NewRun:
+        """The run ``req`` describes, every field checked (the error names the first
+        field refused); nothing is written."""
+        name = req.workflow
+        check_choice(req.mode, "mode", MODES)
+        if req.sync_mode is not None:
+            check_choice(req.sync_mode, "sync_mode", SYNC_MODES)
+        finite(req.delay, "delay", maximum=MAX_DELAY_S)
+        finite(req.timeout, "timeout")
+        not_before = req.not_before
+        not_before_s = finite(
+            not_before.timestamp() if isinstance(not_before, datetime) else not_before,
+            "not_before",
+            minimum=None,
+            maximum=LATEST_S,
+        )
+        check_int(req.max_results, "max_results", 1, INT32_MAX)
+        check_int(req.priority, "priority", -PRIORITY_MAX, PRIORITY_MAX)
+        retries = req.retries
+        if retries is not None and (
+            isinstance(retries, bool)
+            or not isinstance(retries, int)
+            or not 0 <= retries <= RETRIES_MAX
+        ):
+            raise invalid(
+                "retries", f"retries must be an integer from 0 to {RETRIES_MAX}", "out of range"
+            )
+        wf = self.core.local_workflow(name, req.version)
+        schema: str | None = None
+        if wf is not None:
+            defaults = wf.run_defaults()
+        else:
+            published = await self.published(name, req.version)
+            if published is None:
+                what = f"{name!r} version {req.version!r}" if req.version else repr(name)
+                raise WorkflowNotFound(
+                    f"no workflow {what} is registered",
+                    details=[{"field": "workflow", "error": "unknown workflow"}],
+                )
+            defaults, schema = published
+        inputs = req.inputs
+        if inputs is not None and req.input is not None:
+            raise invalid("inputs", "give input or inputs, not both", "both input and inputs")
+        raw = list(inputs) if inputs is not None else [None]
+        if not raw:
+            raise invalid("inputs", "inputs is empty", "empty")
+        new_inputs: list[NewInput] = []
+        for i, entry in enumerate(raw):
+            if inputs is None:
+                value, cdata = req.input, req.custom_data
+            elif isinstance(entry, dict) and "input" in entry:
+                value, cdata = entry["input"], entry.get("custom_data")
+            else:
+                value, cdata = entry, None
+            field = f"inputs[{i}]" if inputs is not None else "input"
+            value = jsonutil.to_jsonable(value)
+            jsonutil.dumps(value, what=field)
+            jsonutil.dumps(cdata, what=f"{field}.custom_data")
+            err = None
+            try:
+                if wf is not None:
+                    wf.validate_input(value, field)
+                else:
+                    validate_against_schema(name, schema, value, field)
+            except InvalidInput as exc:
+                if inputs is None:
+                    raise
+                err = exc.to_dict()
+            new_inputs.append(NewInput(input=value, custom_data=cdata, error=err))
+        await self._check_task(req.task_id, name)
+        fc = req.flow_control or defaults.flow_control
+        return NewRun(
+            id=check_run_id(req.run_id) if req.run_id is not None else generate_run_id(),
+            workflow=name,
+            workflow_version=defaults.version,
+            inputs=new_inputs,
+            mode=req.mode,
+            priority=req.priority if req.priority is not None else defaults.priority,
+            not_before=not_before_s,
+            delay_s=req.delay,
+            flow_key=fc.key if fc else None,
+            flow_limits=req.flow_control.to_dict() if req.flow_control is not None else None,
+            timeout_s=req.timeout if req.timeout is not None else defaults.timeout_s,
+            max_recovery_attempts=defaults.max_recovery_attempts,
+            has_on_failure=defaults.has_on_failure,
+            task_id=req.task_id,
+            schedule_id=req.schedule_id,
+            sync_mode=req.sync_mode,
+            max_results=req.max_results,
+            options={"retries": retries} if retries is not None else {},
+        )
+
+    async def _check_task(self, task_id: str | None, workflow: str) -> None:
+        """A run started from a task names a stored task of its own workflow (422 naming
+        ``task_id`` otherwise, before anything is written)."""
+        if task_id is None:
+            return
+        try:
+            task = await self.core.read(self.core.store.get_task, task_id, inline=True)
+        except NotFound:
+            raise invalid("task_id", f"no task {task_id!r}", "unknown task") from None
+        if task.workflow != workflow:
+            raise invalid(
+                "task_id",
+                f"task {task_id!r} is a task of workflow {task.workflow!r}, not {workflow!r}",
+                "a task of another workflow",
+            )
+
+    async def run_defaults(self, name: str, version: str | None = None) -> RunDefaults | None:
+        """What a new run of workflow ``name`` takes from its definition (this process's
+        code, else what the workers published, cached for a second); None if unknown."""
+        wf = self.core.local_workflow(name, version)
+        if wf is not None:
+            return wf.run_defaults()
+        published = await self.published(name, version)
+        return published[0] if published is not None else None
+
+    async def published(self, name: str, version: str | None) -> Published | None:
+        """What workers published for a workflow: its run defaults and input schema (JSON
+        text), cached for :data:`RECORD_TTL_S`."""
+        key = (name, version)
+        hit = self._records.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < RECORD_TTL_S:
+            return hit[1]
+        record: WorkflowRecord | None = await self.core.read(
+            self.core.store.get_workflow, name, version, inline=True
+        )
+        published = None
+        if record is not None:
+            defaults = RunDefaults.from_record(record.version, record.options)
+            published = (defaults, record.input_schema_json)
+            self._records[key] = (now, published)
+        return published
