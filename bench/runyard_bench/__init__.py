@@ -8,7 +8,9 @@ Shipped beside the ``runyard`` package, not inside it: ``runyard`` never imports
   processes serve;
 * :mod:`~runyard_bench.harness`: options, output, databases, worker processes, CPU;
 * :mod:`~runyard_bench.counting`: statements per run, through the store's observer;
-* :mod:`~runyard_bench.http_clients`: the HTTP load generator (a process of its own);
+* :mod:`~runyard_bench.server`: a ``runyard server`` process;
+* :mod:`~runyard_bench.http_clients`: the HTTP load generator (a process of its own,
+  aiohttp: the ``bench`` extra);
 * :mod:`~runyard_bench.http_figures`: the HTTP figures through a ``runyard server``;
 * :mod:`~runyard_bench.throughput`: the engine figures of one backend, and the whole run;
 * :mod:`~runyard_bench.clone` and :mod:`~runyard_bench.purge`: the bulk fill, the size

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+from importlib.util import find_spec
 
 import typer
 
@@ -110,17 +111,15 @@ def bench(
     """Measure runs/s, 3-step workflows/s, trigger->complete latency, the cost of a
     checkpointed step and the HTTP figures (triggers/s, live round trip, long-poll wake-up)
     per backend: one JSON line per figure on stdout, progress on stderr."""
-    try:
-        from .harness import BenchOptions, backend_of
-        from .scale import ScaleOptions, run_scale
-        from .throughput import run_bench
-    except ModuleNotFoundError as exc:
-        if exc.name != "aiohttp":
-            raise
-        raise typer.BadParameter(
-            "the HTTP clients of runyard bench need aiohttp: pip install 'runyard[bench]'"
-        ) from None
+    from .harness import BenchOptions, backend_of
+    from .scale import ScaleOptions, run_scale
+    from .throughput import run_bench
 
+    if http_runs > 0 and not scale and find_spec("aiohttp") is None:
+        raise typer.BadParameter(
+            "the HTTP figures' clients need aiohttp: pip install 'runyard[bench]' "
+            "(or --http-runs 0)"
+        )
     if backend not in BACKENDS:
         raise typer.BadParameter(f"--backend must be one of {', '.join(BACKENDS)}")
     if database_url:

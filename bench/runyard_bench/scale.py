@@ -60,9 +60,9 @@ from .harness import (
     sqlite_durability,
     start_many,
 )
-from .http_figures import ServerProc
 from .measure import percentile
 from .purge import PurgeProc
+from .server import ServerProc
 from .throughput import throughput
 from .workflows import build_yard
 

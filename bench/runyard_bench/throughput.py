@@ -48,7 +48,6 @@ from .harness import (
     sqlite_durability,
     start_many,
 )
-from .http_figures import http_figures
 from .measure import percentile
 from .workflows import build_yard
 
@@ -294,6 +293,8 @@ async def bench_backend(
         counter.close()
     try:
         if opts.http_runs > 0:
+            from .http_figures import http_figures  # (aiohttp: only for these figures)
+
             await http_figures(label, url, opts, logs / label / "http", base, y)
         if opts.sql_runs > 0:
             counts = await sql_counts(y, opts)
