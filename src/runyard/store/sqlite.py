@@ -200,7 +200,8 @@ class SQLiteStore(Store):
             if sqlite3.complete_statement(statement):
                 tx.cursor.execute(statement)
                 statement = ""
-        if statement.strip():
+        rest = [line for line in statement.splitlines() if not line.lstrip().startswith("--")]
+        if "".join(rest).strip():  # (what follows the last statement may be comments)
             raise ValueError(f"incomplete statement in migration: {statement[:80]!r}")
 
     def data_version(self, conn: sqlite3.Connection) -> int:

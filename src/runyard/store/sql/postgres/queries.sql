@@ -400,20 +400,12 @@ UPDATE items SET state = %(state)s, result = %(result)s, error = %(error)s, owne
 WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s;
 
 -- name: finalize_run
+-- (How the run ends: runyard_run_outcome, migration 0006.)
 UPDATE runs SET
-  status = CASE WHEN c.ok = c.n THEN 'SUCCEEDED' WHEN c.discarded = c.n THEN 'INVALID'
-                WHEN c.ok = 0 THEN 'FAILED' ELSE 'PARTIAL_SUCCEEDED' END,
-  result = CASE WHEN runs.input_count = 1 THEN c.first_result ELSE c.results END,
-  error = CASE WHEN c.ok = c.n THEN NULL
-               WHEN runs.input_count = 1 THEN c.first_error
-               WHEN c.discarded = c.n THEN json_build_object('code', 'invalid_input',
-                      'message', 'all ' || c.n || ' inputs were discarded: none matches '
-                        || 'the workflow''s input type (each item has its error)',
-                      'discarded', c.discarded)::text
-               ELSE json_build_object('code', 'items_failed', 'message',
-                      c.failed || ' input(s) failed, ' || c.discarded || ' discarded',
-                      'failed', c.failed, 'discarded', c.discarded)::text END,
-  progress = CASE WHEN c.ok = c.n THEN 1.0 ELSE runs.progress END,
+  (status, result, error, progress) = (
+    SELECT * FROM runyard_run_outcome(c.n, c.ok, c.failed, c.discarded, runs.input_count,
+                                      c.first_result, c.first_error, c.results,
+                                      runs.progress)),
   finished_at = runyard_now(), updated_at = runyard_now(), waiting_for = NULL
 FROM (SELECT count(*) AS n,
         count(*) FILTER (WHERE state = 'completed') AS ok,
@@ -811,8 +803,9 @@ SELECT id FROM runs WHERE id = ANY(%(run_ids)s::text[]) ORDER BY id FOR UPDATE;
 -- name: finish_items_steps
 -- Items' outcomes in one statement (after lock_runs), each a row of a JSON parameter and
 -- each last checkpoint a row of another: fence and finish each item, record its last
--- checkpoints, finalize a run whose last open input this finished, and give a run this
--- failed its on_failure item (as insert_hook_item). A run's inputs are its items as they
+-- checkpoints, finalize a run whose last open input this finished (as finalize_run:
+-- runyard_run_outcome), and give a run this failed its on_failure item (as
+-- insert_hook_item). A run's inputs are its items as they
 -- were before this statement, but those it finishes, taken as it leaves them; they are
 -- read only for a run left with no open input (one probe of items_open_inputs per run:
 -- an outcome costs the same in a run of one input and of 100,000). One row per outcome
@@ -869,19 +862,10 @@ c AS (
   FROM inputs GROUP BY run_id),
 r AS (
   UPDATE runs SET
-    status = CASE WHEN c.ok = c.n THEN 'SUCCEEDED' WHEN c.discarded = c.n THEN 'INVALID'
-                  WHEN c.ok = 0 THEN 'FAILED' ELSE 'PARTIAL_SUCCEEDED' END,
-    result = CASE WHEN runs.input_count = 1 THEN c.first_result ELSE c.results END,
-    error = CASE WHEN c.ok = c.n THEN NULL
-                 WHEN runs.input_count = 1 THEN c.first_error
-                 WHEN c.discarded = c.n THEN json_build_object('code', 'invalid_input',
-                        'message', 'all ' || c.n || ' inputs were discarded: none matches '
-                          || 'the workflow''s input type (each item has its error)',
-                        'discarded', c.discarded)::text
-                 ELSE json_build_object('code', 'items_failed', 'message',
-                        c.failed || ' input(s) failed, ' || c.discarded || ' discarded',
-                        'failed', c.failed, 'discarded', c.discarded)::text END,
-    progress = CASE WHEN c.ok = c.n THEN 1.0 ELSE runs.progress END,
+    (status, result, error, progress) = (
+      SELECT * FROM runyard_run_outcome(c.n, c.ok, c.failed, c.discarded, runs.input_count,
+                                        c.first_result, c.first_error, c.results,
+                                        runs.progress)),
     finished_at = runyard_now(), updated_at = runyard_now(), waiting_for = NULL
   FROM c
   WHERE runs.id = c.run_id AND c.n = runs.input_count AND c.open = 0

@@ -1,0 +1,3 @@
+-- (PostgreSQL defines how a run ends in one function here, for its two statements that
+-- end runs. SQLite has one such statement, finalize_run in queries.sql, which holds the
+-- rule itself: nothing to change.)
