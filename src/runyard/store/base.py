@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import jsonutil
 from ..models import NewRun, RunStatus, WorkflowRecord
@@ -28,6 +28,9 @@ from .reads import ReadsMixin
 from .records import Checkpoint, Claimed, Fence, MergedWrite, NewRunParams, RunFilter
 from .retention import RetentionMixin
 from .tx import RUN, WAKE, Later, Row, StoreObserver, Tx
+
+if TYPE_CHECKING:
+    from .hub import CommitCounter, Source
 
 __all__ = ["RUN", "WAKE", "Checkpoint", "Claimed", "Fence", "Row", "RunFilter", "Store", "Tx"]
 
@@ -128,6 +131,17 @@ class Store(
 
     def close(self) -> None:
         """Release what the store holds besides connections (nothing by default)."""
+
+    @abc.abstractmethod
+    def change_source(self, *, work: bool, runs: bool) -> Source | None:
+        """What tells this process of other processes' commits: of runs stopped, and also
+        of new work if ``work``, of every run's changes if ``runs``; None where nothing
+        does (the watcher then polls :meth:`commit_counter`)."""
+
+    def commit_counter(self) -> CommitCounter | None:
+        """A counter of other connections' commits, where the backend has one (to notice
+        commits nobody announced); None where every commit is announced."""
+        return None
 
     @property
     def precise_wakeups(self) -> bool:

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import wakebus
 from .tx import RUN, STOP, WAKE, wake_due
 
 if TYPE_CHECKING:
@@ -223,13 +222,34 @@ class Notified(Protocol):
 
 
 class Source(Protocol):
-    """What a watcher reads: the SQLite wake bus's :class:`~.wakebus.Listener`, or the
+    """What tells a process of other processes' commits (``Store.change_source``): the
+    SQLite wake bus's :class:`~.wakebus.Listener`, or the
     :class:`~.postgres.Notifications` of a listening connection."""
+
+    #: Whether it tells of every run's changes now (else only of runs stopped).
+    hears_runs: bool
+    #: Set once it can tell nothing more (its connection was lost): the watcher opens
+    #: another.
+    lost: bool
 
     def fileno(self) -> int: ...
     def receive(self, timeout: float) -> list[tuple[str, str]]: ...
     def keep_marker(self) -> None: ...
-    def want_work(self) -> None: ...
+    def want_work(self) -> None:
+        """Called from any thread (under the watcher's lock) once new work is wanted."""
+
+    def subscribe(self, *, work: bool, runs: bool) -> None:
+        """Called by the watcher's thread (under its lock): tell of new work too if
+        ``work``, of every run's changes too if ``runs``."""
+
+    def close(self) -> None: ...
+
+
+class CommitCounter(Protocol):
+    """A number that changes whenever another connection commits (SQLite's
+    ``data_version``): how commits nobody announced are noticed."""
+
+    def read(self) -> int: ...
     def close(self) -> None: ...
 
 
@@ -298,7 +318,7 @@ class Watcher:
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Let ``loop`` read the wake-ups (PostgreSQL, SQLite on Linux; otherwise
         nothing), unless another open loop already does."""
-        if self.store.needs_polling and not wakebus.supported():
+        if not self.store.precise_wakeups:
             return
         with self._lock:
             if self._reader is None or self._reader.is_closed():
@@ -307,70 +327,88 @@ class Watcher:
     def _main(self) -> None:
         while not self._stop.is_set():
             try:
-                if not self.store.needs_polling:
-                    self._listen()
-                elif wakebus.supported():
-                    self._listen_bus()
-                else:
+                source = self.store.change_source(work=self._work, runs=self._runs)
+                if source is None:
                     self._poll()
+                else:
+                    self._listen(source)
             except Exception as exc:
                 log.warning("change watcher lost its connection (%s); reconnecting", exc)
                 self.hub.notify_all()
                 self._stop.wait(0.5)
 
     def _poll(self) -> None:
-        from .sqlite import SQLiteStore
-
-        assert isinstance(self.store, SQLiteStore)
-        conn = self.store.connect()
+        """Nothing tells of other processes' commits: look for them every ``poll_s``."""
+        counter = self.store.commit_counter()
+        if counter is None:
+            raise RuntimeError("the store offers neither wake-ups nor a commit counter")
         try:
             self._hearing_runs()
-            last = self.store.data_version(conn)
+            last = counter.read()
             while not self._stop.is_set():
                 time.sleep(self.poll_s)
-                version = self.store.data_version(conn)
+                version = counter.read()
                 if version != last:
                     last = version
                     self.hub.notify_all()
         finally:
-            conn.close()
+            counter.close()
 
-    def _listen_bus(self) -> None:
-        """SQLite on Linux: the wake-ups other processes send after their commits (see
-        :mod:`.wakebus`). A commit announced by nobody (a process that cannot reach this
-        socket, e.g. in another network namespace) is still noticed, through
-        ``data_version`` every ``backstop_s``, when no wake-up came for two checks. A
-        process without a worker is not told of new work, so that a commit that only
-        announced work is unheard there: it checks every :data:`QUIET_BACKSTOP_S`
-        instead, so that a burst of new runs elsewhere makes it look about once a
-        second rather than twenty times."""
-        from .sqlite import SQLiteStore
-
-        assert isinstance(self.store, SQLiteStore)
+    def _listen(self, source: Source) -> None:
+        """What ``source`` tells (read by this thread, or by an attached loop), subscribed
+        to more once asked (within a tenth of a second). Where the store counts commits
+        (SQLite), a commit announced by nobody (a process that cannot reach this one's
+        socket, e.g. in another network namespace) is still noticed, through the counter
+        every ``backstop_s``, when no wake-up came for two checks. A process without a
+        worker is not told of new work, so that a commit that only announced work is
+        unheard there: it checks every :data:`QUIET_BACKSTOP_S` instead, so that a burst
+        of new runs elsewhere makes it look about once a second rather than twenty
+        times."""
         with self._lock:
-            listener = self._listener = wakebus.Listener(self.store.wake_dir)
+            self._listener = source
             if self._work:
-                listener.want_work()
-        conn = self.store.connect()
+                source.want_work()
+        counter = self.store.commit_counter()
         try:
-            # Anything committed before we listened: make everyone look.
-            self._hearing_runs()
-            last = self.store.data_version(conn)
+            # Anything sent while we were not listening is lost: make everyone re-check.
+            self.hears_runs = False
+            if source.hears_runs:
+                self._hearing_runs()
+            else:
+                self.hub.notify_all()
+            work, runs = self._work, self._runs
+            last = counter.read() if counter is not None else 0
             self._heard = unheard = False
             check_at = time.monotonic() + self._backstop()
             while not self._stop.is_set():
-                wait = min(0.1, max(0.0, check_at - time.monotonic()))
-                if self._reading_in_loop(listener):
+                new_work, new_runs = self._work and not work, self._runs and not runs
+                if new_work or new_runs:
+                    with self._lock:  # (not while a loop reads the source)
+                        source.subscribe(work=new_work, runs=new_runs)
+                        # (What arrived meanwhile waits in the source, unseen by a loop
+                        # waiting for its socket.)
+                        self._dispatch(source.receive(0))
+                    work, runs = work or new_work, runs or new_runs
+                    if new_runs and source.hears_runs:
+                        self._hearing_runs()  # (everyone looks once: workers too)
+                    else:
+                        self.hub.notify_wake()
+                if source.lost:
+                    raise ConnectionError("the source of wake-ups was lost")
+                wait = 0.1
+                if counter is not None:
+                    wait = min(wait, max(0.0, check_at - time.monotonic()))
+                if self._reading_in_loop(source):
                     self._stop.wait(wait)
-                    listener.keep_marker()
+                    source.keep_marker()
                 else:
                     with self._lock:
-                        self._dispatch(listener.receive(wait))
-                if time.monotonic() >= check_at:
+                        self._dispatch(source.receive(wait))
+                if counter is not None and time.monotonic() >= check_at:
                     # A commit nobody announced: wake everyone, once it has gone unheard
                     # for a whole period (its announcement may still be on its way to
                     # the loop that reads the socket).
-                    version = self.store.data_version(conn)
+                    version = counter.read()
                     if self._heard or version == last:
                         last, unheard = version, False
                     elif unheard:
@@ -381,8 +419,9 @@ class Watcher:
                     self._heard = False
                     check_at = time.monotonic() + self._backstop()
         finally:
-            conn.close()
-            self._close_listener(listener)
+            if counter is not None:
+                counter.close()
+            self._close_listener(source)
 
     def _backstop(self) -> float:
         return self.backstop_s if self._work else max(self.backstop_s, QUIET_BACKSTOP_S)
@@ -418,7 +457,7 @@ class Watcher:
         def readable() -> None:
             with self._lock:
                 self._dispatch(listener.receive(0))
-                if getattr(listener, "lost", False):
+                if listener.lost:
                     loop.remove_reader(listener.fileno())  # the thread reconnects
 
         with self._lock:
@@ -455,49 +494,3 @@ class Watcher:
         before may have been missed)."""
         self.hears_runs = True
         self.hub.hear_runs()
-
-    def _listen(self) -> None:
-        """PostgreSQL: LISTEN on a connection of its own, for what is wanted (more once
-        asked: within a tenth of a second), its notifications read by this thread or by
-        an attached loop."""
-        import psycopg
-
-        from .postgres import Notifications, PostgresStore
-
-        assert isinstance(self.store, PostgresStore)
-        work, runs = self._work, self._runs
-        self.hears_runs = False
-        listener = Notifications(self.store.listen_connection(work=work, runs=runs))
-        with self._lock:
-            self._listener = listener
-        try:
-            # Anything sent while we were not listening is lost: make everyone re-check.
-            if runs:
-                self._hearing_runs()
-            else:
-                self.hub.notify_all()
-            while not self._stop.is_set():
-                new_work, new_runs = self._work and not work, self._runs and not runs
-                if new_work or new_runs:
-                    with self._lock:  # (not while a loop reads the connection)
-                        if new_work:
-                            self.store.listen_for_work(listener.conn)
-                        if new_runs:
-                            self.store.listen_for_runs(listener.conn)
-                        # (What arrived meanwhile waits in the connection, unseen by
-                        # a loop waiting for its socket.)
-                        self._dispatch(listener.receive(0))
-                    work, runs = work or new_work, runs or new_runs
-                    if new_runs:
-                        self._hearing_runs()  # (everyone looks once: workers too)
-                    else:
-                        self.hub.notify_wake()
-                if listener.lost:
-                    raise psycopg.OperationalError("the listening connection was lost")
-                if self._reading_in_loop(listener):
-                    self._stop.wait(0.1)
-                else:
-                    with self._lock:
-                        self._dispatch(listener.receive(0.1))
-        finally:
-            self._close_listener(listener)

@@ -3,7 +3,8 @@ per-key locks for flow control, LISTEN/NOTIFY wake-ups (a hint, never the only p
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -16,7 +17,7 @@ from .base import Checkpoint, Fence, Row, Store, Tx
 from .control import existing_run
 from .execution import status_after_outcome
 from .records import CheckpointWrite, MergedWrite, Outcome
-from .tx import RUN, RUN_END, STOP, WAKE, Later
+from .tx import RUN, RUN_END, STOP, WAKE, Later, Sent
 
 #: Channels announcements are sent on (see the notify query).
 WAKE_CHANNEL = WAKE
@@ -73,6 +74,10 @@ class PostgresStore(Store):
         }
     )
     claim_starts_runs = True
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._connections: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
 
     # The two writes every step and every run make, each in one statement instead of
     # several (a statement costs the client more than the server here). Checkpoints with
@@ -265,7 +270,13 @@ class PostgresStore(Store):
             application_name="runyard",
             options="-c enable_seqscan=off -c enable_bitmapscan=off",
         )
+        self._connections.add(conn)
         return conn
+
+    def own_backend_pids(self) -> set[int]:
+        """The server processes of this store's open connections: what they NOTIFY, this
+        process's hubs were told already (:attr:`Store.changes`)."""
+        return {c.info.backend_pid for c in list(self._connections) if not c.closed}
 
     @contextmanager
     def transaction(
@@ -308,11 +319,10 @@ class PostgresStore(Store):
 
                 def commit() -> None:
                     conn.execute(b"COMMIT")
-                    if tx.announcements:
-                        self._publish(tx)
+                    ended = self._publish(tx) if tx.announcements else None
                     pipelined.close()  # leaving pipeline mode waits for every answer
                     if tx.announcements:
-                        self.changes.committed(tx.announcements)
+                        self.changes.committed(self._resolved(tx.announcements, ended))
 
                 conn.execute(b"BEGIN")
                 tx = Tx(self, cur, conn, pipe, commit)
@@ -340,8 +350,9 @@ class PostgresStore(Store):
                 self._abandon(conn)  # whatever failed: the connection is replaced
 
     @staticmethod
-    def _publish(tx: Tx) -> None:
-        """Send what ``tx`` announced, after its COMMIT (see the ``notify`` query)."""
+    def _publish(tx: Tx) -> Sent | None:
+        """Send what ``tx`` announced, after its COMMIT (see the ``notify`` query); the
+        answer naming the runs of ``announce_run_end`` that had ended, if any."""
         items = sorted(tx.announcements)
         notes: list[tuple[str, str]] = []
         for channel in (WAKE_CHANNEL, RUN_CHANNEL, STOP_CHANNEL):
@@ -356,7 +367,19 @@ class PostgresStore(Store):
                 {"channels": [c for c, _ in notes], "payloads": [p for _, p in notes]},
             )
         if ended := [p for c, p in items if c == RUN_END]:
-            tx.send("notify_ended", {"run_ids": ended})
+            return tx.send("notify_ended", {"run_ids": ended})
+        return None
+
+    @staticmethod
+    def _resolved(announcements: set[tuple[str, str]], ended: Sent | None) -> set[tuple[str, str]]:
+        """``announcements`` as this process's hubs are told them: the runs announced
+        "if ended" that had ended (the answer of ``notify_ended``) as plain run changes."""
+        if ended is None:
+            return announcements
+        out = {a for a in announcements if a[0] != RUN_END}
+        for row in ended.rows():
+            out.update((RUN, run_id) for run_id in (row["run_ids"] or "").split())
+        return out
 
     @staticmethod
     def _abandon(conn: Any) -> None:
@@ -386,6 +409,10 @@ class PostgresStore(Store):
 
     def run_script(self, tx: Tx, sql: str) -> None:
         tx.cursor.execute(sql.encode())
+
+    def change_source(self, *, work: bool, runs: bool) -> Notifications:
+        conn = self.listen_connection(work=work, runs=runs)
+        return Notifications(conn, runs=runs, own=self.own_backend_pids)
 
     def listen_connection(self, *, work: bool, runs: bool) -> psycopg.Connection[Any]:
         """A connection that listens for runs stopped (canceled, paused), and also for
@@ -418,9 +445,13 @@ class Notifications:
     loop when :meth:`fileno` is readable (no hop through the thread). A lost connection
     makes :meth:`receive` return nothing and sets :attr:`lost` (the thread reconnects)."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], *, runs: bool, own: Callable[[], set[int]]
+    ) -> None:
         self.conn = conn
         self.lost = False
+        self.hears_runs = runs
+        self._own = own
         self._fd = conn.fileno()
 
     def fileno(self) -> int:
@@ -432,16 +463,27 @@ class Notifications:
         if self.lost:
             return []
         try:
-            return [(n.channel, n.payload) for n in self.conn.notifies(timeout=timeout)]
+            notes = list(self.conn.notifies(timeout=timeout))
         except psycopg.Error:
             self.lost = True
             return []
+        if not notes:
+            return []
+        own = self._own()  # (what this process's store sent: its hubs know it already)
+        return [(n.channel, n.payload) for n in notes if n.pid not in own]
 
     def keep_marker(self) -> None:
         """(The wake bus's listeners keep a file; a connection needs nothing.)"""
 
     def want_work(self) -> None:
-        """(The watcher thread LISTENs for it.)"""
+        """(The watcher's thread LISTENs for it: :meth:`subscribe`.)"""
+
+    def subscribe(self, *, work: bool, runs: bool) -> None:
+        if work:
+            PostgresStore.listen_for_work(self.conn)
+        if runs:
+            PostgresStore.listen_for_runs(self.conn)
+            self.hears_runs = True
 
     def close(self) -> None:
         self.conn.close()

@@ -12,6 +12,7 @@ import logging
 import os
 import sqlite3
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -58,6 +59,8 @@ class SQLiteStore(Store):
         #: Where the processes on this database name their wake-up sockets.
         self.wake_dir = os.path.abspath(self.path) + ".wake"
         self._publisher = wakebus.Publisher(self.wake_dir) if wakebus.supported() else None
+        #: This store's own listeners: what it publishes, its hubs were told already.
+        self._listeners: weakref.WeakSet[wakebus.Listener] = weakref.WeakSet()
 
     @property
     def precise_wakeups(self) -> bool:
@@ -69,7 +72,8 @@ class SQLiteStore(Store):
         if self._publisher is None:
             return
         try:
-            self._publisher.publish(sorted(announcements))
+            own = {listener.token for listener in list(self._listeners) if not listener.lost}
+            self._publisher.publish(sorted(announcements), skip=own)
         except Exception as exc:
             log.warning("could not send wake-ups (%s); waiters fall back to polling", exc)
 
@@ -207,3 +211,31 @@ class SQLiteStore(Store):
     def data_version(self, conn: sqlite3.Connection) -> int:
         """Changes when another connection commits: a cheap way to notice other processes."""
         return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def change_source(self, *, work: bool, runs: bool) -> wakebus.Listener | None:
+        """The wake bus (every run's changes, always); None where it is not supported."""
+        if not wakebus.supported():
+            return None
+        listener = wakebus.Listener(self.wake_dir)
+        if work:
+            listener.want_work()
+        self._listeners.add(listener)
+        return listener
+
+    def commit_counter(self) -> DataVersion:
+        return DataVersion(self)
+
+
+class DataVersion:
+    """``PRAGMA data_version`` on a connection of its own (see
+    :meth:`SQLiteStore.commit_counter`)."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+        self._conn = store.connect()
+
+    def read(self) -> int:
+        return self._store.data_version(self._conn)
+
+    def close(self) -> None:
+        self._conn.close()

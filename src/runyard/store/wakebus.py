@@ -25,7 +25,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from .tx import RUN, WAKE
 
@@ -82,12 +82,18 @@ class Publisher:
         self._peers: dict[str, _Peer | None] = {}  # None: connect again on the next send
         self._seen_mtime: int | None = None
 
-    def publish(self, announcements: Iterable[tuple[str, str]]) -> None:
+    def publish(
+        self, announcements: Iterable[tuple[str, str]], *, skip: Collection[str] = ()
+    ) -> None:
+        """Send ``announcements`` to every listener but those whose token is in ``skip``
+        (the sender's own, told otherwise)."""
         items = list(announcements)
         data = {True: encode(items), False: encode(items, work=False)}
         with self._lock:
             self._refresh()
             for marker in list(self._peers):
+                if skip and marker.removesuffix(WORK_SUFFIX) in skip:
+                    continue
                 message = data[marker.endswith(WORK_SUFFIX)]
                 if message:
                     self._send(marker, message)
@@ -179,6 +185,9 @@ class Listener:
         self._selector.register(self._server, selectors.EVENT_READ)
         self._buffers: dict[socket.socket, bytes] = {}
         self._closed = False
+        #: The bus tells every process of every run's changes; a socket is never lost.
+        self.hears_runs = True
+        self.lost = False
         self._write_marker()
         self._marker_checked = time.monotonic()
 
@@ -201,6 +210,9 @@ class Listener:
             os.rename(old, self.marker)
         except FileNotFoundError:
             self._write_marker()  # deleted meanwhile: keep_marker would have made it
+
+    def subscribe(self, *, work: bool, runs: bool) -> None:
+        """(Every run is told already; new work through :meth:`want_work`.)"""
 
     def receive(self, timeout: float) -> list[tuple[str, str]]:
         """What arrived within ``timeout`` seconds (empty if nothing did)."""
@@ -253,6 +265,7 @@ class Listener:
         if self._closed:
             return
         self._closed = True
+        self.lost = True
         with contextlib.suppress(OSError):
             os.unlink(self.marker)
         for key in list(self._selector.get_map().values()):

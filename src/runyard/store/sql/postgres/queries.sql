@@ -36,10 +36,12 @@ SELECT pg_notify(c, p) FROM unnest(%(channels)s::text[], %(payloads)s::text[]) A
 
 -- name: notify_ended
 -- runyard_run for those of the runs that have ended by now, for a writer that could not
--- tell whether its change ended them without waiting for the answer. The test is a scalar
--- subquery, one primary-key lookup per id: written as EXISTS, the statement cost 0.6 ms a
--- call in a busy database (perf showed a hashed subplan scanning runs), 0.06 as it is.
-SELECT pg_notify('runyard_run', string_agg(p, ' ' ORDER BY n))
+-- tell whether its change ended them without waiting for the answer; the ids notified
+-- (for the hubs of the writer's own process). The test is a scalar subquery, one
+-- primary-key lookup per id: written as EXISTS, the statement cost 0.6 ms a call in a
+-- busy database (perf showed a hashed subplan scanning runs), 0.06 as it is.
+SELECT pg_notify('runyard_run', string_agg(p, ' ' ORDER BY n)) AS notified,
+       string_agg(p, ' ' ORDER BY n) AS run_ids
 FROM unnest(%(run_ids)s::text[]) WITH ORDINALITY AS t(p, n)
 WHERE (SELECT status FROM runs WHERE id = p)
       IN ('SUCCEEDED', 'PARTIAL_SUCCEEDED', 'FAILED', 'CANCELED', 'CRASHED', 'INVALID')
