@@ -17,7 +17,7 @@ import typer
 if TYPE_CHECKING:
     from ..app import Runyard
     from ..client import Client
-    from ..service import Core, Service
+    from ..service import Service
 
 T = TypeVar("T")
 
@@ -58,7 +58,7 @@ def on_service(database_url: str | None, call: Callable[[Service], Awaitable[T]]
     default ``sqlite:///runyard.db``), migrated first; for the commands that work on the
     database directly rather than through a server."""
     from ..config import Settings
-    from ..service import Service
+    from ..service import Core, Service
 
     service = Service(Core(Settings.from_env(database_url)))
 
