@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar, TypeVarTuple
 
 from ..config import Settings
 from ..engine.registry import WorkflowDef
@@ -14,8 +14,10 @@ from ..errors import StoreUnavailable, WorkflowNotFound
 from ..store import Store, open_store
 from ..store.dbexec import DbExecutor
 from ..store.hub import Hub, Watcher
+from ..store.tx import Later, Tx
 
 R = TypeVar("R")
+Ts = TypeVarTuple("Ts")
 
 
 class Core:
@@ -68,13 +70,17 @@ class Core:
                         raise StoreUnavailable(f"the database is unavailable: {exc}") from exc
                     raise
 
-    async def read(self, fn: Callable[..., R], *args: Any, inline: bool = False) -> R:
+    async def read(
+        self, fn: Callable[[Tx, *Ts], R | Later[R]], /, *args: *Ts, inline: bool = False
+    ) -> R:
         """``fn(tx, *args)`` in a read transaction, the schema made ready first;
         ``inline`` for a read of a few rows (see :meth:`DbExecutor.read`)."""
         await self.ensure_ready()
         return await self.db.read(fn, *args, inline=inline)
 
-    async def write(self, fn: Callable[..., R], *args: Any, inline: bool = True) -> R:
+    async def write(
+        self, fn: Callable[[Tx, *Ts], R | Later[R]], /, *args: *Ts, inline: bool = True
+    ) -> R:
         """``fn(tx, *args)`` in a write transaction, the schema made ready first;
         ``inline=False`` for a write whose size has no bound (never in the loop)."""
         await self.ensure_ready()
