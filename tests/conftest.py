@@ -17,7 +17,7 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,6 @@ from runyard import Runyard
 from runyard.config import Settings
 from runyard.store import open_store
 from runyard.worker.worker import Worker
-from tests.waiting import INTERVAL_S, wait_until_async
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get(
@@ -78,12 +77,21 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def db_url(backend: str, tmp_path: Path, pg_template: str | None) -> Iterator[str]:
     """A fresh, migrated database for this test."""
+    with fresh_database(backend, tmp_path, pg_template) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def fresh_database(backend: str, folder: Path, pg_template: str | None) -> Iterator[str]:
+    """A fresh, migrated database of ``backend``: a SQLite file in ``folder``, or a
+    PostgreSQL database cloned from ``pg_template`` (dropped afterwards)."""
     if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'runyard.db'}"
+        url = f"sqlite:///{folder / 'runyard.db'}"
         open_store(url).upgrade()
         yield url
         return
-    assert pg_template is not None
+    if pg_template is None:
+        pytest.skip("RUNYARD_TEST_BACKENDS leaves PostgreSQL out on purpose")
     with pg_database(pg_template) as url:
         yield url
 
@@ -224,14 +232,6 @@ def worker_procs() -> Iterator[list[WorkerProcess]]:
         if p.alive():
             p.signal(signal.SIGCONT)
             p.kill()
-
-
-async def wait_until(
-    predicate: Callable[[], object], timeout: float, interval: float = INTERVAL_S
-) -> None:
-    """The old spelling of :func:`tests.waiting.wait_until_async`, kept while
-    tests/store/test_dbexec.py still calls it."""
-    await wait_until_async(predicate, timeout=timeout, interval=interval, what="the condition")
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from tests.conftest import ROOT
+from tests.waiting import NotYet, wait_until
 
 
 def _block_after(marker: str) -> str:
@@ -65,21 +65,24 @@ def test_the_start_command_in_a_fresh_venv_serves_the_examples(tmp_path: Path) -
     log.close()
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 240  # pip install from the registry, then start
-        key = None
-        while time.monotonic() < deadline and proc.poll() is None:
+
+        def key_printed_and_serving() -> str | NotYet:
             out = (tmp_path / "dev.log").read_text(errors="replace")
+            if proc.poll() is not None:
+                raise AssertionError(f"the start command exited:\n{out[-3000:]}")
             found = re.search(r"API key:\s+(ry_\w+)", out)
-            if found:
-                key = found.group(1)
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.5)
-        out = (tmp_path / "dev.log").read_text(errors="replace")
-        assert key, f"runyard dev printed no API key:\n{out[-3000:]}"
+            if not found:
+                return NotYet("no API key printed yet")
+            try:
+                status = httpx.get(f"{url}/healthz", timeout=2).status_code
+            except httpx.HTTPError as exc:
+                return NotYet(exc)
+            return found.group(1) if status == 200 else NotYet(status)
+
+        # pip installs from the registry, then the server starts.
+        key = wait_until(
+            key_printed_and_serving, timeout=240, interval=0.5, what="runyard dev serving"
+        )
         assert httpx.get(f"{url}/healthz", timeout=5).json()["status"] == "ok"
         resp = httpx.post(
             f"{url}/v1/runs",

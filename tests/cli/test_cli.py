@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 import subprocess
 import sys
-import time
 
 import httpx
 
@@ -15,6 +13,7 @@ from runyard.client import Client, Unauthorized
 from tests.cli.conftest import runyard
 from tests.client.support import Served, cli_env, free_port
 from tests.conftest import ROOT
+from tests.waiting import NotYet, wait_until
 
 
 def test_run_wait_json_prints_the_run(served: Served, api_env: dict[str, str]) -> None:
@@ -190,13 +189,17 @@ def _serves_on(port: int, db_url: str, *args: str, **env: str) -> bool:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+    def answer() -> int | NotYet:
+        if proc.poll() is not None:
+            return -1  # (exited: it never will)
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code
+        except httpx.TransportError as exc:
+            return NotYet(exc)
+
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and proc.poll() is None:
-            with contextlib.suppress(httpx.TransportError):
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-            time.sleep(0.1)
-        return False
+        return wait_until(answer, timeout=30, interval=0.1, what=f"an answer on {port}") == 200
     finally:
         proc.terminate()
         proc.wait(15)

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -18,6 +17,7 @@ import httpx
 from runyard.client import Client
 from tests.client.support import cli_env, free_port
 from tests.conftest import ROOT
+from tests.waiting import wait_until
 
 
 class DevProcess:
@@ -40,16 +40,19 @@ class DevProcess:
             self.lines.append(line.rstrip("\n"))
 
     def wait_for(self, pattern: str, timeout: float = 60) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def printed() -> re.Match[str] | None:
             for line in list(self.lines):
                 found = re.search(pattern, line)
                 if found:
                     return found
             if self.proc.poll() is not None and not self._reader.is_alive():
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no {pattern!r} in the output:\n" + "\n".join(self.lines))
+                raise AssertionError(f"runyard dev exited without printing {pattern!r}")
+            return None
+
+        try:
+            return wait_until(printed, timeout=timeout, what=f"{pattern!r} in the output")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n" + "\n".join(self.lines)) from None
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:

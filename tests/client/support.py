@@ -9,18 +9,17 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
 
 from runyard import keys
 from runyard.store import open_store
 from runyard.store.dbexec import DbExecutor
-from tests.conftest import ROOT, WorkerProcess, pg_database
+from tests.conftest import ROOT, WorkerProcess, fresh_database
+from tests.waiting import NotYet, wait_until
 
 
 def free_port() -> int:
@@ -76,15 +75,21 @@ class ServerProcess:
                 stderr=out,
                 cwd=str(ROOT),
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
                 raise AssertionError(f"server exited: {self.log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            time.sleep(0.1)
-        raise AssertionError(f"server not ready in {timeout} s: {self.log.read_text()[-3000:]}")
+            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+
+        wait_until(
+            healthy,
+            timeout=timeout,
+            interval=0.1,
+            ignoring=(httpx.TransportError,),
+            what=f"the server healthy (log: {self.log})",
+        )
+        return self
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -121,31 +126,16 @@ class Served:
         return key
 
 
-@contextlib.contextmanager
-def fresh_database(backend: str, folder: Path, pg_template: str | None) -> Iterator[str]:
-    if backend == "sqlite":
-        url = f"sqlite:///{folder / 'runyard.db'}"
-        open_store(url).upgrade()
-        yield url
-        return
-    if pg_template is None:
-        pytest.skip("RUNYARD_TEST_BACKENDS leaves PostgreSQL out")
-    with pg_database(pg_template) as url:
-        yield url
-
-
 def wait_published(url: str, api_key: str, names: set[str], timeout: float = 30) -> None:
     """Until the worker has published ``names`` (runs are started by name)."""
-    deadline = time.monotonic() + timeout
-    seen: set[str] = set()
-    while time.monotonic() < deadline:
+
+    def published() -> bool | NotYet:
         answer = httpx.get(url + "/v1/workflows", headers={"x-api-key": api_key}, timeout=5)
         answer.raise_for_status()
-        seen = {w["name"] for w in answer.json()["items"]}
-        if names <= seen:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"workflows {sorted(names - seen)} not published in {timeout} s")
+        missing = names - {w["name"] for w in answer.json()["items"]}
+        return not missing or NotYet({"not published": sorted(missing)})
+
+    wait_until(published, timeout=timeout, interval=0.1, what=f"workflows {sorted(names)}")
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from runyard import CapacityExceeded, StoreUnavailable, Timeout, keys
 from runyard.client import AsyncClient, Client, ServerUnreachable
 from tests.client.support import ServerProcess, cli_env, free_port, wait_published
 from tests.conftest import ROOT, WorkerProcess
+from tests.waiting import wait_until
 
 HEALTH = {"status": "ok", "database": "sqlite", "version": "0.1.0"}
 UNAVAILABLE = {"error": {"code": "store_unavailable", "message": "db away", "details": None}}
@@ -202,17 +203,26 @@ def _hold_the_live_slot(server: ServerProcess, run_id: str) -> threading.Thread:
     url = f"{server.url}/v1/runs/{run_id}/result"
 
     def hold() -> None:
-        # (refused while a probe below holds the slot for its tenth of a second)
-        while (
-            httpx.get(url, params={"timeout": 60}, headers=headers, timeout=70).status_code == 429
-        ):
-            time.sleep(0.01)
+        # (refused while a probe below holds the slot for its tenth of a second; once
+        # taken, the slot is held until the run ends)
+        wait_until(
+            lambda: (
+                httpx.get(url, params={"timeout": 60}, headers=headers, timeout=70).status_code
+                != 429
+            ),
+            timeout=10,
+            interval=0.01,
+            what="the live slot taken",
+        )
 
     holder = threading.Thread(target=hold)
     holder.start()
-    deadline = time.monotonic() + 10
-    while httpx.get(url, params={"timeout": 0.1}, headers=headers).status_code != 429:
-        assert time.monotonic() < deadline, "the holder never took the live slot"
+    wait_until(
+        lambda: httpx.get(url, params={"timeout": 0.1}, headers=headers).status_code == 429,
+        timeout=10,
+        interval=0,
+        what="the holder holding the live slot",
+    )
     return holder
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from runyard import (
 from runyard.client import AsyncClient, Client, Forbidden, Unauthorized
 from runyard.schemas import LiveRunOut, RunOut, RunStatusOut
 from tests.client.support import Served
+from tests.waiting import wait_until
 
 
 def uid(prefix: str) -> str:
@@ -191,11 +191,10 @@ def test_tasks(client: Client) -> None:
 def test_events_usage_and_workflows(client: Client) -> None:
     event_id = uid("approve")
     run = client.start_run("waiter", event_id)
-    for _ in range(100):
-        if client.waiters(event_id):
-            break
-        time.sleep(0.1)
-    assert [w.run_id for w in client.waiters(event_id)] == [run.id]
+    waiters = wait_until(
+        lambda: client.waiters(event_id), timeout=10, interval=0.1, what=f"a waiter of {event_id}"
+    )
+    assert [w.run_id for w in waiters] == [run.id]
     assert client.notify(event_id, {"ok": True}).woken == [run.id]
     assert client.result(run.id, timeout=30) == {"ok": True}
 

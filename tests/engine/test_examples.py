@@ -16,8 +16,9 @@ def _examples_on(db_url: str) -> Runyard:
 
     yard = examples.yard
     yard.close()
-    yard._store = None
-    yard._ready = False
+    # Opened again, on the test's database (and migrated there first).
+    yard.core._store = None
+    yard.core._ready = False
     yard.settings = dataclasses.replace(Settings.from_env(db_url), lease_s=2.0, poll_s=0.2)
     return yard
 

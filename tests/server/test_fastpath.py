@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import MutableMapping
 from typing import Any
 
 import httpx
@@ -130,7 +131,7 @@ async def _direct(db_url: str) -> None:
     assert isinstance(state, ServerState)
     try:
 
-        async def call(body: bytes, **extra: Any) -> tuple[Any, list[dict[str, Any]]]:
+        async def call(body: bytes, **extra: Any) -> tuple[Any, list[MutableMapping[str, Any]]]:
             scope = {
                 "type": "http",
                 "method": "POST",
@@ -143,7 +144,7 @@ async def _direct(db_url: str) -> None:
                 ],
                 **extra,
             }
-            sent: list[dict[str, Any]] = []
+            sent: list[MutableMapping[str, Any]] = []
             messages = [{"type": "http.request", "body": body, "more_body": False}]
 
             async def receive() -> dict[str, Any]:
@@ -151,7 +152,7 @@ async def _direct(db_url: str) -> None:
                     return messages.pop(0)
                 return {"type": "http.disconnect"}
 
-            async def send(message: dict[str, Any]) -> None:
+            async def send(message: MutableMapping[str, Any]) -> None:
                 sent.append(message)
 
             rest = await trigger(state, scope, receive, send)

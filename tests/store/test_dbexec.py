@@ -10,6 +10,7 @@ import logging
 import sqlite3
 import threading
 import time
+from concurrent.futures import Future
 from typing import Any
 
 import pytest
@@ -19,9 +20,11 @@ from runyard.errors import RunNotFound, StoreUnavailable
 from runyard.models import ItemState, NewInput, NewRun
 from runyard.store import Checkpoint, Tx, open_store
 from runyard.store.dbexec import DbExecutor, LockBusy, retry_window
+from runyard.store.postgres import PostgresStore
 from runyard.store.sqlite import SQLiteStore
-from runyard.store.tx import Later
-from tests.conftest import make_yard, wait_until
+from runyard.store.tx import WAKE, Later, Sent
+from tests.conftest import make_yard
+from tests.waiting import wait_until_async
 
 
 def _new_run(run_id: str) -> NewRun:
@@ -34,6 +37,17 @@ def _commit_mode(store: Any, tx: Tx) -> str:
             tx.cursor.execute("PRAGMA synchronous").fetchone()[0]
         ]
     return str(tx.cursor.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"])
+
+
+async def _thread_idle(db: DbExecutor) -> None:
+    """Wait until the database thread is idle with its connection open: a job submitted
+    from the loop then runs in the loop."""
+    await wait_until_async(
+        lambda: db._idle() and db._writer.conn is not None,
+        timeout=5,
+        interval=0.001,
+        what="the database thread idle, its connection open",
+    )
 
 
 def test_a_lax_write_commits_without_waiting_for_the_disk_and_only_that_one(db_url: str) -> None:
@@ -102,10 +116,10 @@ def test_an_idle_executor_runs_jobs_of_one_loop_pass_in_the_loop_as_one_group(
     async def main() -> tuple[list[str], str | None]:
         # The loop never opens the connection: the first write goes to the thread.
         await db.write(write, "first")
-        await asyncio.sleep(0.1)  # the thread back to idle
+        await _thread_idle(db)
         ids = await asyncio.gather(*(db.write(write, f"r{i}") for i in range(5)))
         await db.read(read, "r2")  # a read not marked small: always a thread
-        await asyncio.sleep(0.1)  # the thread back to idle
+        await _thread_idle(db)
         return list(ids), await db.read(read, "r3", inline=True)
 
     try:
@@ -144,9 +158,9 @@ def test_a_run_of_many_inputs_is_written_by_the_thread_not_in_the_loop(
 
     async def main() -> None:
         await yard.start("inputs_probe", 0)  # (opens the thread's connection)
-        await asyncio.sleep(0.1)  # the thread back to idle
+        await _thread_idle(yard.db)
         await yard.start("inputs_probe", 1)
-        await asyncio.sleep(0.1)
+        await _thread_idle(yard.db)
         await yard.start("inputs_probe", inputs=list(range(17)))
 
     try:
@@ -192,8 +206,14 @@ async def _as_one_group(
 
     blocker = asyncio.wrap_future(db.submit(True, hold))
     assert await asyncio.to_thread(held.wait, 10)
-    pending = asyncio.gather(*writes(), return_exceptions=return_exceptions)
-    await asyncio.sleep(0.05)
+    jobs = list(writes())
+    pending = asyncio.gather(*jobs, return_exceptions=return_exceptions)
+    await wait_until_async(
+        lambda: db._queue.qsize() >= len(jobs),
+        timeout=5,
+        interval=0.001,
+        what=f"{len(jobs)} writes queued",
+    )
     release.set()
     await blocker
     return list(await pending)
@@ -235,11 +255,14 @@ def test_runs_created_together_wait_for_one_answer(
 
 def _variety(prefix: str) -> list[NewRun]:
     """Runs of every shape a trigger makes."""
-    base = {"workflow": "wf", "workflow_version": "1"}
     bad = {"code": "invalid_input", "message": "no"}
+
+    def run(**fields: Any) -> NewRun:
+        return NewRun(workflow="wf", workflow_version="1", **fields)
+
     return [
-        NewRun(id=f"{prefix}plain", inputs=[NewInput(input={"a": [1, "x\\u0000"]})], **base),
-        NewRun(
+        run(id=f"{prefix}plain", inputs=[NewInput(input={"a": [1, "x\\u0000"]})]),
+        run(
             id=f"{prefix}many",
             inputs=[
                 NewInput(input=1, custom_data={"ref": "é"}),
@@ -254,17 +277,15 @@ def _variety(prefix: str) -> list[NewRun]:
             max_results=3,
             options={"retries": 4},
             task_id="t1",
-            **base,
         ),
-        NewRun(id=f"{prefix}invalid", inputs=[NewInput(input=1, error=bad)], **base),
-        NewRun(id=f"{prefix}later", inputs=[NewInput(input=0)], not_before=4e9, **base),
-        NewRun(id=f"{prefix}delayed", inputs=[NewInput(input=0)], delay_s=3600.25, **base),
-        NewRun(
+        run(id=f"{prefix}invalid", inputs=[NewInput(input=1, error=bad)]),
+        run(id=f"{prefix}later", inputs=[NewInput(input=0)], not_before=4e9),
+        run(id=f"{prefix}delayed", inputs=[NewInput(input=0)], delay_s=3600.25),
+        run(
             id=f"{prefix}flow",
             inputs=[NewInput(input=0)],
             flow_key=f"{prefix}key",
             flow_limits={"key": f"{prefix}key", "parallelism": 2, "rate": None, "period_s": 1.0},
-            **base,
         ),
     ]
 
@@ -310,7 +331,7 @@ def test_runs_created_together_are_stored_as_each_alone(db_url: str) -> None:
             assert _stored(db, together.id, "g-") == _stored(db, alone.id, "a-"), together.id
         assert db.read_sync(store.get_items, "g-plain")[0].input == {"a": [1, "x\\u0000"]}
         assert db.read_sync(store.get_run, "g-later").not_before == 4e9
-        delayed, alone = (db.read_sync(store.get_run, f"{p}delayed") for p in ("g-", "a-"))
+        delayed, _ = (db.read_sync(store.get_run, f"{p}delayed") for p in ("g-", "a-"))
         assert delayed.not_before is not None and delayed.not_before - delayed.created_at == (
             pytest.approx(3600.25, abs=0.01)
         )
@@ -543,7 +564,7 @@ def test_inline_jobs_never_wait_for_a_lock_and_a_failing_job_fails_alone(db_url:
 
     async def main() -> tuple[list[float], list[Any]]:
         await db.write(write, "opens")  # (the loop never opens the connection)
-        await asyncio.sleep(0.1)  # the thread back to idle
+        await _thread_idle(db)
         ticks: list[float] = []
 
         async def ticker() -> None:
@@ -556,7 +577,7 @@ def test_inline_jobs_never_wait_for_a_lock_and_a_failing_job_fails_alone(db_url:
         asyncio.get_running_loop().call_later(0.3, blocker.release)
         results = await asyncio.gather(db.write(write, "a"), db.write(bad), return_exceptions=True)
         t.cancel()
-        return ticks, results
+        return ticks, list(results)
 
     try:
         ticks, results = asyncio.run(main())
@@ -610,7 +631,7 @@ def test_a_write_that_must_not_queue_for_the_lock_fails_at_once(db_url: str) -> 
 
     async def main() -> tuple[Any, Any, float]:
         await db.write(write, "opens")  # (the loop never opens the connection)
-        await asyncio.sleep(0.1)  # the thread back to idle
+        await _thread_idle(db)
         blocker.hold()
         asyncio.get_running_loop().call_later(0.3, blocker.release)
         started = time.monotonic()
@@ -746,7 +767,12 @@ def test_a_pipeline_broken_by_a_lock_timeout_leaves_no_connection_that_fails_lat
 
     async def idle() -> None:
         # (Then a write from the loop runs in the loop, on the thread's connection.)
-        await wait_until(lambda: db._idle() and db._writer.conn is not None, 5, 0.001)
+        await wait_until_async(
+            lambda: db._idle() and db._writer.conn is not None,
+            timeout=5,
+            interval=0.001,
+            what="the database thread idle, its connection open",
+        )
 
     async def main() -> tuple[list[Any], list[Any], dict[str, str]]:
         await db.write(nothing)  # opens the writer's connection (the loop never does)
@@ -816,10 +842,15 @@ def test_a_statement_the_server_no_longer_has_prepared_costs_a_new_connection_on
         db.write_sync(forget)
 
     async def in_the_loop() -> list[Any]:
-        await wait_until(db._idle, 5, 0.001)
+        await wait_until_async(db._idle, timeout=5, interval=0.001, what="the database thread idle")
         answers = [await db.read(look, inline=True)]
         await db.write(nothing)  # (the thread opens a connection closed meanwhile)
-        await wait_until(lambda: db._idle() and db._writer.conn is not None, 5, 0.001)
+        await wait_until_async(
+            lambda: db._idle() and db._writer.conn is not None,
+            timeout=5,
+            interval=0.001,
+            what="the database thread idle, its connection open",
+        )
         answers.append(await db.read(look, inline=True))
         return answers
 
@@ -861,7 +892,10 @@ def test_a_job_that_fails_leaves_the_next_one_a_connection_it_can_use(
         assert db.write_sync(store.create_run_txn, _new_run("alone"))[1]
         blocking = db.submit(True, hold)
         assert held.wait(10)
-        group = [db.submit(True, bad), db.submit(True, store.create_run_txn, _new_run("g"))]
+        group: list[Future[Any]] = [
+            db.submit(True, bad),
+            db.submit(True, store.create_run_txn, _new_run("g")),
+        ]
         release.set()
         blocking.result(10)
         with pytest.raises(ValueError, match="this job is wrong"):
@@ -909,7 +943,9 @@ def test_a_job_whose_answer_fails_to_read_after_its_commit_never_runs_again(
 
     async def main() -> list[Any]:
         # Alone, in the database thread (the loop never opens the connection).
-        answers = await asyncio.gather(db.write(create, "alone", True), return_exceptions=True)
+        answers: list[Any] = list(
+            await asyncio.gather(db.write(create, "alone", True), return_exceptions=True)
+        )
         # In a group: the other job of the group is answered.
         answers += await _as_one_group(
             db,
@@ -917,7 +953,7 @@ def test_a_job_whose_answer_fails_to_read_after_its_commit_never_runs_again(
             return_exceptions=True,
         )
         await db.write(create, "opens", False)
-        await asyncio.sleep(0.1)  # the thread back to idle: the next runs in the loop
+        await _thread_idle(db)  # the next runs in the loop
         answers += await asyncio.gather(db.write(create, "inline", True), return_exceptions=True)
         answers.append(await db.write(create, "after", False))
         return answers
@@ -953,11 +989,13 @@ def test_a_read_failing_in_the_loop_hands_over_only_the_reads_of_its_pass(
 
     async def main() -> list[Any]:
         await db.write(create, "opens")  # (the loop never opens the connection)
-        await asyncio.sleep(0.1)  # the thread back to idle
-        return await asyncio.gather(
-            db.write(create, "written"),
-            db.read(store.get_run, "no-such-run", inline=True),
-            return_exceptions=True,
+        await _thread_idle(db)
+        return list(
+            await asyncio.gather(
+                db.write(create, "written"),
+                db.read(store.get_run, "no-such-run", inline=True),
+                return_exceptions=True,
+            )
         )
 
     try:
@@ -967,3 +1005,62 @@ def test_a_read_failing_in_the_loop_hands_over_only_the_reads_of_its_pass(
     assert written == "written"
     assert isinstance(missing, RunNotFound)
     assert threads == ["runyard-db-0", "MainThread"]  # the write once, in the loop
+
+
+class _RefusedAnnouncements(PostgresStore):
+    """A store whose announcements the server refuses, after the COMMIT (a NOTIFY
+    payload of 8,000 bytes or more)."""
+
+    @staticmethod
+    def _publish(tx: Tx) -> Sent | None:
+        tx.send("notify", {"channel": WAKE, "payload": "x" * 9000})
+        return None
+
+
+def test_an_announcement_failing_after_the_commit_fails_no_job_and_reruns_none(
+    pg_db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL sends a transaction's announcements after its COMMIT, in the same
+    round trip; their failure is read with the COMMIT's answer. The transaction stands:
+    its jobs are answered (announcements are hints: waiters poll), none runs again,
+    alone, in a group or in the event loop, and the next job gets a new connection."""
+    store = _RefusedAnnouncements(pg_db_url)
+    db = DbExecutor(store)
+    calls: list[str] = []
+    ran_in: list[str] = []
+
+    def create(tx: Tx, run_id: str) -> str:
+        calls.append(run_id)
+        ran_in.append(threading.current_thread().name)
+        store.create_run_txn(tx, _new_run(run_id))  # (announces new work)
+        return run_id
+
+    def announce_nothing(tx: Tx) -> None:
+        ran_in.append(threading.current_thread().name)
+
+    async def main() -> list[Any]:
+        answers: list[Any] = list(
+            await asyncio.gather(db.write(create, "alone"), return_exceptions=True)
+        )
+        answers += await _as_one_group(
+            db,
+            lambda: [db.write(create, "grouped"), db.write(create, "beside")],
+            return_exceptions=True,
+        )
+        await db.write(announce_nothing)  # (the thread opens a new connection)
+        await _thread_idle(db)  # the next runs in the loop
+        answers += await asyncio.gather(db.write(create, "inline"), return_exceptions=True)
+        return answers
+
+    caplog.set_level(logging.WARNING, logger="runyard.store")
+    try:
+        answers = asyncio.run(main())
+        assert sorted(calls) == ["alone", "beside", "grouped", "inline"]  # each once
+        for run_id in calls:
+            assert db.read_sync(store.get_run, run_id).id == run_id
+    finally:
+        db.close()
+    assert answers == ["alone", "grouped", "beside", "inline"]
+    assert ran_in[-1] == "MainThread"  # (the last in the loop)
+    assert all("could not send wake-ups" in r.getMessage() for r in caplog.records)
+    assert len(caplog.records) == 3  # one a transaction

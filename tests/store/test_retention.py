@@ -148,7 +148,7 @@ def test_old_ended_runs_go_with_all_they_own_and_usage_stays(yard: Runyard, db_u
             assert (await scheduled.get()).status is RunStatus.SCHEDULED
             # The purged run's credits still count over the period.
             assert await yard.db.read(yard.store.usage, 0, 4e9, None) == usage
-            assert sum(r["credits"] for r in usage) == 10
+            assert sum(line.credits for line in usage) == 10
             assert await yard.purge() == 0
             # A purged run id may be used again: a new run, with none of the old one's rows.
             again = await yard.start("full", 1, run_id=old.id)
