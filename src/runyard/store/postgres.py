@@ -3,6 +3,7 @@ per-key locks for flow control, LISTEN/NOTIFY wake-ups (a hint, never the only p
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -19,6 +20,7 @@ from .execution import status_after_outcome
 from .records import CheckpointWrite, MergedWrite, Outcome
 from .tx import RUN, RUN_END, STOP, WAKE, Later, Sent
 
+log = logging.getLogger("runyard.store")
 #: Channels announcements are sent on (see the notify query).
 WAKE_CHANNEL = WAKE
 RUN_CHANNEL = RUN
@@ -48,6 +50,12 @@ def _checkpoints_json(cps: Sequence[Checkpoint], **each: Any) -> list[dict[str, 
     instead of an array each column, which psycopg adapts at a cost of its own per array
     and statement."""
     return [{**each, "position": cp.position, **cp.step_columns()} for cp in cps]
+
+
+def _committed(cur: psycopg.Cursor[Any]) -> bool:
+    """Whether the COMMIT that ``cur`` sent committed (answered, and not as a ROLLBACK)."""
+    result = cur.pgresult
+    return result is not None and result.command_status == b"COMMIT"
 
 
 def _has_side_effects(cps: Sequence[Checkpoint]) -> bool:
@@ -318,9 +326,18 @@ class PostgresStore(Store):
                 pipe = pipelined.enter_context(conn.pipeline())
 
                 def commit() -> None:
-                    conn.execute(b"COMMIT")
+                    committing = conn.execute(b"COMMIT")
                     ended = self._publish(tx) if tx.announcements else None
-                    pipelined.close()  # leaving pipeline mode waits for every answer
+                    try:
+                        pipelined.close()  # leaving pipeline mode waits for every answer
+                    except psycopg.Error as exc:
+                        if not _committed(committing):
+                            raise
+                        # What failed came after the COMMIT (an announcement, a hint):
+                        # the transaction stands, and its jobs must not run again.
+                        log.warning("could not send wake-ups (%s); waiters poll", exc)
+                        self._abandon(conn)
+                        ended = None
                     if tx.announcements:
                         self.changes.committed(self._resolved(tx.announcements, ended))
 
