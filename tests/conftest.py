@@ -15,6 +15,7 @@ import dataclasses
 import os
 import secrets
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -27,6 +28,7 @@ import pytest
 from runyard import Runyard
 from runyard.config import Settings
 from runyard.store import open_store
+from runyard.store.sqlite import sqlite_path
 from runyard.worker.worker import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,6 +96,21 @@ def fresh_database(backend: str, folder: Path, pg_template: str | None) -> Itera
         pytest.skip("RUNYARD_TEST_BACKENDS leaves PostgreSQL out on purpose")
     with pg_database(pg_template) as url:
         yield url
+
+
+def raw_sql(db_url: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement on the test's database directly, past the store (``%s``
+    placeholders on either backend); its rows, if it returns any."""
+    if db_url.startswith("sqlite"):
+        conn = sqlite3.connect(sqlite_path(db_url), timeout=10)
+        try:
+            with conn:
+                return conn.execute(statement.replace("%s", "?"), params).fetchall()
+        finally:
+            conn.close()
+    with psycopg.connect(db_url, autocommit=True) as pg:
+        cur = pg.execute(statement.encode(), params)
+        return cur.fetchall() if cur.description else []
 
 
 @contextlib.contextmanager

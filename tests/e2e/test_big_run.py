@@ -9,28 +9,25 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import psycopg
-
 from runyard import RunStatus
 from tests.apps.e2e_support import spawn, wait_registered, wait_terminal
-from tests.conftest import WorkerProcess, make_yard
+from tests.conftest import WorkerProcess, make_yard, raw_sql
 
 INPUTS = 10_000
 
 
-def _deadlocks(db_url: str) -> int:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
-        ).fetchone()
-        assert row is not None
-        return int(row[0])
+#: Deadlocks the database has detected so far (SQLite takes one writer at a time: none).
+DEADLOCKS = {
+    "postgres": "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+    "sqlite": "SELECT 0",
+}
 
 
 def test_a_run_of_10000_inputs_on_two_workers_succeeds_without_a_retry(
     db_url: str, backend: str, tmp_path: Path, worker_procs: list[WorkerProcess]
 ) -> None:
-    before = _deadlocks(db_url) if backend == "postgres" else 0
+    deadlocks = DEADLOCKS[backend]
+    before = raw_sql(db_url, deadlocks)
 
     async def main() -> None:
         yard = make_yard(db_url)
@@ -52,5 +49,4 @@ def test_a_run_of_10000_inputs_on_two_workers_succeeds_without_a_retry(
 
     asyncio.run(main())
     assert all(w.alive() for w in worker_procs)  # nobody died on the way
-    if backend == "postgres":
-        assert _deadlocks(db_url) == before
+    assert raw_sql(db_url, deadlocks) == before

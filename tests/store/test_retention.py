@@ -8,18 +8,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import sqlite3
 import subprocess
 import sys
 from typing import Any
 
-import psycopg
 import pytest
 
 from runyard import Context, InvalidInput, RunNotFound, RunStatus, Runyard
-from runyard.store.sqlite import sqlite_path
 from tests.client.support import cli_env
-from tests.conftest import ROOT, make_yard, running_worker
+from tests.conftest import ROOT, make_yard, raw_sql, running_worker
 from tests.waiting import wait_until_async
 
 DAY = 86400.0
@@ -38,33 +35,19 @@ RUN_TABLES = (
 )
 
 
-def _sql(db_url: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Run one statement on the test's database directly (``%s`` placeholders)."""
-    if db_url.startswith("sqlite"):
-        conn = sqlite3.connect(sqlite_path(db_url), timeout=10)
-        try:
-            with conn:
-                return conn.execute(statement.replace("%s", "?"), params).fetchall()
-        finally:
-            conn.close()
-    with psycopg.connect(db_url, autocommit=True) as pg:
-        cur = pg.execute(statement.encode(), params)
-        return cur.fetchall() if cur.description else []
-
-
 def rows_of(db_url: str, run_id: str) -> dict[str, int]:
     counts = {
-        t: _sql(db_url, f"SELECT count(*) FROM {t} WHERE run_id = %s", (run_id,))[0][0]
+        t: raw_sql(db_url, f"SELECT count(*) FROM {t} WHERE run_id = %s", (run_id,))[0][0]
         for t in RUN_TABLES
     }
-    counts["runs"] = _sql(db_url, "SELECT count(*) FROM runs WHERE id = %s", (run_id,))[0][0]
+    counts["runs"] = raw_sql(db_url, "SELECT count(*) FROM runs WHERE id = %s", (run_id,))[0][0]
     return counts
 
 
 def age(db_url: str, run_ids: list[str], days: float) -> None:
     """Move the runs' creation and end ``days`` into the past."""
     for run_id in run_ids:
-        _sql(
+        raw_sql(
             db_url,
             "UPDATE runs SET created_at = created_at - %s, finished_at = finished_at - %s "
             "WHERE id = %s",
@@ -230,10 +213,10 @@ def test_events_older_than_the_cutoff_go_too(yard: Runyard, db_url: str) -> None
     async def main() -> None:
         for i in range(7):
             await yard.notify(f"old-{i}", {"i": i})
-        _sql(db_url, "UPDATE events SET created_at = created_at - %s", (40 * DAY,))
+        raw_sql(db_url, "UPDATE events SET created_at = created_at - %s", (40 * DAY,))
         await yard.notify("new", {"fresh": True})
         assert await yard.purge(older_than_days=30, batch=3) == 0  # no run to purge
-        left = _sql(db_url, "SELECT event_id FROM events ORDER BY id")
+        left = raw_sql(db_url, "SELECT event_id FROM events ORDER BY id")
         assert left == [("new",)]
 
     asyncio.run(main())

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
-from typing import Any
-
-import psycopg
-
 from runyard.store import open_store
 from runyard.store.queries import load_queries, migrations
+from tests.conftest import raw_sql
 
 EXPECTED_TABLES = {
     "api_keys",
@@ -54,32 +50,24 @@ def test_migrations_are_numbered_the_same() -> None:
     ]
 
 
-def _columns(db_url: str) -> dict[str, list[str]]:
-    if db_url.startswith("sqlite"):
-        store = open_store(db_url)
-        conn: Any = sqlite3.connect(store.path)  # type: ignore[attr-defined]
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
-            )
-        ]
-        cols = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")] for t in tables}
-        conn.close()
-        return cols
-    with psycopg.connect(db_url) as conn:
-        rows = conn.execute(
-            "SELECT table_name, column_name FROM information_schema.columns "
-            "WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
-        ).fetchall()
+#: Each table's columns in order, as each backend's catalog lists them.
+COLUMNS = {
+    "sqlite": "SELECT m.name, c.name FROM sqlite_master AS m, pragma_table_info(m.name) AS c "
+    "WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, c.cid",
+    "postgres": "SELECT table_name, column_name FROM information_schema.columns "
+    "WHERE table_schema = 'public' ORDER BY table_name, ordinal_position",
+}
+
+
+def _columns(db_url: str, backend: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for table, column in rows:
+    for table, column in raw_sql(db_url, COLUMNS[backend]):
         out.setdefault(table, []).append(column)
     return out
 
 
-def test_migrated_schema_has_every_table_and_column(db_url: str) -> None:
-    cols = _columns(db_url)
+def test_migrated_schema_has_every_table_and_column(db_url: str, backend: str) -> None:
+    cols = _columns(db_url, backend)
     assert set(cols) == EXPECTED_TABLES
     # The engine's contract: the same columns, in the same order, on both backends.
     sqlite_like = _columns_from_file("sqlite")
