@@ -17,11 +17,10 @@ from ..store import RunFilter
 from ..store.tx import Tx
 from .core import Core
 from .handles import RunHandle
-from .reading import ReadMixin
 from .starting import StartMixin, StartRequest, validate_against_schema
 
 
-class ControlMixin(ReadMixin, StartMixin):
+class ControlMixin(StartMixin):
     """What a client may do to runs; every change is announced by the store's commit."""
 
     core: Core
@@ -74,7 +73,7 @@ class ControlMixin(ReadMixin, StartMixin):
     async def continue_(self, run_id: str) -> RunHandle:
         """Start the next iteration of a finished (incremental) run."""
         row = await self.core.write(self.core.store.continue_txn, run_id)
-        return RunHandle(self, run_id, created=False, row=row)  # type: ignore[arg-type]
+        return self._handle(run_id, created=False, row=row)
 
     async def fork(
         self,
@@ -111,7 +110,7 @@ class ControlMixin(ReadMixin, StartMixin):
         _row, created = await self.core.write(
             store.fork_txn, run_id, new_id, position, text, version
         )
-        return RunHandle(self, new_id, created)  # type: ignore[arg-type]
+        return self._handle(new_id, created)
 
     async def _fork_input(self, source: Run, input: Any, version: str | None) -> str | None:
         """A fork's new input as stored (None: the source's inputs), checked against the

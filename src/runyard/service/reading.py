@@ -7,6 +7,7 @@ import contextlib
 import functools
 import time
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, cast
 
 from ..errors import Timeout
 from ..models import (
@@ -24,8 +25,12 @@ from ..models import (
 from ..rules import check_event_id, invalid
 from ..store import RunFilter
 from ..store.hub import Hub, wait_event
+from ..store.tx import Row
 from .core import Core
 from .handles import RunHandle
+
+if TYPE_CHECKING:
+    from . import Service
 
 #: Lines a log read returns at most.
 LOG_LIMIT_MAX = 10_000
@@ -40,7 +45,17 @@ class ReadMixin:
         return await self.core.read(self.core.store.get_run, run_id, inline=True)
 
     def handle(self, run_id: str) -> RunHandle:
-        return RunHandle(self, run_id, created=False)  # type: ignore[arg-type]
+        return self._handle(run_id, created=False)
+
+    def _handle(
+        self,
+        run_id: str,
+        created: bool,
+        row: Row | None = None,
+        seen: tuple[Hub, int] | None = None,
+    ) -> RunHandle:
+        # Every mixin of the service is a part of Service, which the handle calls back.
+        return RunHandle(cast("Service", self), run_id, created, row, seen)
 
     async def list_runs(
         self,

@@ -30,6 +30,7 @@ from ..rules import (
 from ..schemas import LATEST_S, MAX_DELAY_S, InputIn, RunOptions, finite
 from .core import Core
 from .handles import RunHandle
+from .reading import ReadMixin
 
 #: What workers published for a workflow version: its run defaults and input schema (JSON).
 Published = tuple[RunDefaults, str]
@@ -159,7 +160,7 @@ def validate_against_schema(
     )
 
 
-class StartMixin:
+class StartMixin(ReadMixin):
     """``start``: the request checked, the run written in one transaction."""
 
     core: Core
@@ -179,7 +180,7 @@ class StartMixin:
         row, created = await core.db.write(
             core.store.create_run_txn, new, order=new.id, inline=len(new.inputs) <= 16
         )
-        return RunHandle(self, new.id, created, row, seen)  # type: ignore[arg-type]
+        return self._handle(new.id, created, row, seen)
 
     async def new_run(self, req: StartRequest) -> NewRun:
         """The run ``req`` describes, every field checked (the error names the first
