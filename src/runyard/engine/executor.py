@@ -19,7 +19,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, TypeVarTuple, overload
 
 from .. import jsonutil
 from ..errors import (
@@ -35,9 +35,13 @@ from ..models import EXECUTING, ItemState, RunStatus
 from ..rules import EVENT_ID_MAX
 from ..store import Checkpoint, Claimed, Store
 from ..store.dbexec import DbExecutor
+from ..store.tx import Later, Tx
 from .context import Context, EventResult, SyncContext
 from .registry import FlowControl, RetryPolicy, WorkflowDef
 from .signals import Canceled, Fenced, Suspend, Suspended
+
+R = TypeVar("R")
+Ts = TypeVarTuple("Ts")
 
 log = logging.getLogger("runyard.executor")
 
@@ -180,7 +184,17 @@ class Execution:
         if status not in EXECUTING:
             raise Fenced()
 
-    async def _write(self, fn: Callable[..., Any], *args: Any, inline: bool = True) -> Any:
+    @overload
+    async def _write(
+        self, fn: Callable[[Tx, *Ts], Later[R]], /, *args: *Ts, inline: bool = True
+    ) -> R: ...
+
+    @overload
+    async def _write(self, fn: Callable[[Tx, *Ts], R], /, *args: *Ts, inline: bool = True) -> R: ...
+
+    async def _write(
+        self, fn: Callable[[Tx, *Ts], object], /, *args: *Ts, inline: bool = True
+    ) -> Any:
         return await self.rt.db.write(fn, *args, order=self.fence.run_id, inline=inline)
 
     async def flush(self) -> None:
@@ -426,7 +440,7 @@ class Execution:
                 )
             )
         pending, self.pending = self.pending, []
-        outcome, payload = await self._write(
+        wait = await self._write(
             self.rt.store.begin_wait_txn,
             self.fence,
             self.claimed.iteration,
@@ -438,14 +452,14 @@ class Execution:
             deadline,
             self.claimed.deadline_at,
         )
-        if outcome == "fenced":
+        if wait.kind == "fenced":
             raise Fenced()
-        if outcome == "suspended":
+        if wait.kind == "suspended":
             raise Suspended()
-        if outcome == "run_timeout":
+        if wait.kind == "run_timeout":
             raise RunTimeout("the run took longer than its timeout")
-        if outcome == "event":
-            result = EventResult(payload[0], payload[1], False)
+        if wait.kind == "event" and wait.event is not None:
+            result = EventResult(wait.event[0], wait.event[1], False)
         else:
             result = EventResult(None, None, True)
         self.pending.append(

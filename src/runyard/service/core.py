@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import TypeVar, TypeVarTuple
+from typing import Any, TypeVar, TypeVarTuple, overload
 
 from ..config import Settings
 from ..engine.registry import WorkflowDef
@@ -70,17 +70,33 @@ class Core:
                         raise StoreUnavailable(f"the database is unavailable: {exc}") from exc
                     raise
 
+    @overload
     async def read(
-        self, fn: Callable[[Tx, *Ts], R | Later[R]], /, *args: *Ts, inline: bool = False
-    ) -> R:
+        self, fn: Callable[[Tx, *Ts], Later[R]], /, *args: *Ts, inline: bool = False
+    ) -> R: ...
+
+    @overload
+    async def read(self, fn: Callable[[Tx, *Ts], R], /, *args: *Ts, inline: bool = False) -> R: ...
+
+    async def read(
+        self, fn: Callable[[Tx, *Ts], object], /, *args: *Ts, inline: bool = False
+    ) -> Any:
         """``fn(tx, *args)`` in a read transaction, the schema made ready first;
         ``inline`` for a read of a few rows (see :meth:`DbExecutor.read`)."""
         await self.ensure_ready()
         return await self.db.read(fn, *args, inline=inline)
 
+    @overload
     async def write(
-        self, fn: Callable[[Tx, *Ts], R | Later[R]], /, *args: *Ts, inline: bool = True
-    ) -> R:
+        self, fn: Callable[[Tx, *Ts], Later[R]], /, *args: *Ts, inline: bool = True
+    ) -> R: ...
+
+    @overload
+    async def write(self, fn: Callable[[Tx, *Ts], R], /, *args: *Ts, inline: bool = True) -> R: ...
+
+    async def write(
+        self, fn: Callable[[Tx, *Ts], object], /, *args: *Ts, inline: bool = True
+    ) -> Any:
         """``fn(tx, *args)`` in a write transaction, the schema made ready first;
         ``inline=False`` for a write whose size has no bound (never in the loop)."""
         await self.ensure_ready()
