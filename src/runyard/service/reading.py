@@ -13,6 +13,7 @@ from ..errors import Timeout
 from ..models import (
     Attempt,
     Item,
+    ItemState,
     LogLine,
     Output,
     Page,
@@ -111,6 +112,28 @@ class ReadMixin:
             self.core.store.get_items, state=state, kinds=kinds, offset=offset, limit=limit
         )
         return await self.core.read(read, run_id)
+
+    async def queue(
+        self,
+        run_id: str,
+        *,
+        state: ItemState | None = None,
+        include_history: bool = False,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[Item]:
+        """The run's queue in item order: by default only the items still to do (queued
+        and processing); with ``include_history`` every item, with ``state`` those in it."""
+        if state is not None or include_history:
+            return await self.items(
+                run_id, state=state.value if state else None, offset=offset, limit=limit
+            )
+        want = offset + limit
+        active = [
+            *await self.items(run_id, state=ItemState.QUEUED.value, limit=want),
+            *await self.items(run_id, state=ItemState.PROCESSING.value, limit=want),
+        ]
+        return sorted(active, key=lambda i: i.idx)[offset : offset + limit]
 
     async def outputs(self, run_id: str, *, after: int = 0, limit: int = 100) -> list[Output]:
         await self.get_run(run_id)

@@ -306,21 +306,9 @@ async def get_queue(
 ) -> QueuePage:
     """Without ``include_history`` (or a ``state``) only the items still to do: queued
     and processing."""
-    service = state.service
-    if item_state is not None or include_history:
-        items = await service.items(
-            run_id,
-            state=item_state.value if item_state else None,
-            offset=offset,
-            limit=limit,
-        )
-    else:
-        want = offset + limit
-        active = [
-            *await service.items(run_id, state=ItemState.QUEUED.value, limit=want),
-            *await service.items(run_id, state=ItemState.PROCESSING.value, limit=want),
-        ]
-        items = sorted(active, key=lambda i: i.idx)[offset : offset + limit]
+    items = await state.service.queue(
+        run_id, state=item_state, include_history=include_history, offset=offset, limit=limit
+    )
     return QueuePage(items=[QueueItemOut.of(i) for i in items], offset=offset, limit=limit)
 
 
