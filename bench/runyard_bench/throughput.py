@@ -204,40 +204,33 @@ async def bench_backend(
             "the first start() until the store shows none of them still open, polled every "
             "20 ms; then all N are checked to have SUCCEEDED)"
         )
-        if opts.runs > 0:
-            r = await throughput(y, counter, "noop", opts.runs, opts, workers, is_pg)
+        phases = (
+            ("noop_runs_per_s", "noop", opts.runs, "runs/s", method_tp),
+            (
+                "three_step_workflows_per_s",
+                "three_steps",
+                opts.wf3_runs,
+                "workflows/s",
+                method_tp.replace("N runs", "N runs of 3 sequential no-op ctx.step() calls"),
+            ),
+        )
+        for figure, workflow, count, unit, method in phases:
+            if count <= 0:
+                continue
+            r = await throughput(y, counter, workflow, count, opts, workers, is_pg)
             emit(
                 {
-                    "figure": "noop_runs_per_s",
+                    "figure": figure,
                     **base,
                     "value": round(r["e2e_per_s"], 1),
-                    "unit": "runs/s",
+                    "unit": unit,
                     "n": r["n"],
                     "e2e_s": round(r["e2e_s"], 3),
                     "enqueue_per_s": round(r["enqueue_per_s"], 1),
                     "start_concurrency": opts.start_concurrency,
                     **setup,
                     "cpu_ms_per_run": r["cpu_ms_per_run"],
-                    "method": method_tp,
-                }
-            )
-        if opts.wf3_runs > 0:
-            r = await throughput(y, counter, "three_steps", opts.wf3_runs, opts, workers, is_pg)
-            emit(
-                {
-                    "figure": "three_step_workflows_per_s",
-                    **base,
-                    "value": round(r["e2e_per_s"], 1),
-                    "unit": "workflows/s",
-                    "n": r["n"],
-                    "e2e_s": round(r["e2e_s"], 3),
-                    "enqueue_per_s": round(r["enqueue_per_s"], 1),
-                    "start_concurrency": opts.start_concurrency,
-                    **setup,
-                    "cpu_ms_per_run": r["cpu_ms_per_run"],
-                    "method": method_tp.replace(
-                        "N runs", "N runs of 3 sequential no-op ctx.step() calls"
-                    ),
+                    "method": method,
                 }
             )
         if opts.latency_runs > 0:
