@@ -67,7 +67,8 @@ class ControlMixin(StartMixin):
 
     async def resume(self, run_id: str) -> Run:
         """Continue a PAUSED, FAILED, CANCELED or CRASHED run from its last checkpoint;
-        the run as the resume left it (QUEUED)."""
+        the run as the resume left it: QUEUED, or RUNNING (its `waiting_for` says on
+        what) when it goes back to a sleep, an event wait or a backoff not yet over."""
         return await self._transition_one(self.core.store.resume_txn, run_id)
 
     async def continue_(self, run_id: str) -> RunHandle:

@@ -598,8 +598,14 @@ UPDATE items SET state = 'queued', error = NULL, generation = generation + 1,
 WHERE run_id = %(run_id)s AND state = 'failed' AND kind IN ('input', 'map');
 
 -- name: resume_run
+-- RUNNING while a worker executes one of its items, or while one is suspended until
+-- later in a sleep, an event wait or a retry's backoff (release_items parked it again):
+-- the run goes back to its wait, as it was before the pause (waiting_for kept). QUEUED
+-- when what is left is due now.
 UPDATE runs SET
-  status = CASE WHEN EXISTS (SELECT 1 FROM items WHERE run_id = runs.id AND owner IS NOT NULL)
+  status = CASE WHEN EXISTS (SELECT 1 FROM items WHERE run_id = runs.id
+                               AND (owner IS NOT NULL
+                                    OR (parked = 1 AND waiting_for IS NOT NULL)))
                 THEN 'RUNNING' ELSE 'QUEUED' END,
   deadline_at = CASE WHEN status = 'PAUSED' THEN deadline_at END,
   error = NULL, result = NULL, finished_at = NULL, recovery_attempts = 0,
