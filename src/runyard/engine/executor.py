@@ -422,12 +422,14 @@ class Execution:
             return EventResult(r["event_id"], r["data"], r["timed_out"])
         if rec is not None:
             since, deadline, ids = rec.result["since"], rec.result["deadline"], rec.result["ids"]
+            # (a wait recorded before "began" was: its start is not known, its bound is)
+            began = rec.result.get("began", since)
         else:
-            now = time.time()
+            began = time.time()
             look = self.rt.event_lookback_s if lookback is None else lookback
             since, deadline, ids = (
-                now - look,
-                (now + timeout if timeout is not None else None),
+                began - look,
+                (began + timeout if timeout is not None else None),
                 event_ids,
             )
             self.pending.append(
@@ -436,7 +438,9 @@ class Execution:
                     name,
                     "wait",
                     status="waiting",
-                    result=jsonutil.dumps({"since": since, "deadline": deadline, "ids": ids}),
+                    result=jsonutil.dumps(
+                        {"since": since, "began": began, "deadline": deadline, "ids": ids}
+                    ),
                 )
             )
         pending, self.pending = self.pending, []
@@ -451,6 +455,7 @@ class Execution:
             since,
             deadline,
             self.claimed.deadline_at,
+            began,
         )
         if wait.kind == "fenced":
             raise Fenced()

@@ -227,9 +227,12 @@ class ExecutionMixin:
         since: float,
         deadline: float | None,
         run_deadline: float | None = None,
+        began: float | None = None,
     ) -> WaitResult:
         """Resolve a wait for the first of ``event_ids`` stored since ``since``, until
         ``deadline`` (the wait's own) or ``run_deadline`` (its run's), whichever is first.
+        ``began``: when the wait began (``since`` is that minus the lookback), what its
+        waiters show as their ``since`` (``since`` itself when not given).
 
         Returns ``("event", (event_id, data))``, ``("timeout", None)`` (the wait's
         deadline passed), ``("run_timeout", None)`` (the run's deadline passed: the run
@@ -265,7 +268,7 @@ class ExecutionMixin:
                     "run_id": f.run_id,
                     "idx": f.idx,
                     "position": position,
-                    "since": since,
+                    "since": since if began is None else began,
                     "deadline": deadline,
                 },
             )
