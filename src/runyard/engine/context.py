@@ -37,15 +37,19 @@ class EventResult:
 
 
 class RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """A logger whose lines are stored with the run (not repeated on replay)."""
+    """A logger whose lines are stored with the run and go to the process's logging
+    (the worker's console), each once: a line the workflow logs again while it replays
+    what it recorded before (after a sleep, a wait, a retry, a new worker) was stored and
+    shown by the execution that logged it first, so neither happens again."""
 
     def __init__(self, execution: Execution) -> None:
         super().__init__(logging.getLogger(f"runyard.run.{execution.workflow.name}"), {})
         self._execution = execution
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
-        if not self._execution.replaying:
-            self._execution.store_log(logging.getLevelName(level), _line(msg, args, kwargs))
+        if self._execution.replaying:
+            return
+        self._execution.store_log(logging.getLevelName(level), _line(msg, args, kwargs))
         super().log(level, msg, *args, **kwargs)
 
 
