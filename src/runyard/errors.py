@@ -14,6 +14,7 @@ Every error a client can see derives from :class:`RunyardError` and carries a st
     │   ├── RunNotFound
     │   └── WorkflowNotFound
     ├── IllegalTransition         409  e.g. resume of a SUCCEEDED run
+    │   └── RunIdConflict              a run id reused with another request
     ├── PayloadTooLarge           413
     ├── CapacityExceeded          429
     ├── StoreUnavailable          503  the database cannot be reached right now
@@ -105,6 +106,14 @@ class IllegalTransition(RunyardError):
 
     code = "illegal_transition"
     http_status = 409
+
+
+class RunIdConflict(IllegalTransition):
+    """A run with this id exists, started by another request (another workflow, input,
+    mode or option); ``details`` names each field that differs. The same request again
+    answers with the run instead."""
+
+    code = "run_id_conflict"
 
 
 class PayloadTooLarge(RunyardError):
@@ -211,6 +220,7 @@ __all__ = [
     "PayloadTooLarge",
     "RateLimited",
     "RunFailed",
+    "RunIdConflict",
     "RunNotFound",
     "RunTimeout",
     "RunyardError",

@@ -248,6 +248,10 @@ class NewRun:
     sync_mode: str | None = None
     max_results: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: The canonical request that asked for the run (JSON text, see
+    #: ``runyard.service.starting.canonical_request``), stored with it: a trigger that
+    #: reuses the run's id with another request is refused. None: not compared.
+    request: str | None = None
 
     def due_at(self) -> float | None:
         """When a delayed run becomes due (epoch seconds, this machine's clock); None:

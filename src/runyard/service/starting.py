@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,7 +15,7 @@ import jsonschema
 
 from .. import jsonutil
 from ..engine.registry import FlowControl, RunDefaults
-from ..errors import InvalidInput, NotFound, WorkflowNotFound
+from ..errors import InvalidInput, NotFound, RunIdConflict, WorkflowNotFound
 from ..models import NewInput, NewRun, WorkflowRecord
 from ..rules import (
     INT32_MAX,
@@ -128,6 +130,73 @@ def request_from_options(
     )
 
 
+def canonical_request(
+    req: StartRequest, inputs: Sequence[NewInput], not_before: float | None
+) -> str:
+    """What makes two triggers of one run id the same request, as canonical JSON text
+    (sorted keys, no spaces): the workflow and the version asked for, the mode, every
+    option given (``None``: left to the workflow's default), and a SHA-256 of the inputs
+    with their custom_data (so a run of many inputs stores 64 characters for them).
+    Stored with the run; compared field by field when its id comes again."""
+    entries = [[i.input, jsonutil.to_jsonable(i.custom_data)] for i in inputs]
+    digest = hashlib.sha256(
+        _canonical({"many": req.inputs is not None, "inputs": entries}).encode()
+    ).hexdigest()
+    fc = req.flow_control
+
+    def number(value: float | None) -> float | None:  # (5 and 5.0: one delay)
+        return None if value is None else float(value)
+
+    request = {
+        "workflow": req.workflow,
+        "version": req.version,
+        "inputs": digest,
+        "mode": req.mode,
+        "priority": req.priority,
+        "delay": number(req.delay),
+        "not_before": number(not_before),
+        "flow_control": fc.to_dict() if fc is not None else None,
+        "retries": req.retries,
+        "timeout": number(req.timeout),
+        "sync_mode": req.sync_mode,
+        "max_results": req.max_results,
+        "task_id": req.task_id,
+        "schedule_id": req.schedule_id,
+    }
+    return _canonical(request)
+
+
+def _canonical(value: Any) -> str:
+    """JSON text that two equal values share: sorted keys, no spaces, ASCII only."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def check_same_request(run_id: str, stored: str | None, asked: str | None) -> None:
+    """Refuse (409, naming each field that differs) a trigger of an existing run id whose
+    request is not the one that created the run. A run stored without its request (from
+    before it was kept, or a fork) is not compared."""
+    if stored is None or asked is None or stored == asked:
+        return
+    before, now = jsonutil.loads(stored), jsonutil.loads(asked)
+    fields = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    if not fields:
+        return
+    named = ["input (or custom_data)" if f == "inputs" else f for f in fields]
+    raise RunIdConflict(
+        f"run {run_id!r} exists, started by another request: its {', '.join(named)} "
+        "differ(s) from this one's. Send the same request to get that run, or use another "
+        "run_id for a new run.",
+        details=[
+            {
+                "field": f,
+                "error": "differs from the request that created the run",
+                **({} if f == "inputs" else {"existing": before.get(f), "requested": now.get(f)}),
+            }
+            for f in fields
+        ],
+    )
+
+
 @functools.lru_cache(maxsize=256)
 def _validator(schema_text: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(jsonutil.loads(schema_text) or {})
@@ -180,6 +249,8 @@ class StartMixin(ReadMixin):
         row, created = await core.db.write(
             core.store.create_run_txn, new, order=new.id, inline=len(new.inputs) <= 16
         )
+        if not created:
+            check_same_request(new.id, row["request"], new.request)
         return self._handle(new.id, created, row, seen)
 
     async def new_run(self, req: StartRequest) -> NewRun:
@@ -272,6 +343,7 @@ class StartMixin(ReadMixin):
             sync_mode=req.sync_mode,
             max_results=req.max_results,
             options={"retries": retries} if retries is not None else {},
+            request=canonical_request(req, new_inputs, not_before_s),
         )
 
     async def _check_task(self, task_id: str | None, workflow: str) -> None:

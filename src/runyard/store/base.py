@@ -281,6 +281,7 @@ class Store(
             "error": jsonutil.dumps(_invalid_inputs(errors))
             if status is RunStatus.INVALID
             else None,
+            "request": run.request,
         }
         wref = f"{run.workflow}@{run.workflow_version}"
         item_params = [

@@ -94,12 +94,14 @@ UPDATE workers SET stopped_at = runyard_now() WHERE id = %(id)s;
 -- name: insert_run
 INSERT INTO runs (id, workflow, workflow_version, mode, status, priority, input_count,
   item_count, task_id, schedule_id, parent_id, sync_mode, max_results, options, flow_key,
-  timeout_s, not_before, max_recovery_attempts, has_on_failure, error, finished_at)
+  timeout_s, not_before, max_recovery_attempts, has_on_failure, error, finished_at,
+  request)
 VALUES (%(id)s, %(workflow)s, %(workflow_version)s, %(mode)s, %(status)s, %(priority)s, %(input_count)s,
   %(input_count)s, %(task_id)s, %(schedule_id)s, %(parent_id)s, %(sync_mode)s, %(max_results)s, %(options)s,
   %(flow_key)s, %(timeout_s)s, coalesce(%(not_before)s::double precision, runyard_now() + %(delay_s)s::double precision),
   %(max_recovery_attempts)s, %(has_on_failure)s, %(error)s,
-  CASE WHEN %(status)s = 'INVALID' THEN runyard_now() END)
+  CASE WHEN %(status)s = 'INVALID' THEN runyard_now() END,
+  %(request)s)
 ON CONFLICT (id) DO NOTHING
 RETURNING *, coalesce(not_before, created_at) AS due_at;
 
@@ -133,15 +135,17 @@ WITH n AS (
     workflow_version text, mode text, status text, priority int, input_count int,
     task_id text, schedule_id text, parent_id text, sync_mode text, max_results int,
     options text, flow_key text, timeout_s double precision, not_before double precision,
-    delay_s double precision, max_recovery_attempts int, has_on_failure boolean, error text)),
+    delay_s double precision, max_recovery_attempts int, has_on_failure boolean, error text,
+    request text)),
 r AS (
   INSERT INTO runs (id, workflow, workflow_version, mode, status, priority, input_count,
     item_count, task_id, schedule_id, parent_id, sync_mode, max_results, options, flow_key,
-    timeout_s, not_before, max_recovery_attempts, has_on_failure, error, finished_at)
+    timeout_s, not_before, max_recovery_attempts, has_on_failure, error, finished_at,
+    request)
   SELECT id, workflow, workflow_version, mode, status, priority, input_count, input_count,
     task_id, schedule_id, parent_id, sync_mode, max_results, options, flow_key, timeout_s,
     coalesce(not_before, runyard_now() + delay_s), max_recovery_attempts, has_on_failure,
-    error, CASE WHEN status = 'INVALID' THEN runyard_now() END
+    error, CASE WHEN status = 'INVALID' THEN runyard_now() END, request
   FROM n ORDER BY id
   ON CONFLICT (id) DO NOTHING
   RETURNING *, coalesce(not_before, created_at) AS due_at),

@@ -58,12 +58,14 @@ UPDATE workers SET stopped_at = ry_now() WHERE id = :id;
 -- name: insert_run
 INSERT INTO runs (id, workflow, workflow_version, mode, status, priority, input_count,
   item_count, task_id, schedule_id, parent_id, sync_mode, max_results, options, flow_key,
-  timeout_s, not_before, max_recovery_attempts, has_on_failure, error, finished_at)
+  timeout_s, not_before, max_recovery_attempts, has_on_failure, error, finished_at,
+  request)
 VALUES (:id, :workflow, :workflow_version, :mode, :status, :priority, :input_count,
   :input_count, :task_id, :schedule_id, :parent_id, :sync_mode, :max_results, :options,
   :flow_key, :timeout_s, coalesce(:not_before, ry_now() + :delay_s),
   :max_recovery_attempts, :has_on_failure, :error,
-  CASE WHEN :status = 'INVALID' THEN ry_now() END)
+  CASE WHEN :status = 'INVALID' THEN ry_now() END,
+  :request)
 ON CONFLICT (id) DO NOTHING
 RETURNING *, coalesce(not_before, created_at) AS due_at;
 
