@@ -103,10 +103,28 @@ class Run:
     finished_at: float | None
     updated_at: float
     not_before: float | None
+    #: The credits by action (``ctx.charge``'s action: amount), beside their total.
+    credits_by_action: dict[str, float] = field(default_factory=dict)
+    #: The run's input when it has exactly one (else None: each is in its items).
+    input: Any = None
+    #: Outputs the current iteration stored, and whether an emit was refused because
+    #: ``max_results`` was reached (both reset by a continue).
+    output_count: int = 0
+    truncated: bool = False
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
+
+    def run_time(self, now: float | None = None) -> float | None:
+        """Seconds from its start to its end, or to ``now`` (default: this moment) while
+        it has not ended; None before it started."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at
+        if end is None:
+            end = time.time() if now is None else now
+        return max(0.0, end - self.started_at)
 
 
 @dataclass(frozen=True, slots=True)

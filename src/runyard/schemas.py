@@ -186,18 +186,35 @@ class RunOut(BaseModel):
     progress: float | None = None
     progress_message: str | None = None
     credits: float
+    credits_by_action: dict[str, float] = Field(
+        default_factory=dict, description="The credits by `ctx.charge` action (sum: `credits`)"
+    )
+    input: Any = Field(
+        None,
+        description="The run's input when it has exactly one (else null: each input's is "
+        "in `/inputs`)",
+    )
     waiting_for: str | None = None
     task_id: str | None = None
     schedule_id: str | None = None
     parent_id: str | None = None
     sync_mode: str | None = None
     max_results: int | None = None
+    truncated: bool = Field(
+        False,
+        description="An emit was refused because the iteration reached `max_results`",
+    )
     recovery_attempts: int
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime
     not_before: datetime | None = None
+    run_time: float | None = Field(
+        None,
+        description="Seconds from `started_at` to `finished_at` (to now while it runs; "
+        "null before it starts)",
+    )
 
     @classmethod
     def of(cls, run: Run) -> RunOut:
@@ -215,18 +232,22 @@ class RunOut(BaseModel):
             progress=run.progress,
             progress_message=run.progress_message,
             credits=run.credits,
+            credits_by_action=run.credits_by_action,
+            input=run.input,
             waiting_for=run.waiting_for,
             task_id=run.task_id,
             schedule_id=run.schedule_id,
             parent_id=run.parent_id,
             sync_mode=run.sync_mode,
             max_results=run.max_results,
+            truncated=run.truncated,
             recovery_attempts=run.recovery_attempts,
             created_at=ts(run.created_at),
             started_at=ts(run.started_at),
             finished_at=ts(run.finished_at),
             updated_at=ts(run.updated_at),
             not_before=ts(run.not_before),
+            run_time=run.run_time(),
         )
 
 
@@ -448,6 +469,13 @@ class TransitionOut(BaseModel):
     @classmethod
     def of(cls, t: Transition) -> TransitionOut:
         return cls(from_status=t.from_status, to_status=t.to_status, at=ts(t.at))
+
+
+class TransitionList(BaseModel):
+    """``GET /v1/runs/{id}/transitions``: every status change, oldest first (the first
+    has no ``from_status``: the run's creation)."""
+
+    items: list[TransitionOut]
 
 
 class BulkCancel(_In):

@@ -116,6 +116,14 @@ def show_run(run: RunOut) -> None:
         ("priority", str(run.priority)),
         ("credits", f"{run.credits:g}"),
     ]
+    if run.credits_by_action:
+        by_action = ", ".join(f"{a} {c:g}" for a, c in sorted(run.credits_by_action.items()))
+        pairs.append(("credits by action", by_action))
+    if run.max_results is not None:
+        limit = f"{run.max_results}" + (
+            " [yellow](reached: outputs truncated)[/yellow]" if run.truncated else ""
+        )
+        pairs.append(("max results", limit))
     if run.progress is not None:
         pairs.append(("progress", f"{run.progress:.0%} {run.progress_message or ''}"))
     if run.waiting_for:
@@ -130,6 +138,10 @@ def show_run(run: RunOut) -> None:
         ("started", output.when(run.started_at)),
         ("finished", output.when(run.finished_at)),
     ]
+    if run.run_time is not None:
+        pairs.append(("run time", f"{run.run_time:.3f}s"))
+    if run.input_count == 1:
+        pairs.append(("input", output.short(run.input, 500)))
     if run.error is not None:
         pairs.append(("error", f"[red]{output.short(run.error, 500)}[/red]"))
     if run.result is not None:
@@ -392,6 +404,32 @@ def steps(
                 output.short(s.error, 50),
             ]
             for s in items
+        ),
+    )
+
+
+@app.command("transitions")
+def transitions(
+    run_id: str = typer.Argument(...),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    api_key: str = ApiKeyOption,
+) -> None:
+    """Every status change of a run, with its time, oldest first."""
+    with make_client(url, api_key) as client:
+        items = client.transitions(run_id)
+    if as_json:
+        output.print_json({"items": items})
+        return
+    output.table(
+        ["at", "from", "to"],
+        (
+            [
+                t.at.astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+                output.status(t.from_status) if t.from_status else "-",
+                output.status(t.to_status),
+            ]
+            for t in items
         ),
     )
 

@@ -44,6 +44,7 @@ from ..schemas import (
     StepOut,
     TaskOut,
     TaskPage,
+    TransitionOut,
     UsageOut,
     WaiterOut,
     WorkflowOut,
@@ -558,6 +559,10 @@ class BaseClient:
     def _steps(self, run_id: str) -> Call[list[StepOut]]:
         return Call("GET", f"/v1/runs/{_seg(run_id)}/steps", _items(StepOut), idempotent=True)
 
+    def _transitions(self, run_id: str) -> Call[list[TransitionOut]]:
+        path = f"/v1/runs/{_seg(run_id)}/transitions"
+        return Call("GET", path, _items(TransitionOut), idempotent=True)
+
     def _events(self, run_id: str) -> Call[None]:
         """The event stream (sent by each client's ``stream_events``, not ``_send``)."""
         return Call("GET", f"/v1/runs/{_seg(run_id)}/events", _parse_none, idempotent=True)
@@ -692,12 +697,13 @@ class BaseClient:
         since: datetime | str | None,
         until: datetime | str | None,
         workflow: str | None,
+        run_id: str | None = None,
     ) -> Call[UsageOut]:
         return Call(
             "GET",
             "/v1/usage",
             _model(UsageOut),
-            params=_params(since=since, until=until, workflow=workflow),
+            params=_params(since=since, until=until, workflow=workflow, run_id=run_id),
             idempotent=True,
         )
 

@@ -29,6 +29,7 @@ from ..schemas import (
     StepOut,
     TaskOut,
     TaskPage,
+    TransitionOut,
     UsageOut,
     WaiterOut,
     WorkflowOut,
@@ -283,6 +284,10 @@ class AsyncClient(BaseClient):
         """The step log: names, attempts, times, errors."""
         return await self._send(self._steps(run_id))
 
+    async def transitions(self, run_id: str) -> list[TransitionOut]:
+        """Every status change of the run with its time, oldest first."""
+        return await self._send(self._transitions(run_id))
+
     async def stream_events(
         self, run_id: str, *, last_event_id: str | None = None
     ) -> AsyncIterator[RunEvent]:
@@ -458,6 +463,8 @@ class AsyncClient(BaseClient):
         since: datetime | str | None = None,
         until: datetime | str | None = None,
         workflow: str | None = None,
+        run_id: str | None = None,
     ) -> UsageOut:
-        """Credits by action, workflow and day over ``[since, until)``."""
-        return await self._send(self._usage(since, until, workflow))
+        """Credits by action, workflow and day over ``[since, until)``; with ``run_id``,
+        that run's only (since its start when ``since`` is not given)."""
+        return await self._send(self._usage(since, until, workflow, run_id))

@@ -28,6 +28,7 @@ from ..schemas import (
     StepOut,
     TaskOut,
     TaskPage,
+    TransitionOut,
     UsageOut,
     WaiterOut,
     WorkflowOut,
@@ -277,6 +278,10 @@ class Client(BaseClient):
         """The step log: names, attempts, times, errors."""
         return self._send(self._steps(run_id))
 
+    def transitions(self, run_id: str) -> list[TransitionOut]:
+        """Every status change of the run with its time, oldest first."""
+        return self._send(self._transitions(run_id))
+
     def stream_events(self, run_id: str, *, last_event_id: str | None = None) -> Iterator[RunEvent]:
         """The run's Server-Sent Events (``status``, ``progress``, ``output``) as they
         happen, until ``end``; a dropped connection is resumed with ``Last-Event-ID``."""
@@ -449,6 +454,8 @@ class Client(BaseClient):
         since: datetime | str | None = None,
         until: datetime | str | None = None,
         workflow: str | None = None,
+        run_id: str | None = None,
     ) -> UsageOut:
-        """Credits by action, workflow and day over ``[since, until)``."""
-        return self._send(self._usage(since, until, workflow))
+        """Credits by action, workflow and day over ``[since, until)``; with ``run_id``,
+        that run's only (since its start when ``since`` is not given)."""
+        return self._send(self._usage(since, until, workflow, run_id))

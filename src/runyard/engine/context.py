@@ -179,10 +179,15 @@ class Context:
         ids += list(event_ids or [])
         return await self._x.wait_for_event(name, ids, timeout, lookback)
 
-    async def emit(self, data: Any, *, key: str | None = None) -> None:
+    async def emit(self, data: Any, *, key: str | None = None) -> bool:
         """Publish an output record; with ``key``, a record already emitted under that key
-        (in any iteration of the run) is not emitted again."""
-        await self._x.emit(data, key)
+        (in any iteration of the run) is not emitted again.
+
+        ``max_results`` is enforced: once the run's iteration has stored that many
+        outputs, an emit stores nothing and returns False (the run is then marked
+        ``truncated``, shown in the run object); the workflow may stop fetching. True
+        otherwise. A replay returns what the first execution got (see docs/runs.md)."""
+        return await self._x.emit(data, key)
 
     async def progress(self, fraction: float | None, message: str | None = None) -> None:
         await self._x.progress(fraction, message)
@@ -254,8 +259,9 @@ class SyncContext:
     def wait_for_event(self, name: str, event_id: str | None = None, **kw: Any) -> EventResult:
         return self._call(self._ctx.wait_for_event(name, event_id, **kw))
 
-    def emit(self, data: Any, *, key: str | None = None) -> None:
-        self._call(self._ctx.emit(data, key=key))
+    def emit(self, data: Any, *, key: str | None = None) -> bool:
+        """See :meth:`Context.emit`: False once ``max_results`` is reached."""
+        return self._call(self._ctx.emit(data, key=key))
 
     def progress(self, fraction: float | None, message: str | None = None) -> None:
         self._call(self._ctx.progress(fraction, message))

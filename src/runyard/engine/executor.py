@@ -483,16 +483,30 @@ class Execution:
         )
         return result
 
-    async def emit(self, data: Any, key: str | None) -> None:
+    async def emit(self, data: Any, key: str | None) -> bool:
+        """Store an output; False when the run's ``max_results`` refused it (counted in
+        the store's transaction, across every item and worker of the run)."""
         if key is not None:
             _check_text(key, "ctx.emit", "key")
         pos, rec = self._next("emit", "emit")
         if rec is not None:
-            return
-        self.pending.append(
-            Checkpoint(pos, "emit", "emit", output=(key, jsonutil.dumps(data, what="emitted data")))
+            return rec.result is not False
+        cp = Checkpoint(
+            pos, "emit", "emit", output=(key, jsonutil.dumps(data, what="emitted data"))
         )
+        if self.claimed.max_results is None:
+            self.pending.append(cp)
+            await self.flush()
+            return True
         await self.flush()
+        answer = await self._write(
+            self.rt.store.emit_limited_txn, self.fence, self.claimed.iteration, cp
+        )
+        if answer is None:
+            raise Fenced()
+        status, stored = answer
+        self._check(status)
+        return stored
 
     async def charge(self, action: str, amount: float) -> None:
         if not isinstance(amount, int | float) or amount != amount:

@@ -183,14 +183,23 @@ class CatalogMixin:
         until: float | None = None,
         workflow: str | None = None,
         earliest: float = 0.0,
+        run_id: str | None = None,
     ) -> UsageReport:
         """Credits charged with ``ctx.charge`` over ``[since, until)`` (default: the 30
-        days until now; never before ``earliest``)."""
+        days until now; never before ``earliest``). With ``run_id``, that run's credits
+        only (since its beginning by default); an unknown run is RunNotFound."""
         end = time.time() if until is None else until
-        start = max(earliest, end - USAGE_PERIOD_S) if since is None else since
+        if since is not None:
+            start = since
+        elif run_id is not None:
+            start = earliest
+        else:
+            start = max(earliest, end - USAGE_PERIOD_S)
         if start >= end:
             raise invalid("since", "since must be before until", "not before until")
-        lines = await self.core.read(self.core.store.usage, start, end, workflow)
+        if run_id is not None:
+            await self.core.read(self.core.store.get_run, run_id)
+        lines = await self.core.read(self.core.store.usage, start, end, workflow, run_id)
         by_action: dict[str, float] = defaultdict(float)
         by_workflow: dict[str, float] = defaultdict(float)
         by_day: dict[str, float] = defaultdict(float)

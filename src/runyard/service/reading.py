@@ -160,6 +160,9 @@ class ReadMixin:
         return await self.core.read(store.get_logs, run_id, after or 0, limit, inline=limit <= 100)
 
     async def transitions(self, run_id: str) -> list[Transition]:
+        """Every status change of the run with its time (database clock), oldest first;
+        RunNotFound for an unknown run."""
+        await self.get_run(run_id)
         return await self.core.read(self.core.store.get_transitions, run_id)
 
     async def waiters(self, event_id: str) -> list[Waiter]:

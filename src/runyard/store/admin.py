@@ -155,9 +155,18 @@ class AdminMixin:
 
     # -- usage and workers -----------------------------------------------------------------
 
-    def usage(self, tx: Tx, since: float, until: float, workflow: str | None) -> list[UsageLine]:
-        """Credits summed by day, workflow and action over ``[since, until)``."""
-        rows = tx.q("usage", {"since": since, "until": until, "workflow": workflow})
+    def usage(
+        self,
+        tx: Tx,
+        since: float,
+        until: float,
+        workflow: str | None,
+        run_id: str | None = None,
+    ) -> list[UsageLine]:
+        """Credits summed by day, workflow and action over ``[since, until)`` (of one run
+        with ``run_id``)."""
+        params = {"since": since, "until": until, "workflow": workflow, "run_id": run_id}
+        rows = tx.q("usage", params)
         return [
             UsageLine(
                 day=r["day"],

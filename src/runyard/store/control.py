@@ -141,6 +141,7 @@ class ControlMixin:
         }
         tx.exec("fork_steps", params)
         tx.exec("fork_outputs", params)
+        tx.exec("recount_outputs", {"run_id": new_id})
         tx.announce_wake()
         row = tx.q1("get_run", {"id": new_id})
         assert row is not None

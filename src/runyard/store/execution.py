@@ -9,6 +9,7 @@ means another worker owns the item now; the write is dropped and the caller stop
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from .. import jsonutil
@@ -361,6 +362,31 @@ class ExecutionMixin:
             return False
         tx.exec("set_progress", {"run_id": f.run_id, "progress": fraction, "message": message})
         return True
+
+    def emit_limited_txn(
+        self, tx: Tx, f: Fence, iteration: int, cp: Checkpoint
+    ) -> tuple[str, bool] | None:
+        """Record the emit ``cp`` of a run with ``max_results``: its output is stored only
+        while the run's iteration has stored fewer (the run's row is locked while it
+        counts, so emits of its items take turns and the count never passes the limit);
+        past it nothing is stored and the run is marked ``truncated``. The step records
+        the answer (JSON true/false) for replays. Returns the run's status and whether
+        the output was stored; None when fenced out."""
+        status = fence_status(tx, f, cp.position)
+        if status is None or cp.output is None:
+            return None
+        out_key, data = cp.output
+        room = tx.q1("output_room", {"run_id": f.run_id})
+        stored = bool(room is not None and room["room"])
+        if stored:
+            params = {**f.params(), "iteration": iteration, "position": cp.position}
+            if tx.q1("insert_output_counted", {**params, "key": out_key, "data": data}):
+                tx.exec("count_output", {"run_id": f.run_id})
+        else:
+            tx.exec("mark_truncated", {"run_id": f.run_id})
+        step = dataclasses.replace(cp, output=None, result=jsonutil.dumps(stored))
+        send_checkpoint(tx, f, iteration, step)
+        return status, stored
 
     def log_txn(
         self, tx: Tx, f: Fence, iteration: int, attempt: int, level: str, message: str

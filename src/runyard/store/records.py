@@ -240,6 +240,11 @@ def run_from_row(row: Row) -> Run:
         finished_at=row["finished_at"],
         updated_at=row["updated_at"],
         not_before=row["not_before"],
+        credits_by_action=jsonutil.loads(row["credits_by_action"]) or {},
+        # (only get_run reads it; ``in`` on a sqlite3.Row looks at values, not keys)
+        input=jsonutil.loads(row["input"]) if "input" in row.keys() else None,  # noqa: SIM118
+        output_count=row["output_count"],
+        truncated=bool(row["truncated"]),
     )
 
 

@@ -30,6 +30,8 @@ from ...schemas import (
     RunStatusOut,
     StepList,
     StepOut,
+    TransitionList,
+    TransitionOut,
     ts,
 )
 from ...service import request_from_options
@@ -323,6 +325,17 @@ async def get_steps(run_id: RunId, state: State) -> StepList:
     steps = await state.service.steps(run_id)
     attempts = await state.service.attempts(run_id)
     return StepList(items=step_log(steps, attempts, run.terminal, run.iteration))
+
+
+@router.get(
+    "/runs/{run_id}/transitions",
+    response_model=TransitionList,
+    responses=NOT_FOUND,
+    summary="Every status change of a run, with its time",
+)
+async def get_transitions(run_id: RunId, state: State) -> TransitionList:
+    transitions = await state.service.transitions(run_id)
+    return TransitionList(items=[TransitionOut.of(t) for t in transitions])
 
 
 def step_log(

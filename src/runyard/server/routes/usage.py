@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from ...schemas import UsageOut, UsageRow, ts
+from ...schemas import RUN_ID_PATTERN, UsageOut, UsageRow, ts
 from ..auth import ApiRoute
 from ..state import State
 from ..wire import MIN_EPOCH, epoch
@@ -21,12 +21,21 @@ async def usage(
     since: Annotated[datetime | None, Query(description="Start (default: until - 30 days)")] = None,
     until: Annotated[datetime | None, Query(description="End, exclusive (default: now)")] = None,
     workflow: Annotated[str | None, Query(max_length=128)] = None,
+    run_id: Annotated[
+        str | None,
+        Query(
+            pattern=RUN_ID_PATTERN,
+            description="Only this run's credits (since its start when `since` is not given)",
+        ),
+    ] = None,
 ) -> UsageOut:
+    """404 for a ``run_id`` that names no run."""
     report = await state.service.usage(
         since=epoch(since, "since"),
         until=epoch(until, "until"),
         workflow=workflow,
         earliest=MIN_EPOCH,
+        run_id=run_id,
     )
     return UsageOut(
         since=ts(report.since),

@@ -626,7 +626,8 @@ WHERE run_id = %(run_id)s AND kind = 'input' AND state <> 'discarded';
 -- name: continue_run
 UPDATE runs SET status = 'QUEUED', iteration = iteration + 1, result = NULL, error = NULL,
   finished_at = NULL, deadline_at = NULL, recovery_attempts = 0, progress = NULL,
-  progress_message = NULL, updated_at = runyard_now()
+  progress_message = NULL, output_count = 0, truncated = FALSE,
+  updated_at = runyard_now()
 WHERE id = %(run_id)s;
 
 -- name: last_step_position
@@ -671,7 +672,10 @@ WHERE run_id = %(source_id)s AND iteration = %(iteration)s AND position < %(posi
 ORDER BY id;
 
 -- name: get_run
-SELECT * FROM runs WHERE id = %(id)s;
+-- With the run's input when it has exactly one (its item 0).
+SELECT r.*, (SELECT i.input FROM items i WHERE i.run_id = r.id AND i.idx = 0
+              AND r.input_count = 1) AS input
+FROM runs r WHERE r.id = %(id)s;
 
 -- name: run_statuses
 SELECT id, status FROM runs WHERE id = ANY(%(ids)s::text[]);
@@ -942,10 +946,11 @@ DELETE FROM tasks WHERE id = %(id)s RETURNING id;
 -- name: usage
 -- Purged runs' credits count too (retention keeps usage).
 SELECT to_char(to_timestamp(created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, workflow, action, sum(amount) AS credits, count(*) AS charges
-FROM (SELECT workflow, action, amount, created_at FROM credits
-      UNION ALL SELECT workflow, action, amount, created_at FROM purged_credits) AS c
+FROM (SELECT run_id, workflow, action, amount, created_at FROM credits
+      UNION ALL SELECT NULL, workflow, action, amount, created_at FROM purged_credits) AS c
 WHERE created_at >= %(since)s AND created_at < %(until)s
   AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
+  AND (%(run_id)s::text IS NULL OR run_id = %(run_id)s)
 GROUP BY 1, 2, 3
 ORDER BY 1, 2, 3;
 
@@ -1059,3 +1064,32 @@ s AS (
     completed_at = runyard_now()
   WHERE steps.status = 'waiting' AND excluded.status <> 'waiting')
 SELECT f.run_id, f.idx, r.status FROM f JOIN runs r ON r.id = f.run_id;
+
+-- name: output_room
+-- Whether a run with max_results may store one more output in this iteration (the run's
+-- row locked: emits of its items take turns, so the count never passes the limit).
+SELECT output_count < max_results AS room FROM runs WHERE id = %(run_id)s FOR UPDATE;
+
+-- name: insert_output_counted
+-- insert_output for a run with max_results, counted on the run when the row is new.
+INSERT INTO outputs (run_id, item_idx, iteration, position, key, data)
+SELECT %(run_id)s, %(idx)s, %(iteration)s, %(position)s, %(key)s, %(data)s
+WHERE EXISTS (SELECT 1 FROM items WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s)
+ON CONFLICT DO NOTHING
+RETURNING id;
+
+-- name: count_output
+UPDATE runs SET output_count = output_count + 1 WHERE id = %(run_id)s;
+
+-- name: mark_truncated
+UPDATE runs SET truncated = TRUE WHERE id = %(run_id)s;
+
+-- name: recount_outputs
+-- A fork's output count: the outputs it took over from its source.
+UPDATE runs SET output_count = (SELECT count(*) FROM outputs WHERE run_id = %(run_id)s)
+WHERE id = %(run_id)s;
+
+-- name: sole_inputs
+-- The input of each of these runs that has exactly one (a page of a runs list).
+SELECT i.run_id, i.input FROM items i
+WHERE i.run_id = ANY(%(run_ids)s::text[]) AND i.idx = 0;

@@ -511,7 +511,8 @@ WHERE run_id = :run_id AND kind = 'input' AND state <> 'discarded';
 -- name: continue_run
 UPDATE runs SET status = 'QUEUED', iteration = iteration + 1, result = NULL, error = NULL,
   finished_at = NULL, deadline_at = NULL, recovery_attempts = 0, progress = NULL,
-  progress_message = NULL, updated_at = ry_now()
+  progress_message = NULL, output_count = 0, truncated = 0,
+  updated_at = ry_now()
 WHERE id = :run_id;
 
 -- name: last_step_position
@@ -556,7 +557,10 @@ WHERE run_id = :source_id AND iteration = :iteration AND position < :position
 ORDER BY id;
 
 -- name: get_run
-SELECT * FROM runs WHERE id = :id;
+-- With the run's input when it has exactly one (its item 0).
+SELECT r.*, (SELECT i.input FROM items i WHERE i.run_id = r.id AND i.idx = 0
+              AND r.input_count = 1) AS input
+FROM runs r WHERE r.id = :id;
 
 -- name: run_statuses
 SELECT id, status FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
@@ -728,10 +732,11 @@ DELETE FROM tasks WHERE id = :id RETURNING id;
 -- name: usage
 -- Purged runs' credits count too (retention keeps usage).
 SELECT date(created_at, 'unixepoch') AS day, workflow, action, sum(amount) AS credits, count(*) AS charges
-FROM (SELECT workflow, action, amount, created_at FROM credits
-      UNION ALL SELECT workflow, action, amount, created_at FROM purged_credits)
+FROM (SELECT run_id, workflow, action, amount, created_at FROM credits
+      UNION ALL SELECT NULL, workflow, action, amount, created_at FROM purged_credits)
 WHERE created_at >= :since AND created_at < :until
   AND (:workflow IS NULL OR workflow = :workflow)
+  AND (:run_id IS NULL OR run_id = :run_id)
 GROUP BY 1, 2, 3
 ORDER BY 1, 2, 3;
 
@@ -815,3 +820,32 @@ GROUP BY to_status;
 -- Where transitions_since starts: the newest transition at least two seconds old (a walk
 -- back over the last two seconds' transitions).
 SELECT id FROM run_transitions WHERE at < ry_now() - 2 ORDER BY id DESC LIMIT 1;
+
+-- name: output_room
+-- Whether a run with max_results may store one more output in this iteration (the run's
+-- row locked: emits of its items take turns, so the count never passes the limit).
+SELECT output_count < max_results AS room FROM runs WHERE id = :run_id;
+
+-- name: insert_output_counted
+-- insert_output for a run with max_results, counted on the run when the row is new.
+INSERT INTO outputs (run_id, item_idx, iteration, position, key, data)
+SELECT :run_id, :idx, :iteration, :position, :key, :data
+WHERE EXISTS (SELECT 1 FROM items WHERE run_id = :run_id AND idx = :idx AND owner = :owner AND epoch = :epoch)
+ON CONFLICT DO NOTHING
+RETURNING id;
+
+-- name: count_output
+UPDATE runs SET output_count = output_count + 1 WHERE id = :run_id;
+
+-- name: mark_truncated
+UPDATE runs SET truncated = 1 WHERE id = :run_id;
+
+-- name: recount_outputs
+-- A fork's output count: the outputs it took over from its source.
+UPDATE runs SET output_count = (SELECT count(*) FROM outputs WHERE run_id = :run_id)
+WHERE id = :run_id;
+
+-- name: sole_inputs
+-- The input of each of these runs that has exactly one (a page of a runs list).
+SELECT i.run_id, i.input FROM items i
+WHERE i.run_id IN (SELECT value FROM json_each(:run_ids)) AND i.idx = 0;
