@@ -5,12 +5,33 @@ leases of items in execution, and recovering those whose lease expired."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from .. import jsonutil
 from ..models import RunStatus
 from .execution import after_run_end
 from .records import Claimed, Claims, Fence, Leases, step_from_row
 from .tx import Later, Row, Tx
+
+
+class SessionLock(Protocol):
+    """A lock this process holds for as long as its database session lives (blocking
+    calls: run them in a thread)."""
+
+    key: int | None
+
+    def acquire(self, key: int | None = None) -> int | None:
+        """Connect if need be and take the lock (``key``, or a new random one); the key
+        held, or None when ``key`` is taken (by a recovering worker) or the database is
+        away."""
+        ...
+
+    def lost(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s; True once the session (and the lock) is gone."""
+        ...
+
+    def close(self) -> None: ...
+
 
 #: Parked items made ready by one scanning claim at most (the rest by the next ones).
 UNPARK_BATCH = 500
@@ -177,6 +198,76 @@ class ClaimsMixin:
             tx.exec("expire_flow_slots")
             tx.exec("trim_flow_starts")
             return []
+        return self._requeued_txn(tx, expired)
+
+    # -- early recovery: a worker known dead before its leases expire ---------------------
+
+    #: Whether a worker proves it lives by a session lock (see :meth:`session_lock`).
+    session_locks = False
+
+    def session_lock(self) -> SessionLock | None:
+        """A lock held for as long as this process's database session lives, whose
+        release proves the session ended (None where the backend has none)."""
+        return None
+
+    def worker_liveness_txn(
+        self,
+        tx: Tx,
+        worker_id: str,
+        host_id: str | None,
+        proc_started: float | None,
+        lock_key: int | None,
+    ) -> bool:
+        """Record what proves worker ``worker_id`` dead early: its host and process start
+        time, the session lock it holds now. False when the worker was found dead and its
+        items recovered meanwhile (its executions must stop: they are fenced out)."""
+        recovered = False
+        if lock_key is not None and self.session_locks:
+            row = tx.q1("worker_lock_state", {"id": worker_id})
+            recovered = row is not None and row["stopped_at"] is not None
+        params = {"id": worker_id, "host_id": host_id, "proc_started": proc_started}
+        tx.exec("worker_liveness", {**params, "lock_key": lock_key})
+        return not recovered
+
+    def workers_on_host(self, tx: Tx, host_id: str, worker_id: str) -> list[tuple[str, int, float]]:
+        """The other workers of host ``host_id`` not known to have stopped: (id, pid,
+        process start time)."""
+        return [
+            (r["id"], r["pid"], r["proc_started"])
+            for r in tx.q("workers_on_host", {"host_id": host_id, "id": worker_id})
+        ]
+
+    def unlocked_workers(self, tx: Tx, worker_id: str) -> list[tuple[str, int, str | None]]:
+        """Workers whose session lock is free though they took it since the server last
+        started (their session ended): (id, lock key, host id)."""
+        if not self.session_locks:
+            return []
+        rows = tx.q("unlocked_workers", {"id": worker_id})
+        return [(r["id"], r["lock_key"], r["host_id"]) for r in rows]
+
+    def recover_dead_txn(
+        self, tx: Tx, dead: Sequence[str], unlocked: Sequence[tuple[str, int]] = ()
+    ) -> list[str]:
+        """Re-queue at once the items of workers known dead: ``dead`` (their process is
+        gone) and ``unlocked`` (id, lock key: their session ended; each checked again
+        under its lock, which the worker cannot take back before this commits). Each is
+        marked stopped. The run ids recovered."""
+        gone = [w for w in dead if tx.q1("stop_dead_worker", {"id": w, "lock_key": None})]
+        for w, key in unlocked:
+            took = tx.q1("take_worker_lock", {"lock_key": key})
+            if took and took["got"] and tx.q1("stop_dead_worker", {"id": w, "lock_key": key}):
+                gone.append(w)
+        if not gone:
+            return []
+        rows = tx.q("requeue_owned", {"ids": sorted(gone)})
+        if not rows:
+            return []
+        return self._requeued_txn(tx, rows, max(r["due_at"] for r in rows))
+
+    def _requeued_txn(self, tx: Tx, expired: list[Row], due: float | None = None) -> list[str]:
+        """After ``expired`` items were re-queued: count their runs' recoveries, crash
+        the runs past their limit, wake the workers (at ``due``, when the last item comes
+        due, or now)."""
         run_ids = sorted({r["run_id"] for r in expired})
         tx.exec("count_recoveries", {"ids": run_ids})
         for row in tx.q("runs_over_recovery", {"ids": run_ids}):
@@ -191,5 +282,6 @@ class ClaimsMixin:
             tx.exec("crash_items", {"run_id": row["id"], "error": error})
             tx.exec("delete_run_waiters", {"run_id": row["id"]})  # no notify wakes it
             after_run_end(tx, row["id"], RunStatus.CRASHED.value)
-        tx.announce_wake()
+        # Workers look again when the last of them comes due (they wait a backoff).
+        tx.announce_wake(due)
         return run_ids

@@ -4,6 +4,8 @@ per-key locks for flow control, LISTEN/NOTIFY wake-ups (a hint, never the only p
 from __future__ import annotations
 
 import logging
+import secrets
+import select
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -27,6 +29,9 @@ RUN_CHANNEL = RUN
 STOP_CHANNEL = STOP
 #: Run ids one notification carries at most (see the ``notify`` query).
 PAYLOADS_PER_NOTIFICATION = 32
+#: The first key of the workers' session locks (two-key advisory locks; the second key is
+#: the worker's ``lock_key``), as the queries spell it.
+WORKER_LOCK_SPACE = 1381564416
 #: A write transaction to be answered within less than this long bounds its waits for row
 #: locks by its window (the server's requests, seconds); a worker's writes (a longer
 #: window) wait as ever: their items are fenced, and their leases expire if they stall.
@@ -79,13 +84,20 @@ class PostgresStore(Store):
             "txn_settings",
             "autovacuum_on",
             "vacuum_items",
+            "take_worker_lock",
+            "unlocked_workers",
+            "worker_lock_state",
         }
     )
     claim_starts_runs = True
+    session_locks = True
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self._connections: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+
+    def session_lock(self) -> WorkerLock:
+        return WorkerLock(self.url)
 
     # The two writes every step and every run make, each in one statement instead of
     # several (a statement costs the client more than the server here). Checkpoints with
@@ -504,3 +516,59 @@ class Notifications:
 
     def close(self) -> None:
         self.conn.close()
+
+
+class WorkerLock:
+    """A worker's session advisory lock on a connection of its own: while the worker's
+    row names the key, the lock being free proves the session ended (the worker died, or
+    lost its connection and must take the lock back before it goes on)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.key: int | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def acquire(self, key: int | None = None) -> int | None:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                conninfo(self.url),
+                autocommit=True,
+                connect_timeout=5,
+                application_name="runyard-liveness",
+                # A connection cut off without a word ends within seconds, not hours.
+                keepalives=1,
+                keepalives_idle=5,
+                keepalives_interval=2,
+                keepalives_count=2,
+                tcp_user_timeout=10000,
+            )
+        for _ in range(1 if key is not None else 16):
+            want = key if key is not None else secrets.randbelow(2**31 - 2) + 1
+            row = self._conn.execute(
+                "SELECT pg_try_advisory_lock(%s, %s)", (WORKER_LOCK_SPACE, want)
+            ).fetchone()
+            if row is not None and row[0]:
+                self.key = want
+                return want
+        return None
+
+    def lost(self, timeout: float) -> bool:
+        conn = self._conn
+        if conn is None or conn.closed:
+            return True
+        try:
+            # Readable when the server says something (most often goodbye); pinged anyway.
+            select.select([conn.fileno()], [], [], timeout)
+            conn.execute("SELECT 1")
+            return False
+        except (psycopg.Error, OSError, ValueError):
+            self.close()
+            return True
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                log.debug("closing the worker lock's connection failed", exc_info=True)

@@ -11,6 +11,12 @@ Loops, all in one asyncio loop:
 * **control**: look up the runs being executed that a client paused or canceled.
 * **recovery**: every worker (no leader) re-queues items whose lease expired and marks
   runs CRASHED past ``max_recovery_attempts``.
+* **deaths**: every ``DEATH_CHECK_S`` or so, each worker looks for workers certainly
+  dead (on this host: their process is gone; on PostgreSQL: their session lock is free)
+  and re-queues their items at once, without waiting for their leases.
+* **liveness** (PostgreSQL): holds this worker's session lock; when its connection is
+  lost, claims nothing until it took the lock back, and stops its executions if another
+  worker recovered them meanwhile, or once cut off for a third of the lease.
 * **purge**: every ``purge_interval_s`` or so (jittered; no leader either: deletes are
   idempotent), runs that ended more than ``RUNYARD_RETENTION_DAYS`` ago are deleted.
 
@@ -35,8 +41,10 @@ from typing import TYPE_CHECKING
 from ..engine.executor import Execution, Runtime
 from ..models import EXECUTING, RunStatus
 from ..store import Claimed, Fence
+from ..store.claims import SessionLock
 from ..store.dbexec import LAST, LockBusy
 from ..store.hub import Hub, wait_event
+from . import liveness
 
 if TYPE_CHECKING:
     from ..service import Service
@@ -52,6 +60,8 @@ UPKEEP_CHECK_S = 1.0
 #: A worker's first purge comes within this long of its start (then every interval), so
 #: workers restarted more often than the interval still purge.
 FIRST_PURGE_WITHIN_S = 60.0
+#: How often a worker looks for workers certainly dead (jittered), seconds.
+DEATH_CHECK_S = 0.25
 #: A loop whose database work keeps failing tries again after a wait that doubles up to
 #: this long, seconds.
 MAX_RETRY_WAIT_S = 5.0
@@ -141,6 +151,9 @@ class Worker:
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._control_now = asyncio.Event()
+        self._live = asyncio.Event()  # holds its session lock (claims only then)
+        self._live.set()
+        self._lock: SessionLock | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(4, concurrency * 2), thread_name_prefix="runyard-step"
         )
@@ -175,6 +188,13 @@ class Worker:
             self.concurrency,
             self.wrefs,
         )
+        host = liveness.host_id()
+        started = liveness.process_started(os.getpid()) if host is not None else None
+        self._lock = store.session_lock()
+        key = await asyncio.to_thread(self._lock.acquire) if self._lock is not None else None
+        if self._lock is not None and key is None:
+            raise RuntimeError("no free key for the worker's session lock")
+        await db.write(store.worker_liveness_txn, self.id, host if started else None, started, key)
         self.runtime = Runtime(
             store=store,
             db=db,
@@ -192,7 +212,15 @@ class Worker:
             asyncio.create_task(self._recovery_loop(), name="recovery"),
             asyncio.create_task(self._purge_loop(), name="purge"),
             asyncio.create_task(self._upkeep_loop(), name="upkeep"),
+            asyncio.create_task(self._death_loop(host if started else None), name="deaths"),
         ]
+        if self._lock is not None:
+            loops.append(
+                asyncio.create_task(
+                    self._liveness_loop(self._lock, host if started else None, started),
+                    name="liveness",
+                )
+            )
         try:
             await self._claim_loop(hub)
             await self._drain()
@@ -205,6 +233,8 @@ class Worker:
                 await db.write(store.worker_stopped_txn, self.id)
             except Exception:
                 log.warning("could not mark worker %s stopped", self.id)
+            if self._lock is not None:
+                self._lock.close()  # (once marked stopped: nobody recovers its items)
             self._pool.shutdown(wait=False, cancel_futures=True)
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -221,6 +251,9 @@ class Worker:
         busy = 0
         failures = _Failures("claiming work", first_wait_s=0.1)
         while not self._stopping.is_set():
+            if not self._live.is_set():
+                await self._wait_any(self._live.wait(), timeout=self.poll_s)
+                continue
             free = self.concurrency - len(self.inflight)
             if free <= 0:
                 self._slot_freed.clear()
@@ -432,6 +465,86 @@ class Worker:
             wait = 0.0
             if recovered:
                 log.info("recovered %d run(s) whose worker stopped heartbeating", len(recovered))
+
+    async def _death_loop(self, host: str | None) -> None:
+        """Re-queue at once the items of workers certainly dead: on this host, a worker
+        whose process is gone; on PostgreSQL, one whose session lock is free (unless its
+        process lives here: it will take its lock back)."""
+        store, db = self.core.store, self.core.db
+        failures = _Failures("looking for dead workers", first_wait_s=DEATH_CHECK_S)
+        wait = 0.0
+        while True:
+            await asyncio.sleep(max(wait, DEATH_CHECK_S * random.uniform(0.6, 1.4)))
+            if not self._live.is_set():
+                continue  # (to the others, this worker may be the dead one)
+            try:
+                dead: list[str] = []
+                alive: set[str] = set()
+                if host is not None:
+                    for wid, pid, started in await db.read(store.workers_on_host, host, self.id):
+                        if started is not None and liveness.process_gone(pid, started):
+                            dead.append(wid)
+                        else:
+                            alive.add(wid)
+                unlocked = [
+                    (wid, key)
+                    for wid, key, _ in await db.read(store.unlocked_workers, self.id)
+                    if wid not in alive and wid not in dead
+                ]
+                recovered: list[str] = []
+                if dead or unlocked:
+                    recovered = await db.write(store.recover_dead_txn, dead, unlocked)
+            except Exception as exc:
+                wait = failures.failed(exc)
+                continue
+            failures.succeeded()
+            wait = 0.0
+            if recovered:
+                log.warning(
+                    "recovered %d run(s) of dead worker(s) %s",
+                    len(recovered),
+                    ", ".join(sorted(dead + [w for w, _ in unlocked])),
+                )
+
+    async def _liveness_loop(
+        self, lock: SessionLock, host: str | None, started: float | None
+    ) -> None:
+        """Keep this worker's session lock; see the module's docstring."""
+        store, db = self.core.store, self.core.db
+        while True:
+            if not await asyncio.to_thread(lock.lost, 1.0):
+                continue
+            self._live.clear()
+            log.warning("worker %s lost its session lock; taking it back", self.id)
+            failures = _Failures("taking the worker's session lock back", first_wait_s=0.05)
+            lost_at = time.monotonic()
+            while True:
+                try:
+                    key = await asyncio.to_thread(lock.acquire, lock.key)
+                    if key is None:
+                        # A worker is recovering this one's items, holding its lock.
+                        self._stop_all("another worker recovered them")
+                        key = await asyncio.to_thread(lock.acquire)
+                        if key is None:
+                            raise RuntimeError("no free key for the worker's session lock")
+                    if not await db.write(store.worker_liveness_txn, self.id, host, started, key):
+                        self._stop_all("another worker recovered them")
+                except Exception as exc:
+                    lock.close()
+                    if time.monotonic() - lost_at >= self.lease_s / 3:
+                        self._stop_all("cut off from the database")
+                    await asyncio.sleep(failures.failed(exc))
+                    continue
+                failures.succeeded()
+                self._live.set()
+                break
+
+    def _stop_all(self, why: str) -> None:
+        if self.inflight:
+            log.warning("stopping %d execution(s): %s", len(self.inflight), why)
+        for execution, task in list(self.inflight.values()):
+            if not task.done():
+                self._stop_execution(execution, task, "lost")
 
     async def _upkeep_loop(self) -> None:
         """After every ``UPKEEP_EVERY_CLAIMS`` items this worker claimed, the store's

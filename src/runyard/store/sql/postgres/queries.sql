@@ -1093,3 +1093,58 @@ WHERE id = %(run_id)s;
 -- The input of each of these runs that has exactly one (a page of a runs list).
 SELECT i.run_id, i.input FROM items i
 WHERE i.run_id = ANY(%(run_ids)s::text[]) AND i.idx = 0;
+
+-- name: worker_liveness
+-- What proves this worker dead early (see migration 0009): written once it holds its
+-- session lock (lock_key), so a lock found free later means its session ended.
+UPDATE workers SET host_id = %(host_id)s, proc_started = %(proc_started)s,
+  lock_key = %(lock_key)s, lock_at = CASE WHEN %(lock_key)s::bigint IS NULL THEN NULL ELSE runyard_now() END,
+  stopped_at = NULL
+WHERE id = %(id)s;
+
+-- name: workers_on_host
+-- The other workers of this host (name, boot, pid namespace) not known to have stopped.
+SELECT id, pid, proc_started FROM workers
+WHERE host_id = %(host_id)s AND stopped_at IS NULL AND id <> %(id)s;
+
+-- name: unlocked_workers
+-- Workers not known to have stopped whose session lock (namespace 1381564416, their
+-- lock_key) nobody holds, taken since the server last started: their session ended.
+SELECT w.id, w.lock_key, w.host_id FROM workers w
+WHERE w.stopped_at IS NULL AND w.lock_key IS NOT NULL AND w.id <> %(id)s
+  AND w.lock_at > extract(epoch FROM pg_postmaster_start_time())
+  AND NOT EXISTS (
+    SELECT 1 FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid::text::bigint = 1381564416 AND l.objid::text::bigint = w.lock_key);
+
+-- name: take_worker_lock
+-- Held until the transaction ends: the worker cannot take its lock back meanwhile.
+SELECT pg_try_advisory_xact_lock(1381564416, %(lock_key)s::int) AS got;
+
+-- name: stop_dead_worker
+UPDATE workers SET stopped_at = runyard_now()
+WHERE id = %(id)s AND stopped_at IS NULL
+  AND (%(lock_key)s::bigint IS NULL OR lock_key = %(lock_key)s::bigint)
+RETURNING id;
+
+-- name: requeue_owned
+-- The items of workers known dead, as expire_leases re-queues those of expired leases.
+UPDATE items SET owner = NULL, lease_expires_at = NULL, epoch = epoch + 1,
+  parked = CASE WHEN parked = 2 THEN 2 ELSE 1 END,
+  due_at = runyard_now() + random() * least(30.0, 0.25 * power(2, least(
+    (SELECT recovery_attempts FROM runs WHERE id = items.run_id), 7)))
+WHERE owner IS NOT NULL AND lease_expires_at IS NOT NULL AND owner = ANY(%(ids)s::text[])
+RETURNING run_id, idx, kind, due_at;
+
+-- name: worker_lock_state
+-- Before a worker takes its lock back: whether another process recovered its items.
+SELECT stopped_at FROM workers WHERE id = %(id)s FOR UPDATE;
+
+-- name: run_leases
+-- The items of a run in a worker's hands, with the lease each waits on and its worker.
+SELECT i.idx, i.owner, i.lease_expires_at, w.heartbeat_at, w.stopped_at
+FROM items i LEFT JOIN workers w ON w.id = i.owner
+WHERE i.run_id = %(run_id)s AND i.owner IS NOT NULL AND i.lease_expires_at IS NOT NULL
+ORDER BY i.lease_expires_at LIMIT 20;

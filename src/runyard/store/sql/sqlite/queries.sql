@@ -849,3 +849,37 @@ WHERE id = :run_id;
 -- The input of each of these runs that has exactly one (a page of a runs list).
 SELECT i.run_id, i.input FROM items i
 WHERE i.run_id IN (SELECT value FROM json_each(:run_ids)) AND i.idx = 0;
+
+-- name: worker_liveness
+-- What proves this worker dead early (see migration 0009). (SQLite has no session lock.)
+UPDATE workers SET host_id = :host_id, proc_started = :proc_started,
+  lock_key = :lock_key, lock_at = CASE WHEN :lock_key IS NULL THEN NULL ELSE ry_now() END,
+  stopped_at = NULL
+WHERE id = :id;
+
+-- name: workers_on_host
+-- The other workers of this host (name, boot, pid namespace) not known to have stopped.
+SELECT id, pid, proc_started FROM workers
+WHERE host_id = :host_id AND stopped_at IS NULL AND id <> :id;
+
+-- name: stop_dead_worker
+UPDATE workers SET stopped_at = ry_now()
+WHERE id = :id AND stopped_at IS NULL AND (:lock_key IS NULL OR lock_key = :lock_key)
+RETURNING id;
+
+-- name: requeue_owned
+-- The items of workers known dead, as expire_leases re-queues those of expired leases.
+UPDATE items SET owner = NULL, lease_expires_at = NULL, epoch = epoch + 1,
+  parked = CASE WHEN parked = 2 THEN 2 ELSE 1 END,
+  due_at = ry_now() + (abs(random()) % 1000) / 1000.0 * min(30.0, 0.25 * (1 << min(
+    (SELECT recovery_attempts FROM runs WHERE id = items.run_id), 7)))
+WHERE owner IS NOT NULL AND lease_expires_at IS NOT NULL
+  AND owner IN (SELECT value FROM json_each(:ids))
+RETURNING run_id, idx, kind, due_at;
+
+-- name: run_leases
+-- The items of a run in a worker's hands, with the lease each waits on and its worker.
+SELECT i.idx, i.owner, i.lease_expires_at, w.heartbeat_at, w.stopped_at
+FROM items i LEFT JOIN workers w ON w.id = i.owner
+WHERE i.run_id = :run_id AND i.owner IS NOT NULL AND i.lease_expires_at IS NOT NULL
+ORDER BY i.lease_expires_at LIMIT 20;
