@@ -11,11 +11,17 @@ from ...schemas import RUN_ID_PATTERN, UsageOut, UsageRow, ts
 from ..auth import ApiRoute
 from ..state import State
 from ..wire import MIN_EPOCH, epoch
+from .common import NOT_FOUND
 
 router = APIRouter(prefix="/v1", tags=["usage"], route_class=ApiRoute)
 
 
-@router.get("/usage", response_model=UsageOut, summary="Credits by action, workflow and day")
+@router.get(
+    "/usage",
+    response_model=UsageOut,
+    responses=NOT_FOUND,
+    summary="Credits by action, workflow and day",
+)
 async def usage(
     state: State,
     since: Annotated[datetime | None, Query(description="Start (default: until - 30 days)")] = None,
