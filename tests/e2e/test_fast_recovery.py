@@ -16,7 +16,7 @@ from runyard import Context, RunStatus
 from runyard.store.postgres import WorkerLock
 from runyard.worker import liveness
 from tests.apps.e2e_support import read_ledger, spawn, wait_registered
-from tests.conftest import WorkerProcess, make_yard
+from tests.conftest import WorkerProcess, make_yard, running_worker
 from tests.waiting import NotYet, wait_until_async
 
 LEASE_S = 15.0  # the default: recovery by lease alone would take this long
@@ -132,6 +132,34 @@ def test_a_free_session_lock_proves_death_and_a_held_one_does_not(pg_db_url: str
         assert await db.write(store.worker_liveness_txn, wid, "other-host", 1.0, key)
         assert await db.read(store.unlocked_workers, "me") == []
         lock.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        yard.close()
+
+
+def test_a_run_out_of_time_names_its_limit(db_url: str) -> None:
+    """The error of a run that exceeded its timeout says which limit it exceeded, as it
+    ran (a step still going) and when it waits for an event past its deadline."""
+    yard = make_yard(db_url)
+
+    @yard.workflow
+    async def slow(ctx: Context) -> int:
+        await asyncio.sleep(30)
+        return 1
+
+    @yard.workflow
+    async def waits(ctx: Context) -> object:
+        return await ctx.wait_for_event("never", ctx.run_id, timeout=30)
+
+    async def main() -> None:
+        async with running_worker(yard):
+            for name in ("slow", "waits"):
+                handle = await yard.start(name, timeout=0.5)
+                run = await handle.wait(timeout=30)
+                assert run.status is RunStatus.FAILED, (name, run.status)
+                assert "exceeded its timeout of 0.5 s" in str(run.error), (name, run.error)
 
     try:
         asyncio.run(main())

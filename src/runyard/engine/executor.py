@@ -462,7 +462,7 @@ class Execution:
         if wait.kind == "suspended":
             raise Suspended()
         if wait.kind == "run_timeout":
-            raise RunTimeout("the run took longer than its timeout")
+            raise RunTimeout(self.claimed.timeout_message())
         if wait.kind == "event" and wait.event is not None:
             result = EventResult(wait.event[0], wait.event[1], False)
         else:
@@ -712,14 +712,14 @@ class Execution:
                 # event wait) until then is: it ends now, and waits for no event.
                 if not await self._write(self.rt.store.forget_waits_txn, self.fence):
                     raise Fenced()
-                raise RunTimeout(f"the run took longer than its timeout ({deadline:.0f})")
+                raise RunTimeout(c.timeout_message())
             coro = self._invoke(typed)
             if deadline is not None:
                 try:
                     async with asyncio.timeout(max(0.0, deadline - time.time())):
                         result = await coro
                 except TimeoutError:
-                    raise RunTimeout("the run took longer than its timeout") from None
+                    raise RunTimeout(c.timeout_message()) from None
             else:
                 result = await coro
             text = jsonutil.dumps(result, what="the workflow's result")

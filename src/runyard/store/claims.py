@@ -123,6 +123,7 @@ class ClaimsMixin:
                 run_error=jsonutil.loads(run["error"]),
                 flow_key=r["flow_key"],
                 run_items=run["item_count"],
+                timeout_s=run["timeout_s"],
             )
             claimed.append(c)
             if c.last_position > 0 or c.attempt > 1 or c.generation > 0 or c.iteration > 1:

@@ -149,12 +149,19 @@ class Claimed:
     #: How many items the run had when this one was claimed (its inputs and map
     #: elements): an input that is its run's only item ends the run with its outcome.
     run_items: int = 0
+    #: The run's timeout, seconds (its deadline_at is when it started plus this).
+    timeout_s: float | None = None
     history: dict[int, StepRecord] = field(default_factory=dict)
     #: Failed attempts already recorded by position (0: the workflow's body; a step's
     #: only since the body last failed), those that were rate limited apart.
     failed_attempts: dict[int, int] = field(default_factory=dict)
     limited_attempts: dict[int, int] = field(default_factory=dict)
     sync_state: Any = None
+
+    def timeout_message(self) -> str:
+        """The error of a run that ran out of time, naming its limit."""
+        limit = f" of {self.timeout_s:g} s" if self.timeout_s is not None else ""
+        return f"the run exceeded its timeout{limit}"
 
 
 class Claims(list[Claimed]):

@@ -225,7 +225,7 @@ started AS (
          OR (deadline_at IS NULL AND timeout_s IS NOT NULL))
   RETURNING id, deadline_at)
 SELECT claimed.*, coalesce(s.deadline_at, r.deadline_at) AS deadline_at, r.sync_mode,
-  r.max_results, r.options, r.error, r.item_count
+  r.max_results, r.options, r.error, r.item_count, r.timeout_s
 FROM claimed JOIN runs r ON r.id = claimed.run_id LEFT JOIN started s ON s.id = claimed.run_id;
 
 -- name: claim_keyed
@@ -259,7 +259,7 @@ started AS (
          OR (deadline_at IS NULL AND timeout_s IS NOT NULL))
   RETURNING id, deadline_at)
 SELECT claimed.*, coalesce(s.deadline_at, r.deadline_at) AS deadline_at, r.sync_mode,
-  r.max_results, r.options, r.error, r.item_count
+  r.max_results, r.options, r.error, r.item_count, r.timeout_s
 FROM claimed JOIN runs r ON r.id = claimed.run_id LEFT JOIN started s ON s.id = claimed.run_id;
 
 -- name: due_flow_keys

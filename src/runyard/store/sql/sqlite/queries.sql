@@ -158,7 +158,7 @@ UPDATE runs SET status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status 
   deadline_at = coalesce(deadline_at, ry_now() + timeout_s),
   waiting_for = NULL, updated_at = ry_now()
 WHERE id IN (SELECT value FROM json_each(:ids))
-RETURNING id, deadline_at, sync_mode, max_results, options, error, item_count;
+RETURNING id, deadline_at, sync_mode, max_results, options, error, item_count, timeout_s;
 
 -- name: has_due_work
 SELECT 1 WHERE EXISTS (
