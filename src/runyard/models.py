@@ -167,7 +167,9 @@ class StepRecord:
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One failed attempt of a step (successful ones are the checkpoint itself)."""
+    """One failed attempt of a step (successful ones are the checkpoint itself), or of
+    the workflow's body (position 0). ``attempt`` counts within the body's attempt
+    ``workflow_attempt`` (each attempt of the body gives each step its own retries)."""
 
     run_id: str
     item_idx: int
@@ -177,6 +179,7 @@ class Attempt:
     started_at: float
     ended_at: float
     error: Any
+    workflow_attempt: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -407,7 +407,14 @@ class QueuePage(BaseModel):
 
 
 class AttemptOut(BaseModel):
-    attempt: int
+    """A failed attempt: ``attempt`` counts within the workflow's attempt
+    ``workflow_attempt`` (each attempt of the workflow's body gives each step its own
+    retries, so a step may have ``workflow attempts x step attempts`` attempts in all)."""
+
+    attempt: int = Field(description="The step's attempt within its workflow attempt, from 1")
+    workflow_attempt: int = Field(
+        default=1, description="The attempt of the workflow's body it belongs to, from 1"
+    )
     started_at: datetime
     ended_at: datetime
     error: Any = None
@@ -416,6 +423,7 @@ class AttemptOut(BaseModel):
     def of(cls, a: Attempt) -> AttemptOut:
         return cls(
             attempt=a.attempt,
+            workflow_attempt=a.workflow_attempt,
             started_at=ts(a.started_at),
             ended_at=ts(a.ended_at),
             error=a.error,

@@ -280,18 +280,20 @@ class Execution:
                     attempt,
                     started,
                 )
-            except (NonRetryableError, InvalidInput, NonDeterminismError) as exc:
-                return None, error_record(exc), attempt, started
             except Exception as exc:
                 record = error_record(exc)
-                failed, limited = _tally(exc, failed, limited)
-                delay = policy.next_delay(exc, failed, limited)
+                delay: float | None = None
+                if not isinstance(exc, NonRetryableError | InvalidInput | NonDeterminismError):
+                    failed, limited = _tally(exc, failed, limited)
+                    delay = policy.next_delay(exc, failed, limited)
+                if pos is not None:
+                    # Every failed attempt of a step is in its log, the last one too (a
+                    # new attempt of the body drops the failed checkpoint, not this).
+                    await self._record_attempt(pos, name, attempt, started, record)
                 if delay is None:
                     return None, record, attempt, started
-                if pos is not None:
-                    await self._record_attempt(pos, name, attempt, started, record)
-                    if delay > INLINE_BACKOFF_S:
-                        raise Suspend(time.time() + delay, f"retry:{name}") from None
+                if pos is not None and delay > INLINE_BACKOFF_S:
+                    raise Suspend(time.time() + delay, f"retry:{name}") from None
                 await asyncio.sleep(delay)
 
     def _failed_before(self, pos: int) -> tuple[int, int]:
@@ -351,6 +353,9 @@ class Execution:
                 await self._write(self.rt.store.release_flow_slot_txn, flow_control.key, holder)
 
         text, error, attempts, started = await self._attempts(name, pos, policy, body)
+        # The step's attempts in all: those of the body's earlier attempts, then these.
+        in_all = self.claimed.all_failed_attempts.get(pos, 0) - sum(self._failed_before(pos))
+        in_all += attempts
         if error is not None:
             self.pending.append(
                 Checkpoint(
@@ -358,18 +363,30 @@ class Execution:
                     name,
                     "step",
                     error=jsonutil.dumps(error),
-                    attempts=attempts,
+                    attempts=in_all,
                     started_at=started,
                 )
             )
             raise StepFailed(
-                f"step {name!r} failed after {attempts} attempt(s): {error['message']}",
+                f"step {name!r} failed after {self._attempts_text(attempts, in_all)}: "
+                f"{error['message']}",
                 details=error,
             )
         self.pending.append(
-            Checkpoint(pos, name, "step", result=text, attempts=attempts, started_at=started)
+            Checkpoint(pos, name, "step", result=text, attempts=in_all, started_at=started)
         )
         return json.loads(text) if text is not None else None
+
+    def _attempts_text(self, attempts: int, in_all: int) -> str:
+        """How often a step that failed was tried: ``3 attempts``, and where the body is
+        retried ``3 attempts (in workflow attempt 2 of 3; 6 attempts in all)``. Each
+        attempt of the workflow's body gives each step its own retries."""
+        text = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        body = sum(self._failed_before(0)) + 1
+        most = self.default_retries.max_attempts
+        if most > 1 or body > 1:
+            text += f" (in workflow attempt {body} of {max(most, body)}; {in_all} attempts in all)"
+        return text
 
     async def _acquire_slot(self, fc: FlowControl, holder: str) -> None:
         await self._write(

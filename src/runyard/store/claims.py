@@ -138,6 +138,7 @@ class ClaimsMixin:
         failed = tx.q("item_failed_attempts", {**key, "generation": c.generation})
         c.failed_attempts = {r["position"]: r["n"] - r["limited"] for r in failed}
         c.limited_attempts = {r["position"]: r["limited"] for r in failed}
+        c.all_failed_attempts = {r["position"]: r["total"] for r in failed}
         if c.iteration > 1 or c.sync_mode:
             row = tx.q1("previous_sync_state", key)
             c.sync_state = jsonutil.loads(row["state"]) if row else None

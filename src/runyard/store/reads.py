@@ -125,6 +125,7 @@ class ReadsMixin:
                 started_at=r["started_at"],
                 ended_at=r["ended_at"],
                 error=jsonutil.loads(r["error"]),
+                workflow_attempt=r["workflow_attempt"],
             )
             for r in tx.q("list_attempts", {"run_id": run_id})
         ]

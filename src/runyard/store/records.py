@@ -156,6 +156,8 @@ class Claimed:
     #: only since the body last failed), those that were rate limited apart.
     failed_attempts: dict[int, int] = field(default_factory=dict)
     limited_attempts: dict[int, int] = field(default_factory=dict)
+    #: A step's failed attempts in every attempt of the body (its true count so far).
+    all_failed_attempts: dict[int, int] = field(default_factory=dict)
     sync_state: Any = None
 
     def timeout_message(self) -> str:

@@ -181,16 +181,20 @@ ORDER BY position;
 -- name: item_failed_attempts
 -- By position, the failed attempts an execution continues counting from, and how many of
 -- them were rate limited: every attempt of the workflow's body (position 0), a step's
--- since the body last failed (each attempt of the body gives its steps their retries).
-SELECT position, count(*) AS n,
-  count(*) FILTER (WHERE json_extract(error, '$.code') = 'rate_limited') AS limited
-FROM attempts
-WHERE run_id = :run_id AND item_idx = :idx AND iteration = :iteration
-  AND generation = :generation
-  AND (position = 0 OR id > coalesce((
-    SELECT max(id) FROM attempts WHERE run_id = :run_id AND item_idx = :idx
-      AND iteration = :iteration AND generation = :generation AND position = 0), 0))
-GROUP BY position;
+-- since the body last failed (each attempt of the body gives its steps their retries);
+-- and a step's failed attempts in all (in every attempt of the body), for its true count.
+SELECT a.position,
+  count(*) FILTER (WHERE a.position = 0 OR a.id > l.last0) AS n,
+  count(*) FILTER (WHERE (a.position = 0 OR a.id > l.last0)
+                   AND json_extract(a.error, '$.code') = 'rate_limited') AS limited,
+  count(*) AS total
+FROM attempts a, (
+  SELECT coalesce(max(id), 0) AS last0 FROM attempts
+  WHERE run_id = :run_id AND item_idx = :idx AND iteration = :iteration
+    AND generation = :generation AND position = 0) l
+WHERE a.run_id = :run_id AND a.item_idx = :idx AND a.iteration = :iteration
+  AND a.generation = :generation
+GROUP BY a.position;
 
 -- name: previous_sync_state
 SELECT state FROM sync_states
@@ -669,7 +673,14 @@ SELECT * FROM steps WHERE run_id = :run_id AND (:iteration IS NULL OR iteration 
 ORDER BY iteration, item_idx, position;
 
 -- name: list_attempts
-SELECT * FROM attempts WHERE run_id = :run_id ORDER BY id;
+-- Each failed attempt with the attempt of the workflow's body it belongs to (1 + the
+-- body's attempts that failed before it, in the item's iteration and generation; a body
+-- attempt's own number for position 0).
+SELECT a.*, 1 + (SELECT count(*) FROM attempts b
+                 WHERE b.run_id = a.run_id AND b.item_idx = a.item_idx
+                   AND b.iteration = a.iteration AND b.generation = a.generation
+                   AND b.position = 0 AND b.id < a.id) AS workflow_attempt
+FROM attempts a WHERE a.run_id = :run_id ORDER BY a.id;
 
 -- name: list_outputs
 SELECT * FROM outputs
