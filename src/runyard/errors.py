@@ -16,8 +16,10 @@ Every error a client can see derives from :class:`RunyardError` and carries a st
     ├── IllegalTransition         409  e.g. resume of a SUCCEEDED run
     │   └── RunIdConflict              a run id reused with another request
     ├── PayloadTooLarge           413
+    ├── UnsupportedMediaType      415  a body that is not sent as JSON
     ├── CapacityExceeded          429
     ├── StoreUnavailable          503  the database cannot be reached right now
+    ├── StorageFull               507  the database's disk is full (writes only)
     ├── ServerUnreachable         503  (SDK) the Runyard server cannot be reached
     ├── WorkflowError                  raised inside workflows
     │   ├── NonRetryableError          a step failure that must not be retried
@@ -55,7 +57,7 @@ class RunyardError(Exception):
 
 
 class Unauthorized(RunyardError):
-    """An API key is required: send ``x-api-key: <key>`` or ``Authorization: Bearer <key>``."""
+    """An API key is required: send it as "x-api-key: <key>" or "Authorization: Bearer <key>"."""
 
     code = "unauthorized"
     http_status = 401
@@ -123,6 +125,13 @@ class PayloadTooLarge(RunyardError):
     http_status = 413
 
 
+class UnsupportedMediaType(RunyardError):
+    """The body must be JSON, sent with the header "Content-Type: application/json"."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+
+
 class CapacityExceeded(RunyardError):
     """No capacity is left right now; retry later."""
 
@@ -141,6 +150,13 @@ class StoreUnavailable(RunyardError):
 
     code = "store_unavailable"
     http_status = 503
+
+
+class StorageFull(RunyardError):
+    """The database's disk is full: nothing was written; retry once space is freed."""
+
+    code = "storage_full"
+    http_status = 507
 
 
 class Timeout(RunyardError):
@@ -176,7 +192,7 @@ class NonRetryableError(WorkflowError):
 
 
 class RateLimited(WorkflowError):
-    """An upstream asked us to slow down; the step is retried after ``retry_after`` seconds."""
+    """An upstream asked us to slow down; the step is retried after retry_after seconds."""
 
     code = "rate_limited"
 
@@ -227,9 +243,11 @@ __all__ = [
     "ServerUnreachable",
     "StepFailed",
     "StepTimeout",
+    "StorageFull",
     "StoreUnavailable",
     "Timeout",
     "Unauthorized",
+    "UnsupportedMediaType",
     "WorkflowError",
     "WorkflowNotFound",
 ]

@@ -10,6 +10,9 @@ from pydantic import BaseModel
 
 from .errors import InvalidInput
 
+#: The depth :func:`dumps` reports when the encoder itself runs out of stack.
+_STACK_DEPTH = 900
+
 _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 
 
@@ -55,15 +58,57 @@ def _find_unstorable(value: Any, path: str) -> tuple[str, str] | None:
     return None
 
 
-def dumps(value: Any, *, what: str = "value") -> str:
-    """Encode ``value`` for storage, or raise :class:`InvalidInput` naming ``what``."""
+def too_deep(value: Any, limit: int) -> bool:
+    """``value`` nests more than ``limit`` arrays or objects one inside the other (walked
+    without recursion: a value too deep for Python's stack is answered too)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def too_deep_error(what: str, limit: int) -> InvalidInput:
+    """The 422 for a payload nested deeper than ``limit``, naming ``what``."""
+    return InvalidInput(
+        f"{what} is nested deeper than {limit} levels (arrays or objects one inside the "
+        "other), the most that can be stored",
+        details=[
+            {"field": what, "error": f"nested deeper than {limit} levels", "max_depth": limit}
+        ],
+    )
+
+
+def dumps(value: Any, *, what: str = "value", max_depth: int | None = None) -> str:
+    """Encode ``value`` for storage, or raise :class:`InvalidInput` naming ``what``: it
+    is not JSON, holds text that cannot be stored, or nests deeper than ``max_depth``
+    (a payload a client gives: :data:`runyard.rules.JSON_DEPTH_MAX`; what could not be
+    given back is not stored)."""
     value = to_jsonable(value)
     try:
         text = _encoder.encode(value)
+    except RecursionError:
+        raise too_deep_error(what, max_depth or _STACK_DEPTH) from None
     except (TypeError, ValueError) as exc:
         raise InvalidInput(
             f"{what} is not JSON: {exc}", details=[{"field": what, "error": str(exc)}]
         ) from None
+    # Fewer brackets than the limit in the whole text cannot nest past it (the count is
+    # C-speed; the walk only runs for values with many brackets).
+    if (
+        max_depth is not None
+        and text.count("[") + text.count("{") > max_depth
+        and too_deep(value, max_depth)
+    ):
+        raise too_deep_error(what, max_depth)
     # The encoder escapes NUL as \u0000 and keeps lone surrogates; confirm on the value
     # itself (a literal backslash-u0000 in a string is legal and also contains that
     # substring).

@@ -23,6 +23,11 @@ ID_MAX = 200
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=\-]{0,199}$")
 #: An event id: 1 to EVENT_ID_MAX printable characters.
 EVENT_ID_MAX = 300
+#: How deep a JSON payload that is stored (run input, custom_data, task input, event
+#: data, outputs) may nest: 128 arrays or objects one inside the other. Deeper values
+#: could not be given back (the answer's serializer stops near 255 levels, the JSON
+#: decoder near 1,000), so they are refused on the way in (422 naming the limit).
+JSON_DEPTH_MAX = 128
 #: How a run is started: answered at once (async) or once it ends (live).
 MODES = ("async", "live")
 #: How an incremental run hands its outputs over across iterations.

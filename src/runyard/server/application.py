@@ -18,6 +18,7 @@ from .. import __version__
 from ..config import Settings
 from ..service import Core, Service
 from .auth import SECURITY_SCHEMES
+from .docs import install_docs
 from .errors import ErrorBoundary, install_handlers
 from .fastpath import RunyardAPI
 from .metrics import Metrics
@@ -93,6 +94,8 @@ def create_app(yard: Runyard | None = None, *, settings: ServerSettings | None =
         description=DESCRIPTION,
         lifespan=lifespan,
         redoc_url=None,
+        docs_url=None,  # served from the package by install_docs
+        strict_content_type=False,  # a body without a Content-Type is read as JSON
         openapi_tags=[
             {"name": "runs", "description": "Start, follow and steer runs"},
             {"name": "workflows", "description": "What workers published"},
@@ -112,10 +115,17 @@ def create_app(yard: Runyard | None = None, *, settings: ServerSettings | None =
 
     app.openapi = openapi  # type: ignore[method-assign]
     install_handlers(app)
+    install_docs(app, "Runyard")
     app.include_router(ops.health_router)
     app.include_router(ops.metrics_router)
     for module in (workflows, runs, tasks, events, usage):
         app.include_router(module.router)
+    # Every route with its full path, for the Allow header of a 405 (errors.py).
+    app.state.route_table = [
+        *ops.health_router.routes,
+        *ops.metrics_router.routes,
+        *(r for m in (workflows, runs, tasks, events, usage) for r in m.router.routes),
+    ]
     # Added innermost first: RequestMetrics sees every answer, the 413s included.
     app.add_middleware(ErrorBoundary, is_transient=service.is_transient)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

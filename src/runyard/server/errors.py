@@ -17,11 +17,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import (
     CapacityExceeded,
     RunyardError,
+    StorageFull,
     StoreUnavailable,
 )
 from ..schemas import ErrorResponse
@@ -30,6 +32,8 @@ log = logging.getLogger("runyard.server")
 
 #: Seconds a client should wait before retrying while the database is away.
 UNAVAILABLE_RETRY_AFTER_S = 1
+#: Seconds a client should wait before retrying a write refused for a full disk.
+FULL_RETRY_AFTER_S = 30
 
 
 _HTTP_CODES = {
@@ -49,9 +53,14 @@ DESCRIPTIONS = {
     404: "Not found",
     409: "Illegal transition for the run's current status",
     413: "The request body is larger than the configured limit",
+    415: "The body is not sent as JSON (`Content-Type: application/json`; a body without "
+    "a `Content-Type` is read as JSON)",
     422: "The request is not valid; `details` names each bad field",
     429: "No capacity right now; retry after `Retry-After` seconds",
-    503: "The database is unavailable; retry after `Retry-After` seconds",
+    503: "The database is unavailable; retry after `Retry-After` seconds. For a write, "
+    "whether it took effect is unknown: `details.outcome` is `unknown` and, for a start "
+    "with a `run_id`, `details.check` is the run's URL",
+    507: "The database's disk is full: nothing was written; retry after `Retry-After` seconds",
 }
 
 
@@ -60,7 +69,7 @@ def error_responses(codes: Sequence[int]) -> dict[int | str, dict[str, Any]]:
     docs: dict[int | str, dict[str, Any]] = {}
     for code in codes:
         entry: dict[str, Any] = {"model": ErrorResponse, "description": DESCRIPTIONS[code]}
-        if code in (429, 503):
+        if code in (429, 503, 507):
             entry["headers"] = {
                 "Retry-After": {
                     "description": "Seconds to wait before retrying",
@@ -85,16 +94,60 @@ def error_json(
     )
 
 
-def runyard_error_response(exc: RunyardError) -> JSONResponse:
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def unavailable_answer(exc: StoreUnavailable, method: str) -> tuple[str, Any]:
+    """The message and details of a 503: plain words, never the driver's text (host,
+    port, "Is the server running"), which is logged instead. A write may have reached
+    the database before it went away: its outcome is unknown, and the answer says how to
+    check (the run id, when the client gave one)."""
+    wait = f"retry in {UNAVAILABLE_RETRY_AFTER_S} s"
+    if method in _SAFE_METHODS:
+        return f"the database is unavailable right now; {wait}", None
+    given = exc.details if isinstance(exc.details, dict) else {}
+    details: dict[str, Any] = {"outcome": "unknown"}
+    lost = "the database became unavailable while this request was handled"
+    if given.get("run_id"):
+        run_id = str(given["run_id"])
+        details.update(run_id=run_id, check=f"/v1/runs/{run_id}")
+        return (
+            f"{lost}: whether run {run_id} was created is unknown. GET /v1/runs/{run_id} "
+            "tells (404: it was not); sending the same request again is safe either way "
+            f"(a start with an existing run_id answers that run); {wait}",
+            details,
+        )
+    if "run_id" in given:  # a start without a run id
+        return (
+            f"{lost}: whether a run was created is unknown. Give a run_id to make a retry "
+            "safe: a start with an existing run_id answers that run instead of starting "
+            f"another; {wait}",
+            details,
+        )
+    return (
+        f"{lost}: whether it took effect is unknown; read what it changes to check before "
+        f"sending it again; {wait}",
+        details,
+    )
+
+
+def runyard_error_response(exc: RunyardError, method: str = "GET") -> JSONResponse:
+    """The answer to ``exc``, raised while handling a request of ``method``."""
     headers: dict[str, str] = {}
+    message, details = exc.message, _jsonable(exc.details)
     if isinstance(exc, CapacityExceeded):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     elif isinstance(exc, StoreUnavailable):
         headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_S)
+        log.warning("database unavailable during a %s: %s", method, exc.message)
+        message, details = unavailable_answer(exc, method)
+    elif isinstance(exc, StorageFull):
+        headers["Retry-After"] = str(FULL_RETRY_AFTER_S)
+        log.error("a %s was refused: %s", method, exc.message)
     elif exc.http_status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     status = exc.http_status if 400 <= exc.http_status <= 599 else 500
-    return error_json(status, exc.code, exc.message, _jsonable(exc.details), headers)
+    return error_json(status, exc.code, message, details, headers)
 
 
 def _jsonable(value: Any) -> Any:
@@ -132,25 +185,50 @@ def validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
     return details
 
 
-async def _runyard_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _runyard_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RunyardError)
-    return runyard_error_response(exc)
+    return runyard_error_response(exc, request.method)
+
+
+def validation_summary(details: Sequence[dict[str, Any]]) -> str:
+    """The message of a 422: each bad field and what is wrong with it (the first ten)."""
+    summary = "; ".join(f"{d['field']}: {d['error']}" for d in details[:10])
+    more = f" (and {len(details) - 10} more)" if len(details) > 10 else ""
+    return f"invalid request: {summary}{more}"
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = validation_details(exc.errors())
-    summary = "; ".join(f"{d['field']}: {d['error']}" for d in details[:10])
-    return error_json(422, "invalid_input", f"invalid request: {summary}", details)
+    return error_json(422, "invalid_input", validation_summary(details), details)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers on this path (Starlette's 405 names
+    only the first route's: ``DELETE /v1/runs`` said ``Allow: POST``, not GET too)."""
+    methods: set[str] = set()
+    for route in getattr(request.app.state, "route_table", ()):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    headers = dict(exc.headers or {})
     if exc.status_code == 404 and message == "Not Found":
         message = "no such route"
-    return error_json(exc.status_code, code, message, headers=dict(exc.headers or {}))
+    if exc.status_code == 405:
+        given = [m.strip() for m in headers.get("Allow", "").split(",") if m.strip()]
+        # Routing's own 405 (its default detail) names one route's methods: all of them
+        # here. A route that refuses a method itself names what it allows.
+        allowed = (allowed_methods(request) if message == "Method Not Allowed" else []) or given
+        headers["Allow"] = ", ".join(allowed)
+        message = f"{request.method} is not allowed here; use {' or '.join(allowed)}"
+    return error_json(exc.status_code, code, message, headers=headers)
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -196,6 +274,6 @@ def unexpected_error_response(
     database error, else 500 ``internal`` (logged with its traceback)."""
     if is_transient(exc):
         log.warning("database unavailable during %s %s: %s", scope["method"], scope["path"], exc)
-        return runyard_error_response(StoreUnavailable(f"the database is unavailable: {exc}"))
+        return runyard_error_response(StoreUnavailable(), scope["method"])
     log.error("unexpected error in %s %s", scope["method"], scope["path"], exc_info=exc)
     return error_json(500, "internal", "internal server error")

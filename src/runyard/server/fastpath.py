@@ -31,7 +31,7 @@ from starlette.types import Message, Receive, Scope, Send
 from ..errors import RunyardError
 from ..schemas import RunCreate
 from ..service import retry_window
-from .auth import NOT_JSON, authenticate, strict_json
+from .auth import authenticate, strict_json
 from .errors import runyard_error_response, unexpected_error_response
 from .routes.runs import start_run
 from .state import ServerState
@@ -109,15 +109,14 @@ async def trigger(state: ServerState, scope: Scope, receive: Receive, send: Send
         principal = await authenticate(state, request)
         principal.require("write")
         value = strict_json(b"".join(chunks))
-        if value is NOT_JSON:
-            return _replay(messages, receive)
         body = RunCreate.model_validate(value)
     except ValidationError:
         return _replay(messages, receive)
     except RunyardError as exc:
         if exc.http_status < 500:
             return _replay(messages, receive)
-        await _answer(state, scope, receive, send, runyard_error_response(exc), started)
+        response = runyard_error_response(exc, "POST")
+        await _answer(state, scope, receive, send, response, started)
         return None
     except Exception as exc:
         response = unexpected_error_response(exc, scope, state.service.is_transient)
@@ -127,7 +126,7 @@ async def trigger(state: ServerState, scope: Scope, receive: Receive, send: Send
     try:
         response = await start_run(state, request, body)
     except RunyardError as exc:
-        response = runyard_error_response(exc)
+        response = runyard_error_response(exc, "POST")
     except Exception as exc:
         response = unexpected_error_response(exc, scope, state.service.is_transient)
     await _answer(state, scope, receive, send, response, started)

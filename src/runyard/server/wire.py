@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from ..errors import InvalidInput
 
 PAGINATION_HEADER = "X-Pagination-Next"
+
+
+def _iso_time(value: Any) -> Any:
+    """A time on the wire is ISO 8601: a bare number (``0.5``), which pydantic would read
+    as seconds since the epoch, is refused, as the schema (``format: date-time``) says."""
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("expected an ISO 8601 date-time such as 2026-01-31T12:00:00Z")
+    return value
+
+
+#: A time query parameter: ISO 8601 only.
+TimeQuery = Annotated[
+    datetime | None,
+    BeforeValidator(_iso_time),
+    Query(description="ISO 8601 (a time without a zone is UTC)"),
+]
 #: Columns the database keeps as 32-bit integers.
 INT32_MAX = 2**31 - 1
 #: The earliest time that can be shown (0001-01-02 UTC), for derived bounds.

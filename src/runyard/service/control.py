@@ -11,7 +11,7 @@ from typing import Any
 from .. import jsonutil
 from ..errors import CapacityExceeded, InvalidInput, RunNotFound, WorkflowNotFound
 from ..models import Run
-from ..rules import check_event_id, check_run_id, generate_run_id, invalid
+from ..rules import JSON_DEPTH_MAX, check_event_id, check_run_id, generate_run_id, invalid
 from ..schemas import finite
 from ..store import RunFilter
 from ..store.tx import Tx
@@ -130,7 +130,7 @@ class ControlMixin(StartMixin):
         if input is None:
             return None
         value = jsonutil.to_jsonable(input)
-        text = jsonutil.dumps(value, what="input")
+        text = jsonutil.dumps(value, what="input", max_depth=JSON_DEPTH_MAX)
         if wf is not None:
             wf.validate_input(value, "input")
         elif published is not None:
@@ -140,7 +140,7 @@ class ControlMixin(StartMixin):
     async def notify(self, event_id: str, data: Any = None) -> list[str]:
         """Store event ``event_id`` and wake the runs waiting for it; their ids."""
         check_event_id(event_id)
-        text = jsonutil.dumps(data, what="data")
+        text = jsonutil.dumps(data, what="data", max_depth=JSON_DEPTH_MAX)
         return await self.core.write(self.core.store.notify_txn, event_id, text)
 
     async def check_capacity(self, req: StartRequest) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from .. import jsonutil
+from ..errors import StorageFull
 from . import wakebus
 from .base import Store, Tx
 
@@ -135,16 +136,29 @@ class SQLiteStore(Store):
 
         tx = Tx(self, cur, commit=commit if write else None)
         try:
-            yield tx
-        except BaseException:
-            if not tx.finished:
-                cur.execute("ROLLBACK")
-            raise
-        else:
-            if write:
-                tx.finish()
+            try:
+                yield tx
+            except BaseException:
+                if not tx.finished:
+                    cur.execute("ROLLBACK")
+                raise
             else:
-                cur.execute("COMMIT")
+                if write:
+                    tx.finish()
+                else:
+                    cur.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_FULL:
+                raise
+            # The disk (or the file's max_page_count) is full: nothing of this write is
+            # kept (a failed COMMIT leaves its transaction open: rolled back here), reads
+            # go on, and writes succeed again once there is space.
+            if conn.in_transaction:
+                cur.execute("ROLLBACK")
+            raise StorageFull(
+                "the database's disk is full: nothing was written; writes resume once "
+                "space is freed"
+            ) from exc
         finally:
             self._restore(cur, lax, wait)
 

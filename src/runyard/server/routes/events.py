@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body, HTTPException, Path
 
 from ...rules import EVENT_ID_MAX
 from ...schemas import Notified, NotifyIn, WaiterList, WaiterOut
@@ -14,7 +14,18 @@ from ..state import State
 
 router = APIRouter(prefix="/v1", tags=["events"], route_class=ApiRoute)
 
-EventId = Annotated[str, Path(min_length=1, max_length=EVENT_ID_MAX, description="The event's id")]
+EventId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=EVENT_ID_MAX,
+        description="The event's id: printable characters, `/` allowed; percent-encoded "
+        "bytes must be UTF-8. A notified id cannot end in `/waiters` (that path lists the "
+        "waiters: GET only)",
+    ),
+]
+#: The end of the waiters path, which a notify cannot take as part of an id.
+WAITERS = "/waiters"
 
 
 @router.post(
@@ -29,6 +40,10 @@ async def notify(
 ) -> Notified:
     """The event is stored first, so a wait that starts shortly after still receives it
     (within the lookback window); the answer lists the runs woken now."""
+    if event_id.endswith(WAITERS):
+        # POST on the waiters list: the list answers GET only (405), no event
+        # "x/waiters" is notified.
+        raise HTTPException(405, "the waiters of an event are read with GET", {"Allow": "GET"})
     woken = await state.service.notify(event_id, body.data if body is not None else None)
     return Notified(event_id=event_id, woken=woken)
 

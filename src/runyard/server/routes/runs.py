@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import functools
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BeforeValidator
 
-from ...errors import InvalidInput
+from ...errors import InvalidInput, StoreUnavailable
 from ...models import Attempt, ItemState, LogLine, Output, RunStatus, StepRecord
+from ...rules import invalid
 from ...schemas import (
     AttemptOut,
     BulkCancel,
@@ -40,7 +42,7 @@ from ..errors import error_responses
 from ..live import start_and_answer, wait_terminal
 from ..sse import run_event_stream
 from ..state import ServerState, State
-from ..wire import bound, epoch, json_response, run_location
+from ..wire import TimeQuery, bound, epoch, json_response, run_location
 from .common import CONFLICT, NOT_FOUND, RunId, paginated, set_next
 
 router = APIRouter(prefix="/v1", tags=["runs"], route_class=ApiRoute)
@@ -120,7 +122,20 @@ async def start_run(state: ServerState, request: Request, body: RunCreate) -> JS
         not_before=epoch(body.not_before, "not_before", "body"),
         task_id=body.task_id,
     )
-    return await start_and_answer(state, request, req, body.wait_timeout)
+    try:
+        return await start_and_answer(state, request, req, body.wait_timeout)
+    except StoreUnavailable as exc:
+        # The 503 says how to learn whether the run was created (see unavailable_answer).
+        raise StoreUnavailable(exc.message, details={"run_id": body.run_id}) from exc
+
+
+#: A status filter in any case (``succeeded`` as ``SUCCEEDED``), as the CLI takes it.
+AnyCaseStatus = Annotated[
+    RunStatus, BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)
+]
+#: The deepest page ``page``/``page_size`` reach (rows skipped): each page walks the
+#: list from its start, so deeper paging is by cursor.
+MAX_PAGE_OFFSET = 10_000
 
 
 @router.get("/runs", response_model=RunPage, responses=paginated(RunPage), summary="List runs")
@@ -129,19 +144,51 @@ async def list_runs(
     response: Response,
     workflow: Annotated[str | None, Query(max_length=128)] = None,
     task_id: Annotated[str | None, Query(max_length=200)] = None,
-    status: Annotated[list[RunStatus] | None, Query(description="Repeat for several")] = None,
+    status: Annotated[
+        list[AnyCaseStatus] | None,
+        Query(description="Repeat for several; any case (`succeeded` is `SUCCEEDED`)"),
+    ] = None,
     mode: Annotated[str | None, Query(max_length=32)] = None,
     schedule_id: Annotated[str | None, Query(max_length=200)] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    created_after: TimeQuery = None,
+    created_before: TimeQuery = None,
+    cursor: Annotated[
+        str | None, Query(max_length=500, description="`next_cursor` of the previous page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    page: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_PAGE_OFFSET,
+            description="Page number (from 1), instead of `cursor`; pages hold `page_size` "
+            f"runs and reach at most {MAX_PAGE_OFFSET} runs deep",
+        ),
+    ] = None,
+    page_size: Annotated[
+        int | None, Query(ge=1, le=100, description="Runs per page with `page` (else `limit`)")
+    ] = None,
     sort: Literal["created_at"] = "created_at",
     order: Literal["asc", "desc"] = "desc",
 ) -> RunPage:
-    """Newest first by default; follow ``next_cursor`` (also in ``X-Pagination-Next``).
-    A run created while you page never makes a later page repeat or skip one."""
-    page = await state.service.list_runs(
+    """Newest first by default; follow ``next_cursor`` (also in ``X-Pagination-Next``),
+    or ask for ``page``/``page_size``. A run created while you page by cursor never makes
+    a later page repeat or skip one."""
+    size = page_size or limit
+    if page_size is not None and page is None:
+        raise invalid(
+            "page_size", "page_size goes with page (use limit with cursor)", "without page"
+        )
+    if page is not None and cursor is not None:
+        raise invalid("page", "give page or cursor, not both", "both page and cursor")
+    if page is not None and (page - 1) * size > MAX_PAGE_OFFSET:
+        raise invalid(
+            "page",
+            f"page {page} of {size} is deeper than {MAX_PAGE_OFFSET} runs: page by cursor",
+            "too deep",
+        )
+    query = functools.partial(
+        state.service.list_runs,
         workflow=workflow,
         status=[s.value for s in status] if status else None,
         task_id=task_id,
@@ -149,12 +196,19 @@ async def list_runs(
         mode=mode,
         created_after=bound(created_after, "created_after"),
         created_before=bound(created_before, "created_before"),
-        cursor=cursor,
-        limit=limit,
         order=order,
     )
-    set_next(response, page.next_cursor)
-    return RunPage(items=[RunOut.of(r) for r in page.items], next_cursor=page.next_cursor)
+    skip = (page - 1) * size if page is not None else 0
+    while skip > 0:  # walk to the page asked for, a hundred runs at a time
+        passed = await query(cursor=cursor, limit=min(skip, 100))
+        skip -= len(passed.items)
+        cursor = passed.next_cursor
+        if cursor is None:
+            set_next(response, None)
+            return RunPage(items=[], next_cursor=None)
+    result = await query(cursor=cursor, limit=size)
+    set_next(response, result.next_cursor)
+    return RunPage(items=[RunOut.of(r) for r in result.items], next_cursor=result.next_cursor)
 
 
 @router.post(
