@@ -2,7 +2,7 @@
 
 ::
 
-    yard = Runyard()                      # RUNYARD_DATABASE_URL, default sqlite:///runyard.db
+    yard = Runyard()                      # RUNYARD_DATABASE_URL, default sqlite:///.runyard/runyard.db
 
     @yard.workflow(retries=3, timeout=3600)
     async def enrich(ctx: Context, company: Company) -> dict: ...

@@ -5,9 +5,29 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-#: Where runs are kept when nothing says otherwise.
-DEFAULT_URL = "sqlite:///runyard.db"
+#: Where runs are kept when nothing says otherwise: a folder of its own, which
+#: ``runyard dev`` and ``runyard db upgrade`` give a ``.gitignore`` (the dev key file
+#: lives beside the database).
+DEFAULT_URL = "sqlite:///.runyard/runyard.db"
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its password (in the authority or a ``password=`` parameter) shown
+    as ``***``, fit to print."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:***@{host}"
+    query = "&".join(
+        f"{k}=***" if k.lower() == "password" else f"{k}={v}"
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    if netloc == parts.netloc and "password" not in parts.query.lower():
+        return url  # (urlunsplit would drop the empty authority of sqlite:///x)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def env_number(name: str, default: float, *, integer: bool = False) -> float:
@@ -30,7 +50,7 @@ def env_number(name: str, default: float, *, integer: bool = False) -> float:
 class Settings:
     """Runtime settings.
 
-    ``RUNYARD_DATABASE_URL``   database (default ``sqlite:///runyard.db``)
+    ``RUNYARD_DATABASE_URL``   database (default ``sqlite:///.runyard/runyard.db``)
     ``RUNYARD_LEASE_S``        how long a worker's claim lasts without a heartbeat (15)
     ``RUNYARD_POLL_S``         polling backstop when no wake-up arrives (0.5)
     ``RUNYARD_EVENT_LOOKBACK_S`` how far back a new wait sees notified events (300)

@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -114,7 +115,19 @@ def test_dev_serves_the_examples(tmp_path: Path) -> None:
         assert result.status_code == 200, result.text
         assert result.json()["status"] == "SUCCEEDED"
         assert result.json()["result"]["domain"] == "acme.com"
-        assert (tmp_path / "runyard.db").exists()
+        # The database and the key in a folder of their own that git ignores; the key
+        # readable only by its owner; the banner says where both are.
+        folder = tmp_path / ".runyard"
+        assert (folder / "runyard.db").exists() and not (tmp_path / "runyard.db").exists()
+        assert (folder / ".gitignore").read_text().splitlines()[-1] == "*"
+        key_file = folder / "runyard.db.key"
+        assert key_file.read_text().strip() == key
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert dev.wait_for(r"API key:.*kept in (\S+),").group(1) == str(key_file)
+        assert str(folder / "runyard.db") in dev.wait_for(r"Database:\s+(.*)").group(1)
+        assert dev.wait_for(r"runyard dev: database (.*)").group(1) == (
+            f"sqlite:///.runyard/runyard.db ({folder / 'runyard.db'})"
+        )
     finally:
         code = dev.stop()
     assert code == 0, "\n".join(dev.lines)
@@ -153,3 +166,19 @@ def test_dev_with_a_given_key_and_app(tmp_path: Path) -> None:
     finally:
         assert dev.stop() == 0
     assert os.path.exists(tmp_path / "x.db")
+
+
+def test_dev_banner_curl_works_for_the_app_served(tmp_path: Path) -> None:
+    """The printed curl starts a workflow of the app with an input its schema accepts:
+    here the first by name needs a nested model (a ``$ref``), which ``{}`` would not be."""
+    port = free_port()
+    dev = DevProcess(tmp_path, port, "tests.cli.first_hour_app:yard")
+    try:
+        curl = dev.wait_for(r"^\s+(curl .*)$").group(1)
+        assert '"workflow": "approve_order"' in curl
+        answer = replay_curl(curl)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["run"]["status"] == "SUCCEEDED", answer.text
+        assert answer.json()["run"]["result"]["qty"] >= 2
+    finally:
+        assert dev.stop() == 0, "\n".join(dev.lines)

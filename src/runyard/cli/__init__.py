@@ -8,7 +8,7 @@ the SDK, like any client (``--url``/``RUNYARD_URL``, ``--api-key``/``RUNYARD_API
 from __future__ import annotations
 
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import entry_points, version
 
 import typer
 
@@ -22,7 +22,31 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help: a flag is shown as a flag (Rich's tables label every one "<bool>").
+    rich_markup_mode=None,
 )
+
+
+def _version(show: bool) -> None:
+    if show:
+        sys.stdout.write(f"runyard {version('runyard')}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    _show_version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        callback=_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
+) -> None:
+    """Durable workflow runs on SQLite or PostgreSQL."""
+
+
 app.command("dev")(dev.dev)
 app.command("server")(server.server)
 app.command("worker")(worker.worker)

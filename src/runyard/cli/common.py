@@ -11,13 +11,18 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import typer
+
+from ..config import DEFAULT_URL, redacted_url
+from ..errors import NotFound
+from . import output
 
 if TYPE_CHECKING:
     from ..app import Runyard
     from ..client import Client
-    from ..service import Service
+    from ..service import Core, Service
 
 T = TypeVar("T")
 
@@ -25,8 +30,72 @@ DatabaseOption = typer.Option(
     None,
     "--database-url",
     envvar="RUNYARD_DATABASE_URL",
-    help="sqlite:///file.db or postgresql://... (default sqlite:///runyard.db)",
+    help=f"sqlite:///file.db or postgresql://... (default {DEFAULT_URL})",
+    show_envvar=True,
 )
+
+
+def describe_database(database_url: str) -> str:
+    """The database as a process announces it: the URL, its password redacted, and for
+    SQLite the file's absolute path."""
+    shown = redacted_url(database_url)
+    if database_url.startswith("sqlite:"):
+        path = sqlite_file(database_url)
+        if path is not None:
+            return f"{shown} ({path})"
+    return shown
+
+
+def sqlite_file(database_url: str) -> Path | None:
+    """The absolute path of a SQLite database file (None: not SQLite, or in memory)."""
+    if not database_url.startswith("sqlite:"):
+        return None
+    path = unquote(urlsplit(database_url).path)
+    path = path if database_url.startswith("sqlite:////") else path.removeprefix("/")
+    if not path or path == ":memory:":
+        return None
+    return Path(path).absolute()
+
+
+def announce_database(command: str, database_url: str) -> None:
+    """Say on stderr which database ``runyard COMMAND`` uses (stdout stays for results)."""
+    output.err.print(
+        f"runyard {command}: database {describe_database(database_url)}",
+        markup=False,
+        highlight=False,
+    )
+
+
+def require_database(database_url: str, core: Core) -> None:
+    """Refuse (NotFound, naming the path or URL it looked for) a database that does not
+    exist or has no Runyard schema: only ``runyard db upgrade`` and ``runyard dev``
+    create one."""
+    if core.schema_version() is not None:
+        return
+    where = describe_database(database_url)
+    file = sqlite_file(database_url)
+    what = (
+        f"no Runyard database at {file}"
+        if file is not None and not file.exists()
+        else f"the database {where} has no Runyard schema"
+    )
+    raise NotFound(
+        f"{what} (RUNYARD_DATABASE_URL or --database-url names it; default {DEFAULT_URL}): "
+        "create it with `runyard db upgrade`, or run this where your database is",
+        details=[{"field": "database_url", "error": "no Runyard database", "url": where}],
+    )
+
+
+def keep_private(database_url: str) -> None:
+    """Give the folder of the default database (``.runyard/``) a ``.gitignore`` that
+    ignores everything in it: the database and the dev key file stay out of git."""
+    file = sqlite_file(database_url)
+    if file is None or file.parent.name != ".runyard":
+        return
+    file.parent.mkdir(parents=True, exist_ok=True)
+    ignore = file.parent / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# Runyard's database and dev key: never committed\n*\n")
 
 
 def load_app(target: str) -> Runyard:
@@ -53,14 +122,28 @@ def load_app(target: str) -> Runyard:
     return yard
 
 
-def on_service(database_url: str | None, call: Callable[[Service], Awaitable[T]]) -> T:
+def on_service(
+    database_url: str | None,
+    call: Callable[[Service], Awaitable[T]],
+    *,
+    command: str | None = None,
+) -> T:
     """``call(service)`` on the database of ``database_url`` (``RUNYARD_DATABASE_URL``,
-    default ``sqlite:///runyard.db``), migrated first; for the commands that work on the
-    database directly rather than through a server."""
+    default ``sqlite:///.runyard/runyard.db``), which must exist (migrated to the newest
+    schema first); for the commands that work on the database directly rather than
+    through a server. With ``command``, say which database it is on stderr."""
     from ..config import Settings
     from ..service import Core, Service
 
-    service = Service(Core(Settings.from_env(database_url)))
+    settings = Settings.from_env(database_url)
+    if command is not None:
+        announce_database(command, settings.database_url)
+    service = Service(Core(settings))
+    try:
+        require_database(settings.database_url, service.core)
+    except BaseException:
+        service.close()
+        raise
 
     async def main() -> T:
         try:

@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import math
+import os
 import shlex
 import signal
 import socket
@@ -16,17 +18,26 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import typer
 
 from .. import keys as apikeys
 from .. import loop
 from ..app import Runyard
+from ..config import DEFAULT_URL
 from ..service import Service
 from . import output
-from .common import load_app, on_service, setup_logging
+from .common import (
+    announce_database,
+    describe_database,
+    keep_private,
+    load_app,
+    on_service,
+    setup_logging,
+    sqlite_file,
+)
 
 EXAMPLES = "runyard.examples:yard"
-DEFAULT_DB = "sqlite:///runyard.db"
 #: An input to show in the printed curl, per bundled example.
 EXAMPLE_INPUTS: dict[str, Any] = {
     "enrich_companies": {"domain": "acme.com"},
@@ -43,7 +54,12 @@ def dev(
     host: str = typer.Option("127.0.0.1", "--host", envvar="RUNYARD_HOST"),
     port: int = typer.Option(8000, "--port", "-p", min=1, max=65535, envvar="RUNYARD_PORT"),
     database_url: str = typer.Option(
-        DEFAULT_DB, "--database-url", envvar="RUNYARD_DATABASE_URL", help="Where runs are kept"
+        DEFAULT_URL,
+        "--database-url",
+        envvar="RUNYARD_DATABASE_URL",
+        help="Where runs are kept (created if new; the default folder .runyard/ holds the "
+        "database and the dev key, and a .gitignore that keeps both out of git)",
+        show_envvar=True,
     ),
     api_key: str = typer.Option(
         None,
@@ -62,6 +78,8 @@ def dev(
     _check_port(host, port)
     yard = load_app(app or EXAMPLES)
     yard.settings = dataclasses.replace(yard.settings, database_url=database_url)
+    announce_database("dev", database_url)
+    keep_private(database_url)
     yard.migrate()
     key, where = dev_key(yard, api_key)
     settings = dataclasses.replace(
@@ -106,32 +124,29 @@ def dev_key(yard: Runyard, given: str | None) -> tuple[str, str]:
 
     # (A service of its own: the yard's executor is for the server's event loop.)
     key, kept = on_service(yard.settings.database_url, kept_or_new)
-    if kept:
-        return key, f"kept in {path}"
     if path is None:
         return key, "new; runyard keys revoke to drop it"
-    path.touch(mode=0o600)
-    path.write_text(key + "\n")
-    return key, f"new; kept in {path}"
+    if kept:
+        os.chmod(path, 0o600)  # (a file kept from before 0600 was the rule)
+        return key, f"kept in {path}, readable only by you"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # (O_CREAT's mode applies to a new file only)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    return key, f"new; kept in {path}, readable only by you"
 
 
 def _key_file(database_url: str) -> Path | None:
-    if not database_url.startswith("sqlite:///"):
-        return None
-    db_file = database_url.removeprefix("sqlite:///").split("?")[0]
-    if not db_file or db_file == ":memory:":
-        return None
-    return Path(db_file).with_name(Path(db_file).name + ".key")
+    """``<database file>.key`` beside a SQLite database (None on PostgreSQL)."""
+    db_file = sqlite_file(database_url)
+    return None if db_file is None else db_file.with_name(db_file.name + ".key")
 
 
 def example_curl(base: str, key: str, yard: Runyard) -> str:
-    """A curl that starts a run in live mode (it answers with the result)."""
-    names = sorted(yard.workflows)
-    name = next((n for n in EXAMPLE_INPUTS if n in yard.workflows), names[0] if names else "")
-    if name in EXAMPLE_INPUTS:
-        sample = EXAMPLE_INPUTS[name]
-    else:
-        sample = sample_input(yard.workflows[name].input_schema()) if name else None
+    """A curl that starts a run in live mode (it answers with the result): of a bundled
+    example with its known input, else of the app's first workflow (by name) for which
+    an input can be made from its input schema that the schema accepts."""
+    name, sample = example_run(yard)
     body = json.dumps({"workflow": name, "input": sample, "mode": "live"})
     return (
         f"curl -sS -X POST {base}/v1/runs -H {shlex.quote('Authorization: Bearer ' + key)} "
@@ -139,17 +154,76 @@ def example_curl(base: str, key: str, yard: Runyard) -> str:
     )
 
 
-def sample_input(schema: dict[str, Any]) -> Any:
-    """A value shaped like ``schema`` (required fields only), for the printed curl."""
-    kind = schema.get("type")
+def example_run(yard: Runyard) -> tuple[str, Any]:
+    """The workflow and input the banner's curl starts (``("", None)`` for no workflow)."""
+    for name, sample in EXAMPLE_INPUTS.items():
+        if name in yard.workflows:
+            return name, sample
+    fallback: tuple[str, Any] | None = None
+    for name in sorted(yard.workflows):
+        schema = yard.workflows[name].input_schema()
+        sample = sample_input(schema, schema)
+        if schema and not jsonschema.validators.validator_for(schema)(schema).is_valid(sample):
+            continue
+        if schema.get("type") == "object" or "properties" in schema:
+            return name, sample  # named fields: the workflow's real input
+        fallback = fallback or (name, sample)
+    if fallback is not None:
+        return fallback
+    names = sorted(yard.workflows)
+    return (names[0], None) if names else ("", None)
+
+
+def sample_input(schema: dict[str, Any], root: dict[str, Any] | None = None, depth: int = 0) -> Any:
+    """A value shaped like ``schema`` (its examples or default where it gives them,
+    required fields only, bounds and enums respected; ``$ref`` followed within ``root``),
+    for the printed curl."""
+    root = schema if root is None else root
+    if depth > 8:
+        return None
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        return sample_input(target, root, depth + 1)
+    if schema.get("examples"):
+        return schema["examples"][0]
     if "default" in schema:
         return schema["default"]
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        choices = [c for c in schema.get(key) or [] if c.get("type") != "null"]
+        if choices:
+            return sample_input(choices[0], root, depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
     if kind == "object" or "properties" in schema:
         props = schema.get("properties") or {}
-        return {k: sample_input(props.get(k) or {}) for k in schema.get("required") or []}
-    return {"string": "example", "integer": 1, "number": 1, "boolean": True, "array": []}.get(
-        str(kind)
-    )
+        return {
+            k: sample_input(props.get(k) or {}, root, depth + 1)
+            for k in schema.get("required") or []
+        }
+    if kind == "string":
+        text = "example"
+        low, high = schema.get("minLength", 0), schema.get("maxLength")
+        text = text.ljust(low, "x")
+        return text if high is None else text[:high]
+    if kind in ("integer", "number"):
+        value = 1
+        for bound, step in (("minimum", 0), ("exclusiveMinimum", 1)):
+            if isinstance(schema.get(bound), int | float):
+                value = max(value, math.ceil(schema[bound]) + step)
+        return value if kind == "integer" else float(value)
+    if kind == "array":
+        return [sample_input(schema.get("items") or {}, root, depth + 1)] * int(
+            schema.get("minItems", 0)
+        )
+    return {"boolean": True}.get(str(kind))
 
 
 async def _serve_and_work(
@@ -203,7 +277,7 @@ async def _ready(base: str, server_task: asyncio.Task[None]) -> bool:
 
 
 def _banner(base: str, key: str, where: str, yard: Runyard) -> None:
-    db = yard.settings.database_url
+    db = describe_database(yard.settings.database_url)
     names = ", ".join(sorted(yard.workflows)) or "(none)"
     lines = [
         "",

@@ -10,12 +10,18 @@ from .. import keys as apikeys
 from . import output
 from .common import DatabaseOption, JsonOption, on_service
 
-app = typer.Typer(help="API keys (stored hashed; a new key is shown once).", no_args_is_help=True)
+app = typer.Typer(
+    help="API keys (stored hashed; a new key is shown once).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 
 def create_key(database_url: str | None, name: str | None, scopes: list[str]) -> tuple[str, str]:
     """A new key with ``scopes``, stored as a digest: ``(key id, key)``."""
-    return on_service(database_url, lambda service: service.create_api_key(name, scopes))
+    return on_service(
+        database_url, lambda service: service.create_api_key(name, scopes), command="keys create"
+    )
 
 
 @app.command("create")
@@ -46,7 +52,7 @@ def create(
 @app.command("ls")
 def ls(as_json: bool = JsonOption, database_url: str = DatabaseOption) -> None:
     """List API keys (not the keys themselves)."""
-    found = on_service(database_url, lambda service: service.api_keys())
+    found = on_service(database_url, lambda service: service.api_keys(), command="keys ls")
     if as_json:
         output.print_json({"items": [dataclasses.asdict(k) for k in found]})
         return
@@ -69,5 +75,5 @@ def ls(as_json: bool = JsonOption, database_url: str = DatabaseOption) -> None:
 @app.command("revoke")
 def revoke(key_id: str = typer.Argument(...), database_url: str = DatabaseOption) -> None:
     """Revoke an API key: requests with it are refused from now on."""
-    on_service(database_url, lambda service: service.revoke_api_key(key_id))
+    on_service(database_url, lambda service: service.revoke_api_key(key_id), command="keys revoke")
     output.console.print(f"revoked API key {key_id}", highlight=False)

@@ -62,6 +62,12 @@ def print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
+def print_json_line(value: Any) -> None:
+    """``value`` as one line of JSON on stdout (JSON Lines, for streams), flushed."""
+    sys.stdout.write(json.dumps(jsonable(value), ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
 def when(value: datetime | float | None) -> str:
     """A time as local ``YYYY-MM-DD HH:MM:SS``."""
     if value is None:

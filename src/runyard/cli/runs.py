@@ -8,13 +8,15 @@ from typing import Any, Protocol, TypeVar
 
 import typer
 
-from ..client import RunFilters
+from ..client import Client, RunFilters
 from ..schemas import RunOut
 from . import output
 from .common import ApiKeyOption, JsonOption, UrlOption, make_client, parse_json
 from .run import finish
 
-app = typer.Typer(help="List, inspect and control runs.", no_args_is_help=True)
+app = typer.Typer(
+    help="List, inspect and control runs.", no_args_is_help=True, rich_markup_mode=None
+)
 T = TypeVar("T")
 
 
@@ -345,11 +347,22 @@ def logs(
     limit: int = typer.Option(None, "--limit", "-n", min=1, help="Page size"),
     after: int = typer.Option(None, "--after", min=0, help="Start after this log line id"),
     all_pages: bool = typer.Option(False, "--all", help="Every page, not just the first"),
+    follow: bool = typer.Option(
+        False,
+        "--follow",
+        "-f",
+        help="Print every line so far, then new lines as they are logged, until the run "
+        "ends (one line each; with --json, one JSON object per line)",
+    ),
     as_json: bool = JsonOption,
     url: str = UrlOption,
     api_key: str = ApiKeyOption,
 ) -> None:
     """What a run logged through ctx.logger. With --json: {"items": [...], "next_cursor": ...}."""
+    if follow:
+        with make_client(url, api_key) as client:
+            follow_logs(client, run_id, after=after, as_json=as_json)
+        return
     with make_client(url, api_key) as client:
         items, next_cursor = _pages(
             all_pages,
@@ -377,6 +390,34 @@ def logs(
         output.console.print(f"[dim]more: --after {next_cursor}[/dim]", highlight=False)
 
 
+def follow_logs(client: Client, run_id: str, *, after: int | None, as_json: bool) -> None:
+    """Print the run's log lines as they come (``tail -f``), until it has ended and
+    every line is printed. Between pages the wait is the server's: a long poll of the
+    run's result for up to a second, which answers at once when the run ends."""
+    cursor: int | str | None = after
+    ended = False
+    while True:
+        page = client.logs(run_id, after=cursor, limit=100)
+        for line in page.items:
+            if as_json:
+                output.print_json_line(line)
+            else:
+                output.console.print(
+                    f"{output.when(line.created_at)} {line.level:<7} [item {line.item}] "
+                    f"{line.message}",
+                    markup=False,
+                    highlight=False,
+                )
+            cursor = line.id
+        if page.items and page.next_cursor:
+            continue  # more lines already stored
+        if ended:
+            return
+        # Lines are stored before the run's outcome, so once it has ended one more read
+        # gets the last of them.
+        ended = isinstance(client.get_result(run_id, 1.0), RunOut)
+
+
 @app.command("steps")
 def steps(
     run_id: str = typer.Argument(...),
@@ -384,17 +425,15 @@ def steps(
     url: str = UrlOption,
     api_key: str = ApiKeyOption,
 ) -> None:
-    """The step log of a run: names, attempts (in all), durations, errors; under each step
-    its failed attempts, numbered within their workflow attempt (each attempt of the
-    workflow's body gives each step its own retries)."""
+    """The step log of a run: names, attempts, durations, errors."""
     with make_client(url, api_key) as client:
         items = client.steps(run_id)
     if as_json:
         output.print_json({"items": items})
         return
-    rows: list[list[str]] = []
-    for s in items:
-        rows.append(
+    output.table(
+        ["item", "pos", "name", "kind", "status", "attempts", "duration", "error"],
+        (
             [
                 str(s.item),
                 str(s.position),
@@ -405,26 +444,9 @@ def steps(
                 "-" if s.duration_s is None else f"{s.duration_s:.3f}s",
                 output.short(s.error, 50),
             ]
-        )
-        for a in s.failed_attempts:
-            took = (a.ended_at - a.started_at).total_seconds()
-            rows.append(
-                [
-                    "",
-                    "",
-                    f"  workflow attempt {a.workflow_attempt}"
-                    if s.kind == "workflow"
-                    else f"  attempt {a.attempt} (workflow attempt {a.workflow_attempt})",
-                    "attempt",
-                    output.status("failed"),
-                    "",
-                    f"{took:.3f}s",
-                    output.short(
-                        a.error.get("message") if isinstance(a.error, dict) else a.error, 50
-                    ),
-                ]
-            )
-    output.table(["item", "pos", "name", "kind", "status", "attempts", "duration", "error"], rows)
+            for s in items
+        ),
+    )
 
 
 @app.command("transitions")

@@ -12,7 +12,11 @@ from . import output
 from .common import ApiKeyOption, JsonOption, UrlOption, make_client, parse_json
 from .run import finish
 
-app = typer.Typer(help="Saved run templates (workflow + input + options).", no_args_is_help=True)
+app = typer.Typer(
+    help="Saved run templates (workflow + input + options).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 OptionsOption = typer.Option(
     None,

@@ -7,7 +7,7 @@ import dataclasses
 import typer
 
 from .. import loop
-from .common import load_app, setup_logging
+from .common import announce_database, load_app, require_database, setup_logging
 
 
 def worker(
@@ -24,11 +24,15 @@ def worker(
     ),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
-    """Claim and execute runs of APP's workflows until SIGTERM."""
+    """Claim and execute runs of APP's workflows until SIGTERM.
+
+    The database must exist (runyard db upgrade creates it)."""
     setup_logging(log_level)
     yard = load_app(app)
     if database_url:
         yard.settings = dataclasses.replace(yard.settings, database_url=database_url)
+    announce_database("worker", yard.settings.database_url)
+    require_database(yard.settings.database_url, yard.core)
     w = yard.worker(concurrency=concurrency, lease_s=lease, shutdown_timeout_s=shutdown_timeout)
 
     async def main() -> None:

@@ -9,7 +9,7 @@ import typer
 from . import output
 from .common import ApiKeyOption, JsonOption, UrlOption, make_client
 
-app = typer.Typer(help="The workflows workers serve.", no_args_is_help=True)
+app = typer.Typer(help="The workflows workers serve.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("ls")

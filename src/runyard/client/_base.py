@@ -600,14 +600,12 @@ class BaseClient:
         ids: Sequence[str] | None,
         workflow: str | None,
         prefix: str | None,
-        url_prefix: str | None,
         all: bool,
     ) -> Call[Canceled]:
         body = _body(
             ids=list(ids) if ids is not None else None,
             workflow=workflow,
             prefix=prefix,
-            url_prefix=url_prefix,
             all=all or None,
         )
         return Call("POST", "/v1/runs/cancel", _model(Canceled), body=body, idempotent=True)

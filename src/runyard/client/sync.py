@@ -357,11 +357,10 @@ class Client(BaseClient):
         ids: list[str] | None = None,
         workflow: str | None = None,
         prefix: str | None = None,
-        url_prefix: str | None = None,
         all: bool = False,
     ) -> Canceled:
-        """Cancel a list of runs, every run of a workflow or id/URL prefix, or ``all``."""
-        return self._send(self._bulk_cancel(ids, workflow, prefix, url_prefix, all))
+        """Cancel a list of runs, every run of a workflow or id prefix, or ``all``."""
+        return self._send(self._bulk_cancel(ids, workflow, prefix, all))
 
     # -- tasks -----------------------------------------------------------------------------
 

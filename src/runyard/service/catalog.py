@@ -13,12 +13,13 @@ from typing import Any
 
 from .. import jsonutil
 from .. import keys as apikeys
-from ..errors import NotFound, WorkflowNotFound
+from ..errors import NotFound
 from ..models import ApiKey, RunCounts, Task, UsageLine, WorkerRecord, WorkflowRecord
-from ..rules import JSON_DEPTH_MAX, invalid
+from ..rules import invalid
 from ..schemas import InputIn, RunOptions
 from .core import Core
 from .starting import StartRequest, request_from_options, validate_against_schema
+from .suggest import unknown_workflow
 
 #: The period a usage report covers when not told (ending now).
 USAGE_PERIOD_S = 30 * 86400
@@ -73,8 +74,8 @@ class CatalogMixin:
         """The record published for ``name`` (its newest version unless given)."""
         record = await self.core.read(self.core.store.get_workflow, name, version)
         if record is None:
-            what = f"{name!r} version {version!r}" if version else repr(name)
-            raise WorkflowNotFound(f"no workflow {what} is published")
+            records = await self.core.read(self.core.store.list_workflows)
+            raise unknown_workflow(name, version, (r.name for r in records), "published")
         return record
 
     async def workers(
@@ -93,10 +94,8 @@ class CatalogMixin:
         """The workflow is published and, when asked, ``input`` matches its schema."""
         record = await self.core.read(self.core.store.get_workflow, workflow, None)
         if record is None:
-            raise WorkflowNotFound(
-                f"no workflow {workflow!r} is published",
-                details=[{"field": "workflow", "error": "unknown workflow"}],
-            )
+            records = await self.core.read(self.core.store.list_workflows)
+            raise unknown_workflow(workflow, None, (r.name for r in records), "published")
         if check_input:
             validate_against_schema(workflow, record.input_schema_json, input, "input")
 
@@ -120,11 +119,7 @@ class CatalogMixin:
                 pass
         await self._check_workflow(workflow, input, input_given)
         task_id = task_id or f"task_{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
-        text = (
-            jsonutil.dumps(input, what="input", max_depth=JSON_DEPTH_MAX)
-            if input is not None
-            else None
-        )
+        text = jsonutil.dumps(input, what="input") if input is not None else None
         task = await self.core.write(
             store.create_task_txn, task_id, name, workflow, text, options or {}
         )
@@ -146,11 +141,7 @@ class CatalogMixin:
         options = {**task.options, **(change.options or {})}
         if change.workflow is not None or "input" in change.given:
             await self._check_workflow(workflow, input, "input" in change.given)
-        text = (
-            jsonutil.dumps(input, what="input", max_depth=JSON_DEPTH_MAX)
-            if input is not None
-            else None
-        )
+        text = jsonutil.dumps(input, what="input") if input is not None else None
         return await self.core.write(store.update_task_txn, task_id, name, workflow, text, options)
 
     async def delete_task(self, task_id: str) -> None:

@@ -4,11 +4,12 @@ the store with its executor, the schema made ready once, and this process's hubs
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar, TypeVarTuple, overload
 
-from ..config import Settings
+from ..config import Settings, redacted_url
 from ..engine.registry import WorkflowDef
 from ..errors import StoreUnavailable, WorkflowNotFound
 from ..store import Store, open_store
@@ -54,6 +55,30 @@ class Core:
         applied = self.store.upgrade()
         self._ready = True
         return applied
+
+    def schema_version(self) -> int | None:
+        """The newest migration the database has; None when it has no Runyard schema (a
+        SQLite file that does not exist is not created by asking). StoreUnavailable when
+        the database cannot be opened."""
+        store = self.store
+        path = getattr(store, "path", None)
+        if store.backend == "sqlite" and path != ":memory:" and not os.path.exists(str(path)):
+            return None
+        try:
+            conn = store.connect()
+        except Exception as exc:
+            where = redacted_url(self.settings.database_url)
+            raise StoreUnavailable(f"cannot open the database {where}: {exc}") from exc
+        try:
+            row = conn.execute("SELECT max(version) FROM runyard_migrations").fetchone()
+        except Exception as exc:
+            if store.is_transient(exc):
+                raise StoreUnavailable(f"the database is unavailable: {exc}") from exc
+            return None  # no migrations table: a database Runyard never set up
+        finally:
+            store.close_connection(conn)
+        version = next(iter(row.values() if isinstance(row, dict) else row), None)
+        return int(version) if version else None
 
     async def ensure_ready(self) -> None:
         if self._ready or not self.auto_migrate:

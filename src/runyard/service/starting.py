@@ -15,11 +15,10 @@ import jsonschema
 
 from .. import jsonutil
 from ..engine.registry import FlowControl, RunDefaults
-from ..errors import InvalidInput, NotFound, RunIdConflict, WorkflowNotFound
+from ..errors import InvalidInput, NotFound, RunIdConflict
 from ..models import NewInput, NewRun, WorkflowRecord
 from ..rules import (
     INT32_MAX,
-    JSON_DEPTH_MAX,
     MODES,
     PRIORITY_MAX,
     RETRIES_MAX,
@@ -34,6 +33,7 @@ from ..schemas import LATEST_S, MAX_DELAY_S, InputIn, RunOptions, finite
 from .core import Core
 from .handles import RunHandle
 from .reading import ReadMixin
+from .suggest import unknown_workflow
 
 #: What workers published for a workflow version: its run defaults and input schema (JSON).
 Published = tuple[RunDefaults, str]
@@ -288,11 +288,9 @@ class StartMixin(ReadMixin):
         else:
             published = await self.published(name, req.version)
             if published is None:
-                what = f"{name!r} version {req.version!r}" if req.version else repr(name)
-                raise WorkflowNotFound(
-                    f"no workflow {what} is registered",
-                    details=[{"field": "workflow", "error": "unknown workflow"}],
-                )
+                records = await self.core.read(self.core.store.list_workflows)
+                known = [*self.core.workflows, *(r.name for r in records)]
+                raise unknown_workflow(name, req.version, known)
             defaults, schema = published
         inputs = req.inputs
         if inputs is not None and req.input is not None:
@@ -310,8 +308,8 @@ class StartMixin(ReadMixin):
                 value, cdata = entry, None
             field = f"inputs[{i}]" if inputs is not None else "input"
             value = jsonutil.to_jsonable(value)
-            jsonutil.dumps(value, what=field, max_depth=JSON_DEPTH_MAX)
-            jsonutil.dumps(cdata, what=f"{field}.custom_data", max_depth=JSON_DEPTH_MAX)
+            jsonutil.dumps(value, what=field)
+            jsonutil.dumps(cdata, what=f"{field}.custom_data")
             err = None
             try:
                 if wf is not None:
