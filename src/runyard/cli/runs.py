@@ -425,15 +425,17 @@ def steps(
     url: str = UrlOption,
     api_key: str = ApiKeyOption,
 ) -> None:
-    """The step log of a run: names, attempts, durations, errors."""
+    """The step log of a run: names, attempts (in all), durations, errors; under each step
+    its failed attempts, numbered within their workflow attempt (each attempt of the
+    workflow's body gives each step its own retries)."""
     with make_client(url, api_key) as client:
         items = client.steps(run_id)
     if as_json:
         output.print_json({"items": items})
         return
-    output.table(
-        ["item", "pos", "name", "kind", "status", "attempts", "duration", "error"],
-        (
+    rows: list[list[str]] = []
+    for s in items:
+        rows.append(
             [
                 str(s.item),
                 str(s.position),
@@ -444,9 +446,26 @@ def steps(
                 "-" if s.duration_s is None else f"{s.duration_s:.3f}s",
                 output.short(s.error, 50),
             ]
-            for s in items
-        ),
-    )
+        )
+        for a in s.failed_attempts:
+            took = (a.ended_at - a.started_at).total_seconds()
+            rows.append(
+                [
+                    "",
+                    "",
+                    f"  workflow attempt {a.workflow_attempt}"
+                    if s.kind == "workflow"
+                    else f"  attempt {a.attempt} (workflow attempt {a.workflow_attempt})",
+                    "attempt",
+                    output.status("failed"),
+                    "",
+                    f"{took:.3f}s",
+                    output.short(
+                        a.error.get("message") if isinstance(a.error, dict) else a.error, 50
+                    ),
+                ]
+            )
+    output.table(["item", "pos", "name", "kind", "status", "attempts", "duration", "error"], rows)
 
 
 @app.command("transitions")

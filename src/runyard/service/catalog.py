@@ -15,7 +15,7 @@ from .. import jsonutil
 from .. import keys as apikeys
 from ..errors import NotFound
 from ..models import ApiKey, RunCounts, Task, UsageLine, WorkerRecord, WorkflowRecord
-from ..rules import invalid
+from ..rules import JSON_DEPTH_MAX, invalid
 from ..schemas import InputIn, RunOptions
 from .core import Core
 from .starting import StartRequest, request_from_options, validate_against_schema
@@ -119,7 +119,11 @@ class CatalogMixin:
                 pass
         await self._check_workflow(workflow, input, input_given)
         task_id = task_id or f"task_{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
-        text = jsonutil.dumps(input, what="input") if input is not None else None
+        text = (
+            jsonutil.dumps(input, what="input", max_depth=JSON_DEPTH_MAX)
+            if input is not None
+            else None
+        )
         task = await self.core.write(
             store.create_task_txn, task_id, name, workflow, text, options or {}
         )
@@ -141,7 +145,11 @@ class CatalogMixin:
         options = {**task.options, **(change.options or {})}
         if change.workflow is not None or "input" in change.given:
             await self._check_workflow(workflow, input, "input" in change.given)
-        text = jsonutil.dumps(input, what="input") if input is not None else None
+        text = (
+            jsonutil.dumps(input, what="input", max_depth=JSON_DEPTH_MAX)
+            if input is not None
+            else None
+        )
         return await self.core.write(store.update_task_txn, task_id, name, workflow, text, options)
 
     async def delete_task(self, task_id: str) -> None:

@@ -19,6 +19,7 @@ from ..errors import InvalidInput, NotFound, RunIdConflict
 from ..models import NewInput, NewRun, WorkflowRecord
 from ..rules import (
     INT32_MAX,
+    JSON_DEPTH_MAX,
     MODES,
     PRIORITY_MAX,
     RETRIES_MAX,
@@ -308,8 +309,8 @@ class StartMixin(ReadMixin):
                 value, cdata = entry, None
             field = f"inputs[{i}]" if inputs is not None else "input"
             value = jsonutil.to_jsonable(value)
-            jsonutil.dumps(value, what=field)
-            jsonutil.dumps(cdata, what=f"{field}.custom_data")
+            jsonutil.dumps(value, what=field, max_depth=JSON_DEPTH_MAX)
+            jsonutil.dumps(cdata, what=f"{field}.custom_data", max_depth=JSON_DEPTH_MAX)
             err = None
             try:
                 if wf is not None:
