@@ -74,6 +74,17 @@ CLIENT_TRANSITIONS: dict[str, frozenset[RunStatus]] = {
 
 
 @dataclass(frozen=True, slots=True)
+class Lease:
+    """The lease a run's item waits on when its worker missed its heartbeats: the item
+    is free for another worker at ``expires_at`` (sooner if the worker's death becomes
+    certain)."""
+
+    worker: str
+    expires_at: float
+    heartbeat_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Run:
     """A run as stored."""
 
@@ -111,6 +122,8 @@ class Run:
     #: ``max_results`` was reached (both reset by a continue).
     output_count: int = 0
     truncated: bool = False
+    #: Set by a read of one run: the lease it waits on (its worker stopped heartbeating).
+    lease: Lease | None = None
 
     @property
     def terminal(self) -> bool:

@@ -15,7 +15,18 @@ from typing import Any, Literal, overload
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import InvalidInput
-from .models import Attempt, Item, LogLine, Output, Run, RunStatus, StepRecord, Transition, Waiter
+from .models import (
+    Attempt,
+    Item,
+    Lease,
+    LogLine,
+    Output,
+    Run,
+    RunStatus,
+    StepRecord,
+    Transition,
+    Waiter,
+)
 from .rules import ID_MAX, PRIORITY_MAX, RETRIES_MAX, RUN_ID_RE
 
 RUN_ID_PATTERN = RUN_ID_RE.pattern
@@ -172,6 +183,20 @@ class RunCreate(RunOptions):
     )
 
 
+class LeaseOut(BaseModel):
+    worker: str
+    expires_at: datetime
+    heartbeat_at: datetime | None = None
+
+    @classmethod
+    def of(cls, lease: Lease) -> LeaseOut:
+        return cls(
+            worker=lease.worker,
+            expires_at=ts(lease.expires_at),
+            heartbeat_at=ts(lease.heartbeat_at),
+        )
+
+
 class RunOut(BaseModel):
     id: str
     workflow: str
@@ -215,6 +240,12 @@ class RunOut(BaseModel):
         description="Seconds from `started_at` to `finished_at` (to now while it runs; "
         "null before it starts)",
     )
+    lease: LeaseOut | None = Field(
+        None,
+        description="Set when the run waits for a lease: an item's worker stopped "
+        "heartbeating, and the item is free for another worker at `expires_at` (sooner "
+        "once the worker's death is certain)",
+    )
 
     @classmethod
     def of(cls, run: Run) -> RunOut:
@@ -248,6 +279,7 @@ class RunOut(BaseModel):
             updated_at=ts(run.updated_at),
             not_before=ts(run.not_before),
             run_time=run.run_time(),
+            lease=LeaseOut.of(run.lease) if run.lease is not None else None,
         )
 
 

@@ -6,18 +6,23 @@ this host; on PostgreSQL its session lock free too). A worker whose death is not
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import socket
 import statistics
 import time
 from pathlib import Path
 
 import psycopg
 
-from runyard import Context, RunStatus
+from runyard import Context, RunStatus, keys
 from runyard.store.postgres import WorkerLock
 from runyard.worker import liveness
 from tests.apps.e2e_support import read_ledger, spawn, wait_registered
+from tests.cli.conftest import runyard
+from tests.client.support import ServerProcess
 from tests.conftest import WorkerProcess, make_yard, running_worker
-from tests.waiting import NotYet, wait_until_async
+from tests.waiting import NotYet, wait_until, wait_until_async
 
 LEASE_S = 15.0  # the default: recovery by lease alone would take this long
 REPEATS = 3
@@ -118,11 +123,16 @@ def test_a_free_session_lock_proves_death_and_a_held_one_does_not(pg_db_url: str
 
         # Free, but a recovering worker holds it: not recovered twice.
         lock.close()
-        assert [w for w, _, _ in await db.read(store.unlocked_workers, "me")] == [wid]
+
+        async def unlocked() -> bool:  # (the server ends a closed session a moment later)
+            return [w for w, _, _ in await db.read(store.unlocked_workers, "me")] == [wid]
+
+        await wait_until_async(unlocked, timeout=5, interval=0.01, what="lock free")
         with psycopg.connect(pg_db_url, autocommit=True) as other:
             other.execute("SELECT pg_advisory_lock(1381564416, %s)", (key,))
             assert await db.write(store.recover_dead_txn, [], [(wid, key)]) == []
         # Free: its session ended; its item is re-queued at once.
+        await wait_until_async(unlocked, timeout=5, interval=0.01, what="lock free again")
         assert await db.write(store.recover_dead_txn, [], [(wid, key)]) == [handle.id]
         assert await db.read(store.unlocked_workers, "me") == []  # (marked stopped)
         # It takes its lock back: it learns it was recovered (its executions stop).
@@ -165,3 +175,47 @@ def test_a_run_out_of_time_names_its_limit(db_url: str) -> None:
         asyncio.run(main())
     finally:
         yard.close()
+
+
+def test_runs_show_says_a_run_waits_for_a_lease_and_until_when(
+    db_url: str, tmp_path: Path, worker_procs: list[WorkerProcess]
+) -> None:
+    """A frozen worker (SIGSTOP: its process lives, its session too) is not known dead:
+    its run waits for the lease, and ``runyard runs show`` (over HTTP) says whose and
+    until when."""
+    ledger = tmp_path / "ledger.txt"
+    worker = spawn(worker_procs, "fast_recovery", db_url, tmp_path, lease_s=6.0)
+    server = ServerProcess(db_url, tmp_path / "server.log", keys.generate()).start()
+    env = {"RUNYARD_URL": server.url, "RUNYARD_API_KEY": server.api_key}
+
+    async def start() -> str:
+        yard = make_yard(db_url)
+        try:
+            await wait_registered(yard, ["held"])
+            return (await yard.start("held")).id
+        finally:
+            await yard.aclose()
+
+    try:
+        run_id = asyncio.run(start())
+        wait_until(
+            lambda: any(e.fields[1] == run_id for e in read_ledger(ledger)),
+            timeout=30,
+            what="step held",
+        )
+        assert "lease" not in runyard("runs", "show", run_id, env=env).stdout
+        worker.signal(signal.SIGSTOP)
+
+        def hint() -> str | NotYet:
+            out = runyard("runs", "show", run_id, env=env).stdout
+            return out if "waiting for the lease" in out else NotYet(out)
+
+        out = " ".join(wait_until(hint, timeout=20, interval=0.5, what="lease hint").split())
+        assert f"lease of worker {socket.gethostname()}:{worker.pid}:" in out, out
+        assert "to expire at" in out and "then another worker resumes the run" in out, out
+        shown = json.loads(runyard("runs", "show", run_id, "--json", env=env).stdout)
+        assert shown["lease"]["worker"].startswith(f"{socket.gethostname()}:{worker.pid}:")
+        assert shown["lease"]["expires_at"] is not None
+    finally:
+        worker.signal(signal.SIGCONT)
+        server.stop()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, Protocol, TypeVar
 
 import typer
 
 from ..client import Client, RunFilters
-from ..schemas import RunOut
+from ..schemas import LeaseOut, RunOut
 from . import output
 from .common import ApiKeyOption, JsonOption, UrlOption, make_client, parse_json
 from .run import finish
@@ -130,6 +131,8 @@ def show_run(run: RunOut) -> None:
         pairs.append(("progress", f"{run.progress:.0%} {run.progress_message or ''}"))
     if run.waiting_for:
         pairs.append(("waiting for", output.short(run.waiting_for)))
+    if run.lease is not None:
+        pairs.append(("lease", lease_hint(run.lease)))
     for label, value in (("task", run.task_id), ("schedule", run.schedule_id)):
         if value:
             pairs.append((label, value))
@@ -149,6 +152,22 @@ def show_run(run: RunOut) -> None:
     if run.result is not None:
         pairs.append(("result", output.short(run.result, 500)))
     output.fields(pairs)
+
+
+def lease_hint(lease: LeaseOut, now: datetime | None = None) -> str:
+    """What a run waiting for a lease waits for, and until when."""
+    now = now or datetime.now(UTC)
+    left = max(0.0, (lease.expires_at - now).total_seconds())
+    beat = (
+        f"no heartbeat for {(now - lease.heartbeat_at).total_seconds():.0f} s"
+        if lease.heartbeat_at is not None
+        else "no heartbeat"
+    )
+    return (
+        f"[yellow]waiting for the lease of worker {lease.worker} ({beat}) to expire at "
+        f"{output.when(lease.expires_at)} (in {left:.0f} s); then another worker resumes "
+        "the run[/yellow]"
+    )
 
 
 def _changed(run: RunOut, verb: str, as_json: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import time
 from collections.abc import Iterator, Sequence
@@ -43,7 +44,11 @@ class ReadMixin:
     core: Core
 
     async def get_run(self, run_id: str) -> Run:
-        return await self.core.read(self.core.store.get_run, run_id, inline=True)
+        run = await self.core.read(self.core.store.get_run, run_id, inline=True)
+        if run.status not in (RunStatus.RUNNING, RunStatus.QUEUED):
+            return run
+        lease = await self.core.read(self.core.store.run_lease, run_id, inline=True)
+        return dataclasses.replace(run, lease=lease) if lease is not None else run
 
     def handle(self, run_id: str) -> RunHandle:
         return self._handle(run_id, created=False)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from .. import jsonutil
-from ..models import RunStatus
+from ..models import Lease, RunStatus
 from .execution import after_run_end
 from .records import Claimed, Claims, Fence, Leases, step_from_row
 from .tx import Later, Row, Tx
@@ -265,6 +265,17 @@ class ClaimsMixin:
         if not rows:
             return []
         return self._requeued_txn(tx, rows, max(r["due_at"] for r in rows))
+
+    def run_lease(self, tx: Tx, run_id: str) -> Lease | None:
+        """The lease run ``run_id`` waits on: the first to expire of an item whose worker
+        missed a heartbeat (one every third of the lease) or stopped; None if none. (On
+        the database's clock, as leases are.)"""
+        for r in tx.q("run_leases", {"run_id": run_id}):
+            now, beat, expires = r["now"], r["heartbeat_at"], r["lease_expires_at"]
+            stale = beat is None or now - beat > (expires - beat) / 2
+            if r["stopped_at"] is not None or stale:
+                return Lease(r["owner"], expires, beat)
+        return None
 
     def _requeued_txn(self, tx: Tx, expired: list[Row], due: float | None = None) -> list[str]:
         """After ``expired`` items were re-queued: count their runs' recoveries, crash

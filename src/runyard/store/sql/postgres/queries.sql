@@ -1155,7 +1155,7 @@ SELECT stopped_at FROM workers WHERE id = %(id)s FOR UPDATE;
 
 -- name: run_leases
 -- The items of a run in a worker's hands, with the lease each waits on and its worker.
-SELECT i.idx, i.owner, i.lease_expires_at, w.heartbeat_at, w.stopped_at
+SELECT i.idx, i.owner, i.lease_expires_at, w.heartbeat_at, w.stopped_at, runyard_now() AS now
 FROM items i LEFT JOIN workers w ON w.id = i.owner
 WHERE i.run_id = %(run_id)s AND i.owner IS NOT NULL AND i.lease_expires_at IS NOT NULL
 ORDER BY i.lease_expires_at LIMIT 20;

@@ -890,7 +890,7 @@ RETURNING run_id, idx, kind, due_at;
 
 -- name: run_leases
 -- The items of a run in a worker's hands, with the lease each waits on and its worker.
-SELECT i.idx, i.owner, i.lease_expires_at, w.heartbeat_at, w.stopped_at
+SELECT i.idx, i.owner, i.lease_expires_at, w.heartbeat_at, w.stopped_at, ry_now() AS now
 FROM items i LEFT JOIN workers w ON w.id = i.owner
 WHERE i.run_id = :run_id AND i.owner IS NOT NULL AND i.lease_expires_at IS NOT NULL
 ORDER BY i.lease_expires_at LIMIT 20;
