@@ -135,3 +135,21 @@ def test_the_configuration_table_lists_every_variable_the_code_reads() -> None:
     assert read - listed == set(), "README's configuration table lacks these (with a meaning)"
     defaults = {name: default.strip() for name, default, _meaning in rows}
     assert defaults["RUNYARD_RETENTION_DAYS"] == "`30`"
+
+
+def test_the_readme_stands_alone() -> None:
+    """Every link and path the README gives is inside the repository and exists; the
+    first screen says what Runyard is and gives the start command."""
+    text = (ROOT / "README.md").read_text()
+    assert "../" not in text
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+        if target.startswith(("http://", "https://")):
+            continue
+        assert (ROOT / target).resolve().is_relative_to(ROOT.resolve()), target
+        assert (ROOT / target).exists(), f"README links to {target}, which does not exist"
+    first_screen = "\n".join(text.splitlines()[:40])
+    assert "<!-- start-command -->" in first_screen and "virtual environment" in first_screen
+    assert "```mermaid" in text and "SCHEDULED" in text
+    for doc in ("docs/architecture.md", "docs/benchmarks.md", "docs/operations.md"):
+        assert f"]({doc}" in text, f"README does not link {doc}"
+        assert "../" not in (ROOT / doc).read_text(), doc
