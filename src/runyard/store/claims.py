@@ -64,8 +64,13 @@ class ClaimsMixin:
         ~100 ms, not on every claim). The claims are read once the commit is on its way:
         on PostgreSQL a claim given no keys takes one round trip, with a scan too."""
         if scan:
-            tx.send("promote_scheduled")
+            # Items first, then runs: each statement reads the clock anew, so a delayed
+            # run's item (due when its run is) readied by the first is sure to have its
+            # run promoted by the second, before the claim starts it. (The other order let
+            # an item come due between the two: claimed while its run was still SCHEDULED,
+            # the run then promoted after the item had finished, QUEUED for ever.)
             tx.send("unpark_due", {"limit": UNPARK_BATCH})
+            tx.send("promote_scheduled")
         base = {"owner": owner, "wrefs": list(wrefs), "lease_s": lease_s}
         keyed: list[Row] = []
         left = limit
