@@ -16,7 +16,6 @@ import json
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, TypeVarTuple, overload
@@ -26,7 +25,6 @@ from ..errors import (
     InvalidInput,
     NonDeterminismError,
     NonRetryableError,
-    RateLimited,
     RunTimeout,
     StepFailed,
     StepTimeout,
@@ -37,6 +35,7 @@ from ..store import Checkpoint, Claimed, Store
 from ..store.dbexec import DbExecutor
 from ..store.tx import Later, Tx
 from .context import Context, EventResult, SyncContext
+from .failures import attempts_text, error_record, retryable_body_failure, tally
 from .registry import FlowControl, RetryPolicy, WorkflowDef
 from .signals import Canceled, Fenced, Suspend, Suspended
 
@@ -47,24 +46,6 @@ log = logging.getLogger("runyard.executor")
 
 #: Retry delays up to this long are slept in place; longer ones hand the item back.
 INLINE_BACKOFF_S = 1.0
-
-
-def error_record(exc: BaseException, *, code: str | None = None) -> dict[str, Any]:
-    """The JSON form of an error, as stored and returned."""
-    record: dict[str, Any] = {
-        "code": code or getattr(exc, "code", None) or "error",
-        "type": type(exc).__name__,
-        "message": str(exc) or type(exc).__name__,
-        "traceback": "".join(traceback.format_exception(exc))[-8000:],
-    }
-    details = getattr(exc, "details", None)
-    if details is not None:
-        try:
-            jsonutil.dumps(details)
-            record["details"] = details
-        except InvalidInput:
-            pass
-    return record
 
 
 def _check_text(value: Any, api: str, argument: str) -> None:
@@ -79,28 +60,6 @@ def _check_text(value: Any, api: str, argument: str) -> None:
     raise InvalidInput(
         f"{api}: {argument} {problem}", details=[{"field": argument, "error": problem}]
     )
-
-
-#: What no new attempt of a workflow's body can change: told not to retry, a bad
-#: argument or result, a replay that differs from the history, the run's deadline.
-_FINAL = (NonRetryableError, InvalidInput, NonDeterminismError, RunTimeout)
-_FINAL_CODES = frozenset(cls.code for cls in _FINAL)
-
-
-def _retryable_body_failure(exc: Exception) -> bool:
-    """Whether the workflow's body may run again after raising ``exc`` (a step that
-    failed for one of the reasons above counts as that reason)."""
-    if isinstance(exc, _FINAL):
-        return False
-    if isinstance(exc, StepFailed) and isinstance(exc.details, dict):
-        return exc.details.get("code") not in _FINAL_CODES
-    return True
-
-
-def _tally(exc: Exception, failed: int, limited: int) -> tuple[int, int]:
-    """The counts of failed attempts ``(not rate limited, rate limited)`` with one more,
-    which raised ``exc``."""
-    return (failed, limited + 1) if isinstance(exc, RateLimited) else (failed + 1, limited)
 
 
 @dataclass(slots=True)
@@ -284,7 +243,7 @@ class Execution:
                 record = error_record(exc)
                 delay: float | None = None
                 if not isinstance(exc, NonRetryableError | InvalidInput | NonDeterminismError):
-                    failed, limited = _tally(exc, failed, limited)
+                    failed, limited = tally(exc, failed, limited)
                     delay = policy.next_delay(exc, failed, limited)
                 if pos is not None:
                     # Every failed attempt of a step is in its log, the last one too (a
@@ -368,25 +327,20 @@ class Execution:
                 )
             )
             raise StepFailed(
-                f"step {name!r} failed after {self._attempts_text(attempts, in_all)}: "
-                f"{error['message']}",
+                f"step {name!r} failed after "
+                + attempts_text(
+                    attempts,
+                    in_all,
+                    sum(self._failed_before(0)) + 1,
+                    self.default_retries.max_attempts,
+                )
+                + f": {error['message']}",
                 details=error,
             )
         self.pending.append(
             Checkpoint(pos, name, "step", result=text, attempts=in_all, started_at=started)
         )
         return json.loads(text) if text is not None else None
-
-    def _attempts_text(self, attempts: int, in_all: int) -> str:
-        """How often a step that failed was tried: ``3 attempts``, and where the body is
-        retried ``3 attempts (in workflow attempt 2 of 3; 6 attempts in all)``. Each
-        attempt of the workflow's body gives each step its own retries."""
-        text = f"{attempts} attempt{'s' if attempts != 1 else ''}"
-        body = sum(self._failed_before(0)) + 1
-        most = self.default_retries.max_attempts
-        if most > 1 or body > 1:
-            text += f" (in workflow attempt {body} of {max(most, body)}; {in_all} attempts in all)"
-        return text
 
     async def _acquire_slot(self, fc: FlowControl, holder: str) -> None:
         await self._write(
@@ -758,9 +712,9 @@ class Execution:
         worker is held meanwhile). The next attempt replays what completed; the operation
         that failed last, if any, is not recorded, so it runs again. Returns when the
         item is to fail."""
-        if not _retryable_body_failure(exc):
+        if not retryable_body_failure(exc):
             return
-        failed, limited = _tally(exc, *self._failed_before(0))
+        failed, limited = tally(exc, *self._failed_before(0))
         delay = self.default_retries.next_delay(exc, failed, limited)
         if delay is None:
             return
