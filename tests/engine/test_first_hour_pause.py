@@ -71,3 +71,32 @@ def test_a_run_paused_while_sleeping_sleeps_to_the_end_when_resumed(yard: Runyar
         assert len(woke) == 1 and woke[0] >= wake_at
 
     asyncio.run(main())
+
+
+def test_an_event_notified_during_the_pause_wakes_the_run_once_resumed(yard: Runyard) -> None:
+    @yard.workflow
+    async def held(ctx: Context) -> str:
+        got = await ctx.wait_for_event("approval", "approve-2", timeout=60)
+        return str(got.data)
+
+    async def main() -> None:
+        async with running_worker(yard):
+            h = await yard.start("held")
+
+            async def waiting() -> object:
+                run = await h.get()
+                return run.waiting_for == "event:approve-2" or NotYet(run.waiting_for)
+
+            await wait_until_async(waiting, timeout=10, what="the run waiting for its event")
+            await yard.pause(h.id)
+            assert await yard.notify("approve-2", "while paused") == [h.id]
+
+            async def still_paused() -> object:
+                run = await h.get()
+                return run.status is RunStatus.PAUSED or NotYet(run.status)
+
+            await stays_true_async(still_paused, for_s=0.5, what="the run paused")
+            await yard.resume(h.id)
+            assert await h.result(timeout=20) == "while paused"
+
+    asyncio.run(main())
