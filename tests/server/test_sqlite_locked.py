@@ -6,6 +6,7 @@ that window (not after the connection's 30 s busy timeout, and never 500), reads
 from __future__ import annotations
 
 import functools
+import json
 import sqlite3
 
 import pytest
@@ -34,9 +35,17 @@ def test_locked_file_answers_503_within_the_window(
         holder = sqlite3.connect(path, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
         try:
-            for via in ("", "?via=route"):  # the direct path and FastAPI's route
-                run = {**body, "run_id": f"locked{via[5:]}"}
-                assert_unavailable_within(functools.partial(api.post, f"/v1/runs{via}", json=run))
+            # The direct path, and FastAPI's route (a chunked body goes there).
+            for suffix, chunked in (("", False), ("route", True)):
+                raw = json.dumps({**body, "run_id": f"locked{suffix}"}).encode()
+                assert_unavailable_within(
+                    functools.partial(
+                        api.post,
+                        "/v1/runs",
+                        content=iter([raw]) if chunked else raw,
+                        headers={"content-type": "application/json"},
+                    )
+                )
             assert_unavailable_within(lambda: api.post("/v1/runs/before/cancel"))
             # Reads do not need the write lock.
             assert api.get("/v1/runs/before").status_code == 200

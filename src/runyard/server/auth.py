@@ -33,7 +33,13 @@ from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
 
 from .. import keys
-from ..errors import Forbidden, InvalidInput, Unauthorized, UnsupportedMediaType
+from ..errors import (
+    Forbidden,
+    InvalidInput,
+    StoreUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from ..rules import JSON_DEPTH_MAX
 from ..schemas import Scope
 from .errors import error_responses, validation_details, validation_summary
@@ -87,6 +93,15 @@ def presented_key(request: Request) -> str | None:
 
 
 async def authenticate(state: ServerState, request: Request) -> Principal:
+    """The caller, from its API key; nothing is done before this answers, so a database
+    that is away here is a 503 saying that nothing was done."""
+    try:
+        return await _authenticate(state, request)
+    except StoreUnavailable as exc:
+        raise StoreUnavailable(exc.message, details={"outcome": "not_applied"}) from exc
+
+
+async def _authenticate(state: ServerState, request: Request) -> Principal:
     key = presented_key(request)
     if key is None:
         raise Unauthorized()
@@ -271,10 +286,7 @@ def body_problems(body: bytes) -> tuple[Any, list[dict[str, Any]]]:
         ) from None
     found: list[tuple[Loc, str]] = []
     _unstorable(value, (), found)
-    problems = [
-        {"loc": ("body", *loc), "msg": error, "type": "unstorable"}
-        for loc, error in found
-    ]
+    problems = [{"loc": ("body", *loc), "msg": error, "type": "unstorable"} for loc, error in found]
     return value, problems
 
 

@@ -58,8 +58,9 @@ DESCRIPTIONS = {
     422: "The request is not valid; `details` names each bad field",
     429: "No capacity right now; retry after `Retry-After` seconds",
     503: "The database is unavailable; retry after `Retry-After` seconds. For a write, "
-    "whether it took effect is unknown: `details.outcome` is `unknown` and, for a start "
-    "with a `run_id`, `details.check` is the run's URL",
+    "`details.outcome` is `not_applied` when nothing was done, else `unknown` (whether it "
+    "took effect is unknown) and, for a start with a `run_id`, `details.check` is the "
+    "run's URL",
     507: "The database's disk is full: nothing was written; retry after `Retry-After` seconds",
 }
 
@@ -106,6 +107,11 @@ def unavailable_answer(exc: StoreUnavailable, method: str) -> tuple[str, Any]:
     if method in _SAFE_METHODS:
         return f"the database is unavailable right now; {wait}", None
     given = exc.details if isinstance(exc.details, dict) else {}
+    if given.get("outcome") == "not_applied":  # e.g. while the API key was checked
+        return (
+            f"the database is unavailable right now, so nothing was done; {wait}",
+            {"outcome": "not_applied"},
+        )
     details: dict[str, Any] = {"outcome": "unknown"}
     lost = "the database became unavailable while this request was handled"
     if given.get("run_id"):
