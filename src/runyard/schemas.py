@@ -27,7 +27,7 @@ from .models import (
     Transition,
     Waiter,
 )
-from .rules import ID_MAX, PRIORITY_MAX, RETRIES_MAX, RUN_ID_RE
+from .rules import ID_MAX, INT32_MAX, JSON_DEPTH_MAX, PRIORITY_MAX, RETRIES_MAX, RUN_ID_RE
 
 RUN_ID_PATTERN = RUN_ID_RE.pattern
 Scope = Literal["read", "write", "admin"]
@@ -142,9 +142,20 @@ class FlowControlIn(_In):
     period: float = Field(default=1.0, gt=0, allow_inf_nan=False)
 
 
+#: What the schema says of a JSON payload that is stored (422 past it).
+PAYLOAD_DOC = (
+    f"Any JSON value nested at most {JSON_DEPTH_MAX} levels (arrays or objects one inside "
+    "the other); finite numbers; text without NUL characters"
+)
+
+
+def _payload(description: str = "") -> Any:
+    return Field(default=None, description=f"{description}{PAYLOAD_DOC}")
+
+
 class InputIn(_In):
-    input: Any = None
-    custom_data: Any = None
+    input: Any = _payload("One input. ")
+    custom_data: Any = _payload("Data kept with this input (not given to the workflow). ")
 
 
 class RunOptions(_In):
@@ -157,7 +168,7 @@ class RunOptions(_In):
     )
     priority: int | None = Field(default=None, ge=-PRIORITY_MAX, le=PRIORITY_MAX)
     sync_mode: Literal["full", "incremental"] | None = None
-    max_results: int | None = Field(default=None, ge=1)
+    max_results: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
 
 class RunCreate(RunOptions):
@@ -165,14 +176,32 @@ class RunCreate(RunOptions):
 
     workflow: str = Field(min_length=1, max_length=128)
     version: str | None = Field(default=None, max_length=64)
-    input: Any = None
-    custom_data: Any = None
-    inputs: list[InputIn] | None = Field(default=None, min_length=1, max_length=10_000)
+    input: Any = _payload(
+        "The run's one input (not with `inputs`); it must match the workflow's input schema. "
+    )
+    custom_data: Any = _payload("Data kept with the input (not given to the workflow). ")
+    inputs: list[InputIn] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10_000,
+        description="Several inputs (not with `input`); one that does not match the "
+        "workflow's input schema is discarded with its error, the others run",
+    )
     mode: Literal["async", "live"] = "async"
-    run_id: str | None = Field(default=None, pattern=RUN_ID_PATTERN)
+    run_id: str | None = Field(
+        default=None,
+        pattern=RUN_ID_PATTERN,
+        description="Your id for the run: a start with an existing id answers that run "
+        "(200) instead of starting another",
+    )
     delay: float | None = Field(default=None, ge=0, le=MAX_DELAY_S, allow_inf_nan=False)
-    not_before: datetime | None = None
-    task_id: str | None = Field(default=None, max_length=ID_MAX)
+    not_before: datetime | None = Field(
+        default=None,
+        description="ISO 8601; a time without a zone is UTC; within years 1-9999 once in UTC",
+    )
+    task_id: str | None = Field(
+        default=None, max_length=ID_MAX, description="A saved task of the same workflow"
+    )
     wait_timeout: float | None = Field(
         default=None,
         gt=0,
@@ -524,8 +553,10 @@ class BulkCancel(_In):
     ids: list[str] | None = Field(default=None, max_length=10_000)
     workflow: str | None = None
     prefix: str | None = Field(default=None, min_length=1)
-    url_prefix: str | None = Field(default=None, min_length=1)
-    all: bool = False
+    url_prefix: str | None = Field(
+        default=None, min_length=1, description="Not supported yet (422): no HTTP-target runs"
+    )
+    all: bool = Field(default=False, description="Every run not ended; needs the admin scope")
 
 
 class Canceled(BaseModel):
@@ -535,7 +566,7 @@ class Canceled(BaseModel):
 class ForkIn(_In):
     from_step: int | str = Field(description="A step position (as in /steps) or a step name")
     run_id: str | None = Field(default=None, pattern=RUN_ID_PATTERN)
-    input: Any = None
+    input: Any = _payload("A new input from the step on. ")
     version: str | None = None
 
 
@@ -546,14 +577,14 @@ class TaskIn(_In):
     id: str | None = Field(default=None, pattern=RUN_ID_PATTERN)
     name: str | None = Field(default=None, max_length=200)
     workflow: str = Field(min_length=1, max_length=128)
-    input: Any = None
+    input: Any = _payload("The default input of the runs started from the task. ")
     options: RunOptions = Field(default_factory=RunOptions)
 
 
 class TaskPatch(_In):
     name: str | None = Field(default=None, max_length=200)
     workflow: str | None = Field(default=None, min_length=1, max_length=128)
-    input: Any = None
+    input: Any = _payload("The new default input. ")
     options: RunOptions | None = None
 
 
@@ -575,7 +606,7 @@ class TaskPage(BaseModel):
 class TaskExecute(RunOptions):
     """``POST /v1/tasks/{id}/execute``: overrides of the task's defaults."""
 
-    input: Any = None
+    input: Any = _payload("Instead of the task's input (not with `inputs`). ")
     inputs: list[InputIn] | None = Field(default=None, min_length=1)
     mode: Literal["async", "live"] = "async"
     run_id: str | None = Field(default=None, pattern=RUN_ID_PATTERN)
@@ -586,7 +617,7 @@ class TaskExecute(RunOptions):
 
 
 class NotifyIn(_In):
-    data: Any = None
+    data: Any = _payload("Given to the runs woken. ")
 
 
 class Notified(BaseModel):

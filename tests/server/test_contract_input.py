@@ -16,6 +16,7 @@ import pytest
 
 from runyard import InvalidInput, Runyard
 from runyard.rules import JSON_DEPTH_MAX
+from runyard.schemas import PAYLOAD_DOC as PAYLOAD
 from tests.server.conftest import Keys, ServerProcess, client, publish_without_worker
 
 
@@ -285,6 +286,26 @@ def test_answers_match_the_openapi_document(
 
         # A 5,000-digit integer in a query: 422 as documented, never 400.
         assert error_of(api.get("/v1/runs", params={"limit": "9" * 5000}))
+
+        # The 422 rules are stated in the document: bounds and patterns where JSON schema
+        # has them, descriptions where it has not.
+        schemas = doc["components"]["schemas"]
+        run_create = schemas["RunCreate"]["properties"]
+        assert f"at most {JSON_DEPTH_MAX} levels" in run_create["input"]["description"]
+        assert "not with `inputs`" in run_create["input"]["description"]
+        assert f"at most {JSON_DEPTH_MAX} levels" in run_create["custom_data"]["description"]
+        assert "not with `input`" in run_create["inputs"]["description"]
+        assert "same workflow" in run_create["task_id"]["description"]
+        assert "9999" in run_create["not_before"]["description"]
+        assert json.dumps(run_create["max_results"]).count("2147483647") == 1
+        for name in ("NotifyIn", "TaskIn", "TaskPatch", "InputIn", "ForkIn", "TaskExecute"):
+            assert PAYLOAD in json.dumps(schemas[name]), name
+        notify = doc["paths"]["/v1/events/{event_id}"]["post"]["parameters"]
+        assert next(p for p in notify if p["name"] == "event_id")["schema"]["pattern"]
+        stream = doc["paths"]["/v1/runs/{run_id}/events"]["get"]["parameters"]
+        header = next(p for p in stream if p["name"] == "last-event-id")
+        assert "pattern" in json.dumps(header["schema"])
+        assert fields(error_of(api.post("/v1/events/a%01b"))) == ["event_id"]
 
         # Every status answered above is in the document for its operation.
         ops = doc["paths"]

@@ -19,6 +19,7 @@ EventId = Annotated[
     Path(
         min_length=1,
         max_length=EVENT_ID_MAX,
+        pattern=r"^[^\x00-\x1f]+$",
         description="The event's id: printable characters, `/` allowed; percent-encoded "
         "bytes must be UTF-8. A notified id cannot end in `/waiters` (that path lists the "
         "waiters: GET only)",

@@ -451,7 +451,14 @@ async def get_events(
     run_id: RunId,
     request: Request,
     state: State,
-    last_event_id: Annotated[str | None, Header(max_length=32)] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            max_length=32,
+            pattern=r"^[0-9]*$",
+            description="The id of the last output event received: the stream resumes after it",
+        ),
+    ] = None,
 ) -> StreamingResponse:
     if last_event_id and not (last_event_id.isascii() and last_event_id.isdigit()):
         # (isdigit alone takes "²", which int() refuses)
