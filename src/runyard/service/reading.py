@@ -77,7 +77,11 @@ class ReadMixin:
         cursor: str | None = None,
         limit: int = 50,
         order: str = "desc",
+        sort: str = "created_at",
     ) -> Page:
+        """Runs matching the filters, a page at a time, in ``order`` of ``sort``
+        (``created_at``, ``started_at``, ``finished_at`` or ``status``); ``cursor`` is the
+        previous page's ``next_cursor`` of the same sort and order."""
         statuses = [status] if isinstance(status, str) else list(status or [])
         for s in statuses:
             if s not in RunStatus.__members__:
@@ -92,7 +96,7 @@ class ReadMixin:
             created_after=created_after,
             created_before=created_before,
         )
-        return await self.core.read(self.core.store.list_runs, filt, cursor, limit, order)
+        return await self.core.read(self.core.store.list_runs, filt, cursor, limit, order, sort)
 
     async def steps(self, run_id: str) -> list[StepRecord]:
         await self.get_run(run_id)

@@ -22,11 +22,15 @@ from ..models import (
     Waiter,
 )
 from .records import (
+    RUN_SORTS,
     RunFilter,
     cursor_decode,
     cursor_encode,
     item_from_row,
     run_from_row,
+    sort_key,
+    sorted_cursor_decode,
+    sorted_cursor_encode,
     step_from_row,
 )
 from .tx import Tx
@@ -57,7 +61,13 @@ class ReadsMixin:
         return {r["id"]: r["status"] for r in tx.q("run_statuses", {"ids": list(run_ids)})}
 
     def list_runs(
-        self, tx: Tx, filt: RunFilter, cursor: str | None, limit: int, order: str = "desc"
+        self,
+        tx: Tx,
+        filt: RunFilter,
+        cursor: str | None,
+        limit: int,
+        order: str = "desc",
+        sort: str = "created_at",
     ) -> Page:
         if not 1 <= limit <= 100:
             raise InvalidInput(
@@ -68,6 +78,13 @@ class ReadsMixin:
             raise InvalidInput(
                 "order must be asc or desc", details=[{"field": "order", "error": "asc|desc"}]
             )
+        if sort not in RUN_SORTS:
+            raise InvalidInput(
+                f"sort must be one of {', '.join(RUN_SORTS)}",
+                details=[{"field": "sort", "error": "|".join(RUN_SORTS)}],
+            )
+        if sort != "created_at":
+            return self._list_runs_sorted(tx, filt, cursor, limit, order, sort)
         params = filt.params()
         after_at, after_id = cursor_decode(cursor) if cursor else (None, None)
         params.update({"after_at": after_at, "after_id": after_id, "limit": limit + 1})
@@ -85,6 +102,30 @@ class ReadsMixin:
         nxt = None
         if len(rows) > limit:
             nxt = cursor_encode(runs[-1].created_at, runs[-1].id)
+        return Page(items=runs, next_cursor=nxt)
+
+    def _list_runs_sorted(
+        self, tx: Tx, filt: RunFilter, cursor: str | None, limit: int, order: str, sort: str
+    ) -> Page:
+        """A page sorted by ``sort`` (not ``created_at``); the cursor holds the whole
+        sort key of the last run given, so no run is repeated or skipped."""
+        after = sorted_cursor_decode(cursor, sort, order) if cursor else None
+        params = filt.params()
+        params.update(
+            {
+                "sort": sort,
+                "after_text": after.text if after else None,
+                "after_num": after.num if after else None,
+                "after_at": after.created_at if after else None,
+                "after_id": after.run_id if after else None,
+                "limit": limit + 1,
+            }
+        )
+        rows = tx.q("list_runs_sorted_" + order, params)
+        runs = [run_from_row(r) for r in rows[:limit]]
+        nxt = None
+        if len(rows) > limit:
+            nxt = sorted_cursor_encode(sort, order, sort_key(runs[-1], sort))
         return Page(items=runs, next_cursor=nxt)
 
     def get_items(

@@ -3,6 +3,7 @@ the conversion of rows into the models of ``runyard.models``."""
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -311,3 +312,61 @@ def cursor_decode(cursor: str) -> tuple[float, str]:
             details=[{"field": "cursor", "error": "malformed"}],
         )
     return created_at, run_id
+
+
+#: What a runs list may be sorted by; ``created_at`` (the default) walks an index.
+RUN_SORTS = ("created_at", "started_at", "finished_at", "status")
+_SORTED_PREFIX = "s."
+
+
+class SortKey(NamedTuple):
+    """Where a run stands in a list sorted by something other than ``created_at``: the
+    status (sort by status), the time (started_at, finished_at; infinity while not yet
+    set), then creation time and id, which make the order total."""
+
+    text: str
+    num: float
+    created_at: float
+    run_id: str
+
+
+def sort_key(run: Run, sort: str) -> SortKey:
+    num = {"started_at": run.started_at, "finished_at": run.finished_at}.get(sort, 0.0)
+    text = str(run.status.value if isinstance(run.status, RunStatus) else run.status)
+    return SortKey(
+        text if sort == "status" else "",
+        math.inf if num is None else num,
+        run.created_at,
+        run.id,
+    )
+
+
+def sorted_cursor_encode(sort: str, order: str, key: SortKey) -> str:
+    """The cursor of a page sorted by ``sort``: the sort and order it belongs to, and the
+    whole sort key of the last run given."""
+    raw = jsonutil.dumps([sort, order, key.text, repr(key.num), repr(key.created_at), key.run_id])
+    return _SORTED_PREFIX + base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def sorted_cursor_decode(cursor: str, sort: str, order: str) -> SortKey:
+    """The sort key in a cursor made by :func:`sorted_cursor_encode` for this ``sort``
+    and ``order``; any other cursor is refused, naming ``cursor``."""
+    refused = InvalidInput(
+        f"cursor is not valid for sort={sort}, order={order}: give the next_cursor of a "
+        "previous page of the same list",
+        details=[{"field": "cursor", "error": "malformed, or of another sort or order"}],
+    )
+    body = cursor.removeprefix(_SORTED_PREFIX)
+    if body == cursor:
+        raise refused
+    try:
+        decoded = jsonutil.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode())
+        given_sort, given_order, text, num, at, run_id = decoded
+        key = SortKey(str(text), float(num), float(at), str(run_id))
+    except (ValueError, TypeError, UnicodeDecodeError):
+        raise refused from None
+    if (given_sort, given_order) != (sort, order) or not key.run_id:
+        raise refused
+    if math.isnan(key.num) or not math.isfinite(key.created_at):
+        raise refused
+    return key

@@ -168,7 +168,15 @@ async def list_runs(
     page_size: Annotated[
         int | None, Query(ge=1, le=100, description="Runs per page with `page` (else `limit`)")
     ] = None,
-    sort: Literal["created_at"] = "created_at",
+    sort: Annotated[
+        Literal["created_at", "started_at", "finished_at", "status"],
+        Query(
+            description="What the list is ordered by (then by creation time and id); a "
+            "time not yet set (a run not started or not finished) sorts last ascending, "
+            "first descending. Only `created_at` walks an index: the other sorts read "
+            "every run that passes the filters"
+        ),
+    ] = "created_at",
     order: Literal["asc", "desc"] = "desc",
 ) -> RunPage:
     """Newest first by default; follow ``next_cursor`` (also in ``X-Pagination-Next``),
@@ -197,6 +205,7 @@ async def list_runs(
         created_after=bound(created_after, "created_after"),
         created_before=bound(created_before, "created_before"),
         order=order,
+        sort=sort,
     )
     skip = (page - 1) * size if page is not None else 0
     while skip > 0:  # walk to the page asked for, a hundred runs at a time

@@ -894,3 +894,59 @@ SELECT i.idx, i.owner, i.lease_expires_at, w.heartbeat_at, w.stopped_at, ry_now(
 FROM items i LEFT JOIN workers w ON w.id = i.owner
 WHERE i.run_id = :run_id AND i.owner IS NOT NULL AND i.lease_expires_at IS NOT NULL
 ORDER BY i.lease_expires_at LIMIT 20;
+
+-- name: list_runs_sorted_asc
+-- A runs list sorted by started_at, finished_at or status (created_at: list_runs_*):
+-- the sort key is (status when sorting by status, the time when sorting by one, with a
+-- time not yet set as infinity: last ascending, first descending), then created_at and
+-- id, and the cursor one row comparison on it. No index holds started_at or finished_at:
+-- such a page reads every run that passes the filters (an index on runs (started_at, id)
+-- and runs (finished_at, id) would need a migration).
+SELECT r.* FROM runs r
+WHERE (:statuses IS NULL OR r.status IN (SELECT value FROM json_each(:statuses)))
+  AND (:workflow IS NULL OR r.workflow = :workflow)
+  AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
+  AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
+  AND (:task_id IS NULL OR r.task_id = :task_id)
+  AND (:schedule_id IS NULL OR r.schedule_id = :schedule_id)
+  AND (:mode IS NULL OR r.mode = :mode)
+  AND r.created_at >= coalesce(:created_after, -9e999)
+  AND r.created_at < coalesce(:created_before, 9e999)
+  AND (:after_id IS NULL OR (
+    CASE :sort WHEN 'status' THEN r.status ELSE '' END,
+    CASE :sort WHEN 'started_at' THEN coalesce(r.started_at, 9e999)
+               WHEN 'finished_at' THEN coalesce(r.finished_at, 9e999) ELSE 0 END,
+    r.created_at, r.id) > (:after_text, :after_num, :after_at, :after_id))
+ORDER BY CASE :sort WHEN 'status' THEN r.status ELSE '' END ASC,
+  CASE :sort WHEN 'started_at' THEN coalesce(r.started_at, 9e999)
+             WHEN 'finished_at' THEN coalesce(r.finished_at, 9e999) ELSE 0 END ASC,
+  r.created_at ASC, r.id ASC
+LIMIT :limit;
+
+-- name: list_runs_sorted_desc
+-- A runs list sorted by started_at, finished_at or status (created_at: list_runs_*):
+-- the sort key is (status when sorting by status, the time when sorting by one, with a
+-- time not yet set as infinity: last ascending, first descending), then created_at and
+-- id, and the cursor one row comparison on it. No index holds started_at or finished_at:
+-- such a page reads every run that passes the filters (an index on runs (started_at, id)
+-- and runs (finished_at, id) would need a migration).
+SELECT r.* FROM runs r
+WHERE (:statuses IS NULL OR r.status IN (SELECT value FROM json_each(:statuses)))
+  AND (:workflow IS NULL OR r.workflow = :workflow)
+  AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
+  AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
+  AND (:task_id IS NULL OR r.task_id = :task_id)
+  AND (:schedule_id IS NULL OR r.schedule_id = :schedule_id)
+  AND (:mode IS NULL OR r.mode = :mode)
+  AND r.created_at >= coalesce(:created_after, -9e999)
+  AND r.created_at < coalesce(:created_before, 9e999)
+  AND (:after_id IS NULL OR (
+    CASE :sort WHEN 'status' THEN r.status ELSE '' END,
+    CASE :sort WHEN 'started_at' THEN coalesce(r.started_at, 9e999)
+               WHEN 'finished_at' THEN coalesce(r.finished_at, 9e999) ELSE 0 END,
+    r.created_at, r.id) < (:after_text, :after_num, :after_at, :after_id))
+ORDER BY CASE :sort WHEN 'status' THEN r.status ELSE '' END DESC,
+  CASE :sort WHEN 'started_at' THEN coalesce(r.started_at, 9e999)
+             WHEN 'finished_at' THEN coalesce(r.finished_at, 9e999) ELSE 0 END DESC,
+  r.created_at DESC, r.id DESC
+LIMIT :limit;
