@@ -190,6 +190,8 @@ def test_a_write_that_waits_past_the_window_says_its_outcome_is_unknown(
     start = {"workflow": "greet", "input": {"name": "a"}, "run_id": "held-1"}
     with client(server, keys.write, timeout=60) as api:
         assert api.get("/v1/runs").status_code == 200
+        r = api.post("/v1/tasks", json={"workflow": "greet", "id": "t1", "input": {"name": "b"}})
+        assert r.status_code == 201, r.text
         holder = psycopg.connect(db_url)
         try:
             holder.execute("LOCK TABLE runs IN SHARE MODE")  # reads go on, inserts wait
@@ -202,9 +204,18 @@ def test_a_write_that_waits_past_the_window_says_its_outcome_is_unknown(
             }
             assert not any(driver in r.text for driver in DRIVER_TEXT), r.text
             assert api.get("/v1/runs/held-1").status_code == 404  # (a read goes on)
+            # The same for a run started from a task.
+            r = api.post("/v1/tasks/t1/execute", json={"run_id": "held-2"})
+            assert error_of(r, 503)["details"] == {
+                "outcome": "unknown",
+                "run_id": "held-2",
+                "check": "/v1/runs/held-2",
+            }
         finally:
             holder.rollback()
             holder.close()
         r = api.post("/v1/runs", json=start)
         assert r.status_code in (200, 201), r.text
         assert api.get("/v1/runs/held-1").json()["id"] == "held-1"
+        assert api.get("/v1/runs/held-2").status_code == 404
+        assert api.post("/v1/tasks/t1/execute", json={"run_id": "held-2"}).status_code == 201

@@ -8,9 +8,10 @@ gets the shape (and a database that went away mid-request answers 503, not 500).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -135,6 +136,16 @@ def unavailable_answer(exc: StoreUnavailable, method: str) -> tuple[str, Any]:
         f"sending it again; {wait}",
         details,
     )
+
+
+@contextlib.contextmanager
+def start_outcome(run_id: str | None) -> Iterator[None]:
+    """Around a request that starts a run: a 503 from within names the run id given (or
+    says to give one), so the client can learn whether the run was created."""
+    try:
+        yield
+    except StoreUnavailable as exc:
+        raise StoreUnavailable(exc.message, details={"run_id": run_id}) from exc
 
 
 def runyard_error_response(exc: RunyardError, method: str = "GET") -> JSONResponse:

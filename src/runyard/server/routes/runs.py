@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BeforeValidator
 
-from ...errors import InvalidInput, StoreUnavailable
+from ...errors import InvalidInput
 from ...models import Attempt, ItemState, LogLine, Output, RunStatus, StepRecord
 from ...rules import invalid
 from ...schemas import (
@@ -38,7 +38,7 @@ from ...schemas import (
 )
 from ...service import request_from_options
 from ..auth import ApiRoute, principal_of
-from ..errors import error_responses
+from ..errors import error_responses, start_outcome
 from ..live import start_and_answer, wait_terminal
 from ..sse import run_event_stream
 from ..state import ServerState, State
@@ -122,11 +122,8 @@ async def start_run(state: ServerState, request: Request, body: RunCreate) -> JS
         not_before=epoch(body.not_before, "not_before", "body"),
         task_id=body.task_id,
     )
-    try:
+    with start_outcome(body.run_id):  # a 503 says how to learn whether it was created
         return await start_and_answer(state, request, req, body.wait_timeout)
-    except StoreUnavailable as exc:
-        # The 503 says how to learn whether the run was created (see unavailable_answer).
-        raise StoreUnavailable(exc.message, details={"run_id": body.run_id}) from exc
 
 
 #: A status filter in any case (``succeeded`` as ``SUCCEEDED``), as the CLI takes it.
@@ -542,9 +539,10 @@ async def fork_run(run_id: RunId, body: ForkIn, state: State) -> JSONResponse:
     naming the field; 404 for an unknown run or version); a ``run_id`` that exists
     answers that run (200)."""
     service = state.service
-    handle = await service.fork(
-        run_id, body.from_step, new_run_id=body.run_id, input=body.input, version=body.version
-    )
+    with start_outcome(body.run_id):
+        handle = await service.fork(
+            run_id, body.from_step, new_run_id=body.run_id, input=body.input, version=body.version
+        )
     run = await service.get_run(handle.id)
     if handle.created:
         state.metrics.runs_created.labels(run.workflow, "fork").inc()

@@ -23,7 +23,7 @@ from ...schemas import (
 )
 from ...service import TaskChange, check_options
 from ..auth import ApiRoute
-from ..errors import error_responses
+from ..errors import error_responses, start_outcome
 from ..live import start_and_answer
 from ..state import State
 from ..wire import json_response
@@ -163,4 +163,5 @@ async def execute_task(
         run_id=body.run_id,
         mode=body.mode,
     )
-    return await start_and_answer(state, request, req, body.wait_timeout)
+    with start_outcome(body.run_id):  # a 503 says how to learn whether it was created
+        return await start_and_answer(state, request, req, body.wait_timeout)
