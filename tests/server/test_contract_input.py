@@ -324,7 +324,7 @@ def test_docs_are_served_from_the_package(server: ServerProcess) -> None:
         page = web.get("/docs")
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
         assert "cdn." not in page.text and "https://" not in page.text
-        for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"):
+        for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"):
             assert f"/docs/assets/{asset}" in page.text
             r = web.get(f"/docs/assets/{asset}")
             assert r.status_code == 200 and len(r.content) > 500, asset
