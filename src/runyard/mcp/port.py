@@ -84,6 +84,10 @@ class RunView:
     result: Any = None
     error: Any = None
     waiting_for: str | None = None
+    #: Epoch seconds (the Tasks extension's createdAt, lastUpdatedAt and ttlMs).
+    created_at: float | None = None
+    updated_at: float | None = None
+    finished_at: float | None = None
 
     @property
     def terminal(self) -> bool:
@@ -108,7 +112,14 @@ class RunView:
             result=run.result,
             error=run.error,
             waiting_for=run.waiting_for,
+            created_at=_epoch(run.created_at),
+            updated_at=_epoch(run.updated_at),
+            finished_at=_epoch(run.finished_at),
         )
+
+
+def _epoch(at: float | datetime | None) -> float | None:
+    return at.timestamp() if isinstance(at, datetime) else at
 
 
 @dataclass(frozen=True, slots=True)
