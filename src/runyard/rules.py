@@ -32,6 +32,17 @@ JSON_DEPTH_MAX = 128
 MODES = ("async", "live")
 #: How an incremental run hands its outputs over across iterations.
 SYNC_MODES = ("full", "incremental")
+#: What a schedule's fire does while its previous run has not ended (skip: the default).
+OVERLAP_POLICIES = ("skip", "buffer_one", "buffer_all", "cancel_other", "allow_all")
+#: A schedule's catch-up window when not given, and its least (seconds): after downtime,
+#: missed fires younger than the window still run, older ones are recorded as missed.
+CATCHUP_DEFAULT_S = 60.0
+CATCHUP_MIN_S = 10.0
+#: At most this many fires per backfill; at most this many fires buffered per schedule.
+BACKFILL_MAX_FIRES = 1000
+BUFFER_MAX_FIRES = 1000
+#: A schedule's id: the run-id alphabet, short enough for its runs' ids to fit.
+SCHEDULE_ID_MAX = 100
 
 
 def invalid(field: str, message: str, error: str) -> InvalidInput:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from ..config import Settings
 from ..store.dbexec import retry_window
 from ..store.hub import wait_event
-from .catalog import USAGE_PERIOD_S, CatalogMixin, TaskChange, UsageReport
-from .control import ControlMixin
+from .catalog import USAGE_PERIOD_S, TaskChange, UsageReport
 from .core import Core
 from .handles import RunHandle
+from .schedules import Backfill, Schedule, ScheduleFire, SchedulesMixin, ScheduleSpec
 from .starting import (
     Published,
     StartRequest,
@@ -23,8 +23,12 @@ from .starting import (
 
 __all__ = [
     "USAGE_PERIOD_S",
+    "Backfill",
     "Core",
     "RunHandle",
+    "Schedule",
+    "ScheduleFire",
+    "ScheduleSpec",
     "Service",
     "StartRequest",
     "TaskChange",
@@ -37,8 +41,8 @@ __all__ = [
 ]
 
 
-class Service(ControlMixin, CatalogMixin):
-    """Runs (start, read, wait, control), workflows, tasks, usage and keys, over one
+class Service(SchedulesMixin):
+    """Runs (start, read, wait, control), workflows, tasks, schedules, usage and keys, over one
     :class:`Core`."""
 
     def __init__(self, core: Core) -> None:
