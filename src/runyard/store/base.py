@@ -27,6 +27,7 @@ from .queries import load_queries, migrations
 from .reads import ReadsMixin
 from .records import Checkpoint, Claimed, Fence, MergedWrite, NewRunParams, RunFilter
 from .retention import RetentionMixin
+from .schedules import SchedulesStoreMixin
 from .tx import RUN, WAKE, Later, Row, StoreObserver, Tx
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class Store(
     ReadsMixin,
     AdminMixin,
     RetentionMixin,
+    SchedulesStoreMixin,
     abc.ABC,
 ):
     """Every operation on the database, for one backend."""

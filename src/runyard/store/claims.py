@@ -131,7 +131,13 @@ class ClaimsMixin:
                 timeout_s=run["timeout_s"],
             )
             claimed.append(c)
-            if c.last_position > 0 or c.attempt > 1 or c.generation > 0 or c.iteration > 1:
+            if (
+                c.last_position > 0
+                or c.attempt > 1
+                or c.generation > 0
+                or c.iteration > 1
+                or c.sync_mode == "incremental"  # (its state: see _load_history_txn)
+            ):
                 needs_history.append(c)
         for c in needs_history:
             self._load_history_txn(tx, c)  # (reads of committed checkpoints)
@@ -146,6 +152,9 @@ class ClaimsMixin:
         c.all_failed_attempts = {r["position"]: r["total"] for r in failed}
         if c.iteration > 1 or c.sync_mode:
             row = tx.q1("previous_sync_state", key)
+            if row is None and c.sync_mode == "incremental":
+                # A schedule's fire: the state its latest successful earlier fire saved.
+                row = tx.q1("schedule_sync_state", key)
             c.sync_state = jsonutil.loads(row["state"]) if row else None
 
     def claim_upkeep(self, tx: Tx) -> bool:

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 from ..engine.executor import Execution, Runtime
 from ..models import EXECUTING, RunStatus
+from ..service.scheduler import Scheduler
 from ..store import Claimed, Fence
 from ..store.claims import SessionLock
 from ..store.dbexec import LAST, LockBusy
@@ -134,7 +135,10 @@ class Worker:
         recovery_interval_s: float = 1.0,
         purge_interval_s: float = 3600.0,
         worker_id: str | None = None,
+        schedules: bool = True,
     ) -> None:
+        """``schedules``: run the scheduler loop too (every worker does by default: no
+        leader; see :mod:`runyard.service.scheduler`)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.service = service
@@ -158,6 +162,7 @@ class Worker:
             max_workers=max(4, concurrency * 2), thread_name_prefix="runyard-step"
         )
         self.executed = 0
+        self.scheduler = Scheduler(service) if schedules else None
 
     @property
     def wrefs(self) -> list[str]:
@@ -214,6 +219,8 @@ class Worker:
             asyncio.create_task(self._upkeep_loop(), name="upkeep"),
             asyncio.create_task(self._death_loop(host if started else None), name="deaths"),
         ]
+        if self.scheduler is not None:
+            loops.append(asyncio.create_task(self.scheduler.run(self._stopping), name="scheduler"))
         if self._lock is not None:
             loops.append(
                 asyncio.create_task(

@@ -376,9 +376,15 @@ ON CONFLICT (run_id, item_idx, iteration, position) DO UPDATE SET status = exclu
 WHERE steps.status = 'waiting' AND excluded.status <> 'waiting';
 
 -- name: insert_output
+-- (With a key, in an incremental run of a schedule: not if an earlier fire's run
+-- emitted that key: a record is delivered once across a schedule's fires.)
 INSERT INTO outputs (run_id, item_idx, iteration, position, key, data)
 SELECT %(run_id)s, %(idx)s, %(iteration)s, %(position)s, %(key)s, %(data)s
 WHERE EXISTS (SELECT 1 FROM items WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s)
+  AND (%(key)s::text IS NULL OR NOT EXISTS (SELECT 1 FROM outputs o
+    JOIN runs me ON me.id = %(run_id)s AND me.sync_mode = 'incremental'
+    JOIN runs r ON r.id = o.run_id AND r.schedule_id = me.schedule_id AND r.id <> me.id
+    WHERE o.key = %(key)s))
 ON CONFLICT DO NOTHING;
 
 -- name: insert_credit
@@ -1082,10 +1088,16 @@ SELECT f.run_id, f.idx, r.status FROM f JOIN runs r ON r.id = f.run_id;
 SELECT output_count < max_results AS room FROM runs WHERE id = %(run_id)s FOR UPDATE;
 
 -- name: insert_output_counted
+-- (With a key, in an incremental run of a schedule: not if an earlier fire's run
+-- emitted that key: a record is delivered once across a schedule's fires.)
 -- insert_output for a run with max_results, counted on the run when the row is new.
 INSERT INTO outputs (run_id, item_idx, iteration, position, key, data)
 SELECT %(run_id)s, %(idx)s, %(iteration)s, %(position)s, %(key)s, %(data)s
 WHERE EXISTS (SELECT 1 FROM items WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s)
+  AND (%(key)s::text IS NULL OR NOT EXISTS (SELECT 1 FROM outputs o
+    JOIN runs me ON me.id = %(run_id)s AND me.sync_mode = 'incremental'
+    JOIN runs r ON r.id = o.run_id AND r.schedule_id = me.schedule_id AND r.id <> me.id
+    WHERE o.key = %(key)s))
 ON CONFLICT DO NOTHING
 RETURNING id;
 
@@ -1221,3 +1233,126 @@ ORDER BY CASE %(sort)s::text WHEN 'status' THEN r.status ELSE '' END DESC,
                       ELSE 0 END DESC,
   r.created_at DESC, r.id DESC
 LIMIT %(limit)s;
+
+-- Schedules (issue 20) -------------------------------------------------------------------
+
+-- name: insert_schedule
+INSERT INTO schedules (id, workflow, task_id, spec, paused, note, next_fire_at, due_at,
+  remaining_actions)
+VALUES (%(id)s, %(workflow)s, %(task_id)s, %(spec)s, %(paused)s, %(note)s, %(next_fire_at)s,
+  %(due_at)s, %(remaining_actions)s)
+ON CONFLICT (id) DO NOTHING
+RETURNING *;
+
+-- name: get_schedule
+SELECT * FROM schedules WHERE id = %(id)s;
+
+-- name: lock_schedule
+SELECT * FROM schedules WHERE id = %(id)s FOR UPDATE;
+
+-- name: list_schedules
+SELECT * FROM schedules
+WHERE (%(after_id)s::text IS NULL OR id > %(after_id)s)
+  AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
+ORDER BY id LIMIT %(limit)s;
+
+-- name: update_schedule
+UPDATE schedules SET workflow = %(workflow)s, task_id = %(task_id)s, spec = %(spec)s,
+  paused = %(paused)s, note = %(note)s, next_fire_at = %(next_fire_at)s, due_at = %(due_at)s,
+  remaining_actions = %(remaining_actions)s, updated_at = runyard_now()
+WHERE id = %(id)s
+RETURNING *;
+
+-- name: delete_schedule
+DELETE FROM schedules WHERE id = %(id)s RETURNING id;
+
+-- name: delete_schedule_fires
+DELETE FROM schedule_fires WHERE schedule_id = %(id)s;
+
+-- name: claim_due_schedules
+-- Due schedules, earliest first, each locked by one scheduler at a time: the others skip
+-- it (SKIP LOCKED) and take the next ones. With the status of the latest fire's run.
+SELECT s.*, r.status AS last_status FROM schedules s
+LEFT JOIN runs r ON r.id = s.last_run_id
+WHERE NOT s.paused AND s.due_at IS NOT NULL AND s.due_at <= %(now)s
+ORDER BY s.due_at LIMIT %(limit)s
+FOR UPDATE OF s SKIP LOCKED;
+
+-- name: schedule_run_status
+SELECT status FROM runs WHERE id = %(id)s;
+
+-- name: advance_schedule
+UPDATE schedules SET next_fire_at = %(next_fire_at)s, due_at = %(due_at)s,
+  last_run_id = %(last_run_id)s, remaining_actions = %(remaining_actions)s,
+  fired = fired + %(fired)s, skipped = skipped + %(skipped)s,
+  start_failed = start_failed + %(failed)s, buffered = %(buffered)s, paused = %(paused)s,
+  note = %(note)s, updated_at = runyard_now()
+WHERE id = %(id)s;
+
+-- name: insert_fire
+INSERT INTO schedule_fires (schedule_id, fire_at, kind, state, run_id, error)
+VALUES (%(schedule_id)s, %(fire_at)s, %(kind)s, %(state)s, %(run_id)s, %(error)s)
+ON CONFLICT (schedule_id, fire_at) DO NOTHING
+RETURNING schedule_id;
+
+-- name: set_fire_state
+UPDATE schedule_fires SET state = %(state)s, run_id = %(run_id)s, error = %(error)s
+WHERE schedule_id = %(schedule_id)s AND fire_at = %(fire_at)s;
+
+-- name: fire_started
+-- A pending fire whose run now exists (no-op for a fire no longer pending).
+UPDATE schedule_fires SET state = 'started'
+WHERE schedule_id = %(schedule_id)s AND fire_at = %(fire_at)s AND state = 'pending';
+
+-- name: fire_start_failed
+UPDATE schedule_fires SET state = 'failed', error = %(error)s
+WHERE schedule_id = %(schedule_id)s AND fire_at = %(fire_at)s AND state = 'pending'
+RETURNING schedule_id;
+
+-- name: count_start_failed
+-- (A failed start is no run to wait for: the next fire is not held back by it.)
+UPDATE schedules SET start_failed = start_failed + 1,
+  last_run_id = CASE WHEN last_run_id = %(run_id)s THEN NULL ELSE last_run_id END
+WHERE id = %(id)s;
+
+-- name: first_buffered_fire
+SELECT * FROM schedule_fires
+WHERE schedule_id = %(schedule_id)s AND state = 'buffered'
+ORDER BY fire_at LIMIT 1;
+
+-- name: stale_pending_fires
+-- Fires recorded by a scheduler that stopped before their run was written.
+SELECT f.*, s.spec FROM schedule_fires f JOIN schedules s ON s.id = f.schedule_id
+WHERE f.state = 'pending' AND f.created_at < %(before)s
+ORDER BY f.created_at LIMIT %(limit)s;
+
+-- name: get_fire
+SELECT f.*, r.status AS run_status FROM schedule_fires f LEFT JOIN runs r ON r.id = f.run_id
+WHERE f.schedule_id = %(schedule_id)s AND f.fire_at = %(fire_at)s;
+
+-- name: recent_fires
+SELECT f.*, r.status AS run_status FROM schedule_fires f LEFT JOIN runs r ON r.id = f.run_id
+WHERE f.schedule_id = %(schedule_id)s
+ORDER BY f.fire_at DESC LIMIT %(limit)s;
+
+-- name: fires_between
+SELECT f.*, r.status AS run_status FROM schedule_fires f LEFT JOIN runs r ON r.id = f.run_id
+WHERE f.schedule_id = %(schedule_id)s AND f.fire_at >= %(start)s AND f.fire_at < %(end)s
+ORDER BY f.fire_at;
+
+-- name: schedule_failed_runs
+SELECT count(*) AS n FROM runs
+WHERE schedule_id = %(schedule_id)s AND status IN ('FAILED', 'CRASHED', 'INVALID');
+
+-- name: next_schedule_due
+SELECT min(due_at) AS at FROM schedules WHERE NOT paused AND due_at IS NOT NULL;
+
+-- name: schedule_sync_state
+-- The sync state saved by the latest successful earlier run of the same schedule: a
+-- schedule's fire is the next iteration of its sync (a failed fire does not advance it).
+SELECT st.state FROM runs me
+JOIN runs r ON r.schedule_id = me.schedule_id AND r.id <> me.id
+  AND r.status IN ('SUCCEEDED', 'PARTIAL_SUCCEEDED')
+JOIN sync_states st ON st.run_id = r.id AND st.item_idx = %(idx)s
+WHERE me.id = %(run_id)s AND me.schedule_id IS NOT NULL
+ORDER BY r.finished_at DESC, st.iteration DESC LIMIT 1;

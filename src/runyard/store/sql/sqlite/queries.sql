@@ -254,9 +254,15 @@ ON CONFLICT (run_id, item_idx, iteration, position) DO UPDATE SET status = exclu
 WHERE steps.status = 'waiting' AND excluded.status <> 'waiting';
 
 -- name: insert_output
+-- (With a key, in an incremental run of a schedule: not if an earlier fire's run
+-- emitted that key: a record is delivered once across a schedule's fires.)
 INSERT INTO outputs (run_id, item_idx, iteration, position, key, data)
 SELECT :run_id, :idx, :iteration, :position, :key, :data
 WHERE EXISTS (SELECT 1 FROM items WHERE run_id = :run_id AND idx = :idx AND owner = :owner AND epoch = :epoch)
+  AND (:key IS NULL OR NOT EXISTS (SELECT 1 FROM outputs o
+    JOIN runs me ON me.id = :run_id AND me.sync_mode = 'incremental'
+    JOIN runs r ON r.id = o.run_id AND r.schedule_id = me.schedule_id AND r.id <> me.id
+    WHERE o.key = :key))
 ON CONFLICT DO NOTHING;
 
 -- name: insert_credit
@@ -838,10 +844,16 @@ SELECT id FROM run_transitions WHERE at < ry_now() - 2 ORDER BY id DESC LIMIT 1;
 SELECT output_count < max_results AS room FROM runs WHERE id = :run_id;
 
 -- name: insert_output_counted
+-- (With a key, in an incremental run of a schedule: not if an earlier fire's run
+-- emitted that key: a record is delivered once across a schedule's fires.)
 -- insert_output for a run with max_results, counted on the run when the row is new.
 INSERT INTO outputs (run_id, item_idx, iteration, position, key, data)
 SELECT :run_id, :idx, :iteration, :position, :key, :data
 WHERE EXISTS (SELECT 1 FROM items WHERE run_id = :run_id AND idx = :idx AND owner = :owner AND epoch = :epoch)
+  AND (:key IS NULL OR NOT EXISTS (SELECT 1 FROM outputs o
+    JOIN runs me ON me.id = :run_id AND me.sync_mode = 'incremental'
+    JOIN runs r ON r.id = o.run_id AND r.schedule_id = me.schedule_id AND r.id <> me.id
+    WHERE o.key = :key))
 ON CONFLICT DO NOTHING
 RETURNING id;
 
@@ -950,3 +962,126 @@ ORDER BY CASE :sort WHEN 'status' THEN r.status ELSE '' END DESC,
              WHEN 'finished_at' THEN coalesce(r.finished_at, 9e999) ELSE 0 END DESC,
   r.created_at DESC, r.id DESC
 LIMIT :limit;
+
+-- Schedules (issue 20) -------------------------------------------------------------------
+
+-- name: insert_schedule
+INSERT INTO schedules (id, workflow, task_id, spec, paused, note, next_fire_at, due_at,
+  remaining_actions)
+VALUES (:id, :workflow, :task_id, :spec, :paused, :note, :next_fire_at,
+  :due_at, :remaining_actions)
+ON CONFLICT (id) DO NOTHING
+RETURNING *;
+
+-- name: get_schedule
+SELECT * FROM schedules WHERE id = :id;
+
+-- name: lock_schedule
+SELECT * FROM schedules WHERE id = :id;
+
+-- name: list_schedules
+SELECT * FROM schedules
+WHERE (:after_id IS NULL OR id > :after_id)
+  AND (:workflow IS NULL OR workflow = :workflow)
+ORDER BY id LIMIT :limit;
+
+-- name: update_schedule
+UPDATE schedules SET workflow = :workflow, task_id = :task_id, spec = :spec,
+  paused = :paused, note = :note, next_fire_at = :next_fire_at, due_at = :due_at,
+  remaining_actions = :remaining_actions, updated_at = ry_now()
+WHERE id = :id
+RETURNING *;
+
+-- name: delete_schedule
+DELETE FROM schedules WHERE id = :id RETURNING id;
+
+-- name: delete_schedule_fires
+DELETE FROM schedule_fires WHERE schedule_id = :id;
+
+-- name: claim_due_schedules
+-- Due schedules, earliest first, each locked by one scheduler at a time: the others skip
+-- it (SKIP LOCKED) and take the next ones. (SQLite: the write lock serializes.) With the status of the latest fire's run.
+SELECT s.*, r.status AS last_status FROM schedules s
+LEFT JOIN runs r ON r.id = s.last_run_id
+WHERE s.paused = 0 AND s.due_at IS NOT NULL AND s.due_at <= :now
+ORDER BY s.due_at LIMIT :limit
+;
+
+-- name: schedule_run_status
+SELECT status FROM runs WHERE id = :id;
+
+-- name: advance_schedule
+UPDATE schedules SET next_fire_at = :next_fire_at, due_at = :due_at,
+  last_run_id = :last_run_id, remaining_actions = :remaining_actions,
+  fired = fired + :fired, skipped = skipped + :skipped,
+  start_failed = start_failed + :failed, buffered = :buffered, paused = :paused,
+  note = :note, updated_at = ry_now()
+WHERE id = :id;
+
+-- name: insert_fire
+INSERT INTO schedule_fires (schedule_id, fire_at, kind, state, run_id, error)
+VALUES (:schedule_id, :fire_at, :kind, :state, :run_id, :error)
+ON CONFLICT (schedule_id, fire_at) DO NOTHING
+RETURNING schedule_id;
+
+-- name: set_fire_state
+UPDATE schedule_fires SET state = :state, run_id = :run_id, error = :error
+WHERE schedule_id = :schedule_id AND fire_at = :fire_at;
+
+-- name: fire_started
+-- A pending fire whose run now exists (no-op for a fire no longer pending).
+UPDATE schedule_fires SET state = 'started'
+WHERE schedule_id = :schedule_id AND fire_at = :fire_at AND state = 'pending';
+
+-- name: fire_start_failed
+UPDATE schedule_fires SET state = 'failed', error = :error
+WHERE schedule_id = :schedule_id AND fire_at = :fire_at AND state = 'pending'
+RETURNING schedule_id;
+
+-- name: count_start_failed
+-- (A failed start is no run to wait for: the next fire is not held back by it.)
+UPDATE schedules SET start_failed = start_failed + 1,
+  last_run_id = CASE WHEN last_run_id = :run_id THEN NULL ELSE last_run_id END
+WHERE id = :id;
+
+-- name: first_buffered_fire
+SELECT * FROM schedule_fires
+WHERE schedule_id = :schedule_id AND state = 'buffered'
+ORDER BY fire_at LIMIT 1;
+
+-- name: stale_pending_fires
+-- Fires recorded by a scheduler that stopped before their run was written.
+SELECT f.*, s.spec FROM schedule_fires f JOIN schedules s ON s.id = f.schedule_id
+WHERE f.state = 'pending' AND f.created_at < :before
+ORDER BY f.created_at LIMIT :limit;
+
+-- name: get_fire
+SELECT f.*, r.status AS run_status FROM schedule_fires f LEFT JOIN runs r ON r.id = f.run_id
+WHERE f.schedule_id = :schedule_id AND f.fire_at = :fire_at;
+
+-- name: recent_fires
+SELECT f.*, r.status AS run_status FROM schedule_fires f LEFT JOIN runs r ON r.id = f.run_id
+WHERE f.schedule_id = :schedule_id
+ORDER BY f.fire_at DESC LIMIT :limit;
+
+-- name: fires_between
+SELECT f.*, r.status AS run_status FROM schedule_fires f LEFT JOIN runs r ON r.id = f.run_id
+WHERE f.schedule_id = :schedule_id AND f.fire_at >= :start AND f.fire_at < :end
+ORDER BY f.fire_at;
+
+-- name: schedule_failed_runs
+SELECT count(*) AS n FROM runs
+WHERE schedule_id = :schedule_id AND status IN ('FAILED', 'CRASHED', 'INVALID');
+
+-- name: next_schedule_due
+SELECT min(due_at) AS at FROM schedules WHERE paused = 0 AND due_at IS NOT NULL;
+
+-- name: schedule_sync_state
+-- The sync state saved by the latest successful earlier run of the same schedule: a
+-- schedule's fire is the next iteration of its sync (a failed fire does not advance it).
+SELECT st.state FROM runs me
+JOIN runs r ON r.schedule_id = me.schedule_id AND r.id <> me.id
+  AND r.status IN ('SUCCEEDED', 'PARTIAL_SUCCEEDED')
+JOIN sync_states st ON st.run_id = r.id AND st.item_idx = :idx
+WHERE me.id = :run_id AND me.schedule_id IS NOT NULL
+ORDER BY r.finished_at DESC, st.iteration DESC LIMIT 1;

@@ -1,0 +1,370 @@
+"""Firing schedules, with no leader: every worker, ``runyard server`` and ``runyard dev``
+run :class:`Scheduler`.
+
+A pass claims the schedules that are due, earliest first, in batches (``FOR UPDATE SKIP
+LOCKED`` on PostgreSQL: two schedulers never hold one schedule, each takes the next
+ones; SQLite's write lock serializes them). In that transaction each due fire time gets
+its row in ``schedule_fires`` (unique per schedule and fire time) with what the catch-up
+window and the overlap policy decided, and the schedule advances to its next fire time.
+The runs of the fires that start are then started through the service's start path
+(:meth:`~runyard.service.starting.StartMixin.start_run`) under a run id derived from the
+schedule and the fire time (:func:`~runyard.service.schedules.fire_run_id`): a fire whose
+scheduler died before its run was written stays ``pending`` and any scheduler starts it
+after :data:`PENDING_STALE_S`, under the same run id, so it starts once.
+
+Between passes the scheduler sleeps until the earliest ``due_at`` of all schedules (one
+indexed read), or until a change is announced (a schedule created, updated or resumed
+announces its due time to every process), with a backstop of :data:`BACKSTOP_S`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .. import jsonutil
+from ..errors import RunIdConflict, RunyardError, StoreUnavailable
+from ..models import TERMINAL, RunStatus
+from ..rules import BUFFER_MAX_FIRES
+from ..store.hub import Hub
+from ..store.tx import Row, Tx
+from .cron import Cron, jitter_offset
+from .schedule_spec import ScheduleSpec, fire_run_id
+
+if TYPE_CHECKING:
+    from ..store import Store
+    from .schedules import SchedulesMixin
+
+log = logging.getLogger("runyard.scheduler")
+
+#: Schedules claimed per transaction.
+BATCH = 200
+#: A pending fire older than this (its scheduler stopped before writing its run) is
+#: started by whichever scheduler sees it.
+PENDING_STALE_S = 10.0
+#: How often a scheduler looks for such fires.
+SWEEP_S = 5.0
+#: While a buffered fire waits for the previous run to end, its schedule is looked at
+#: again this often.
+BUFFER_RECHECK_S = 1.0
+#: The longest a scheduler sleeps without looking (a wake-up lost costs this, at most).
+BACKSTOP_S = 5.0
+#: Missed fires recorded one by one after downtime; beyond them, the schedule jumps to
+#: its catch-up window (they are counted once, as one more skipped).
+MISSED_RECORDED_MAX = 100
+#: Run statuses that pause a schedule with ``pause_on_failure``.
+FAILED = frozenset({RunStatus.FAILED, RunStatus.CRASHED, RunStatus.INVALID})
+
+
+def decide(policy: str, active: bool, buffered: int) -> str:
+    """What a fire does under ``policy`` while the previous run is ``active`` and
+    ``buffered`` fires wait: ``start``, ``cancel`` (the previous run, then start),
+    ``buffer`` or ``skip``."""
+    if not active or policy == "allow_all":
+        return "start"
+    if policy == "cancel_other":
+        return "cancel"
+    if policy == "buffer_one":
+        return "buffer" if buffered == 0 else "skip"
+    if policy == "buffer_all":
+        return "buffer" if buffered < BUFFER_MAX_FIRES else "skip"
+    return "skip"
+
+
+@dataclass(slots=True)
+class FireStart:
+    """A fire whose run is to be started (after canceling ``cancel`` when given)."""
+
+    schedule_id: str
+    fire_at: float
+    run_id: str
+    spec: ScheduleSpec
+    cancel: str | None = None
+
+
+@dataclass(slots=True)
+class Firing:
+    """One schedule's state inside a firing transaction: what its fires decide."""
+
+    store: Store
+    tx: Tx
+    row: Row
+    spec: ScheduleSpec
+    active: bool
+    last_run: str | None
+    buffered: int
+    fired: int = 0
+    skipped: int = 0
+    created: int = 0
+    starts: list[FireStart] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, store: Store, tx: Tx, row: Row, last_status: str | None) -> Firing:
+        last = row["last_run_id"]
+        active = last is not None and (
+            last_status is None or RunStatus(last_status) not in TERMINAL
+        )
+        return cls(
+            store,
+            tx,
+            row,
+            ScheduleSpec.from_dict(jsonutil.loads(row["spec"])),
+            active,
+            last,
+            int(row["buffered"]),
+        )
+
+    @property
+    def id(self) -> str:
+        return str(self.row["id"])
+
+    def fire(self, fire_at: float, kind: str, policy: str) -> bool:
+        """Record the fire at ``fire_at`` as ``policy`` decides; False when it already
+        had its row (fired before, by anyone)."""
+        run_id = fire_run_id(self.id, fire_at)
+        what = decide(policy, self.active, self.buffered)
+        state = {"start": "pending", "cancel": "pending", "buffer": "buffered"}.get(what, "skipped")
+        if not self.store.insert_fire_txn(
+            self.tx, self.id, fire_at, kind, state, run_id if what != "skip" else None
+        ):
+            return False
+        self.created += 1
+        if what == "skip":
+            self.skipped += 1
+        elif what == "buffer":
+            self.buffered += 1
+        else:
+            if what == "cancel" and self.starts and self.starts[-1].run_id == self.last_run:
+                # (the previous run is this pass's: it is not started at all)
+                dropped = self.starts.pop()
+                self.store.set_fire_state_txn(
+                    self.tx, self.id, dropped.fire_at, "skipped", None, None
+                )
+                self.fired -= 1
+                self.skipped += 1
+                cancel = None
+            else:
+                cancel = self.last_run if what == "cancel" else None
+            self.starts.append(FireStart(self.id, fire_at, run_id, self.spec, cancel))
+            self.fired += 1
+            self.active, self.last_run = True, run_id
+        return True
+
+    def drain_buffer(self) -> None:
+        """Start the oldest buffered fire once the previous run has ended."""
+        if self.active or self.buffered <= 0:
+            return
+        row = self.store.first_buffered_fire(self.tx, self.id)
+        if row is None:
+            self.buffered = 0
+            return
+        self.buffered -= 1
+        self.store.set_fire_state_txn(self.tx, self.id, row["fire_at"], "pending", row["run_id"])
+        self.starts.append(FireStart(self.id, row["fire_at"], row["run_id"], self.spec))
+        self.active, self.last_run = True, row["run_id"]
+
+    def save(
+        self,
+        now: float,
+        *,
+        next_fire_at: float | None,
+        remaining: int | None,
+        paused: bool = False,
+        note: str | None = None,
+    ) -> None:
+        due = None
+        if next_fire_at is not None:
+            due = next_fire_at + jitter_offset(self.id, next_fire_at, self.spec.jitter)
+        if self.buffered > 0:
+            due = min(due if due is not None else math.inf, now + BUFFER_RECHECK_S)
+        self.store.advance_schedule_txn(
+            self.tx,
+            {
+                "id": self.id,
+                "next_fire_at": next_fire_at,
+                "due_at": due,
+                "last_run_id": self.last_run,
+                "remaining_actions": remaining,
+                "fired": self.fired,
+                "skipped": self.skipped,
+                "failed": 0,
+                "buffered": self.buffered,
+                "paused": paused,
+                "note": note,
+            },
+        )
+        if due is not None:
+            self.tx.announce_wake(due)
+
+
+def fire_due_txn(
+    tx: Tx, store: Store, limit: int, now: float | None = None
+) -> tuple[list[FireStart], int]:
+    """Claim up to ``limit`` due schedules and record their fires; ``(runs to start,
+    schedules claimed)``. ``now``: the database's clock unless given (tests inject it)."""
+    now = store.now(tx) if now is None else now
+    rows = store.claim_due_schedules_txn(tx, now, limit)
+    starts: list[FireStart] = []
+    for row in rows:
+        starts.extend(_fire_schedule(store, tx, row, now))
+    return starts, len(rows)
+
+
+def _fire_schedule(store: Store, tx: Tx, row: Row, now: float) -> list[FireStart]:
+    f = Firing.of(store, tx, row, row["last_status"])
+    spec = f.spec
+    remaining: int | None = row["remaining_actions"]
+    nxt: float | None = row["next_fire_at"]
+    last_status = row["last_status"]
+    if spec.pause_on_failure and last_status is not None and RunStatus(last_status) in FAILED:
+        note = f"paused on failure: run {f.last_run} ended {last_status}"
+        f.last_run = None
+        f.save(now, next_fire_at=nxt, remaining=remaining, paused=True, note=note)
+        return []
+    f.drain_buffer()
+    cron = Cron(spec.cron, spec.timezone) if spec.cron else None
+    missed = 0
+    while (
+        nxt is not None
+        and (remaining is None or remaining > 0)
+        and nxt + jitter_offset(f.id, nxt, spec.jitter) <= now
+    ):
+        if nxt < now - spec.catchup_window:  # older than the catch-up window: missed
+            missed += 1
+            if store.insert_fire_txn(tx, f.id, nxt, "cron", "missed", None):
+                f.skipped += 1
+            if missed >= MISSED_RECORDED_MAX and cron is not None:
+                f.skipped += 1  # (the rest, counted as one)
+                nxt = cron.next_after(now - spec.catchup_window)
+                continue
+        elif f.fire(nxt, "cron", spec.overlap) and remaining is not None:
+            remaining -= 1
+        nxt = cron.next_after(nxt) if cron is not None else None
+    if remaining is not None and remaining <= 0:
+        nxt = None
+    f.save(now, next_fire_at=nxt, remaining=remaining, paused=False, note=row["note"])
+    return f.starts
+
+
+class Scheduler:
+    """The scheduler loop of one process (see the module's docstring)."""
+
+    def __init__(self, service: SchedulesMixin, *, batch: int = BATCH) -> None:
+        self.service = service
+        self.batch = batch
+        self._last_sweep = 0.0
+        #: Fires started by this scheduler (a figure for tests and the bench).
+        self.started = 0
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Fire schedules until ``stop`` is set (or the task is canceled)."""
+        core = self.service.core
+        await core.ensure_ready()
+        core.hub(work=True, runs=False)  # (the watcher hears other processes' wakes)
+        hub = Hub(asyncio.get_running_loop())
+        core.store.changes.subscribe(hub)
+        stop = stop or asyncio.Event()
+        try:
+            while not stop.is_set():
+                timeout = BACKSTOP_S
+                try:
+                    due = await self.tick()
+                    if due is not None:
+                        timeout = min(BACKSTOP_S, max(0.0, due - time.time()))
+                except StoreUnavailable as exc:
+                    log.warning("scheduler: the database is unavailable (%s); retrying", exc)
+                    timeout = 1.0
+                except Exception:
+                    log.exception("scheduler: a pass failed; retrying")
+                    timeout = 1.0
+                if timeout > 0:
+                    await _wait_either(hub, stop, timeout)
+        finally:
+            core.store.changes.unsubscribe(hub)
+
+    async def tick(self) -> float | None:
+        """One pass: fire everything due, start stale pending fires now and then; the
+        next time a schedule is due (None: none)."""
+        core = self.service.core
+        store = core.store
+        while True:
+            starts, claimed = await core.write(fire_due_txn, store, self.batch, inline=False)
+            await self.start(starts)
+            if claimed < self.batch:
+                break
+        if time.monotonic() - self._last_sweep >= SWEEP_S:
+            self._last_sweep = time.monotonic()
+            await self.sweep()
+        return await core.read(store.next_schedule_due)
+
+    async def sweep(self) -> None:
+        """Start the pending fires a stopped scheduler left behind."""
+        core = self.service.core
+        store = core.store
+
+        def stale(tx: Tx) -> list[Row]:
+            return store.stale_pending_fires(tx, store.now(tx) - PENDING_STALE_S, self.batch)
+
+        rows = await core.read(stale)
+        await self.start(
+            [
+                FireStart(
+                    r["schedule_id"],
+                    r["fire_at"],
+                    r["run_id"],
+                    ScheduleSpec.from_dict(jsonutil.loads(r["spec"])),
+                )
+                for r in rows
+            ]
+        )
+
+    async def start(self, starts: list[FireStart]) -> None:
+        """Start the runs of ``starts`` (each under its fire's run id)."""
+        if not starts:
+            return
+        results = await asyncio.gather(*(self._start_one(s) for s in starts))
+        done = [(s.schedule_id, s.fire_at) for s, ok in zip(starts, results, strict=True) if ok]
+        if done:
+            await self.service.core.write(self.service.core.store.fires_started_txn, done)
+        self.started += len(done)
+
+    async def _start_one(self, s: FireStart) -> bool:
+        service = self.service
+        try:
+            if s.cancel is not None:
+                await service.cancel(ids=[s.cancel])
+            req = await service.fire_request(s.spec, s.schedule_id, s.run_id)
+            await service.start_run(req)
+            return True
+        except RunIdConflict:
+            return True  # (its run exists: started by an earlier attempt)
+        except StoreUnavailable:
+            return False  # (stays pending: started by a later sweep)
+        except RunyardError as exc:
+            error = jsonutil.dumps(exc.to_dict())
+            log.warning(
+                "schedule %s: the run of fire %s failed to start: %s", s.schedule_id, s.fire_at, exc
+            )
+            await service.core.write(
+                service.core.store.fire_start_failed_txn, s.schedule_id, s.fire_at, s.run_id, error
+            )
+            return False
+
+
+async def _wait_either(hub: Hub, stop: asyncio.Event, timeout: float) -> None:
+    """Until a wake-up, ``stop``, or ``timeout`` seconds."""
+    waiter = asyncio.ensure_future(stop.wait())
+    woken = asyncio.ensure_future(hub.wait_wake(timeout))
+    try:
+        await asyncio.wait({waiter, woken}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (waiter, woken):
+            if not t.done():
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
