@@ -1,8 +1,9 @@
 """The ``runyard`` command line: one module per command group.
 
 ``db``, ``keys``, ``worker``, ``server`` and ``dev`` touch the database directly; ``run``,
-``runs``, ``tasks``, ``workflows``, ``notify`` and ``waiters`` go through the HTTP API with
-the SDK, like any client (``--url``/``RUNYARD_URL``, ``--api-key``/``RUNYARD_API_KEY``).
+``runs``, ``schedules``, ``tasks``, ``workflows``, ``notify`` and ``waiters`` go through the
+HTTP API with the SDK, like any client (``--url``/``RUNYARD_URL``,
+``--api-key``/``RUNYARD_API_KEY``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from importlib.metadata import entry_points, version
 import typer
 
 from ..errors import RunyardError
-from . import db, dev, events, keys, run, runs, server, tasks, worker, workflows
+from . import db, dev, events, keys, mcp, run, runs, schedules, server, tasks, worker, workflows
 from .output import error
 
 app = typer.Typer(
@@ -53,11 +54,13 @@ app.command("worker")(worker.worker)
 app.command("run")(run.run)
 app.add_typer(runs.app, name="runs")
 app.add_typer(tasks.app, name="tasks")
+app.add_typer(schedules.app, name="schedules")
 app.add_typer(workflows.app, name="workflows")
 app.command("notify")(events.notify)
 app.command("waiters")(events.waiters)
 app.add_typer(keys.app, name="keys")
 app.add_typer(db.app, name="db")
+app.command("mcp")(mcp.mcp)
 # Commands other packages add (entry point group ``runyard.commands``): ``runyard bench``
 # of ``runyard_bench``, shipped beside this package, which never imports it.
 for _command in entry_points(group="runyard.commands"):

@@ -13,17 +13,20 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
+from starlette.routing import Route
 
 from .. import __version__
 from ..config import Settings
 from ..service import Core, Service
+from ..service.scheduler import Scheduler
 from .auth import SECURITY_SCHEMES
 from .docs import install_docs
 from .errors import ErrorBoundary, install_handlers
 from .fastpath import RunyardAPI
+from .mcp_http import McpEndpoint
 from .metrics import Metrics
 from .middleware import BodyLimit, RequestMetrics
-from .routes import events, ops, runs, tasks, usage, workflows
+from .routes import events, ops, runs, schedules, tasks, usage, workflows
 from .settings import ServerSettings
 from .state import LiveGate, ServerState
 
@@ -65,6 +68,7 @@ def create_app(yard: Runyard | None = None, *, settings: ServerSettings | None =
         live=LiveGate(settings.live_capacity, metrics),
         owns_service=owns_service,
     )
+    mcp = McpEndpoint(state, settings.mcp_wait_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -77,8 +81,14 @@ def create_app(yard: Runyard | None = None, *, settings: ServerSettings | None =
         # The server waits for runs (live mode, long-polls, event streams): its process
         # hears of every run from the start, and its first request finds a hub to mark.
         service.core.hub()
-        yield
-        state.stopping.set()
+        # Every server fires schedules too (no leader: see runyard.service.scheduler).
+        scheduler_stop = asyncio.Event()
+        scheduler = asyncio.create_task(Scheduler(service).run(scheduler_stop))
+        async with mcp.running():  # the MCP sessions of /mcp end with the app
+            yield
+            state.stopping.set()
+        scheduler_stop.set()
+        await asyncio.gather(scheduler, return_exceptions=True)
         await state.drain()
         if state.owns_service:
             await asyncio.to_thread(service.close)
@@ -118,13 +128,14 @@ def create_app(yard: Runyard | None = None, *, settings: ServerSettings | None =
     install_docs(app, "Runyard")
     app.include_router(ops.health_router)
     app.include_router(ops.metrics_router)
-    for module in (workflows, runs, tasks, events, usage):
+    for module in (workflows, runs, tasks, schedules, events, usage):
         app.include_router(module.router)
+    app.router.routes.append(Route("/mcp", endpoint=mcp))  # MCP, streamable HTTP
     # Every route with its full path, for the Allow header of a 405 (errors.py).
     app.state.route_table = [
         *ops.health_router.routes,
         *ops.metrics_router.routes,
-        *(r for m in (workflows, runs, tasks, events, usage) for r in m.router.routes),
+        *(r for m in (workflows, runs, tasks, schedules, events, usage) for r in m.router.routes),
     ]
     # Added innermost first: RequestMetrics sees every answer, the 413s included.
     app.add_middleware(ErrorBoundary, is_transient=service.is_transient)

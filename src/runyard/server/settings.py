@@ -40,6 +40,8 @@ class ServerSettings:
     sse_ping_s: float = 15.0
     shutdown_timeout_s: float = 5.0
     worker_seen_s: float = 30.0
+    #: How long an MCP tool call at ``/mcp`` waits for its run (``RUNYARD_MCP_WAIT``).
+    mcp_wait_s: float = 30.0
     #: FastAPI's OpenTelemetry instrumentation of every request (see the module docstring).
     telemetry: bool = False
 
@@ -55,6 +57,7 @@ class ServerSettings:
             sse_ping_s=env_number("RUNYARD_SSE_PING_S", 15.0),
             shutdown_timeout_s=env_number("RUNYARD_SHUTDOWN_S", 5.0),
             worker_seen_s=env_number("RUNYARD_WORKER_SEEN_S", 30.0),
+            mcp_wait_s=env_number("RUNYARD_MCP_WAIT", 30.0),
             telemetry=otel_configured(),
         )
 
