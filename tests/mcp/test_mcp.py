@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import httpx2
 import mcp_types as types
@@ -309,8 +310,20 @@ async def test_read_key_sees_read_tools(served: Served) -> None:
 
 
 async def test_worker_killed_while_waiting(served: Served) -> None:
-    holder = _worker("mcp_held", served.db_url, served.folder, "held1")
+    """Also: a worker publishing a new workflow changes the tool list, and a listening
+    client is told (``notifications/tools/list_changed``)."""
+    holders: list[WorkerProcess] = []
     try:
+        async with http_client(served) as client:
+            assert "held" not in {t.name for t in (await client.list_tools()).tools}
+            async with client.listen(tools_list_changed=True) as changes:
+                holders.append(_worker("mcp_held", served.db_url, served.folder, "held1"))
+                with anyio.fail_after(30):
+                    async for _event in changes:
+                        break
+            tools = {t.name: t for t in (await client.list_tools(cache_mode="refresh")).tools}
+            assert tools["held"].input_schema["required"] == ["input"]
+        holder = holders[0]
         published(served, {"held"})
         async with http_client(served) as client:
             first = await client.call_tool("held", {"input": "k9"})
@@ -339,5 +352,6 @@ async def test_worker_killed_while_waiting(served: Served) -> None:
             finally:
                 successor.terminate(timeout=15)
     finally:
-        holder.kill()
+        for h in holders:
+            h.kill()
     assert [r["id"] for r in runs_with_input(served, "held", "k9")] == [run_id]

@@ -41,6 +41,8 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.extension import Extension, compose_tool_call_handler
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from .. import __version__
 from ..errors import InvalidInput, RunyardError
@@ -352,6 +354,8 @@ class _Catalog:
         self._workflows: dict[str, WorkflowInfo] = {}
         self._lock = asyncio.Lock()
         self.listeners: dict[int, Any] = {}
+        #: Clients of the 2026-07-28 revision hear of changes on ``subscriptions/listen``.
+        self.bus = InMemorySubscriptionBus()
 
     async def workflows(self, fresh: bool = False) -> dict[str, WorkflowInfo]:
         async with self._lock:
@@ -363,6 +367,8 @@ class _Catalog:
 
     def listen(self, ctx: Ctx) -> None:
         session = ctx.session
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return  # (told through subscriptions/listen)
         # One entry per connection (the session object is made per request).
         key = id(getattr(session, "_connection", session))
         self.listeners.pop(key, None)
@@ -380,6 +386,8 @@ class _Catalog:
                     (w.name, w.description, _text(w.input_schema)) for w in found.values()
                 )
                 if known is not None and shape != known:
+                    await self.bus.publish(ToolsListChanged())
+                    # Clients of the handshake revisions: on their connection.
                     for key, session in list(self.listeners.items()):
                         try:
                             await session.send_tool_list_changed()
@@ -512,6 +520,7 @@ def build_server(
         lifespan=lifespan,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
+        on_subscriptions_listen=ListenHandler(catalog.bus),
     )
     handler = compose_tool_call_handler(list(extensions), call_tool)
     server.add_request_handler("tools/call", types.CallToolRequestParams, guarded)
