@@ -45,10 +45,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def fill(disk: Path) -> Path:
     """Fill ``disk`` to the last byte; the file that does it."""
     filler = disk / "filler"
-    with open(filler, "wb") as out, contextlib.suppress(OSError):
+    with contextlib.suppress(OSError), open(filler, "wb", buffering=0) as out:
         while True:
             out.write(b"\0" * 65536)
-            out.flush()
     return filler
 
 
