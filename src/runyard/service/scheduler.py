@@ -123,16 +123,16 @@ class Firing:
     def id(self) -> str:
         return str(self.row["id"])
 
-    def fire(self, fire_at: float, kind: str, policy: str) -> bool:
-        """Record the fire at ``fire_at`` as ``policy`` decides; False when it already
-        had its row (fired before, by anyone)."""
+    def fire(self, fire_at: float, kind: str, policy: str) -> str | None:
+        """Record the fire at ``fire_at`` as ``policy`` decides (what it decided: see
+        :func:`decide`); None when it already had its row (fired before, by anyone)."""
         run_id = fire_run_id(self.id, fire_at)
         what = decide(policy, self.active, self.buffered)
         state = {"start": "pending", "cancel": "pending", "buffer": "buffered"}.get(what, "skipped")
         if not self.store.insert_fire_txn(
             self.tx, self.id, fire_at, kind, state, run_id if what != "skip" else None
         ):
-            return False
+            return None
         self.created += 1
         if what == "skip":
             self.skipped += 1
@@ -153,7 +153,7 @@ class Firing:
             self.starts.append(FireStart(self.id, fire_at, run_id, self.spec, cancel))
             self.fired += 1
             self.active, self.last_run = True, run_id
-        return True
+        return what
 
     def drain_buffer(self) -> None:
         """Start the oldest buffered fire once the previous run has ended."""
@@ -166,6 +166,7 @@ class Firing:
         self.buffered -= 1
         self.store.set_fire_state_txn(self.tx, self.id, row["fire_at"], "pending", row["run_id"])
         self.starts.append(FireStart(self.id, row["fire_at"], row["run_id"], self.spec))
+        self.fired += 1  # a buffered fire counts as fired once its run starts
         self.active, self.last_run = True, row["run_id"]
 
     def save(
@@ -242,8 +243,8 @@ def _fire_schedule(store: Store, tx: Tx, row: Row, now: float) -> list[FireStart
                 f.skipped += 1  # (the rest, counted as one)
                 nxt = cron.next_after(now - spec.catchup_window)
                 continue
-        elif f.fire(nxt, "cron", spec.overlap) and remaining is not None:
-            remaining -= 1
+        elif f.fire(nxt, "cron", spec.overlap) not in (None, "skip") and remaining is not None:
+            remaining -= 1  # (an action: a run started, or a fire buffered)
         nxt = cron.next_after(nxt) if cron is not None else None
     if remaining is not None and remaining <= 0:
         nxt = None

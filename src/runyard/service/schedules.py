@@ -405,7 +405,7 @@ class SchedulesMixin(ControlMixin, CatalogMixin):
         def txn(tx: Tx) -> tuple[list[FireStart], float]:
             f = _firing(store, tx, schedule_id)
             now = round(store.now(tx), 3)
-            while not f.fire(now, "trigger", overlap or f.spec.overlap):
+            while f.fire(now, "trigger", overlap or f.spec.overlap) is None:
                 now = round(now + 0.001, 3)  # (a fire of that very millisecond exists)
             _keep(f, now)
             return f.starts, now
@@ -459,7 +459,7 @@ class SchedulesMixin(ControlMixin, CatalogMixin):
 
         def txn(tx: Tx) -> tuple[list[FireStart], int]:
             f = _firing(store, tx, schedule_id)
-            created = sum(1 for t in times if f.fire(t, "backfill", policy))
+            created = sum(1 for t in times if f.fire(t, "backfill", policy) is not None)
             _keep(f, store.now(tx))
             return f.starts, created
 
