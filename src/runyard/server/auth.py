@@ -183,7 +183,9 @@ def _unstorable(value: Any, loc: Loc, found: list[tuple[Loc, str]]) -> None:
     if not isinstance(value, dict | list):
         return
     if len(loc) >= BODY_DEPTH_MAX:
-        found.append((loc[:1], f"nested deeper than {JSON_DEPTH_MAX} levels"))
+        problem = (loc[:1], f"nested deeper than {JSON_DEPTH_MAX} levels")
+        if problem not in found:  # (each top-level field once)
+            found.append(problem)
         return
     if isinstance(value, dict):
         for k, v in value.items():
