@@ -64,6 +64,13 @@ def bench(
     http_concurrency: int = typer.Option(
         32, "--http-concurrency", min=1, help="HTTP requests in flight for HTTP triggers/s"
     ),
+    mcp_runs: int = typer.Option(
+        200,
+        "--mcp-runs",
+        min=0,
+        help="MCP tool round trips per transport (stdio, HTTP), then 100 concurrent calls "
+        "(0 skips)",
+    ),
     also_sqlite_normal: bool = typer.Option(
         False,
         "--also-sqlite-normal",
@@ -150,6 +157,7 @@ def bench(
         http_live_runs=http_live_runs,
         http_wake_runs=http_wake_runs,
         http_concurrency=http_concurrency,
+        mcp_runs=mcp_runs,
         timeout_s=timeout,
         log_dir=log_dir,
     )

@@ -49,6 +49,7 @@ class BenchOptions:
     http_live_runs: int = 200
     http_wake_runs: int = 100
     http_concurrency: int = 32
+    mcp_runs: int = 200  # MCP tool round trips per transport (mcp_figures.py); 0 skips
     timeout_s: float = 300.0
     log_dir: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -11,6 +11,8 @@ each) run in a process of their own, one per phase.
   requests per second; also the end-to-end completion rate, read from the store;
 * ``http_live_rtt_p50_ms`` / ``_p99_ms``: sequential live-mode ``POST /v1/runs`` of
   ``noop``, from sending the request to the 200 carrying the result;
+* the MCP figures (tool round trips over HTTP and stdio, 100 concurrent calls):
+  :mod:`runyard_bench.mcp_figures`;
 * ``long_poll_wake_p50_ms`` / ``_p99_ms``: ``GET /v1/runs/{id}/result?timeout=30``
   opened while a ``sleep_step`` run sleeps; (answer received) - (the run's
   ``finished_at``), both on this machine's clock.
@@ -171,6 +173,7 @@ async def http_figures(
                     "(postgres: every postgres process on the machine)",
                 }
             )
+        live: dict[str, float] | None = None
         if opts.http_live_runs > 0:
             r = await run_clients(
                 {
@@ -197,6 +200,7 @@ async def http_figures(
                 "taken at each statement, before its commit) and the receive time, all "
                 "time.time() on this machine"
             )
+            live = {"p50": r["p50_ms"], "p99": r["p99_ms"]}
             extra = {k: round(r[k], 3) for k in ("mean_ms", "min_ms", "max_ms")}
             extra["segments_p50_ms"] = r["segments_p50_ms"]
             for p in ("p50", "p99"):
@@ -214,6 +218,15 @@ async def http_figures(
                         "method": method,
                     }
                 )
+        if opts.mcp_runs > 0:
+            from .mcp_figures import mcp_figures
+
+            def check() -> None:
+                server.check()
+                if workers is not None:
+                    workers.check()
+
+            await mcp_figures(server.base_url, api_key, opts.mcp_runs, base, setup, live, check)
         if opts.http_wake_runs > 0:
             warm = 5
             r = await run_clients(

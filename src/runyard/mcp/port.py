@@ -191,12 +191,13 @@ class RunsPort(Protocol):
 
 
 async def start_tool_run(
-    port: RunsPort, workflow: str, arguments: dict[str, Any] | None, run_id: str | None = None
+    port: RunsPort, workflow: str, input: Any, run_id: str | None = None
 ) -> RunView:
-    """Start the run a call of workflow tool ``workflow`` asks for (its arguments are
-    the run's input): one run per call, whatever retries happen underneath (the run id
-    is chosen before the first attempt)."""
-    return await port.start(workflow, arguments or {}, run_id or generate_run_id())
+    """Start the run a call of workflow tool ``workflow`` asks for, with ``input`` (the
+    tool's arguments, or its ``input`` argument for a workflow whose input is not an
+    object: ``runyard.mcp.server.tool_input``): one run per call, whatever retries happen
+    underneath (the run id is chosen before the first attempt)."""
+    return await port.start(workflow, {} if input is None else input, run_id or generate_run_id())
 
 
 class ServicePort:
