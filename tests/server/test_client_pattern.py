@@ -45,9 +45,15 @@ def test_start_keep_the_id_restart_and_fetch_the_result(
         assert r.headers["location"] == "/v1/runs/order-1"
         assert r.json()["status"] in ("QUEUED", "RUNNING", "SUCCEEDED")
         again = api.post(
-            "/v1/runs", json={"workflow": "greet", "input": {"name": "bob"}, "run_id": "order-1"}
+            "/v1/runs", json={"workflow": "greet", "input": {"name": "ann"}, "run_id": "order-1"}
         )
         assert again.status_code == 200 and again.json()["id"] == "order-1"
+        # The same id with another input is not the same request: refused, nothing lost.
+        other = api.post(
+            "/v1/runs", json={"workflow": "greet", "input": {"name": "bob"}, "run_id": "order-1"}
+        )
+        assert other.status_code == 409, other.text
+        assert other.json()["error"]["code"] == "run_id_conflict"
 
         waiting = api.post("/v1/runs", json={"workflow": "waiter", "input": "go:1"}).json()["id"]
 
