@@ -101,8 +101,8 @@ def test_bad_input_names_the_field(yard: Runyard) -> None:
 # -- DST, with the clock injected --------------------------------------------------------
 
 
-def _paris(*args: int) -> float:
-    return datetime(*args, tzinfo=PARIS).timestamp()
+def _paris(year: int, month: int, day: int, hour: int) -> float:
+    return datetime(year, month, day, hour, tzinfo=PARIS).timestamp()
 
 
 async def _drive(yard: Runyard, sid: str, start: float, until: float) -> list[float]:
@@ -225,12 +225,13 @@ def test_overlap_policies_with_runs_that_outlast_the_interval(yard: Runyard) -> 
                 )
                 ids[policy] = s.id
 
-            async def fired(sid: str, n: int) -> bool:
-                return len(await _fires(yard, sid)) >= n
-
             for p, sid in ids.items():
                 n = actions.get(p, 4)
-                await wait_until_async(lambda sid=sid, n=n: fired(sid, n), timeout=20, what=sid)
+
+                async def fired(sid: str = sid, n: int = n) -> bool:
+                    return len(await _fires(yard, sid)) >= n
+
+                await wait_until_async(fired, timeout=20, what=sid)
             for policy in ("skip", "cancel_other", "allow_all"):
                 await yard.pause_schedule(ids[policy])
             states = {p: [f[1] for f in await _fires(yard, sid)] for p, sid in ids.items()}
