@@ -113,7 +113,6 @@ class ReadsMixin:
         params = filt.params()
         params.update(
             {
-                "sort": sort,
                 "after_text": after.text if after else None,
                 "after_num": after.num if after else None,
                 "after_at": after.created_at if after else None,
@@ -121,8 +120,9 @@ class ReadsMixin:
                 "limit": limit + 1,
             }
         )
-        rows = tx.q("list_runs_sorted_" + order, params)
-        runs = [run_from_row(r) for r in rows[:limit]]
+        key = sort.removesuffix("_at")  # status, started or finished
+        rows = tx.q(f"runs_sorted_by_{key}_{order}", params)
+        runs = self._with_sole_inputs(tx, [run_from_row(r) for r in rows[:limit]])
         nxt = None
         if len(rows) > limit:
             nxt = sorted_cursor_encode(sort, order, sort_key(runs[-1], sort))

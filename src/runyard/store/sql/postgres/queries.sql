@@ -721,6 +721,108 @@ WHERE (%(statuses)s::text[] IS NULL OR r.status = ANY(%(statuses)s::text[]))
     CASE WHEN coalesce(%(after_at)s::double precision, '-Infinity') > coalesce(%(created_after)s::double precision, '-Infinity') THEN %(after_id)s::text ELSE '' END)
 ORDER BY r.created_at ASC, r.id ASC LIMIT %(limit)s;
 
+-- Runs lists sorted by status, started_at or finished_at (created_at: list_runs_*)
+-- walk an index on the sort key in list order and stop after the page, as
+-- list_runs_* do (runs_status; runs_started_key and runs_finished_key, migration
+-- 0011, on the time with one not yet set as infinity: last ascending, first
+-- descending). The key, created_at and id make the order total, and the cursor
+-- is one row comparison on them, which the index range serves.
+-- name: runs_sorted_by_status_desc
+SELECT r.* FROM runs r
+WHERE (%(statuses)s::text[] IS NULL OR r.status = ANY(%(statuses)s::text[]))
+  AND (%(workflow)s::text IS NULL OR r.workflow = %(workflow)s::text)
+  AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
+  AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
+  AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
+  AND (%(schedule_id)s::text IS NULL OR r.schedule_id = %(schedule_id)s)
+  AND (%(mode)s::text IS NULL OR r.mode = %(mode)s)
+  AND r.created_at >= coalesce(%(created_after)s::double precision, '-Infinity')
+  AND r.created_at < coalesce(%(created_before)s::double precision, 'Infinity')
+  AND (r.status, r.created_at, r.id) < (coalesce(%(after_text)s::text, '~'),
+    coalesce(%(after_at)s::double precision, 'Infinity'), coalesce(%(after_id)s::text, ''))
+ORDER BY r.status DESC, r.created_at DESC, r.id DESC
+LIMIT %(limit)s::int;
+
+-- name: runs_sorted_by_status_asc
+SELECT r.* FROM runs r
+WHERE (%(statuses)s::text[] IS NULL OR r.status = ANY(%(statuses)s::text[]))
+  AND (%(workflow)s::text IS NULL OR r.workflow = %(workflow)s::text)
+  AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
+  AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
+  AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
+  AND (%(schedule_id)s::text IS NULL OR r.schedule_id = %(schedule_id)s)
+  AND (%(mode)s::text IS NULL OR r.mode = %(mode)s)
+  AND r.created_at >= coalesce(%(created_after)s::double precision, '-Infinity')
+  AND r.created_at < coalesce(%(created_before)s::double precision, 'Infinity')
+  AND (r.status, r.created_at, r.id) > (coalesce(%(after_text)s::text, ''),
+    coalesce(%(after_at)s::double precision, '-Infinity'), coalesce(%(after_id)s::text, ''))
+ORDER BY r.status ASC, r.created_at ASC, r.id ASC
+LIMIT %(limit)s::int;
+
+-- name: runs_sorted_by_started_desc
+SELECT r.* FROM runs r
+WHERE (%(statuses)s::text[] IS NULL OR r.status = ANY(%(statuses)s::text[]))
+  AND (%(workflow)s::text IS NULL OR r.workflow = %(workflow)s::text)
+  AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
+  AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
+  AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
+  AND (%(schedule_id)s::text IS NULL OR r.schedule_id = %(schedule_id)s)
+  AND (%(mode)s::text IS NULL OR r.mode = %(mode)s)
+  AND r.created_at >= coalesce(%(created_after)s::double precision, '-Infinity')
+  AND r.created_at < coalesce(%(created_before)s::double precision, 'Infinity')
+  AND (coalesce(r.started_at, 'Infinity'), r.created_at, r.id) < (coalesce(%(after_num)s::double precision, 'Infinity'),
+    coalesce(%(after_at)s::double precision, 'Infinity'), coalesce(%(after_id)s::text, ''))
+ORDER BY coalesce(r.started_at, 'Infinity') DESC, r.created_at DESC, r.id DESC
+LIMIT %(limit)s::int;
+
+-- name: runs_sorted_by_started_asc
+SELECT r.* FROM runs r
+WHERE (%(statuses)s::text[] IS NULL OR r.status = ANY(%(statuses)s::text[]))
+  AND (%(workflow)s::text IS NULL OR r.workflow = %(workflow)s::text)
+  AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
+  AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
+  AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
+  AND (%(schedule_id)s::text IS NULL OR r.schedule_id = %(schedule_id)s)
+  AND (%(mode)s::text IS NULL OR r.mode = %(mode)s)
+  AND r.created_at >= coalesce(%(created_after)s::double precision, '-Infinity')
+  AND r.created_at < coalesce(%(created_before)s::double precision, 'Infinity')
+  AND (coalesce(r.started_at, 'Infinity'), r.created_at, r.id) > (coalesce(%(after_num)s::double precision, '-Infinity'),
+    coalesce(%(after_at)s::double precision, '-Infinity'), coalesce(%(after_id)s::text, ''))
+ORDER BY coalesce(r.started_at, 'Infinity') ASC, r.created_at ASC, r.id ASC
+LIMIT %(limit)s::int;
+
+-- name: runs_sorted_by_finished_desc
+SELECT r.* FROM runs r
+WHERE (%(statuses)s::text[] IS NULL OR r.status = ANY(%(statuses)s::text[]))
+  AND (%(workflow)s::text IS NULL OR r.workflow = %(workflow)s::text)
+  AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
+  AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
+  AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
+  AND (%(schedule_id)s::text IS NULL OR r.schedule_id = %(schedule_id)s)
+  AND (%(mode)s::text IS NULL OR r.mode = %(mode)s)
+  AND r.created_at >= coalesce(%(created_after)s::double precision, '-Infinity')
+  AND r.created_at < coalesce(%(created_before)s::double precision, 'Infinity')
+  AND (coalesce(r.finished_at, 'Infinity'), r.created_at, r.id) < (coalesce(%(after_num)s::double precision, 'Infinity'),
+    coalesce(%(after_at)s::double precision, 'Infinity'), coalesce(%(after_id)s::text, ''))
+ORDER BY coalesce(r.finished_at, 'Infinity') DESC, r.created_at DESC, r.id DESC
+LIMIT %(limit)s::int;
+
+-- name: runs_sorted_by_finished_asc
+SELECT r.* FROM runs r
+WHERE (%(statuses)s::text[] IS NULL OR r.status = ANY(%(statuses)s::text[]))
+  AND (%(workflow)s::text IS NULL OR r.workflow = %(workflow)s::text)
+  AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
+  AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
+  AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
+  AND (%(schedule_id)s::text IS NULL OR r.schedule_id = %(schedule_id)s)
+  AND (%(mode)s::text IS NULL OR r.mode = %(mode)s)
+  AND r.created_at >= coalesce(%(created_after)s::double precision, '-Infinity')
+  AND r.created_at < coalesce(%(created_before)s::double precision, 'Infinity')
+  AND (coalesce(r.finished_at, 'Infinity'), r.created_at, r.id) > (coalesce(%(after_num)s::double precision, '-Infinity'),
+    coalesce(%(after_at)s::double precision, '-Infinity'), coalesce(%(after_id)s::text, ''))
+ORDER BY coalesce(r.finished_at, 'Infinity') ASC, r.created_at ASC, r.id ASC
+LIMIT %(limit)s::int;
+
 -- name: list_runs_by_status_desc
 -- One walk of runs_status per status asked for, merged. (The status is bounded by a range
 -- and leads the walk's order, so that no plan can walk another index and filter on it:
@@ -1171,68 +1273,6 @@ SELECT i.idx, i.owner, i.lease_expires_at, w.heartbeat_at, w.stopped_at, runyard
 FROM items i LEFT JOIN workers w ON w.id = i.owner
 WHERE i.run_id = %(run_id)s AND i.owner IS NOT NULL AND i.lease_expires_at IS NOT NULL
 ORDER BY i.lease_expires_at LIMIT 20;
-
--- name: list_runs_sorted_asc
--- A runs list sorted by started_at, finished_at or status (created_at: list_runs_*):
--- the sort key is (status when sorting by status, the time when sorting by one, with a
--- time not yet set as infinity: last ascending, first descending), then created_at and
--- id, and the cursor one row comparison on it. No index holds started_at or finished_at:
--- such a page reads every run that passes the filters (an index on runs (started_at, id)
--- and runs (finished_at, id) would need a migration).
-SELECT r.* FROM runs r
-WHERE (%(statuses)s::text[] IS NULL OR r.status = ANY(%(statuses)s::text[]))
-  AND (%(workflow)s::text IS NULL OR r.workflow = %(workflow)s::text)
-  AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
-  AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
-  AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
-  AND (%(schedule_id)s::text IS NULL OR r.schedule_id = %(schedule_id)s)
-  AND (%(mode)s::text IS NULL OR r.mode = %(mode)s)
-  AND r.created_at >= coalesce(%(created_after)s::double precision, '-Infinity')
-  AND r.created_at < coalesce(%(created_before)s::double precision, 'Infinity')
-  AND (%(after_id)s::text IS NULL OR (
-    CASE %(sort)s::text WHEN 'status' THEN r.status ELSE '' END,
-    CASE %(sort)s::text WHEN 'started_at' THEN coalesce(r.started_at, 'Infinity')
-                        WHEN 'finished_at' THEN coalesce(r.finished_at, 'Infinity')
-                        ELSE 0 END,
-    r.created_at, r.id) > (%(after_text)s::text, %(after_num)s::double precision,
-    %(after_at)s::double precision, %(after_id)s::text))
-ORDER BY CASE %(sort)s::text WHEN 'status' THEN r.status ELSE '' END ASC,
-  CASE %(sort)s::text WHEN 'started_at' THEN coalesce(r.started_at, 'Infinity')
-                      WHEN 'finished_at' THEN coalesce(r.finished_at, 'Infinity')
-                      ELSE 0 END ASC,
-  r.created_at ASC, r.id ASC
-LIMIT %(limit)s;
-
--- name: list_runs_sorted_desc
--- A runs list sorted by started_at, finished_at or status (created_at: list_runs_*):
--- the sort key is (status when sorting by status, the time when sorting by one, with a
--- time not yet set as infinity: last ascending, first descending), then created_at and
--- id, and the cursor one row comparison on it. No index holds started_at or finished_at:
--- such a page reads every run that passes the filters (an index on runs (started_at, id)
--- and runs (finished_at, id) would need a migration).
-SELECT r.* FROM runs r
-WHERE (%(statuses)s::text[] IS NULL OR r.status = ANY(%(statuses)s::text[]))
-  AND (%(workflow)s::text IS NULL OR r.workflow = %(workflow)s::text)
-  AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
-  AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
-  AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
-  AND (%(schedule_id)s::text IS NULL OR r.schedule_id = %(schedule_id)s)
-  AND (%(mode)s::text IS NULL OR r.mode = %(mode)s)
-  AND r.created_at >= coalesce(%(created_after)s::double precision, '-Infinity')
-  AND r.created_at < coalesce(%(created_before)s::double precision, 'Infinity')
-  AND (%(after_id)s::text IS NULL OR (
-    CASE %(sort)s::text WHEN 'status' THEN r.status ELSE '' END,
-    CASE %(sort)s::text WHEN 'started_at' THEN coalesce(r.started_at, 'Infinity')
-                        WHEN 'finished_at' THEN coalesce(r.finished_at, 'Infinity')
-                        ELSE 0 END,
-    r.created_at, r.id) < (%(after_text)s::text, %(after_num)s::double precision,
-    %(after_at)s::double precision, %(after_id)s::text))
-ORDER BY CASE %(sort)s::text WHEN 'status' THEN r.status ELSE '' END DESC,
-  CASE %(sort)s::text WHEN 'started_at' THEN coalesce(r.started_at, 'Infinity')
-                      WHEN 'finished_at' THEN coalesce(r.finished_at, 'Infinity')
-                      ELSE 0 END DESC,
-  r.created_at DESC, r.id DESC
-LIMIT %(limit)s;
 
 -- Schedules (issue 20) -------------------------------------------------------------------
 

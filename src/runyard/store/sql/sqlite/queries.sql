@@ -605,6 +605,114 @@ WHERE (:statuses IS NULL OR r.status IN (SELECT value FROM json_each(:statuses))
     CASE WHEN coalesce(:after_at, -9e999) > coalesce(:created_after, -9e999) THEN :after_id ELSE '' END)
 ORDER BY r.created_at ASC, r.id ASC LIMIT :limit;
 
+-- Runs lists sorted by status, started_at or finished_at (created_at: list_runs_*)
+-- walk an index on the sort key in list order and stop after the page, as
+-- list_runs_* do (runs_status; runs_started_key and runs_finished_key, migration
+-- 0011, on the time with one not yet set as infinity: last ascending, first
+-- descending). The key, created_at and id make the order total, and the cursor
+-- is one row comparison on them, which the index range serves. (+created_at: the
+-- creation-time bounds are filters, never the index walked; the key's own bound
+-- starts the walk, which a row comparison on an expression index does not.)
+-- name: runs_sorted_by_status_desc
+SELECT r.* FROM runs r
+WHERE (:statuses IS NULL OR r.status IN (SELECT value FROM json_each(:statuses)))
+  AND (:workflow IS NULL OR r.workflow = :workflow)
+  AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
+  AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
+  AND (:task_id IS NULL OR r.task_id = :task_id)
+  AND (:schedule_id IS NULL OR r.schedule_id = :schedule_id)
+  AND (:mode IS NULL OR r.mode = :mode)
+  AND +r.created_at >= coalesce(:created_after, -9e999)
+  AND +r.created_at < coalesce(:created_before, 9e999)
+  AND (r.status, r.created_at, r.id) < (coalesce(:after_text, '~'),
+    coalesce(:after_at, 9e999), coalesce(:after_id, ''))
+ORDER BY r.status DESC, r.created_at DESC, r.id DESC
+LIMIT :limit;
+
+-- name: runs_sorted_by_status_asc
+SELECT r.* FROM runs r
+WHERE (:statuses IS NULL OR r.status IN (SELECT value FROM json_each(:statuses)))
+  AND (:workflow IS NULL OR r.workflow = :workflow)
+  AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
+  AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
+  AND (:task_id IS NULL OR r.task_id = :task_id)
+  AND (:schedule_id IS NULL OR r.schedule_id = :schedule_id)
+  AND (:mode IS NULL OR r.mode = :mode)
+  AND +r.created_at >= coalesce(:created_after, -9e999)
+  AND +r.created_at < coalesce(:created_before, 9e999)
+  AND (r.status, r.created_at, r.id) > (coalesce(:after_text, ''),
+    coalesce(:after_at, -9e999), coalesce(:after_id, ''))
+ORDER BY r.status ASC, r.created_at ASC, r.id ASC
+LIMIT :limit;
+
+-- name: runs_sorted_by_started_desc
+SELECT r.* FROM runs r
+WHERE (:statuses IS NULL OR r.status IN (SELECT value FROM json_each(:statuses)))
+  AND (:workflow IS NULL OR r.workflow = :workflow)
+  AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
+  AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
+  AND (:task_id IS NULL OR r.task_id = :task_id)
+  AND (:schedule_id IS NULL OR r.schedule_id = :schedule_id)
+  AND (:mode IS NULL OR r.mode = :mode)
+  AND +r.created_at >= coalesce(:created_after, -9e999)
+  AND +r.created_at < coalesce(:created_before, 9e999)
+  AND coalesce(r.started_at, 9e999) <= coalesce(:after_num, 9e999)
+  AND (coalesce(r.started_at, 9e999), r.created_at, r.id) < (coalesce(:after_num, 9e999),
+    coalesce(:after_at, 9e999), coalesce(:after_id, ''))
+ORDER BY coalesce(r.started_at, 9e999) DESC, r.created_at DESC, r.id DESC
+LIMIT :limit;
+
+-- name: runs_sorted_by_started_asc
+SELECT r.* FROM runs r
+WHERE (:statuses IS NULL OR r.status IN (SELECT value FROM json_each(:statuses)))
+  AND (:workflow IS NULL OR r.workflow = :workflow)
+  AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
+  AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
+  AND (:task_id IS NULL OR r.task_id = :task_id)
+  AND (:schedule_id IS NULL OR r.schedule_id = :schedule_id)
+  AND (:mode IS NULL OR r.mode = :mode)
+  AND +r.created_at >= coalesce(:created_after, -9e999)
+  AND +r.created_at < coalesce(:created_before, 9e999)
+  AND coalesce(r.started_at, 9e999) >= coalesce(:after_num, -9e999)
+  AND (coalesce(r.started_at, 9e999), r.created_at, r.id) > (coalesce(:after_num, -9e999),
+    coalesce(:after_at, -9e999), coalesce(:after_id, ''))
+ORDER BY coalesce(r.started_at, 9e999) ASC, r.created_at ASC, r.id ASC
+LIMIT :limit;
+
+-- name: runs_sorted_by_finished_desc
+SELECT r.* FROM runs r
+WHERE (:statuses IS NULL OR r.status IN (SELECT value FROM json_each(:statuses)))
+  AND (:workflow IS NULL OR r.workflow = :workflow)
+  AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
+  AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
+  AND (:task_id IS NULL OR r.task_id = :task_id)
+  AND (:schedule_id IS NULL OR r.schedule_id = :schedule_id)
+  AND (:mode IS NULL OR r.mode = :mode)
+  AND +r.created_at >= coalesce(:created_after, -9e999)
+  AND +r.created_at < coalesce(:created_before, 9e999)
+  AND coalesce(r.finished_at, 9e999) <= coalesce(:after_num, 9e999)
+  AND (coalesce(r.finished_at, 9e999), r.created_at, r.id) < (coalesce(:after_num, 9e999),
+    coalesce(:after_at, 9e999), coalesce(:after_id, ''))
+ORDER BY coalesce(r.finished_at, 9e999) DESC, r.created_at DESC, r.id DESC
+LIMIT :limit;
+
+-- name: runs_sorted_by_finished_asc
+SELECT r.* FROM runs r
+WHERE (:statuses IS NULL OR r.status IN (SELECT value FROM json_each(:statuses)))
+  AND (:workflow IS NULL OR r.workflow = :workflow)
+  AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
+  AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
+  AND (:task_id IS NULL OR r.task_id = :task_id)
+  AND (:schedule_id IS NULL OR r.schedule_id = :schedule_id)
+  AND (:mode IS NULL OR r.mode = :mode)
+  AND +r.created_at >= coalesce(:created_after, -9e999)
+  AND +r.created_at < coalesce(:created_before, 9e999)
+  AND coalesce(r.finished_at, 9e999) >= coalesce(:after_num, -9e999)
+  AND (coalesce(r.finished_at, 9e999), r.created_at, r.id) > (coalesce(:after_num, -9e999),
+    coalesce(:after_at, -9e999), coalesce(:after_id, ''))
+ORDER BY coalesce(r.finished_at, 9e999) ASC, r.created_at ASC, r.id ASC
+LIMIT :limit;
+
 -- name: list_runs_by_status_desc
 -- One walk of runs_status per status asked for, merged.
 SELECT x.* FROM json_each(:statuses) AS s JOIN runs AS x ON x.rowid IN (
@@ -906,62 +1014,6 @@ SELECT i.idx, i.owner, i.lease_expires_at, w.heartbeat_at, w.stopped_at, ry_now(
 FROM items i LEFT JOIN workers w ON w.id = i.owner
 WHERE i.run_id = :run_id AND i.owner IS NOT NULL AND i.lease_expires_at IS NOT NULL
 ORDER BY i.lease_expires_at LIMIT 20;
-
--- name: list_runs_sorted_asc
--- A runs list sorted by started_at, finished_at or status (created_at: list_runs_*):
--- the sort key is (status when sorting by status, the time when sorting by one, with a
--- time not yet set as infinity: last ascending, first descending), then created_at and
--- id, and the cursor one row comparison on it. No index holds started_at or finished_at:
--- such a page reads every run that passes the filters (an index on runs (started_at, id)
--- and runs (finished_at, id) would need a migration).
-SELECT r.* FROM runs r
-WHERE (:statuses IS NULL OR r.status IN (SELECT value FROM json_each(:statuses)))
-  AND (:workflow IS NULL OR r.workflow = :workflow)
-  AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
-  AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
-  AND (:task_id IS NULL OR r.task_id = :task_id)
-  AND (:schedule_id IS NULL OR r.schedule_id = :schedule_id)
-  AND (:mode IS NULL OR r.mode = :mode)
-  AND r.created_at >= coalesce(:created_after, -9e999)
-  AND r.created_at < coalesce(:created_before, 9e999)
-  AND (:after_id IS NULL OR (
-    CASE :sort WHEN 'status' THEN r.status ELSE '' END,
-    CASE :sort WHEN 'started_at' THEN coalesce(r.started_at, 9e999)
-               WHEN 'finished_at' THEN coalesce(r.finished_at, 9e999) ELSE 0 END,
-    r.created_at, r.id) > (:after_text, :after_num, :after_at, :after_id))
-ORDER BY CASE :sort WHEN 'status' THEN r.status ELSE '' END ASC,
-  CASE :sort WHEN 'started_at' THEN coalesce(r.started_at, 9e999)
-             WHEN 'finished_at' THEN coalesce(r.finished_at, 9e999) ELSE 0 END ASC,
-  r.created_at ASC, r.id ASC
-LIMIT :limit;
-
--- name: list_runs_sorted_desc
--- A runs list sorted by started_at, finished_at or status (created_at: list_runs_*):
--- the sort key is (status when sorting by status, the time when sorting by one, with a
--- time not yet set as infinity: last ascending, first descending), then created_at and
--- id, and the cursor one row comparison on it. No index holds started_at or finished_at:
--- such a page reads every run that passes the filters (an index on runs (started_at, id)
--- and runs (finished_at, id) would need a migration).
-SELECT r.* FROM runs r
-WHERE (:statuses IS NULL OR r.status IN (SELECT value FROM json_each(:statuses)))
-  AND (:workflow IS NULL OR r.workflow = :workflow)
-  AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
-  AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
-  AND (:task_id IS NULL OR r.task_id = :task_id)
-  AND (:schedule_id IS NULL OR r.schedule_id = :schedule_id)
-  AND (:mode IS NULL OR r.mode = :mode)
-  AND r.created_at >= coalesce(:created_after, -9e999)
-  AND r.created_at < coalesce(:created_before, 9e999)
-  AND (:after_id IS NULL OR (
-    CASE :sort WHEN 'status' THEN r.status ELSE '' END,
-    CASE :sort WHEN 'started_at' THEN coalesce(r.started_at, 9e999)
-               WHEN 'finished_at' THEN coalesce(r.finished_at, 9e999) ELSE 0 END,
-    r.created_at, r.id) < (:after_text, :after_num, :after_at, :after_id))
-ORDER BY CASE :sort WHEN 'status' THEN r.status ELSE '' END DESC,
-  CASE :sort WHEN 'started_at' THEN coalesce(r.started_at, 9e999)
-             WHEN 'finished_at' THEN coalesce(r.finished_at, 9e999) ELSE 0 END DESC,
-  r.created_at DESC, r.id DESC
-LIMIT :limit;
 
 -- Schedules (issue 20) -------------------------------------------------------------------
 
