@@ -30,7 +30,7 @@ from ..errors import (
     StepTimeout,
 )
 from ..models import EXECUTING, ItemState, RunStatus
-from ..rules import EVENT_ID_MAX
+from ..rules import EVENT_ID_MAX, JSON_DEPTH_MAX
 from ..store import Checkpoint, Claimed, Store
 from ..store.dbexec import DbExecutor
 from ..store.tx import Later, Tx
@@ -234,7 +234,9 @@ class Execution:
             try:
                 result = await body()
                 return (
-                    jsonutil.dumps(result, what=f"the result of step {name!r}"),
+                    jsonutil.dumps(
+                        result, what=f"the result of step {name!r}", max_depth=JSON_DEPTH_MAX
+                    ),
                     None,
                     attempt,
                     started,
@@ -463,7 +465,10 @@ class Execution:
         if rec is not None:
             return rec.result is not False
         cp = Checkpoint(
-            pos, "emit", "emit", output=(key, jsonutil.dumps(data, what="emitted data"))
+            pos,
+            "emit",
+            "emit",
+            output=(key, jsonutil.dumps(data, what="emitted data", max_depth=JSON_DEPTH_MAX)),
         )
         if self.claimed.max_results is None:
             self.pending.append(cp)
@@ -503,7 +508,7 @@ class Execution:
 
     async def save_sync(self, state: Any) -> None:
         pos, rec = self._next("sync.save", "sync")
-        text = jsonutil.dumps(state, what="sync state")
+        text = jsonutil.dumps(state, what="sync state", max_depth=JSON_DEPTH_MAX)
         self.sync_state = json.loads(text)
         if rec is None:
             self.pending.append(Checkpoint(pos, "sync.save", "sync", sync_state=text))
@@ -537,7 +542,10 @@ class Execution:
         if rec is not None:
             base, n = rec.result["base"], rec.result["n"]
         else:
-            encoded = [jsonutil.dumps(e, what=f"{name}[{i}]") for i, e in enumerate(elements)]
+            encoded = [
+                jsonutil.dumps(e, what=f"{name}[{i}]", max_depth=JSON_DEPTH_MAX)
+                for i, e in enumerate(elements)
+            ]
             pending, self.pending = self.pending, []
             got = await self._write(
                 self.rt.store.start_map_txn,
@@ -693,7 +701,7 @@ class Execution:
                     raise RunTimeout(c.timeout_message()) from None
             else:
                 result = await coro
-            text = jsonutil.dumps(result, what="the workflow's result")
+            text = jsonutil.dumps(result, what="the workflow's result", max_depth=JSON_DEPTH_MAX)
         except (Suspend, Suspended, Fenced, Canceled, asyncio.CancelledError):
             raise
         except Exception as exc:

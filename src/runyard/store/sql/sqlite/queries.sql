@@ -900,6 +900,10 @@ DELETE FROM attempts WHERE run_id IN (SELECT value FROM json_each(:ids));
 -- name: purge_sync_states
 DELETE FROM sync_states WHERE run_id IN (SELECT value FROM json_each(:ids));
 
+-- name: purge_schedule_fires
+-- (a fire's record goes with its run; skipped and missed fires, which have none, stay)
+DELETE FROM schedule_fires WHERE run_id IN (SELECT value FROM json_each(:ids));
+
 -- name: purge_waiters
 DELETE FROM waiters WHERE run_id IN (SELECT value FROM json_each(:ids));
 
