@@ -440,3 +440,21 @@ async def _all_succeeded(yard: Runyard, sid: str, n: int) -> bool | NotYet:
     runs = await _runs(yard, sid)
     ok = len(runs) == n and all(r.status == RunStatus.SUCCEEDED for r in runs)
     return ok or NotYet([r.status for r in runs])
+
+
+def test_purge_takes_a_fire_record_with_its_run(yard: Runyard) -> None:
+    _define(yard)
+
+    async def main() -> None:
+        async with running_worker(yard):
+            s, _ = await yard.create_schedule(
+                ScheduleSpec(cron="0 0 1 1 *", workflow="tick"), schedule_id="purged"
+            )
+            fire = await yard.trigger_schedule(s.id)
+            assert fire.run_id is not None
+            await yard.wait(fire.run_id, 20)
+            assert len((await yard.get_schedule(s.id)).recent_fires) == 1
+            await yard.purge(older_than_days=0)
+            assert (await yard.get_schedule(s.id)).recent_fires == []
+
+    asyncio.run(main())

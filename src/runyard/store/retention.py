@@ -2,9 +2,10 @@
 into :class:`~runyard.store.base.Store`).
 
 A run is purged with its items, steps, failed attempts, outputs, log lines, sync states,
-event waiters, callback deliveries and status transitions. Its credits are not lost: they
-move to ``purged_credits`` without the run, so usage over a period (``GET /v1/usage``)
-still counts them, and a run id used again later starts with no credits of the old run.
+its schedule fire's record, event waiters, callback deliveries and status transitions.
+Its credits are not lost: they move to ``purged_credits`` without the run, so usage over
+a period (``GET /v1/usage``) still counts them, and a run id used again later starts
+with no credits of the old run.
 
 Only a run that has ended (a terminal status) and has nothing left to do is purged: no
 item owned by a worker or still to run (an ``on_failure`` hook runs after its run ended)
@@ -33,6 +34,7 @@ OWNED = (
     "purge_steps",
     "purge_attempts",
     "purge_sync_states",
+    "purge_schedule_fires",
     "purge_waiters",
     "purge_deliveries",
     "purge_transitions",
