@@ -22,7 +22,14 @@ The pattern a client app needs::
 
 from ..errors import Forbidden, ServerUnreachable, Unauthorized
 from ._sse import RunEvent
-from ._types import UNSET, ExecuteOptions, RunFilters, StartOptions
+from ._types import (
+    UNSET,
+    ExecuteOptions,
+    RunFilters,
+    ScheduleChanges,
+    ScheduleOptions,
+    StartOptions,
+)
 from .aio import AsyncClient
 from .sync import Client
 from .webhooks import WebhookVerificationError, WebhookVerifier, verify_webhook
@@ -35,6 +42,8 @@ __all__ = [
     "Forbidden",
     "RunEvent",
     "RunFilters",
+    "ScheduleChanges",
+    "ScheduleOptions",
     "ServerUnreachable",
     "StartOptions",
     "Unauthorized",

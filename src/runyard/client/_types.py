@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypedDict
 
-from ..schemas import FlowControlIn
+from ..schemas import FlowControlIn, RunOptions
 
 
 class _Unset(enum.Enum):
@@ -61,3 +61,45 @@ class RunFilters(TypedDict, total=False):
     """Page size (at most 100)."""
     sort: str
     order: Literal["asc", "desc"]
+
+
+Overlap = Literal["skip", "buffer_one", "buffer_all", "cancel_other", "allow_all"]
+
+
+class ScheduleSettings(TypedDict, total=False):
+    """A schedule's settings besides its workflow, input, cron and ``at``."""
+
+    task_id: str
+    """A saved task each fire executes (instead of a workflow)."""
+    timezone: str
+    """An IANA name (``Europe/Paris``): the cron is read in it."""
+    options: RunOptions | Mapping[str, Any]
+    """Options of each fire's run (flow control, retries, timeout, priority, ...)."""
+    overlap: Overlap
+    """When the previous run is still going (default ``skip``)."""
+    catchup_window: float
+    """Seconds (at least 10): missed fires younger than this still run after downtime."""
+    pause_on_failure: bool
+    remaining_actions: int | None
+    """Stop after this many fires."""
+    jitter: float
+    callback: Mapping[str, Any] | None
+    """``{"url": ..., "headers": {...}}``."""
+
+
+class ScheduleOptions(ScheduleSettings, total=False):
+    """What ``create_schedule`` takes besides the workflow, input, cron and ``at``."""
+
+    schedule_id: str
+    """Your id for the schedule (creating it again answers the one stored)."""
+    paused: bool
+    note: str
+
+
+class ScheduleChanges(ScheduleSettings, total=False):
+    """What ``update_schedule`` changes (the fields given, from the next fire on)."""
+
+    workflow: str
+    input: Any
+    cron: str
+    at: datetime | str

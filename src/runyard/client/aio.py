@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar, Unpack, overload
 
 import httpx
 
+from ..schedule_schemas import Backfilled, FireOut, ScheduleOut, SchedulePage
 from ..schemas import (
     Canceled,
     Health,
@@ -34,6 +35,7 @@ from ..schemas import (
     WaiterOut,
     WorkflowOut,
 )
+from . import _schedules
 from ._base import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT_S,
@@ -44,7 +46,15 @@ from ._base import (
     error_from_response,
 )
 from ._sse import RunEvent, SSEDecoder
-from ._types import UNSET, ExecuteOptions, RunFilters, StartOptions
+from ._types import (
+    UNSET,
+    ExecuteOptions,
+    Overlap,
+    RunFilters,
+    ScheduleChanges,
+    ScheduleOptions,
+    StartOptions,
+)
 
 T = TypeVar("T")
 
@@ -445,6 +455,73 @@ class AsyncClient(BaseClient):
     ) -> RunStartResult:
         """Start a run from a task; ``input`` and ``options`` override its defaults."""
         return await self._send(self._execute_task(task_id, input, mode, options))
+
+    # -- schedules -------------------------------------------------------------------------
+
+    async def create_schedule(
+        self,
+        workflow: str | None = None,
+        input: Any = None,
+        *,
+        cron: str | None = None,
+        at: datetime | str | None = None,
+        **options: Unpack[ScheduleOptions],
+    ) -> ScheduleOut:
+        """A schedule starting ``workflow`` with ``input`` (or the task ``task_id``) on
+        ``cron`` (read in ``timezone``) or once ``at`` a time."""
+        return await self._send(_schedules.create(workflow, input, cron, at, options))
+
+    async def list_schedules(
+        self, *, cursor: str | None = None, limit: int | None = None
+    ) -> SchedulePage:
+        return await self._send(_schedules.list_(cursor, limit))
+
+    async def iter_schedules(self, *, limit: int | None = None) -> AsyncIterator[ScheduleOut]:
+        cursor: str | None = None
+        while True:
+            page = await self.list_schedules(cursor=cursor, limit=limit)
+            for schedule in page.items:
+                yield schedule
+            if not page.next_cursor or not page.items:
+                return
+            cursor = page.next_cursor
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleOut:
+        """The schedule with its next 10 fire times, last 10 fires and counters."""
+        return await self._send(_schedules.get(schedule_id))
+
+    async def update_schedule(
+        self, schedule_id: str, **changes: Unpack[ScheduleChanges]
+    ) -> ScheduleOut:
+        """Change the fields given, from the next fire on."""
+        return await self._send(_schedules.update(schedule_id, changes))
+
+    async def pause_schedule(self, schedule_id: str, note: str | None = None) -> ScheduleOut:
+        return await self._send(_schedules.pause(schedule_id, note))
+
+    async def resume_schedule(self, schedule_id: str) -> ScheduleOut:
+        return await self._send(_schedules.resume(schedule_id))
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        """Delete a schedule (its runs stay)."""
+        await self._send(_schedules.delete(schedule_id))
+
+    async def trigger_schedule(
+        self, schedule_id: str, *, overlap: Overlap | None = None
+    ) -> FireOut:
+        """One fire now (``overlap``: this fire's policy, default the schedule's)."""
+        return await self._send(_schedules.trigger(schedule_id, overlap))
+
+    async def backfill_schedule(
+        self,
+        schedule_id: str,
+        start: datetime | str,
+        end: datetime | str,
+        *,
+        overlap: Overlap | None = None,
+    ) -> Backfilled:
+        """Start the fires of ``[start, end)`` not started yet."""
+        return await self._send(_schedules.backfill(schedule_id, start, end, overlap))
 
     # -- events and usage ------------------------------------------------------------------
 
