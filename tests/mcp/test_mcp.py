@@ -13,6 +13,7 @@ and ``get_workflow_result`` gets its result."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -355,3 +356,30 @@ async def test_worker_killed_while_waiting(served: Served) -> None:
         for h in holders:
             h.kill()
     assert [r["id"] for r in runs_with_input(served, "held", "k9")] == [run_id]
+
+
+async def test_a_stopping_server_ends_open_mcp_streams(served: Served) -> None:
+    """An open stream (``subscriptions/listen``) does not hold the graceful shutdown: the
+    server exits at once on SIGTERM (RUNYARD_SHUTDOWN_S is 20 s here)."""
+    other = ServerProcess(
+        served.db_url, served.folder / "stopped.log", {"RUNYARD_SHUTDOWN_S": "20"}
+    ).start()
+    proc = other.proc
+    assert proc is not None
+    sent: list[float] = []
+    try:
+        stopped = Served(other, served.keys, served.db_url, served.folder)
+        async with http_client(stopped) as client, client.listen(tools_list_changed=True):
+            sent.append(time.monotonic())
+            proc.send_signal(signal.SIGTERM)
+            await wait_until_async(lambda: proc.poll() is not None, timeout=30, what="exit")
+    except* Exception:
+        pass  # the client sees its stream end with the server: that is the point
+    try:
+        wait_until(lambda: proc.poll() is not None, timeout=30, what="the server exited")
+        assert sent and time.monotonic() - sent[0] < 5
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

@@ -4,10 +4,12 @@ own service (:class:`~runyard.mcp.port.ServicePort`)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
@@ -41,17 +43,30 @@ class McpEndpoint:
             ServicePort(state.service), wait_s, may_write=may_write
         )
         self.manager: StreamableHTTPSessionManager | None = None
+        #: The requests being answered: ended when the server begins to stop, so an open
+        #: stream (a waiting tool call, subscriptions/listen) never holds the graceful
+        #: shutdown. (The runs go on: a client's request never owns its run.)
+        self._open: set[anyio.CancelScope] = set()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         # A manager runs once: a new one each time the app is served.
         manager = StreamableHTTPSessionManager(app=self.server, json_response=False)
+
+        async def end_streams_on_stop() -> None:
+            await self.state.stopping.wait()
+            self.manager = None
+            for scope in list(self._open):
+                scope.cancel()
+
         async with manager.run():
             self.manager = manager
+            stopper = asyncio.create_task(end_streams_on_stop(), name="runyard-mcp-stop")
             try:
                 yield
             finally:
                 self.manager = None
+                stopper.cancel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -69,4 +84,9 @@ class McpEndpoint:
             return
         inner: dict[str, Any] = dict(scope)
         inner[SCOPES_KEY] = principal.scopes
-        await manager.handle_request(inner, receive, send)
+        with anyio.CancelScope() as open_request:
+            self._open.add(open_request)
+            try:
+                await manager.handle_request(inner, receive, send)
+            finally:
+                self._open.discard(open_request)
