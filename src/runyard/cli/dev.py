@@ -86,7 +86,8 @@ def dev(
         ServerSettings.from_env(), database_url=database_url, api_key=api_key or None
     )
     fastapi_app = create_app(yard, settings=settings)
-    worker = yard.worker(concurrency=concurrency, shutdown_timeout_s=10.0)
+    # (schedules are fired by the server's scheduler, in this same process)
+    worker = yard.worker(concurrency=concurrency, shutdown_timeout_s=10.0, schedules=False)
     shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
     base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
     try:
