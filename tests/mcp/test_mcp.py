@@ -278,6 +278,20 @@ async def test_http_cancel_and_bad_input(served: Served) -> None:
         await bad_input(client, served)
 
 
+async def test_http_events_and_usage_tools(served: Served) -> None:
+    async with http_client(served) as client:
+        waiters = await client.call_tool("get_waiters", {"eventId": "mcp:nobody"})
+        assert not waiters.is_error, body(waiters)
+        assert waiters.structured_content == {"eventId": "mcp:nobody", "waiters": []}
+        sent = await client.call_tool("notify_event", {"eventId": "mcp:nobody", "data": {"a": 1}})
+        assert sent.structured_content == {"eventId": "mcp:nobody", "woken": []}
+        usage = await client.call_tool("get_usage", {"workflow": "greet"})
+        assert not usage.is_error, body(usage)
+        assert usage.structured_content is not None and usage.structured_content["total"] == 0
+        bad = await client.call_tool("get_usage", {"since": "yesterday"})
+        assert bad.is_error and json.loads(body(bad))["error"]["details"][0]["field"] == "since"
+
+
 async def test_stdio(served: Served) -> None:
     """The same over ``runyard mcp --wait 2``, a subprocess talking to the server."""
     async with stdio_client(served) as client:
