@@ -50,6 +50,35 @@ def invalid(field: str, message: str, error: str) -> InvalidInput:
     return InvalidInput(message, details=[{"field": field, "error": error}])
 
 
+def input_choice_problems(
+    *, input_given: bool, inputs_given: bool, custom_data_given: bool
+) -> list[tuple[str, str, str]]:
+    """The rules between a trigger's input fields, as ``(field, message, error)`` for
+    each one broken: ``input`` or ``inputs``, not both; with ``inputs``, each entry
+    carries its own ``custom_data``. (Checked by the service for every trigger, and by
+    the HTTP API's body check, so that one 422 names these with the other bad fields.)"""
+    found: list[tuple[str, str, str]] = []
+    if input_given and inputs_given:
+        found.append(("inputs", "give input or inputs, not both", "both input and inputs"))
+    if inputs_given and custom_data_given:
+        found.append(
+            (
+                "custom_data",
+                "with inputs, give custom_data inside each entry",
+                "not allowed with inputs",
+            )
+        )
+    return found
+
+
+def problems_error(problems: list[tuple[str, str, str]]) -> InvalidInput:
+    """One error naming every ``(field, message, error)`` of ``problems``."""
+    return InvalidInput(
+        "; ".join(message for _, message, _ in problems),
+        details=[{"field": field, "error": error} for field, _, error in problems],
+    )
+
+
 class _RandomHex:
     """Random hex digits from the operating system's generator, read 4 KiB at a time:
     ``os.urandom`` per id released and retook the GIL on every request, and in a busy

@@ -27,7 +27,15 @@ from .models import (
     Transition,
     Waiter,
 )
-from .rules import ID_MAX, INT32_MAX, JSON_DEPTH_MAX, PRIORITY_MAX, RETRIES_MAX, RUN_ID_RE
+from .rules import (
+    ID_MAX,
+    INT32_MAX,
+    JSON_DEPTH_MAX,
+    PRIORITY_MAX,
+    RETRIES_MAX,
+    RUN_ID_RE,
+    input_choice_problems,
+)
 
 RUN_ID_PATTERN = RUN_ID_RE.pattern
 Scope = Literal["read", "write", "admin"]
@@ -171,7 +179,21 @@ class RunOptions(_In):
     max_results: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
 
-class RunCreate(RunOptions):
+class _InputChoice:
+    """A trigger body: the rules between its input fields are checked with the other
+    fields' (the HTTP API's body check calls :meth:`cross_field_problems` on the JSON
+    sent), so that one 422 names every bad field."""
+
+    @staticmethod
+    def cross_field_problems(body: dict[str, Any]) -> list[tuple[str, str, str]]:
+        return input_choice_problems(
+            input_given=body.get("input") is not None,
+            inputs_given=body.get("inputs") is not None,
+            custom_data_given=body.get("custom_data") is not None,
+        )
+
+
+class RunCreate(RunOptions, _InputChoice):
     """``POST /v1/runs``. Give ``input`` (with optional ``custom_data``) or ``inputs``."""
 
     workflow: str = Field(min_length=1, max_length=128)
@@ -603,7 +625,7 @@ class TaskPage(BaseModel):
     next_cursor: str | None = None
 
 
-class TaskExecute(RunOptions):
+class TaskExecute(RunOptions, _InputChoice):
     """``POST /v1/tasks/{id}/execute``: overrides of the task's defaults."""
 
     input: Any = _payload("Instead of the task's input (not with `inputs`). ")

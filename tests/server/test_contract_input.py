@@ -109,6 +109,18 @@ def test_one_422_for_every_bad_field_and_clear_body_errors(
             assert set(fields(error)) == {"workflow", "mode", "input.a", "input.b"}
             assert all(f in error["message"] for f in ("workflow", "mode", "input.a"))
 
+            # The rules between fields come in the same answer as the fields' own.
+            body = (
+                b'{"workflow": "counter", "priority": 99999999, "input": 1, "custom_data": 2,'
+                b' "inputs": [{"input": 3}]}'
+            )
+            error = error_of(post_raw(api, "/v1/runs", body, chunked))
+            assert set(fields(error)) == {"priority", "inputs", "custom_data"}, error
+            assert "input or inputs, not both" in error["message"]
+            body = b'{"workflow": "counter", "input": 1, "inputs": [{"input": 3}]}'
+            error = error_of(post_raw(api, "/v1/runs", body, chunked))
+            assert set(fields(error)) == {"inputs"}, error
+
             # Malformed JSON: where, in lines and columns.
             error = error_of(post_raw(api, "/v1/runs", b'{"workflow": "counter",\n "input": }'))
             assert error["message"] == (

@@ -24,7 +24,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
@@ -301,6 +301,17 @@ def strict_json(body: bytes) -> Any:
     return value
 
 
+def body_rules(
+    dependant: Dependant,
+) -> Callable[[dict[str, Any]], list[tuple[str, str, str]]] | None:
+    """The ``cross_field_problems`` of the model of ``dependant``'s body, if it has one."""
+    for param in dependant.body_params:
+        rules = getattr(param.field_info.annotation, "cross_field_problems", None)
+        if rules is not None:
+            return cast(Callable[[dict[str, Any]], list[tuple[str, str, str]]], rules)
+    return None
+
+
 def query_names(dependant: Dependant) -> frozenset[str]:
     """The names of the query parameters ``dependant`` and its dependencies read."""
     names = {p.alias for p in dependant.query_params}
@@ -386,6 +397,9 @@ class ApiRoute(APIRoute):
         #: The query parameters this route reads: any other is refused (422), not
         #: ignored (``?page=2`` on a cursor-paged list would answer page 1 forever).
         self.query_names = query_names(self.dependant)
+        #: The rules between the body's fields (``cross_field_problems`` of its model),
+        #: checked with the body so that one 422 names them with the other bad fields.
+        self.body_rules = body_rules(self.dependant)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -407,7 +421,13 @@ class ApiRoute(APIRoute):
                     return Response(status_code=499)
                 if body:
                     check_content_type(request)
-                    problems += body_problems(body)[1]
+                    value, found = body_problems(body)
+                    problems += found
+                    if self.body_rules is not None and isinstance(value, dict):
+                        problems += [
+                            {"loc": ("body", field), "msg": message, "type": "value_error"}
+                            for field, message, _ in self.body_rules(value)
+                        ]
             token = _refused.set(problems)
             try:
                 return await handler(request)

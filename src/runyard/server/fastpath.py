@@ -110,6 +110,8 @@ async def trigger(state: ServerState, scope: Scope, receive: Receive, send: Send
         principal.require("write")
         value = strict_json(b"".join(chunks))
         body = RunCreate.model_validate(value)
+        if RunCreate.cross_field_problems(value):
+            return _replay(messages, receive)  # the route's 422 names them all
     except ValidationError:
         return _replay(messages, receive)
     except RunyardError as exc:

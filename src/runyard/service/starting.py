@@ -28,7 +28,9 @@ from ..rules import (
     check_int,
     check_run_id,
     generate_run_id,
+    input_choice_problems,
     invalid,
+    problems_error,
 )
 from ..schemas import LATEST_S, MAX_DELAY_S, InputIn, RunOptions, finite
 from .core import Core
@@ -99,11 +101,6 @@ def request_from_options(
 ) -> StartRequest:
     """The request of a trigger given as wire options (``POST /v1/runs``, a task's
     stored options and their overrides)."""
-    if inputs is not None and custom_data is not None:
-        raise InvalidInput(
-            "with inputs, give custom_data inside each entry",
-            details=[{"field": "custom_data", "in": "body", "error": "not allowed with inputs"}],
-        )
     check_options(options)
     fc = options.flow_control
     return StartRequest(
@@ -282,6 +279,12 @@ class StartMixin(ReadMixin):
             raise invalid(
                 "retries", f"retries must be an integer from 0 to {RETRIES_MAX}", "out of range"
             )
+        if problems := input_choice_problems(
+            input_given=req.input is not None,
+            inputs_given=req.inputs is not None,
+            custom_data_given=req.custom_data is not None,
+        ):
+            raise problems_error(problems)
         wf = self.core.local_workflow(name, req.version)
         schema: str | None = None
         if wf is not None:
@@ -294,8 +297,6 @@ class StartMixin(ReadMixin):
                 raise unknown_workflow(name, req.version, known)
             defaults, schema = published
         inputs = req.inputs
-        if inputs is not None and req.input is not None:
-            raise invalid("inputs", "give input or inputs, not both", "both input and inputs")
         raw = list(inputs) if inputs is not None else [None]
         if not raw:
             raise invalid("inputs", "inputs is empty", "empty")
