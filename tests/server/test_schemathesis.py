@@ -40,20 +40,30 @@ CHECKS = [
     content_type_conformance,
 ]
 #: Operations whose 2xx answer may have created a run.
-CREATING = ("/v1/runs", "/v1/runs/{run_id}/fork", "/v1/tasks/{task_id}/execute")
+CREATING = (
+    "/v1/runs",
+    "/v1/runs/{run_id}/fork",
+    "/v1/tasks/{task_id}/execute",
+    "/v1/schedules/{schedule_id}/trigger",
+    "/v1/schedules/{schedule_id}/backfill",
+)
 #: Real workflow names for generated bodies (random names would only ever get 404).
 WORKFLOWS = st.sampled_from([None, "greet", "sleeper", "emitter", "counter"])
 #: No worker runs here: waits are cut short so that valid live calls answer 202 quickly.
 MAX_WAIT_S = 0.3
 
 
-def _created_run_id(body: Any) -> str | None:
+def _created_run_ids(body: Any) -> list[str]:
     if isinstance(body, dict):
         if isinstance(body.get("run"), dict):
-            return str(body["run"]["id"])
+            return [str(body["run"]["id"])]
+        if isinstance(body.get("fires"), list):  # a schedule's backfill
+            return [str(f["run_id"]) for f in body["fires"] if f.get("run_id")]
+        if "fire_at" in body:  # a schedule's trigger
+            return [str(body["run_id"])] if body.get("run_id") else []
         if "id" in body:
-            return str(body["id"])
-    return None
+            return [str(body["id"])]
+    return []
 
 
 def _seed(api: httpx.Client) -> dict[str, dict[str, str]]:
@@ -67,7 +77,21 @@ def _seed(api: httpx.Client) -> dict[str, dict[str, str]]:
     assert api.post("/v1/runs/seed-done/cancel").status_code == 200
     task = {"id": "seed-task", "workflow": "greet", "input": {"name": "t"}}
     assert api.post("/v1/tasks", json=task).status_code == 201
-    reads = {"run_id": "seed-done", "task_id": "seed-task", "name": "greet", "event_id": "seed"}
+    # (a yearly cron: the server's scheduler does not fire it during the test)
+    schedule = {
+        "id": "seed-sched",
+        "workflow": "greet",
+        "input": {"name": "s"},
+        "cron": "0 0 1 1 *",
+    }
+    assert api.post("/v1/schedules", json=schedule).status_code == 201
+    reads = {
+        "run_id": "seed-done",
+        "task_id": "seed-task",
+        "name": "greet",
+        "event_id": "seed",
+        "schedule_id": "seed-sched",
+    }
     return {"get": reads, "other": {**reads, "run_id": "seed-live"}}
 
 
@@ -85,6 +109,7 @@ def _fuzz(
     server: ServerProcess,
     headers: dict[str, str],
     accepted_runs: set[str],
+    accepted_schedules: set[str],
 ) -> int:
     """Run ``EXAMPLES[mode]`` generated requests of ``operation``; how many were sent."""
     calls = 0
@@ -114,9 +139,14 @@ def _fuzz(
         case.validate_response(response, checks=CHECKS, headers=headers)
         created = operation.path in CREATING and case.method == "POST"
         if created and 200 <= response.status_code < 300:
-            run_id = _created_run_id(response.json())
-            if run_id:
-                accepted_runs.add(run_id)
+            accepted_runs.update(_created_run_ids(response.json()))
+        # the runs a created schedule fires are the scheduler's, not a request's
+        if (
+            operation.path == "/v1/schedules"
+            and case.method == "POST"
+            and 200 <= response.status_code < 300
+        ):
+            accepted_schedules.add(str(response.json()["id"]))
 
     try:
         check()
@@ -135,6 +165,7 @@ def test_schemathesis(db_url: str, server: ServerProcess, api_keys: Keys) -> Non
     schema = schemathesis.openapi.from_url(server.url + "/openapi.json")
     headers = {"x-api-key": api_keys.write}
     accepted_runs = {"seed-done", "seed-live"}
+    accepted_schedules = {"seed-sched"}
     calls = 0
     operations = []
     for result in schema.get_all_operations():
@@ -153,17 +184,21 @@ def test_schemathesis(db_url: str, server: ServerProcess, api_keys: Keys) -> Non
                 strategy = st.one_of(
                     strategy, operation.as_strategy(generation_mode=mode, path_parameters=fixed)
                 )
-            calls += _fuzz(operation, mode, strategy, server, headers, accepted_runs)
+            calls += _fuzz(
+                operation, mode, strategy, server, headers, accepted_runs, accepted_schedules
+            )
     assert calls >= 300
     assert len(accepted_runs) > 2  # some generated runs were valid
 
     ex = DbExecutor(open_store(db_url))
     try:
         page = ex.read_sync(ex.store.list_runs, RunFilter(), None, 100, "desc")
-        stored = {r.id for r in page.items}
+        runs = list(page.items)
         while page.next_cursor:
             page = ex.read_sync(ex.store.list_runs, RunFilter(), page.next_cursor, 100, "desc")
-            stored |= {r.id for r in page.items}
+            runs += page.items
+        # (the runs the scheduler started for schedules created by accepted requests)
+        stored = {r.id for r in runs if r.schedule_id not in accepted_schedules}
     finally:
         ex.close()
     assert stored <= accepted_runs, (
