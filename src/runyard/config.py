@@ -11,6 +11,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 #: ``runyard dev`` and ``runyard db upgrade`` give a ``.gitignore`` (the dev key file
 #: lives beside the database).
 DEFAULT_URL = "sqlite:///.runyard/runyard.db"
+#: How long finished runs are kept before they are purged, days (RUNYARD_RETENTION_DAYS).
+DEFAULT_RETENTION_DAYS = 30.0
 
 
 def redacted_url(url: str) -> str:
@@ -65,7 +67,7 @@ class Settings:
     poll_s: float = 0.5
     event_lookback_s: float = 300.0
     db_retry_s: float = 30.0
-    retention_days: float = 30.0
+    retention_days: float = DEFAULT_RETENTION_DAYS
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
@@ -75,5 +77,5 @@ class Settings:
             poll_s=env_number("RUNYARD_POLL_S", 0.5),
             event_lookback_s=env_number("RUNYARD_EVENT_LOOKBACK_S", 300.0),
             db_retry_s=env_number("RUNYARD_DB_RETRY_S", 30.0),
-            retention_days=env_number("RUNYARD_RETENTION_DAYS", 30.0),
+            retention_days=env_number("RUNYARD_RETENTION_DAYS", DEFAULT_RETENTION_DAYS),
         )

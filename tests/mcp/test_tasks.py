@@ -7,10 +7,6 @@ not cancel the run."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -32,8 +28,8 @@ from pydantic import ConfigDict
 from mcp import Client
 from runyard.mcp.tasks import TASKS_EXTENSION
 from tests.apps.e2e_support import spawn
-from tests.conftest import ROOT, WorkerProcess
-from tests.server.conftest import Keys, ServerProcess, create_keys, free_port
+from tests.conftest import WorkerProcess
+from tests.server.conftest import Keys, ServerProcess, create_keys
 from tests.waiting import wait_until, wait_until_async
 
 pytestmark = pytest.mark.anyio
@@ -120,7 +116,7 @@ class Tasks(ClientExtension):
 @dataclass(frozen=True, slots=True)
 class Served:
     api: ServerProcess  # the API server (/v1), to check the runs
-    mcp_url: str  # the MCP server with the Tasks extension
+    mcp_url: str  # its /mcp, with the Tasks extension
     keys: Keys
 
 
@@ -161,26 +157,10 @@ def served(
     tmp_path: Path,
     worker_procs: list[WorkerProcess],
 ) -> Iterator[Served]:
-    """The MCP server with the extension (``tests.mcp.tasks_server``, a tool call waits
-    1 s), the API server and a worker serving the test workflows, all on the test's
-    database, the workflows published."""
+    """The API server (its ``/mcp`` speaks the extension; a tool call waits 1 s) and a
+    worker serving the test workflows, on the test's database, the workflows published."""
     keys = create_keys(db_url)
-    server = ServerProcess(db_url, tmp_path / "server.log").start()
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-        "RUNYARD_DATABASE_URL": db_url,
-        "RUNYARD_POLL_S": "0.2",
-    }
-    with open(tmp_path / "mcp.log", "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.mcp.tasks_server", str(port)],
-            env=env,
-            stdout=out,
-            stderr=out,
-            cwd=str(ROOT),
-        )
+    server = ServerProcess(db_url, tmp_path / "server.log", {"RUNYARD_MCP_WAIT": "1"}).start()
     try:
         spawn(worker_procs, APP, db_url, tmp_path, concurrency=4)
 
@@ -189,22 +169,9 @@ def served(
                 names = {w["name"] for w in c.get("/v1/workflows").json()["items"]}
             return {"quick", "paced"} <= names
 
-        def listening() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError((tmp_path / "mcp.log").read_text()[-3000:])
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-
         wait_until(published, timeout=30, what="the test workflows published")
-        wait_until(listening, timeout=30, ignoring=(OSError,), what="the MCP server up")
-        yield Served(server, f"http://127.0.0.1:{port}/mcp", keys)
+        yield Served(server, f"{server.url}/mcp", keys)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
         server.stop()
 
 
@@ -289,7 +256,7 @@ async def test_a_read_key_cannot_cancel_a_task(served: Served) -> None:
     server, keys = served.api, served.keys
     async with mcp_client(served, keys.write, tasks=True) as writer:
         task = await start_task(writer, "paced", {"seconds": 60})
-    async with mcp_client(served, "read-only", tasks=True) as reader:
+    async with mcp_client(served, keys.read, tasks=True) as reader:
         assert (await get_task(reader, task.task_id)).status == "working"
         with pytest.raises(MCPError) as refused:
             await reader.session.send_request(

@@ -48,6 +48,7 @@ from .. import __version__
 from ..errors import InvalidInput, RunyardError
 from ..models import RunStatus
 from .port import FIXED_TOOLS, READ_TOOLS, RunsPort, RunView, WorkflowInfo, start_tool_run
+from .tasks import RunTasks
 
 log = logging.getLogger("runyard.mcp")
 
@@ -455,9 +456,21 @@ def build_server(
     *,
     extensions: Sequence[Extension] = (),
     may_write: MayWrite | None = None,
+    retention_s: float | None = None,
 ) -> RunyardServer:
     """The MCP server of ``port``'s workflows; a tool call waits for a run up to
-    ``wait_s`` seconds. See the module's docstring."""
+    ``wait_s`` seconds. It speaks the Tasks extension (:class:`~runyard.mcp.tasks.RunTasks`:
+    a declaring client's workflow tool answers with a task whose id is the run id; ended
+    runs are kept ``retention_s`` seconds, None: for ever) besides ``extensions``. See
+    the module's docstring."""
+    tasks = RunTasks(
+        port,
+        tool_result=run_result,
+        tool_input=tool_input,
+        may_write=may_write,
+        retention_s=retention_s,
+    )
+    extensions = [tasks, *extensions]
     catalog = _Catalog(port)
 
     def writer(ctx: Ctx) -> bool:

@@ -40,7 +40,10 @@ class McpEndpoint:
     def __init__(self, state: ServerState, wait_s: float) -> None:
         self.state = state
         self.server: RunyardServer = build_server(
-            ServicePort(state.service), wait_s, may_write=may_write
+            ServicePort(state.service),
+            wait_s,
+            may_write=may_write,
+            retention_s=state.service.core.settings.retention_days * 86400,
         )
         self.manager: StreamableHTTPSessionManager | None = None
         #: The requests being answered: ended when the server begins to stop, so an open
