@@ -109,6 +109,19 @@ def bench(
     list_requests: int = typer.Option(
         200, "--list-requests", min=0, help="--scale: GET /v1/runs per filter (after 20 warm-ups)"
     ),
+    schedules: bool = typer.Option(
+        False,
+        "--schedules",
+        help="Measure the schedule figures instead (runyard_bench.schedules: fire lag "
+        "p50/p99 with 1 and with --schedules-many schedules, the scheduler's CPU per 1,000 "
+        "fires)",
+    ),
+    schedule_fires: int = typer.Option(
+        30, "--schedule-fires", min=0, help="--schedules: fires of the one-schedule figure"
+    ),
+    schedules_many: int = typer.Option(
+        10_000, "--schedules-many", min=0, help="--schedules: schedules firing once a minute"
+    ),
     analyze: bool = typer.Option(
         True,
         "--analyze/--no-analyze",
@@ -122,7 +135,7 @@ def bench(
     from .scale import ScaleOptions, run_scale
     from .throughput import run_bench
 
-    if http_runs > 0 and not scale and find_spec("aiohttp") is None:
+    if http_runs > 0 and not (scale or schedules) and find_spec("aiohttp") is None:
         raise typer.BadParameter(
             "the HTTP figures' clients need aiohttp: pip install 'runyard[bench]' "
             "(or --http-runs 0)"
@@ -162,7 +175,11 @@ def bench(
         log_dir=log_dir,
     )
     try:
-        if scale:
+        if schedules:
+            from .schedules import run_schedules
+
+            asyncio.run(run_schedules(opts, schedule_fires, schedules_many))
+        elif scale:
             scale_opts = ScaleOptions(
                 history_runs=history_runs,
                 backlog_small=backlog_small,
