@@ -42,6 +42,11 @@ def test_the_server_fires_schedules(db_url: str, tmp_path: Path) -> None:
                 await wait_until_async(
                     lambda: _two_fires_ran(yard, "srv"), timeout=30, what="fired by the server"
                 )
+                # fire lag (fire time -> run written): the scheduler sleeps until the
+                # fire is due, it does not poll (its backstop is 5 s)
+                runs = (await yard.list_runs(schedule_id="srv", limit=100)).items
+                lags = [r.created_at - int(r.id.rsplit("@", 1)[1]) / 1000 for r in runs]
+                assert lags and all(0 <= lag < 1.0 for lag in lags), lags
 
         asyncio.run(main())
     finally:

@@ -31,7 +31,7 @@ from .. import jsonutil
 from ..errors import RunIdConflict, RunyardError, StoreUnavailable
 from ..models import TERMINAL, RunStatus
 from ..rules import BUFFER_MAX_FIRES
-from ..store.hub import Hub
+from ..store.schedules import SCHEDULES_CHANGED
 from ..store.tx import Row, Tx
 from .cron import Cron, jitter_offset
 from .schedule_spec import ScheduleSpec, fire_run_id
@@ -54,6 +54,8 @@ SWEEP_S = 5.0
 BUFFER_RECHECK_S = 1.0
 #: The longest a scheduler sleeps without looking (a wake-up lost costs this, at most).
 BACKSTOP_S = 5.0
+#: The least time between two passes (many wake-ups at once make one pass).
+MIN_PASS_S = 0.05
 #: Missed fires recorded one by one after downtime; beyond them, the schedule jumps to
 #: its catch-up window (they are counted once, as one more skipped).
 MISSED_RECORDED_MAX = 100
@@ -199,8 +201,6 @@ class Firing:
                 "note": note,
             },
         )
-        if due is not None:
-            self.tx.announce_wake(due)
 
 
 def fire_due_txn(
@@ -263,20 +263,33 @@ class Scheduler:
         self.started = 0
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Fire schedules until ``stop`` is set (or the task is canceled)."""
+        """Fire schedules until ``stop`` is set (or the task is canceled).
+
+        It sleeps until the next due time (read with the database's clock), and wakes
+        earlier when any process changes schedules (announced to every process, see
+        :data:`~runyard.store.schedules.SCHEDULES_CHANGED`): a wake-up costs one indexed
+        read, at most every :data:`MIN_PASS_S`. New runs do not wake it. Else it looks
+        again after :data:`BACKSTOP_S` (a lost announcement costs that much, at most)."""
         core = self.service.core
         await core.ensure_ready()
-        core.hub(work=True, runs=False)  # (the watcher hears other processes' wakes)
-        hub = Hub(asyncio.get_running_loop())
-        core.store.changes.subscribe(hub)
+        hub = core.hub(runs=False)
+        changed = asyncio.Event()
+
+        def heard(run_id: str | None) -> None:
+            if run_id is None or run_id == SCHEDULES_CHANGED:
+                changed.set()
+
+        hub.add_run_listener(heard)
         stop = stop or asyncio.Event()
         try:
             while not stop.is_set():
+                began = time.monotonic()
+                changed.clear()
                 timeout = BACKSTOP_S
                 try:
                     due = await self.tick()
                     if due is not None:
-                        timeout = min(BACKSTOP_S, max(0.0, due - time.time()))
+                        timeout = min(BACKSTOP_S, max(0.0, due))
                 except StoreUnavailable as exc:
                     log.warning("scheduler: the database is unavailable (%s); retrying", exc)
                     timeout = 1.0
@@ -284,24 +297,35 @@ class Scheduler:
                     log.exception("scheduler: a pass failed; retrying")
                     timeout = 1.0
                 if timeout > 0:
-                    await _wait_either(hub, stop, timeout)
+                    await _wait_either(changed, stop, timeout)
+                rest = MIN_PASS_S - (time.monotonic() - began)
+                if rest > 0 and not stop.is_set():
+                    await asyncio.sleep(rest)  # (a burst of wake-ups: one pass)
         finally:
-            core.store.changes.unsubscribe(hub)
+            hub.remove_run_listener(heard)
 
     async def tick(self) -> float | None:
-        """One pass: fire everything due, start stale pending fires now and then; the
-        next time a schedule is due (None: none)."""
+        """One pass: fire everything due, start stale pending fires now and then; in how
+        many seconds a schedule is next due (None: none is)."""
         core = self.service.core
         store = core.store
-        while True:
-            starts, claimed = await core.write(fire_due_txn, store, self.batch, inline=False)
-            await self.start(starts)
-            if claimed < self.batch:
-                break
+
+        def next_due(tx: Tx) -> float | None:
+            due = store.next_schedule_due(tx)
+            return None if due is None else due - store.now(tx)
+
+        wait = await core.read(next_due, inline=True)
+        if wait is not None and wait <= 0:
+            while True:
+                starts, claimed = await core.write(fire_due_txn, store, self.batch, inline=False)
+                await self.start(starts)
+                if claimed < self.batch:
+                    break
+            wait = await core.read(next_due, inline=True)
         if time.monotonic() - self._last_sweep >= SWEEP_S:
             self._last_sweep = time.monotonic()
             await self.sweep()
-        return await core.read(store.next_schedule_due)
+        return wait
 
     async def sweep(self) -> None:
         """Start the pending fires a stopped scheduler left behind."""
@@ -357,14 +381,13 @@ class Scheduler:
             return False
 
 
-async def _wait_either(hub: Hub, stop: asyncio.Event, timeout: float) -> None:
-    """Until a wake-up, ``stop``, or ``timeout`` seconds."""
-    waiter = asyncio.ensure_future(stop.wait())
-    woken = asyncio.ensure_future(hub.wait_wake(timeout))
+async def _wait_either(changed: asyncio.Event, stop: asyncio.Event, timeout: float) -> None:
+    """Until ``changed`` or ``stop`` is set, or ``timeout`` seconds."""
+    waits = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(stop.wait())]
     try:
-        await asyncio.wait({waiter, woken}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for t in (waiter, woken):
+        for t in waits:
             if not t.done():
                 t.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -53,6 +53,7 @@ from ..rules import (
     invalid,
 )
 from ..schemas import finite
+from ..store.schedules import announce_schedules
 from ..store.tx import Row, Tx
 from .catalog import CatalogMixin
 from .control import ControlMixin
@@ -514,7 +515,9 @@ def _firing(store: Any, tx: Tx, schedule_id: str) -> Firing:
 
 
 def _keep(f: Firing, now: float) -> None:
-    """Save what a trigger or backfill changed, the schedule's timing as it was."""
+    """Save what a trigger or backfill changed, the schedule's timing as it was; the
+    schedulers are told (a buffered fire is looked at again soon)."""
+    announce_schedules(f.tx)
     row = f.row
     nxt = row["next_fire_at"]
     f.save(

@@ -11,6 +11,15 @@ from typing import Any
 from ..errors import NotFound
 from .tx import Row, Tx
 
+#: Announced (on the channel of stopped runs, which every process hears) when schedules
+#: change: schedulers look at their due times again. No run id looks like it.
+SCHEDULES_CHANGED = "!schedules"
+
+
+def announce_schedules(tx: Tx) -> None:
+    """After commit, wake every process's scheduler (a due time may have moved)."""
+    tx.announce_run(SCHEDULES_CHANGED, stop=True)
+
 
 class SchedulesStoreMixin:
     """The SQL of schedules (``*_schedule*``, ``*fire*`` queries of each backend)."""
@@ -19,7 +28,7 @@ class SchedulesStoreMixin:
         """``(row, created)``: an existing id answers with the stored row."""
         row = tx.q1("insert_schedule", values)
         if row is not None:
-            tx.announce_wake(values.get("due_at"))
+            announce_schedules(tx)
             return row, True
         return self.get_schedule_row(tx, str(values["id"])), False
 
@@ -46,7 +55,7 @@ class SchedulesStoreMixin:
         row = tx.q1("update_schedule", values)
         if row is None:
             raise NotFound(f"no schedule {values['id']!r}")
-        tx.announce_wake(values.get("due_at"))
+        announce_schedules(tx)
         return row
 
     def delete_schedule_txn(self, tx: Tx, schedule_id: str) -> None:
