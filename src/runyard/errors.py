@@ -21,6 +21,9 @@ Every error a client can see derives from :class:`RunyardError` and carries a st
     ├── StoreUnavailable          503  the database cannot be reached right now
     ├── StorageFull               507  the database's disk is full (writes only)
     ├── ServerUnreachable         503  (SDK) the Runyard server cannot be reached
+    ├── OutboundError             502  an outbound call (callback, HTTP target) failed
+    │   ├── OutboundRefused            the URL's address is refused by the outbound guard
+    │   └── OutboundFailed             connect, timeout, too large a response, protocol
     ├── WorkflowError                  raised inside workflows
     │   ├── NonRetryableError          a step failure that must not be retried
     │   ├── RateLimited                retry the step after ``retry_after`` seconds
@@ -179,6 +182,27 @@ class RunFailed(RunyardError):
         self.status = status
 
 
+class OutboundError(RunyardError):
+    """An outbound HTTP call (a callback or an HTTP-target run) failed."""
+
+    code = "outbound_error"
+    http_status = 502
+
+
+class OutboundRefused(OutboundError):
+    """The outbound guard refused the URL's address (loopback, private, link-local,
+    metadata, ...; checked again at send time because a DNS answer may change)."""
+
+    code = "outbound_refused"
+
+
+class OutboundFailed(OutboundError):
+    """The outbound call did not complete: connection refused, timeout, a response body
+    over the limit, or a protocol error."""
+
+    code = "outbound_failed"
+
+
 class WorkflowError(RunyardError):
     """A workflow failed."""
 
@@ -233,6 +257,9 @@ __all__ = [
     "NonDeterminismError",
     "NonRetryableError",
     "NotFound",
+    "OutboundError",
+    "OutboundFailed",
+    "OutboundRefused",
     "PayloadTooLarge",
     "RateLimited",
     "RunFailed",
