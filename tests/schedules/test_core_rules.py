@@ -419,6 +419,45 @@ def test_incremental_sync_across_fires(yard: Runyard) -> None:
     asyncio.run(main())
 
 
+def test_incremental_schedule_on_its_own(yard: Runyard) -> None:
+    """A fire every second, the source growing between fires: every fire's run emits
+    only what is new, and together they deliver each record once."""
+    steer = _define(yard)
+    steer["rows"] = [1]
+
+    async def main() -> None:
+        async with running_worker(yard):
+            s, _ = await yard.create_schedule(
+                ScheduleSpec(cron="* * * * * *", workflow="sync_rows", sync_mode="incremental")
+            )
+
+            async def grown() -> bool | NotYet:
+                runs = [r for r in await _runs(yard, s.id) if r.status == RunStatus.SUCCEEDED]
+                if len(runs) >= 4:
+                    return True
+                if len(runs) >= len(steer["rows"]):  # a fire saw the source: it grows
+                    steer["rows"] = [*steer["rows"], len(steer["rows"]) + 1]
+                return NotYet(len(runs))
+
+            await wait_until_async(grown, timeout=30, what="four fires")
+            await yard.pause_schedule(s.id)
+            runs = await _runs(yard, s.id)  # (ids sort by fire time)
+
+            async def settled() -> bool:
+                return all(r.terminal for r in await _runs(yard, s.id))
+
+            await wait_until_async(settled, timeout=20, what="runs ended")
+            delivered: list[int] = []
+            for run in await _runs(yard, s.id):
+                outs = [o.data["row"] for o in await yard.outputs(run.id)]
+                assert run.result is None or outs == run.result["new"], (run.result, outs)
+                delivered += outs
+            assert delivered == sorted(set(delivered)) == list(range(1, len(delivered) + 1))
+            assert len(runs) >= 4 and len(delivered) >= 3
+
+    asyncio.run(main())
+
+
 # -- helpers -----------------------------------------------------------------------------
 
 
