@@ -381,7 +381,9 @@ WHERE steps.status = 'waiting' AND excluded.status <> 'waiting';
 INSERT INTO outputs (run_id, item_idx, iteration, position, key, data)
 SELECT %(run_id)s, %(idx)s, %(iteration)s, %(position)s, %(key)s, %(data)s
 WHERE EXISTS (SELECT 1 FROM items WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s)
-  AND (%(key)s::text IS NULL OR NOT EXISTS (SELECT 1 FROM outputs o
+  AND (%(key)s::text IS NULL
+    OR (SELECT sync_mode FROM runs WHERE id = %(run_id)s) IS DISTINCT FROM 'incremental'
+    OR NOT EXISTS (SELECT 1 FROM outputs o
     JOIN runs me ON me.id = %(run_id)s AND me.sync_mode = 'incremental'
     JOIN runs r ON r.id = o.run_id AND r.schedule_id = me.schedule_id AND r.id <> me.id
     WHERE o.key = %(key)s))
@@ -1200,7 +1202,9 @@ SELECT output_count < max_results AS room FROM runs WHERE id = %(run_id)s FOR UP
 INSERT INTO outputs (run_id, item_idx, iteration, position, key, data)
 SELECT %(run_id)s, %(idx)s, %(iteration)s, %(position)s, %(key)s, %(data)s
 WHERE EXISTS (SELECT 1 FROM items WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s)
-  AND (%(key)s::text IS NULL OR NOT EXISTS (SELECT 1 FROM outputs o
+  AND (%(key)s::text IS NULL
+    OR (SELECT sync_mode FROM runs WHERE id = %(run_id)s) IS DISTINCT FROM 'incremental'
+    OR NOT EXISTS (SELECT 1 FROM outputs o
     JOIN runs me ON me.id = %(run_id)s AND me.sync_mode = 'incremental'
     JOIN runs r ON r.id = o.run_id AND r.schedule_id = me.schedule_id AND r.id <> me.id
     WHERE o.key = %(key)s))

@@ -259,7 +259,9 @@ WHERE steps.status = 'waiting' AND excluded.status <> 'waiting';
 INSERT INTO outputs (run_id, item_idx, iteration, position, key, data)
 SELECT :run_id, :idx, :iteration, :position, :key, :data
 WHERE EXISTS (SELECT 1 FROM items WHERE run_id = :run_id AND idx = :idx AND owner = :owner AND epoch = :epoch)
-  AND (:key IS NULL OR NOT EXISTS (SELECT 1 FROM outputs o
+  AND (:key IS NULL
+    OR (SELECT sync_mode FROM runs WHERE id = :run_id) IS NOT 'incremental'
+    OR NOT EXISTS (SELECT 1 FROM outputs o
     JOIN runs me ON me.id = :run_id AND me.sync_mode = 'incremental'
     JOIN runs r ON r.id = o.run_id AND r.schedule_id = me.schedule_id AND r.id <> me.id
     WHERE o.key = :key))
@@ -962,7 +964,9 @@ SELECT output_count < max_results AS room FROM runs WHERE id = :run_id;
 INSERT INTO outputs (run_id, item_idx, iteration, position, key, data)
 SELECT :run_id, :idx, :iteration, :position, :key, :data
 WHERE EXISTS (SELECT 1 FROM items WHERE run_id = :run_id AND idx = :idx AND owner = :owner AND epoch = :epoch)
-  AND (:key IS NULL OR NOT EXISTS (SELECT 1 FROM outputs o
+  AND (:key IS NULL
+    OR (SELECT sync_mode FROM runs WHERE id = :run_id) IS NOT 'incremental'
+    OR NOT EXISTS (SELECT 1 FROM outputs o
     JOIN runs me ON me.id = :run_id AND me.sync_mode = 'incremental'
     JOIN runs r ON r.id = o.run_id AND r.schedule_id = me.schedule_id AND r.id <> me.id
     WHERE o.key = :key))
