@@ -18,7 +18,7 @@ from runyard import Context, Runyard
 from runyard.errors import InvalidInput, NotFound
 from runyard.models import RunStatus
 from runyard.service import ScheduleSpec
-from runyard.service.cron import Cron
+from runyard.service.cron import Cron, jitter_offset
 from runyard.service.scheduler import fire_due_txn
 from tests.conftest import raw_sql, running_worker
 from tests.waiting import NotYet, stays_true_async, wait_until_async
@@ -371,6 +371,48 @@ def test_backfill_remaining_actions_pause_on_failure(yard: Runyard) -> None:
             s = await yard.get_schedule(bad.id)
             assert s.note is not None and "FAILED" in s.note and s.failed >= 1
             assert len(await _runs(yard, bad.id)) == 1
+
+    asyncio.run(main())
+
+
+def test_trigger_overlap_and_jitter(yard: Runyard) -> None:
+    """A trigger obeys its own overlap policy; jitter delays each fire by a fixed offset
+    below it, the same in every process (derived from the schedule and the time)."""
+    _define(yard)
+
+    async def main() -> None:
+        async with running_worker(yard):
+            s, _ = await yard.create_schedule(
+                ScheduleSpec(cron="0 0 1 1 *", workflow="hold", input="rel-trigger")
+            )
+            first = await yard.trigger_schedule(s.id)
+            assert first.state == "started" and first.run_id is not None
+            skipped = await yard.trigger_schedule(s.id, overlap="skip")
+            assert skipped.state == "skipped" and skipped.run_id is None
+            both = await yard.trigger_schedule(s.id, overlap="allow_all")
+            assert both.state == "started" and both.run_id != first.run_id
+            with pytest.raises(InvalidInput) as info:
+                await yard.trigger_schedule(s.id, overlap="sometimes")
+            assert info.value.details[0]["field"] == "overlap"
+            await yard.notify("rel-trigger")
+
+            jit, _ = await yard.create_schedule(
+                ScheduleSpec(cron="*/2 * * * * *", workflow="tick", jitter=1.5)
+            )
+
+            async def three() -> bool | NotYet:
+                runs = await _runs(yard, jit.id)
+                return len(runs) >= 3 or NotYet(len(runs))
+
+            await wait_until_async(three, timeout=20, what="three jittered fires")
+            lags = [
+                r.created_at - int(r.id.rsplit("@", 1)[1]) / 1000 for r in await _runs(yard, jit.id)
+            ]
+            assert all(0 <= lag < 1.5 + 0.5 for lag in lags), lags
+            assert max(lags) > 0.05, lags  # (offsets are spread over [0, 1.5))
+            offsets = [jitter_offset(jit.id, t, 1.5) for t in (1.0, 2.0, 3.0)]
+            assert offsets == [jitter_offset(jit.id, t, 1.5) for t in (1.0, 2.0, 3.0)]
+            assert all(0 <= o < 1.5 for o in offsets) and len(set(offsets)) == 3
 
     asyncio.run(main())
 
