@@ -7,9 +7,9 @@ import os
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-#: Where runs are kept when nothing says otherwise: a folder of its own, which
-#: ``runyard dev`` and ``runyard db upgrade`` give a ``.gitignore`` (the dev key file
-#: lives beside the database).
+#: Where runs are kept when nothing says otherwise: a folder of its own, which the SQLite
+#: store gives a ``.gitignore`` when it opens it, whoever opens it (the dev key file lives
+#: beside the database).
 DEFAULT_URL = "sqlite:///.runyard/runyard.db"
 #: How long finished runs are kept before they are purged, days (RUNYARD_RETENTION_DAYS).
 DEFAULT_RETENTION_DAYS = 30.0

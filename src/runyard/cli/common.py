@@ -86,18 +86,6 @@ def require_database(database_url: str, core: Core) -> None:
     )
 
 
-def keep_private(database_url: str) -> None:
-    """Give the folder of the default database (``.runyard/``) a ``.gitignore`` that
-    ignores everything in it: the database and the dev key file stay out of git."""
-    file = sqlite_file(database_url)
-    if file is None or file.parent.name != ".runyard":
-        return
-    file.parent.mkdir(parents=True, exist_ok=True)
-    ignore = file.parent / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# Runyard's database and dev key: never committed\n*\n")
-
-
 def load_app(target: str) -> Runyard:
     """The ``Runyard`` named by ``module:attribute`` (the current folder is importable)."""
     from ..app import Runyard

@@ -15,7 +15,6 @@ from .common import (
     DatabaseOption,
     JsonOption,
     announce_database,
-    keep_private,
     require_database,
 )
 
@@ -31,7 +30,6 @@ def upgrade(database_url: str = DatabaseOption) -> None:
     SQLite file, the first time: the only command besides dev that does)."""
     settings = Settings.from_env(database_url)
     announce_database("db upgrade", settings.database_url)
-    keep_private(settings.database_url)
     service = Service(Core(settings, auto_migrate=False))
     try:
         applied = service.core.migrate()

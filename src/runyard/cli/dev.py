@@ -30,7 +30,6 @@ from . import output
 from .common import (
     announce_database,
     describe_database,
-    keep_private,
     load_app,
     on_service,
     setup_logging,
@@ -79,7 +78,6 @@ def dev(
     yard = load_app(app or EXAMPLES)
     yard.settings = dataclasses.replace(yard.settings, database_url=database_url)
     announce_database("dev", database_url)
-    keep_private(database_url)
     yard.migrate()
     key, where = dev_key(yard, api_key)
     settings = dataclasses.replace(

@@ -41,6 +41,22 @@ def sqlite_path(url: str) -> str:
 _SEQUENCES = (list, tuple)
 
 
+#: The folder of the default database (``config.DEFAULT_URL``): whatever creates it, it
+#: carries a ``.gitignore`` that keeps the database and the dev key file out of git.
+PRIVATE_FOLDER = ".runyard"
+
+
+def keep_private(folder: str) -> None:
+    """Give ``folder`` a ``.gitignore`` ignoring everything in it, if it is the default
+    database's folder and has none yet."""
+    if os.path.basename(folder) != PRIVATE_FOLDER:
+        return
+    ignore = os.path.join(folder, ".gitignore")
+    if not os.path.exists(ignore):
+        with open(ignore, "w") as f:
+            f.write("# Runyard's database and dev key: never committed\n*\n")
+
+
 class SQLiteStore(Store):
     backend = "sqlite"
     needs_polling = True
@@ -85,6 +101,7 @@ class SQLiteStore(Store):
     def connect(self) -> sqlite3.Connection:
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
+        keep_private(folder)
         conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
         )
