@@ -18,7 +18,7 @@ call to the service layer (:mod:`runyard.service`), as the HTTP API and the CLI 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -186,11 +186,13 @@ class Runyard(Service):
         task_id: str | None = None,
         schedule_id: str | None = None,
         version: str | None = None,
+        callback: Mapping[str, Any] | None = None,
     ) -> RunHandle:
         """Start a run of ``workflow`` (its name, or the function registered) with one
         ``input`` or several ``inputs`` (each a value, or ``{"input": ...,
         "custom_data": ...}``). An existing ``run_id`` returns that run instead (no
-        second execution)."""
+        second execution). ``callback``: ``{"url": ..., "headers": {...}}`` where the
+        run reports its outputs and its end (signed; see docs/callbacks.md)."""
         req = StartRequest(
             workflow=self._name_of(workflow),
             input=input,
@@ -209,6 +211,7 @@ class Runyard(Service):
             task_id=task_id,
             schedule_id=schedule_id,
             version=version,
+            callback=callback,
         )
         return await self.start_run(req)
 

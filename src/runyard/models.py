@@ -286,6 +286,8 @@ class NewRun:
     #: ``runyard.service.starting.canonical_request``), stored with it: a trigger that
     #: reuses the run's id with another request is refused. None: not compared.
     request: str | None = None
+    #: Where the run reports (``{"url": ..., "headers": {...}}``), stored with it.
+    callback: dict[str, Any] | None = None
 
     def due_at(self) -> float | None:
         """When a delayed run becomes due (epoch seconds, this machine's clock); None:

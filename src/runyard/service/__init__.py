@@ -12,6 +12,7 @@ from ..store.hub import wait_event
 from .catalog import USAGE_PERIOD_S, TaskChange, UsageReport
 from .core import Core
 from .handles import RunHandle
+from .callbacks import CallbacksMixin, Delivery
 from .schedules import Backfill, Schedule, ScheduleFire, SchedulesMixin, ScheduleSpec
 from .starting import (
     Published,
@@ -25,6 +26,7 @@ __all__ = [
     "USAGE_PERIOD_S",
     "Backfill",
     "Core",
+    "Delivery",
     "RunHandle",
     "Schedule",
     "ScheduleFire",
@@ -41,7 +43,7 @@ __all__ = [
 ]
 
 
-class Service(SchedulesMixin):
+class Service(SchedulesMixin, CallbacksMixin):
     """Runs (start, read, wait, control), workflows, tasks, schedules, usage and keys, over one
     :class:`Core`."""
 

@@ -213,7 +213,9 @@ class SchedulesMixin(ControlMixin, CatalogMixin):
                     f"task {spec.task_id!r} is a task of workflow {req.workflow!r}",
                     "not the task's workflow",
                 )
-            return dataclasses.replace(req, run_id=run_id, schedule_id=schedule_id)
+            return dataclasses.replace(
+                req, run_id=run_id, schedule_id=schedule_id, callback=spec.callback
+            )
         assert spec.workflow is not None
         return StartRequest(
             workflow=spec.workflow,
@@ -226,6 +228,7 @@ class SchedulesMixin(ControlMixin, CatalogMixin):
             sync_mode=spec.sync_mode,
             max_results=spec.max_results,
             schedule_id=schedule_id,
+            callback=spec.callback,
         )
 
     # -- records --------------------------------------------------------------------------

@@ -6,10 +6,10 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
@@ -69,6 +69,8 @@ class StartRequest:
     task_id: str | None = None
     schedule_id: str | None = None
     version: str | None = None
+    #: Where the run reports: ``{"url": ..., "headers": {...}}`` (SPEC §7).
+    callback: Mapping[str, Any] | None = None
 
 
 def check_options(options: RunOptions, prefix: str = "") -> None:
@@ -161,6 +163,7 @@ def canonical_request(
         "max_results": req.max_results,
         "task_id": req.task_id,
         "schedule_id": req.schedule_id,
+        **({"callback": dict(req.callback)} if req.callback is not None else {}),
     }
     return _canonical(request)
 
@@ -233,6 +236,12 @@ class StartMixin(ReadMixin):
 
     core: Core
     _records: dict[tuple[str, str | None], tuple[float, Published | None]]
+
+    if TYPE_CHECKING:  # (runyard.service.callbacks.CallbacksMixin, beside it in Service)
+
+        async def check_callback(
+            self, callback: Any, field: str = "callback"
+        ) -> dict[str, Any] | None: ...
 
     async def start_run(self, req: StartRequest) -> RunHandle:
         """Start the run ``req`` asks for; an existing ``run_id`` answers with that run
@@ -324,6 +333,7 @@ class StartMixin(ReadMixin):
                 err = exc.to_dict()
             new_inputs.append(NewInput(input=value, custom_data=cdata, error=err))
         await self._check_task(req.task_id, name)
+        callback = await self.check_callback(req.callback)
         fc = req.flow_control or defaults.flow_control
         return NewRun(
             id=check_run_id(req.run_id) if req.run_id is not None else generate_run_id(),
@@ -345,6 +355,7 @@ class StartMixin(ReadMixin):
             max_results=req.max_results,
             options={"retries": retries} if retries is not None else {},
             request=canonical_request(req, new_inputs, not_before_s),
+            callback=callback,
         )
 
     async def _check_task(self, task_id: str | None, workflow: str) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .. import jsonutil
 from ..models import NewRun, RunStatus, WorkflowRecord
 from .admin import AdminMixin, workflow_from_row
+from .callbacks import CallbacksStoreMixin
 from .changes import Changes
 from .claims import ClaimsMixin
 from .control import ControlMixin, existing_run
@@ -54,6 +55,7 @@ class Store(
     AdminMixin,
     RetentionMixin,
     SchedulesStoreMixin,
+    CallbacksStoreMixin,
     abc.ABC,
 ):
     """Every operation on the database, for one backend."""
@@ -234,6 +236,7 @@ class Store(
         # Items are inserted from the run row, so they ride with it (and do nothing when
         # the run already existed: same keys, ON CONFLICT DO NOTHING).
         tx.send_many("insert_item", params.items)
+        self._send_callback(tx, run)
         # Announced even if the id existed (a harmless look) so that nothing is left to
         # do once the answer is read.
         tx.announce_wake(run.due_at())
@@ -248,6 +251,19 @@ class Store(
         """Writes that several jobs of one group make in one call. None by default: each
         job of a group runs on its own in the shared transaction."""
         return []
+
+    @staticmethod
+    def _send_callback(tx: Tx, run: NewRun) -> None:
+        """The run's callback, stored with it (an existing run keeps its own)."""
+        if run.callback is not None:
+            tx.send(
+                "insert_run_callback",
+                {
+                    "run_id": run.id,
+                    "url": run.callback["url"],
+                    "headers": jsonutil.dumps(run.callback.get("headers") or {}),
+                },
+            )
 
     @staticmethod
     def _new_run_params(run: NewRun) -> NewRunParams:

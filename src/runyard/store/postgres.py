@@ -167,6 +167,7 @@ class PostgresStore(Store):
             },
         )
         for run in first.values():
+            self._send_callback(tx, run)
             tx.announce_wake(run.due_at())
 
         def read() -> list[tuple[Row, bool]]:

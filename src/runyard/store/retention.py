@@ -37,6 +37,8 @@ OWNED = (
     "purge_schedule_fires",
     "purge_waiters",
     "purge_deliveries",
+    "purge_delivery_attempts",
+    "purge_run_callbacks",
     "purge_transitions",
     "purge_items",
 )

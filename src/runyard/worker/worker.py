@@ -46,6 +46,7 @@ from ..store.claims import SessionLock
 from ..store.dbexec import LAST, LockBusy
 from ..store.hub import Hub, wait_event
 from . import liveness
+from .deliveries import DeliveryLoop
 
 if TYPE_CHECKING:
     from ..service import Service
@@ -221,6 +222,11 @@ class Worker:
         ]
         if self.scheduler is not None:
             loops.append(asyncio.create_task(self.scheduler.run(self._stopping), name="scheduler"))
+        loops.append(
+            asyncio.create_task(
+                DeliveryLoop(self.service, self.id, self._stopping).run(), name="deliveries"
+            )
+        )
         if self._lock is not None:
             loops.append(
                 asyncio.create_task(

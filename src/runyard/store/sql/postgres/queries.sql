@@ -1404,3 +1404,114 @@ JOIN runs r ON r.schedule_id = me.schedule_id AND r.id <> me.id
 JOIN sync_states st ON st.run_id = r.id AND st.item_idx = %(idx)s
 WHERE me.id = %(run_id)s AND me.schedule_id IS NOT NULL
 ORDER BY r.finished_at DESC, st.iteration DESC LIMIT 1;
+
+-- == callbacks (issue 21 item 1; see runyard.service.callbacks) ==
+
+-- name: insert_run_callback
+INSERT INTO run_callbacks (run_id, url, headers) VALUES (%(run_id)s, %(url)s, %(headers)s)
+ON CONFLICT (run_id) DO NOTHING;
+
+-- name: callback_open_runs
+-- Runs whose callback still has messages to write, with what the messages need; locked,
+-- skipping those another worker holds (two workers never batch one run's outputs twice).
+SELECT c.run_id, c.url, c.headers, c.output_cursor, c.stopped, r.status, r.input_count,
+  r.schedule_id, r.workflow, r.result, r.error, r.credits, r.credits_by_action,
+  r.finished_at
+FROM run_callbacks c JOIN runs r ON r.id = c.run_id
+WHERE c.open
+ORDER BY c.run_id
+LIMIT %(limit)s
+FOR UPDATE OF c SKIP LOCKED;
+
+-- name: callback_outputs
+SELECT id, item_idx, key, data, created_at FROM outputs
+WHERE run_id = %(run_id)s AND id > %(after)s ORDER BY id LIMIT %(limit)s;
+
+-- name: callback_inputs
+SELECT idx, custom_data, state, result, error FROM items
+WHERE run_id = %(run_id)s AND kind = 'input' ORDER BY idx;
+
+-- name: advance_callback
+UPDATE run_callbacks SET output_cursor = %(cursor)s, open = %(open)s WHERE run_id = %(run_id)s;
+
+-- name: insert_delivery
+INSERT INTO deliveries (message_id, run_id, item_idx, url, headers, kind, body)
+VALUES (%(message_id)s, %(run_id)s, %(item_idx)s, %(url)s, %(headers)s, %(kind)s, %(body)s)
+ON CONFLICT (message_id) DO NOTHING;
+
+-- name: claim_deliveries
+-- Due messages, leased to the caller: the lease is the next attempt time itself, so a
+-- worker that dies mid-delivery leaves its messages due again once the lease is over.
+UPDATE deliveries SET owner = %(owner)s, attempts = attempts + 1,
+  next_attempt_at = runyard_now() + %(lease_s)s
+WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending'
+             AND next_attempt_at <= runyard_now()
+             ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+RETURNING *;
+
+-- name: next_delivery_due
+SELECT min(next_attempt_at) - runyard_now() AS wait_s FROM deliveries WHERE state = 'pending';
+
+-- name: finish_delivery
+-- An attempt's outcome, fenced on the owner and the attempt number.
+UPDATE deliveries SET state = %(state)s, owner = NULL, last_status = %(status_code)s,
+  last_error = %(error)s,
+  next_attempt_at = CASE WHEN %(state)s = 'pending'
+    THEN runyard_now() + %(delay_s)s ELSE next_attempt_at END,
+  delivered_at = CASE WHEN %(state)s = 'delivered' THEN runyard_now() END
+WHERE id = %(id)s AND owner = %(owner)s AND attempts = %(attempt)s
+RETURNING id, next_attempt_at;
+
+-- name: insert_delivery_attempt
+INSERT INTO delivery_attempts (delivery_id, run_id, attempt, status_code, latency_ms, error,
+  next_attempt_at)
+VALUES (%(id)s, %(run_id)s, %(attempt)s, %(status_code)s, %(latency_ms)s, %(error)s,
+  %(next_attempt_at)s);
+
+-- name: stop_run_deliveries
+-- A 410: nothing more to this URL for this run.
+UPDATE deliveries SET state = 'stopped', owner = NULL
+WHERE run_id = %(run_id)s AND url = %(url)s AND state = 'pending';
+
+-- name: stop_run_callback
+UPDATE run_callbacks SET stopped = TRUE WHERE run_id = %(run_id)s;
+
+-- name: stop_schedule_callback
+UPDATE schedules SET spec = %(spec)s WHERE id = %(id)s;
+
+-- name: list_deliveries
+SELECT id, message_id, run_id, item_idx, url, kind, state, attempts, next_attempt_at,
+  last_status, last_error, created_at, delivered_at
+FROM deliveries WHERE run_id = %(run_id)s ORDER BY id LIMIT %(limit)s;
+
+-- name: list_delivery_attempts
+SELECT delivery_id, attempt, status_code, latency_ms, error, next_attempt_at, at
+FROM delivery_attempts WHERE run_id = %(run_id)s ORDER BY delivery_id, id;
+
+-- name: redeliver
+UPDATE deliveries SET state = 'pending', owner = NULL, next_attempt_at = runyard_now()
+WHERE id = %(id)s AND run_id = %(run_id)s
+RETURNING id;
+
+-- name: webhook_secrets
+SELECT id, secret, created_at, expires_at FROM webhook_secrets
+WHERE expires_at IS NULL OR expires_at > runyard_now() ORDER BY id DESC;
+
+-- name: insert_webhook_secret
+INSERT INTO webhook_secrets (secret) VALUES (%(secret)s) RETURNING id;
+
+-- name: insert_first_webhook_secret
+-- The first secret, unless another process stored one meanwhile.
+INSERT INTO webhook_secrets (secret)
+SELECT %(secret)s WHERE NOT EXISTS (SELECT 1 FROM webhook_secrets
+                                   WHERE expires_at IS NULL OR expires_at > runyard_now());
+
+-- name: retire_webhook_secrets
+UPDATE webhook_secrets SET expires_at = runyard_now() + %(grace_s)s
+WHERE expires_at IS NULL AND id <> %(keep)s;
+
+-- name: purge_run_callbacks
+DELETE FROM run_callbacks WHERE run_id = ANY(%(ids)s::text[]);
+
+-- name: purge_delivery_attempts
+DELETE FROM delivery_attempts WHERE run_id = ANY(%(ids)s::text[]);

@@ -1145,3 +1145,113 @@ JOIN runs r ON r.schedule_id = me.schedule_id AND r.id <> me.id
 JOIN sync_states st ON st.run_id = r.id AND st.item_idx = :idx
 WHERE me.id = :run_id AND me.schedule_id IS NOT NULL
 ORDER BY r.finished_at DESC, st.iteration DESC LIMIT 1;
+
+-- == callbacks (issue 21 item 1; see runyard.service.callbacks) ==
+
+-- name: insert_run_callback
+INSERT INTO run_callbacks (run_id, url, headers) VALUES (:run_id, :url, :headers)
+ON CONFLICT (run_id) DO NOTHING;
+
+-- name: callback_open_runs
+-- Runs whose callback still has messages to write, with what the messages need; locked,
+-- skipping those another worker holds (two workers never batch one run's outputs twice).
+SELECT c.run_id, c.url, c.headers, c.output_cursor, c.stopped, r.status, r.input_count,
+  r.schedule_id, r.workflow, r.result, r.error, r.credits, r.credits_by_action,
+  r.finished_at
+FROM run_callbacks c JOIN runs r ON r.id = c.run_id
+WHERE c.open = 1
+ORDER BY c.run_id
+LIMIT :limit;
+
+-- name: callback_outputs
+SELECT id, item_idx, key, data, created_at FROM outputs
+WHERE run_id = :run_id AND id > :after ORDER BY id LIMIT :limit;
+
+-- name: callback_inputs
+SELECT idx, custom_data, state, result, error FROM items
+WHERE run_id = :run_id AND kind = 'input' ORDER BY idx;
+
+-- name: advance_callback
+UPDATE run_callbacks SET output_cursor = :cursor, open = :open WHERE run_id = :run_id;
+
+-- name: insert_delivery
+INSERT INTO deliveries (message_id, run_id, item_idx, url, headers, kind, body)
+VALUES (:message_id, :run_id, :item_idx, :url, :headers, :kind, :body)
+ON CONFLICT (message_id) DO NOTHING;
+
+-- name: claim_deliveries
+-- Due messages, leased to the caller: the lease is the next attempt time itself, so a
+-- worker that dies mid-delivery leaves its messages due again once the lease is over.
+UPDATE deliveries SET owner = :owner, attempts = attempts + 1,
+  next_attempt_at = ry_now() + :lease_s
+WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending'
+             AND next_attempt_at <= ry_now()
+             ORDER BY next_attempt_at LIMIT :limit)
+RETURNING *;
+
+-- name: next_delivery_due
+SELECT min(next_attempt_at) - ry_now() AS wait_s FROM deliveries WHERE state = 'pending';
+
+-- name: finish_delivery
+-- An attempt's outcome, fenced on the owner and the attempt number.
+UPDATE deliveries SET state = :state, owner = NULL, last_status = :status_code,
+  last_error = :error,
+  next_attempt_at = CASE WHEN :state = 'pending'
+    THEN ry_now() + :delay_s ELSE next_attempt_at END,
+  delivered_at = CASE WHEN :state = 'delivered' THEN ry_now() END
+WHERE id = :id AND owner = :owner AND attempts = :attempt
+RETURNING id, next_attempt_at;
+
+-- name: insert_delivery_attempt
+INSERT INTO delivery_attempts (delivery_id, run_id, attempt, status_code, latency_ms, error,
+  next_attempt_at)
+VALUES (:id, :run_id, :attempt, :status_code, :latency_ms, :error,
+  :next_attempt_at);
+
+-- name: stop_run_deliveries
+-- A 410: nothing more to this URL for this run.
+UPDATE deliveries SET state = 'stopped', owner = NULL
+WHERE run_id = :run_id AND url = :url AND state = 'pending';
+
+-- name: stop_run_callback
+UPDATE run_callbacks SET stopped = 1 WHERE run_id = :run_id;
+
+-- name: stop_schedule_callback
+UPDATE schedules SET spec = :spec WHERE id = :id;
+
+-- name: list_deliveries
+SELECT id, message_id, run_id, item_idx, url, kind, state, attempts, next_attempt_at,
+  last_status, last_error, created_at, delivered_at
+FROM deliveries WHERE run_id = :run_id ORDER BY id LIMIT :limit;
+
+-- name: list_delivery_attempts
+SELECT delivery_id, attempt, status_code, latency_ms, error, next_attempt_at, at
+FROM delivery_attempts WHERE run_id = :run_id ORDER BY delivery_id, id;
+
+-- name: redeliver
+UPDATE deliveries SET state = 'pending', owner = NULL, next_attempt_at = ry_now()
+WHERE id = :id AND run_id = :run_id
+RETURNING id;
+
+-- name: webhook_secrets
+SELECT id, secret, created_at, expires_at FROM webhook_secrets
+WHERE expires_at IS NULL OR expires_at > ry_now() ORDER BY id DESC;
+
+-- name: insert_webhook_secret
+INSERT INTO webhook_secrets (secret) VALUES (:secret) RETURNING id;
+
+-- name: insert_first_webhook_secret
+-- The first secret, unless another process stored one meanwhile.
+INSERT INTO webhook_secrets (secret)
+SELECT :secret WHERE NOT EXISTS (SELECT 1 FROM webhook_secrets
+                                   WHERE expires_at IS NULL OR expires_at > ry_now());
+
+-- name: retire_webhook_secrets
+UPDATE webhook_secrets SET expires_at = ry_now() + :grace_s
+WHERE expires_at IS NULL AND id <> :keep;
+
+-- name: purge_run_callbacks
+DELETE FROM run_callbacks WHERE run_id IN (SELECT value FROM json_each(:ids));
+
+-- name: purge_delivery_attempts
+DELETE FROM delivery_attempts WHERE run_id IN (SELECT value FROM json_each(:ids));

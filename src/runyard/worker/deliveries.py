@@ -1,0 +1,106 @@
+"""The delivery loop of a worker: writes the callback messages that are ready and sends
+the due ones (see :mod:`runyard.service.callbacks`).
+
+It wakes when a run changes (the store's announcements, heard once this process has
+seen a callback: a deployment without callbacks pays nothing for them), when work is
+announced (a message written or redelivered), when a message comes due, or at the
+latest after :data:`BACKSTOP_S` (a lost wake-up costs that much latency, never a message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from ..service import Service, wait_event
+from ..store.tx import Row
+
+log = logging.getLogger("runyard.deliveries")
+
+#: Messages sent at once by one worker.
+CONCURRENCY = 64
+#: The longest the loop sleeps without looking.
+BACKSTOP_S = 2.0
+#: The least time between two looks (a burst of run changes makes one look).
+MIN_PASS_S = 0.005
+
+
+class DeliveryLoop:
+    def __init__(self, service: Service, owner: str, stopping: asyncio.Event) -> None:
+        self.service = service
+        self.owner = owner
+        self.stopping = stopping
+        self._now = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._hearing = False
+
+    def _poke(self, _run_id: str | None = None) -> None:
+        self._now.set()
+
+    async def run(self) -> None:
+        core = self.service.core
+        hub = core.hub(work=True, runs=False)
+        hub.add_run_listener(self._poke)
+        try:
+            await self._loop()
+        finally:
+            hub.remove_run_listener(self._poke)
+            for t in list(self._inflight):
+                t.cancel()  # (their messages come due again when the lease ends)
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        failures = 0
+        while not self.stopping.is_set():
+            self._now.clear()
+            started = time.monotonic()
+            try:
+                wait = await self._pass()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                wait = min(BACKSTOP_S * 5, 0.1 * 2**failures)
+                log.warning("callback deliveries: %s (again in %.1f s)", exc, wait)
+            if wait > 0:
+                await wait_event(self._now, wait)
+            await asyncio.sleep(max(0.0, MIN_PASS_S - (time.monotonic() - started)))
+
+    async def _pass(self) -> float:
+        """Write what is ready, send what is due; how long to sleep at most."""
+        service = self.service
+        open_runs, linger = await service.sweep_callbacks()
+        if open_runs and not self._hearing:
+            # From now on this process hears of every run's changes.
+            self._hearing = True
+            service.core.hub(work=True, runs=True)
+        free = CONCURRENCY - len(self._inflight)
+        if free > 0:
+            for row in await service.claim_deliveries(self.owner, free):
+                self._send(row)
+        due = await service.next_delivery_due()
+        wait = BACKSTOP_S
+        if due is not None and len(self._inflight) < CONCURRENCY:  # (else: woken by one done)
+            wait = min(wait, max(due, 0.0))
+        if linger is not None:
+            wait = min(wait, linger)
+        return wait
+
+    def _send(self, row: Row) -> None:
+        task = asyncio.create_task(self._deliver(row), name=f"delivery {row['id']}")
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._now.set()
+
+    async def _deliver(self, row: Row) -> None:
+        try:
+            await self.service.deliver(self.owner, row)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # recorded nowhere: the lease ends, it is sent again
+            log.warning("delivery %s: %s", row["id"], exc)
