@@ -15,6 +15,7 @@ from typing import Any, Literal, overload
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import InvalidInput
+from .http_target import HttpTarget, target_problems, target_url
 from .models import (
     Attempt,
     Item,
@@ -194,9 +195,17 @@ class _InputChoice:
 
 
 class RunCreate(RunOptions, _InputChoice):
-    """``POST /v1/runs``. Give ``input`` (with optional ``custom_data``) or ``inputs``."""
+    """``POST /v1/runs``. Give ``workflow`` with ``input`` (with optional ``custom_data``)
+    or ``inputs``; or ``url`` (an HTTP target, with optional ``custom_data``)."""
 
-    workflow: str = Field(min_length=1, max_length=128)
+    workflow: str | None = Field(
+        default=None, min_length=1, max_length=128, description="Not with `url`"
+    )
+    url: HttpTarget | None = Field(
+        default=None,
+        description="Call this URL instead of a workflow (the built-in workflow `http`); "
+        "not with `workflow`, `input` or `inputs`",
+    )
     version: str | None = Field(default=None, max_length=64)
     input: Any = _payload(
         "The run's one input (not with `inputs`); it must match the workflow's input schema. "
@@ -233,6 +242,10 @@ class RunCreate(RunOptions, _InputChoice):
         "(default 30 s)",
     )
 
+    @staticmethod
+    def cross_field_problems(body: dict[str, Any]) -> list[tuple[str, str, str]]:
+        return _InputChoice.cross_field_problems(body) + target_problems(body)
+
 
 class LeaseOut(BaseModel):
     worker: str
@@ -262,6 +275,7 @@ class RunOut(BaseModel):
     progress: float | None = None
     progress_message: str | None = None
     credits: float
+    target_url: str | None = Field(None, description="The URL an HTTP-target run calls")
     credits_by_action: dict[str, float] = Field(
         default_factory=dict, description="The credits by `ctx.charge` action (sum: `credits`)"
     )
@@ -314,6 +328,7 @@ class RunOut(BaseModel):
             progress=run.progress,
             progress_message=run.progress_message,
             credits=run.credits,
+            target_url=target_url(run.workflow, run.options),
             credits_by_action=run.credits_by_action,
             input=run.input,
             waiting_for=run.waiting_for,
@@ -576,7 +591,7 @@ class BulkCancel(_In):
     workflow: str | None = None
     prefix: str | None = Field(default=None, min_length=1)
     url_prefix: str | None = Field(
-        default=None, min_length=1, description="Not supported yet (422): no HTTP-target runs"
+        default=None, min_length=1, description="HTTP-target runs whose URL starts with this"
     )
     all: bool = Field(default=False, description="Every run not ended; needs the admin scope")
 

@@ -50,9 +50,9 @@ def _define(yard: Runyard) -> dict[str, Any]:
         new = [r for r in steer["rows"] if r > seen]
         for r in steer["rows"]:  # every row, keyed: only new keys are delivered
             await ctx.emit({"row": r}, key=f"row-{r}")
-        if steer["fail"]:
-            raise RuntimeError("source down")
         await ctx.sync.save(max(steer["rows"]))
+        if steer["fail"]:  # (after saving: a failed iteration's state must not count)
+            raise RuntimeError("source down")
         return {"seen": seen, "new": new}
 
     return steer
@@ -457,6 +457,35 @@ def test_incremental_sync_across_fires(yard: Runyard) -> None:
             run3, out3 = await fire()
             # the state is the last successful fire's (5); 6 was delivered by the failed one
             assert run3.result == {"seen": 5, "new": [6, 7]} and out3 == [7]
+
+    asyncio.run(main())
+
+
+def test_continue_iterations_a_failed_one_does_not_advance(yard: Runyard) -> None:
+    """Three iterations of one run (continue) against a growing source: each returns
+    only what is new; the failed middle one does not advance the state."""
+    steer = _define(yard)
+
+    async def main() -> None:
+        async with running_worker(yard):
+            h = await yard.start("sync_rows", sync_mode="incremental", max_results=1000)
+            assert await h.result(timeout=20) == {"seen": 0, "new": [1, 2, 3]}
+
+            async def iteration_ended(n: int) -> Any:
+                run = await yard.get_run(h.id)
+                return run if run.iteration == n and run.terminal else NotYet(run.status)
+
+            steer["rows"], steer["fail"] = [1, 2, 3, 4, 5], True
+            await yard.continue_(h.id)
+            second = await wait_until_async(lambda: iteration_ended(2), timeout=20, what="2")
+            assert second.status == RunStatus.FAILED
+            steer["rows"], steer["fail"] = [1, 2, 3, 4, 5, 6], False
+            await yard.continue_(h.id)
+            third = await wait_until_async(lambda: iteration_ended(3), timeout=20, what="3")
+            assert third.result == {"seen": 3, "new": [4, 5, 6]}
+            outs = await yard.outputs(h.id)
+            by_iteration = {i: [o.data["row"] for o in outs if o.iteration == i] for i in (1, 2, 3)}
+            assert by_iteration == {1: [1, 2, 3], 2: [4, 5], 3: [6]}  # each record once
 
     asyncio.run(main())
 

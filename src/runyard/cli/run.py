@@ -27,7 +27,7 @@ LIVE_WAIT_S = 30.0
 
 
 def run(
-    workflow: str = typer.Argument(..., help="The workflow to run"),
+    workflow: str = typer.Argument(None, help="The workflow to run (not with --target)"),
     input: str = typer.Option(
         None, "--input", "-i", help="The input, as JSON (@file, - for stdin)"
     ),
@@ -53,6 +53,19 @@ def run(
     ),
     wait_timeout: float = typer.Option(
         None, "--wait-timeout", min=0, help="Stop waiting after S seconds"
+    ),
+    target: str = typer.Option(
+        None,
+        "--target",
+        "-T",
+        help="An HTTP-target run: call this URL instead of a workflow",
+    ),
+    method: str = typer.Option("POST", "--method", "-X", help="With --target: the method"),
+    header: list[str] = typer.Option(
+        None, "--header", "-H", help="With --target: a header 'Name: value' (repeatable)"
+    ),
+    data: str = typer.Option(
+        None, "--data", "-d", help="With --target: the body, JSON (@file, - for stdin)"
     ),
     as_json: bool = JsonOption,
     url: str = UrlOption,
@@ -82,6 +95,14 @@ def run(
         if value is not None:
             options[name] = value  # type: ignore[literal-required]
     value = parse_json(input, "--input")
+    if (workflow is None) == (target is None):
+        raise typer.BadParameter("give a WORKFLOW or --target URL (one of the two)")
+    if target is not None:
+        if value is not None or parsed_inputs is not None:
+            raise typer.BadParameter(
+                "with --target, send the body with --data", param_hint="--input"
+            )
+        options["url"] = http_target(target, method, header or [], parse_json(data, "--data"))
     with make_client(url, api_key) as client:
         if live:
             if wait_timeout is not None:
@@ -103,6 +124,17 @@ def run(
                 )
             return
         finish(client, started.id, as_json=as_json, timeout=wait_timeout)
+
+
+def http_target(url: str, method: str, headers: list[str], body: Any) -> dict[str, Any]:
+    """The ``url`` object of an HTTP-target run from the flags."""
+    named: dict[str, str] = {}
+    for line in headers:
+        name, sep, text = line.partition(":")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"{line!r} is not 'Name: value'", param_hint="--header")
+        named[name.strip()] = text.strip()
+    return {"url": url, "method": method.upper(), "headers": named, "body": body}
 
 
 def _with_custom_data(entry: Any, custom_data: Any) -> Any:

@@ -182,20 +182,30 @@ def cancel(
     run_ids: list[str] = typer.Argument(None, help="Runs to cancel"),
     workflow: str = typer.Option(None, "--workflow", help="Every run of this workflow"),
     prefix: str = typer.Option(None, "--prefix", help="Every run whose id starts so"),
+    url_prefix: str = typer.Option(
+        None, "--url-prefix", help="Every HTTP-target run whose URL starts so"
+    ),
     all_runs: bool = typer.Option(False, "--all", help="Every run that has not ended"),
     as_json: bool = JsonOption,
     url: str = UrlOption,
     api_key: str = ApiKeyOption,
 ) -> None:
-    """Cancel one run, several, every run of a workflow or id prefix, or --all."""
+    """Cancel one run, several, every run of a workflow, id prefix or URL prefix, or --all."""
+    selectors = workflow or prefix or url_prefix or all_runs
     with make_client(url, api_key) as client:
-        if run_ids and len(run_ids) == 1 and not (workflow or prefix or all_runs):
+        if run_ids and len(run_ids) == 1 and not selectors:
             _changed(client.cancel(run_ids[0]), "canceled", as_json)
             return
-        if not (run_ids or workflow or prefix or all_runs):
-            raise typer.BadParameter("name runs, or give --workflow, --prefix or --all")
+        if not (run_ids or selectors):
+            raise typer.BadParameter(
+                "name runs, or give --workflow, --prefix, --url-prefix or --all"
+            )
         done = client.bulk_cancel(
-            ids=run_ids or None, workflow=workflow, prefix=prefix, all=all_runs
+            ids=run_ids or None,
+            workflow=workflow,
+            prefix=prefix,
+            url_prefix=url_prefix,
+            all=all_runs,
         )
     if as_json:
         output.print_json(done)

@@ -471,7 +471,7 @@ class BaseClient:
     # -- runs ------------------------------------------------------------------------------
 
     def _start_run(
-        self, workflow: str, input: Any, mode: RunMode, options: StartOptions
+        self, workflow: str | None, input: Any, mode: RunMode, options: StartOptions
     ) -> Call[RunStartResult]:
         body = _body(
             workflow=workflow,
@@ -600,12 +600,14 @@ class BaseClient:
         ids: Sequence[str] | None,
         workflow: str | None,
         prefix: str | None,
+        url_prefix: str | None,
         all: bool,
     ) -> Call[Canceled]:
         body = _body(
             ids=list(ids) if ids is not None else None,
             workflow=workflow,
             prefix=prefix,
+            url_prefix=url_prefix,
             all=all or None,
         )
         return Call("POST", "/v1/runs/cancel", _model(Canceled), body=body, idempotent=True)

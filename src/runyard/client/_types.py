@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypedDict
 
+from ..http_target import HttpTarget
 from ..schemas import FlowControlIn, RunOptions
 
 
@@ -40,6 +41,8 @@ class StartOptions(ExecuteOptions, total=False):
     """Options of ``POST /v1/runs`` besides the workflow, the input and the mode."""
 
     custom_data: Any
+    url: HttpTarget | Mapping[str, Any]
+    """An HTTP target instead of a workflow (give ``workflow=None``)."""
     version: str
     delay: float
     not_before: datetime | str

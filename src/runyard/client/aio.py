@@ -152,7 +152,7 @@ class AsyncClient(BaseClient):
     @overload
     async def start_run(
         self,
-        workflow: str,
+        workflow: str | None,
         input: Any = None,
         *,
         mode: Literal["async"] = "async",
@@ -162,7 +162,7 @@ class AsyncClient(BaseClient):
     @overload
     async def start_run(
         self,
-        workflow: str,
+        workflow: str | None,
         input: Any = None,
         *,
         mode: Literal["live"],
@@ -171,13 +171,15 @@ class AsyncClient(BaseClient):
 
     async def start_run(
         self,
-        workflow: str,
+        workflow: str | None,
         input: Any = None,
         *,
         mode: Literal["async", "live"] = "async",
         **options: Unpack[StartOptions],
     ) -> RunStartResult:
-        """Start a run of ``workflow`` with ``input`` (or ``inputs=[...]``).
+        """Start a run of ``workflow`` with ``input`` (or ``inputs=[...]``); or, with
+        ``workflow=None`` and ``url={"url": ..., "method": ..., "headers": ..., "body":
+        ..., "timeout": ...}``, an HTTP-target run that calls that URL.
 
         ``mode="async"`` (the default) answers at once with the run. ``mode="live"``
         waits up to ``wait_timeout`` seconds and answers with the run and the first page
@@ -375,10 +377,12 @@ class AsyncClient(BaseClient):
         ids: list[str] | None = None,
         workflow: str | None = None,
         prefix: str | None = None,
+        url_prefix: str | None = None,
         all: bool = False,
     ) -> Canceled:
-        """Cancel a list of runs, every run of a workflow or id prefix, or ``all``."""
-        return await self._send(self._bulk_cancel(ids, workflow, prefix, all))
+        """Cancel a list of runs, every run of a workflow or id prefix, every HTTP-target
+        run whose URL starts with ``url_prefix``, or ``all`` (given selectors combine)."""
+        return await self._send(self._bulk_cancel(ids, workflow, prefix, url_prefix, all))
 
     # -- tasks -----------------------------------------------------------------------------
 

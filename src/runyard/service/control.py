@@ -50,14 +50,23 @@ class ControlMixin(StartMixin):
         ids: Sequence[str] | None = None,
         workflow: str | None = None,
         prefix: str | None = None,
+        url_prefix: str | None = None,
         all: bool = False,
     ) -> list[str]:
-        """Cancel one run, a list, every run of a workflow or id prefix, or ``all``
-        non-terminal runs; the ids canceled."""
+        """Cancel one run, a list, every run of a workflow, of an id prefix or of a URL
+        prefix (HTTP-target runs whose URL starts with it), or ``all`` non-terminal runs;
+        the ids canceled."""
         single = run_id is not None
         if run_id is not None:
             ids = [run_id]
-        filt = RunFilter(ids=ids, workflow=workflow, prefix=prefix, all=all, single=single)
+        filt = RunFilter(
+            ids=ids,
+            workflow=workflow,
+            prefix=prefix,
+            url_prefix=url_prefix,
+            all=all,
+            single=single,
+        )
         canceled, _ = await self._transition(self.core.store.cancel_txn, filt, None)
         return canceled
 

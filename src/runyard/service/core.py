@@ -12,6 +12,7 @@ from typing import Any, TypeVar, TypeVarTuple, overload
 from ..config import Settings, redacted_url
 from ..engine.registry import WorkflowDef
 from ..errors import StoreUnavailable, WorkflowNotFound
+from ..outbound.policy import OutboundPolicy
 from ..store import Store, open_store
 from ..store.dbexec import DbExecutor
 from ..store.hub import Hub, Watcher
@@ -35,6 +36,7 @@ class Core:
         self._ready_lock = threading.Lock()
         self._hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
         self._watcher: Watcher | None = None
+        self._outbound: OutboundPolicy | None = None
 
     # -- the database ---------------------------------------------------------------------
 
@@ -126,6 +128,13 @@ class Core:
         ``inline=False`` for a write whose size has no bound (never in the loop)."""
         await self.ensure_ready()
         return await self.db.write(fn, *args, inline=inline)
+
+    def outbound_policy(self) -> OutboundPolicy:
+        """What outbound calls (HTTP targets, callbacks) may reach: read once from the
+        environment (``RUNYARD_OUTBOUND_ALLOW`` ...)."""
+        if self._outbound is None:
+            self._outbound = OutboundPolicy.from_env()
+        return self._outbound
 
     # -- workflows defined here -----------------------------------------------------------
 

@@ -16,7 +16,9 @@ import jsonschema
 from .. import jsonutil
 from ..engine.registry import FlowControl, RunDefaults
 from ..errors import InvalidInput, NotFound, RunIdConflict
+from ..http_target import HTTP_WORKFLOW
 from ..models import NewInput, NewRun, WorkflowRecord
+from ..outbound import check_url_async
 from ..rules import (
     INT32_MAX,
     JSON_DEPTH_MAX,
@@ -334,6 +336,9 @@ class StartMixin(ReadMixin):
             new_inputs.append(NewInput(input=value, custom_data=cdata, error=err))
         await self._check_task(req.task_id, name)
         callback = await self.check_callback(req.callback)
+        options: dict[str, Any] = {"retries": retries} if retries is not None else {}
+        if name == HTTP_WORKFLOW:
+            options["target_url"] = await self._check_targets(new_inputs, inputs is not None)
         fc = req.flow_control or defaults.flow_control
         return NewRun(
             id=check_run_id(req.run_id) if req.run_id is not None else generate_run_id(),
@@ -353,10 +358,25 @@ class StartMixin(ReadMixin):
             schedule_id=req.schedule_id,
             sync_mode=req.sync_mode,
             max_results=req.max_results,
-            options={"retries": retries} if retries is not None else {},
+            options=options,
             request=canonical_request(req, new_inputs, not_before_s),
             callback=callback,
         )
+
+    async def _check_targets(self, inputs: list[NewInput], many: bool) -> str | None:
+        """The URL an HTTP-target run calls (its first input's), each input's URL checked
+        by the outbound guard (422 naming ``url.url``: refused again at send time, as the
+        DNS answer may change). An input already refused is left as it is."""
+        first: str | None = None
+        policy = self.core.outbound_policy()
+        for i, entry in enumerate(inputs):
+            target = entry.input
+            if entry.error is not None or not isinstance(target, dict):
+                continue
+            field = f"inputs[{i}].url" if many else "url.url"
+            await check_url_async(str(target.get("url")), policy, field=field)
+            first = first if first is not None else target.get("url")
+        return first
 
     async def _check_task(self, task_id: str | None, workflow: str) -> None:
         """A run started from a task names a stored task of its own workflow (422 naming

@@ -80,6 +80,7 @@ class ControlMixin:
         filt = RunFilter(ids=[run_id], single=True)
         ids = self._select_txn(tx, filt, CLIENT_TRANSITIONS["continue"])
         self._check_single(tx, filt, "continue", ids)
+        tx.exec("drop_unfinished_sync_states", {"run_id": run_id})
         tx.exec("continue_items", {"run_id": run_id})
         tx.exec("continue_run", {"run_id": run_id})
         tx.announce_wake()

@@ -183,6 +183,8 @@ class RunFilter:
     ids: Sequence[str] | None = None
     workflow: str | None = None
     prefix: str | None = None
+    #: HTTP-target runs whose URL starts with this (bulk actions only).
+    url_prefix: str | None = None
     statuses: Sequence[str] | None = None
     task_id: str | None = None
     schedule_id: str | None = None
@@ -203,6 +205,7 @@ class RunFilter:
             "ids": list(self.ids) if self.ids is not None else None,
             "workflow": self.workflow,
             "prefix": prefix,
+            "url_prefix": self.url_prefix,
             "statuses": list(self.statuses) if self.statuses else None,
             "task_id": self.task_id,
             "schedule_id": self.schedule_id,
@@ -217,7 +220,12 @@ class RunFilter:
             not self.all
             and self.ids is None
             and not (
-                self.workflow or self.prefix or self.statuses or self.task_id or self.schedule_id
+                self.workflow
+                or self.prefix
+                or self.url_prefix
+                or self.statuses
+                or self.task_id
+                or self.schedule_id
             )
         )
 

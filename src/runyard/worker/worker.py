@@ -39,6 +39,8 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from ..engine.executor import Execution, Runtime
+from ..engine.http_target import http_workflow
+from ..http_target import HTTP_TARGETS_ENV, HTTP_WORKFLOW
 from ..models import EXECUTING, RunStatus
 from ..service.scheduler import Scheduler
 from ..store import Claimed, Fence
@@ -137,13 +139,20 @@ class Worker:
         purge_interval_s: float = 3600.0,
         worker_id: str | None = None,
         schedules: bool = True,
+        http_targets: bool | None = None,
     ) -> None:
         """``schedules``: run the scheduler loop too (every worker does by default: no
-        leader; see :mod:`runyard.service.scheduler`)."""
+        leader; see :mod:`runyard.service.scheduler`). ``http_targets``: serve the
+        built-in workflow ``http`` (HTTP-target runs) too; by default unless
+        ``RUNYARD_HTTP_TARGETS=0``. A workflow of the app named ``http`` is served instead."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.service = service
         self.core = service.core
+        if http_targets is None:
+            http_targets = os.environ.get(HTTP_TARGETS_ENV, "1").strip() not in ("0", "false")
+        if http_targets and HTTP_WORKFLOW not in self.core.workflows:
+            self.core.workflows[HTTP_WORKFLOW] = http_workflow(self.core.outbound_policy())
         self.concurrency = concurrency
         self.lease_s = lease_s or service.settings.lease_s
         self.shutdown_timeout_s = shutdown_timeout_s

@@ -10,8 +10,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BeforeValidator
 
 from ...errors import InvalidInput
+from ...http_target import HTTP_WORKFLOW, target_problems
 from ...models import Attempt, ItemState, LogLine, Output, RunStatus, StepRecord
-from ...rules import invalid
+from ...rules import invalid, problems_error
 from ...schemas import (
     AttemptOut,
     BulkCancel,
@@ -105,14 +106,22 @@ async def create_run(body: RunCreate, request: Request, state: State) -> JSONRes
     return await start_run(state, request, body)
 
 
+#: The fields of a trigger body that :func:`target_problems` checks.
+_TARGET_FIELDS = {"workflow", "url", "input", "inputs"}
+
+
 async def start_run(state: ServerState, request: Request, body: RunCreate) -> JSONResponse:
     """What ``POST /v1/runs`` does once the caller and the body are checked (also called
     by the server's direct path for this route, :mod:`runyard.server.fastpath`); the
     engine checks ``task_id``."""
+    if problems := target_problems(body.model_dump(include=_TARGET_FIELDS)):
+        raise problems_error(problems)  # (the body check names them first over HTTP)
+    workflow = body.workflow if body.url is None else HTTP_WORKFLOW
+    assert workflow is not None  # (target_problems: one of the two)
     req = request_from_options(
-        body.workflow,
+        workflow,
         body,
-        input=body.input,
+        input=body.input if body.url is None else body.url.model_dump(),
         inputs=body.inputs,
         custom_data=body.custom_data,
         run_id=body.run_id,
@@ -223,17 +232,17 @@ async def list_runs(
     summary="Cancel many runs",
 )
 async def cancel_many(body: BulkCancel, request: Request, state: State) -> Canceled:
-    """Cancel the non-terminal runs selected by ``ids``, ``workflow`` and ``prefix``
-    (all given selectors must match); ``all: true`` needs the admin scope."""
+    """Cancel the non-terminal runs selected by ``ids``, ``workflow``, ``prefix`` and
+    ``url_prefix`` (HTTP-target runs whose URL starts with it); all given selectors must
+    match. ``all: true`` needs the admin scope."""
     if body.all:
         principal_of(request).require("admin")
-    if body.url_prefix is not None:
-        raise InvalidInput(
-            "url_prefix is not supported yet: there are no HTTP-target runs",
-            details=[{"field": "url_prefix", "in": "body", "error": "not supported yet"}],
-        )
     ids = await state.service.cancel(
-        ids=body.ids, workflow=body.workflow, prefix=body.prefix, all=body.all
+        ids=body.ids,
+        workflow=body.workflow,
+        prefix=body.prefix,
+        url_prefix=body.url_prefix,
+        all=body.all,
     )
     return Canceled(canceled=ids)
 

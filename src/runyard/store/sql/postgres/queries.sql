@@ -574,6 +574,8 @@ WHERE status = ANY(%(statuses)s::text[])
   AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
   AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
   AND (%(prefix)s::text IS NULL OR id LIKE %(prefix)s ESCAPE '\')
+  AND (%(url_prefix)s::text IS NULL OR (workflow = 'http'
+    AND starts_with(options::jsonb ->> 'target_url', %(url_prefix)s)))
   AND (%(task_id)s::text IS NULL OR task_id = %(task_id)s)
   AND (%(schedule_id)s::text IS NULL OR schedule_id = %(schedule_id)s)
 ORDER BY id FOR UPDATE;

@@ -459,6 +459,8 @@ WHERE status IN (SELECT value FROM json_each(:statuses))
   AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
   AND (:workflow IS NULL OR workflow = :workflow)
   AND (:prefix IS NULL OR id LIKE :prefix ESCAPE '\')
+  AND (:url_prefix IS NULL OR (workflow = 'http'
+    AND substr(json_extract(options, '$.target_url'), 1, length(:url_prefix)) = :url_prefix))
   AND (:task_id IS NULL OR task_id = :task_id)
   AND (:schedule_id IS NULL OR schedule_id = :schedule_id)
 ORDER BY id;
