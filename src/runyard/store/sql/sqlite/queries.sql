@@ -515,6 +515,15 @@ UPDATE runs SET
   updated_at = ry_now()
 WHERE id = :run_id;
 
+-- name: drop_unfinished_sync_states
+-- Before a continue: the state an input saved in an iteration it did not complete
+-- (failed, canceled) is not the next iteration's: a failed iteration does not
+-- advance the sync.
+DELETE FROM sync_states WHERE run_id = :run_id
+  AND iteration = (SELECT iteration FROM runs WHERE id = :run_id)
+  AND item_idx IN (SELECT idx FROM items WHERE run_id = :run_id AND kind = 'input'
+    AND state <> 'completed');
+
 -- name: continue_items
 UPDATE items SET state = 'queued', result = NULL, error = NULL, iteration = iteration + 1,
   generation = 0, attempt = 0, last_position = 0, due_at = ry_now(), owner = NULL,
