@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import httpcore
 
@@ -73,6 +74,9 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
     async def sleep(self, seconds: float) -> None:
         await self._backend.sleep(seconds)
 
+
+#: Characters kept as they are in the request target (the rest is percent-encoded).
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 
 _SSL_CONTEXT: ssl.SSLContext | None = None
 
@@ -134,9 +138,24 @@ async def _send(
     started: float,
 ) -> OutboundResponse:
     target, found = await resolve_checked(url, policy, resolver)
-    request_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    if body is not None and not any(k.lower() == "content-length" for k in headers):
-        request_headers.append((b"Content-Length", str(len(body)).encode()))
+    parts = urlsplit(url)
+    path = quote(parts.path or "/", safe=_PATH_SAFE)
+    if parts.query:
+        path += "?" + quote(parts.query, safe=_PATH_SAFE + "?")
+    default_port = 443 if target.scheme == "https" else 80
+    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+    request_headers = [(b"Host", host_header.encode("ascii"))]
+    request_headers += [
+        (k.encode("latin-1"), v.encode("latin-1"))
+        for k, v in headers.items()
+        if k.lower() != "host"
+    ]
+    request_url = httpcore.URL(
+        scheme=target.scheme.encode(),
+        host=target.host.strip("[]").encode("ascii"),
+        port=target.port,
+        target=path.encode("ascii"),
+    )
     pool = httpcore.AsyncConnectionPool(
         ssl_context=_ssl_context() if target.scheme == "https" else None,
         network_backend=_PinnedBackend(found),
@@ -146,7 +165,9 @@ async def _send(
     try:
         async with (
             pool,
-            pool.stream(method.upper(), url, headers=request_headers, content=body) as response,
+            pool.stream(
+                method.upper(), request_url, headers=request_headers, content=body
+            ) as response,
         ):
             chunks: list[bytes] = []
             size = 0

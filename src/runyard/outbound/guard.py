@@ -85,7 +85,8 @@ class Target:
 def refusal(address: IPAddress, policy: OutboundPolicy) -> str | None:
     """Why ``address`` is refused under ``policy``, or None when it may be reached."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return refusal(address.ipv4_mapped, policy)
+        why = refusal(address.ipv4_mapped, policy)
+        return None if why is None else f"IPv4-mapped {address.ipv4_mapped} ({why})"
     if policy.allows(address):
         return None
     if address in METADATA_ADDRESSES:
@@ -110,6 +111,10 @@ def refusal(address: IPAddress, policy: OutboundPolicy) -> str | None:
         why = refusal(inner, policy)
         if why is not None:
             return f"{name} of {inner} ({why})"
+    if address in _NAT64:
+        return None  # the well-known NAT64 prefix of an allowed IPv4 address
+    if address in _NAT64_LOCAL:
+        return "NAT64 local-use"
     if address in ipaddress.IPv6Network("fc00::/7"):
         return "unique-local"
     if address.is_site_local:
@@ -175,6 +180,8 @@ def parse_target(url: str) -> Target:
         raw = parts.netloc[:-1]
     if not raw:
         raise ValueError("has no host")
+    if port == 0:
+        raise ValueError("has port 0; expected a port from 1 to 65535")
     port = port if port is not None else (443 if scheme == "https" else 80)
     if raw.startswith("["):
         if not raw.endswith("]"):
