@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import trustme
 
 from runyard.errors import OutboundError, OutboundFailed, OutboundRefused
 from runyard.outbound import (
@@ -211,3 +213,77 @@ def test_errors_are_in_the_one_hierarchy() -> None:
     assert issubclass(OutboundFailed, OutboundError)
     assert OutboundRefused("x").to_dict()["code"] == "outbound_refused"
     assert OutboundFailed("x").to_dict()["code"] == "outbound_failed"
+
+
+@dataclass
+class TlsReceiver:
+    port: int
+    client_context: ssl.SSLContext
+    server_names: list[str | None] = field(default_factory=list)
+
+
+@pytest.fixture
+def tls_receiver() -> Iterator[TlsReceiver]:
+    """A real HTTPS server on 127.0.0.1 whose certificate is for hooks.example.test only."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("hooks.example.test").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    names: list[str | None] = []
+
+    def seen(sock: ssl.SSLObject, name: str | None, context: ssl.SSLContext) -> None:
+        names.append(name)
+
+    server_context.sni_callback = seen
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = self.headers.get("Host", "").encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.socket = server_context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield TlsReceiver(server.server_address[1], client_context, names)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_tls_verifies_the_original_name_on_the_checked_address(
+    tls_receiver: TlsReceiver,
+) -> None:
+    """Connected to 127.0.0.1, TLS still sends the name as SNI and checks the certificate
+    against it: the certificate's name passes, another name resolving to the same
+    address fails."""
+    asked, resolver = counting("127.0.0.1")
+    port = tls_receiver.port
+    response = get(
+        f"https://hooks.example.test:{port}/",
+        LOOPBACK,
+        resolver=resolver,
+        ssl_context=tls_receiver.client_context,
+    )
+    assert (response.status, response.body) == (200, f"hooks.example.test:{port}".encode())
+    assert asked == ["hooks.example.test"]
+    assert tls_receiver.server_names == ["hooks.example.test"]
+    with pytest.raises(OutboundFailed, match=r"CERTIFICATE_VERIFY_FAILED.*[Hh]ostname mismatch"):
+        get(
+            f"https://other.example.test:{port}/",
+            LOOPBACK,
+            resolver=resolver,
+            ssl_context=tls_receiver.client_context,
+        )
+    with pytest.raises(OutboundFailed):  # the test CA is not trusted by default
+        get(f"https://hooks.example.test:{port}/", LOOPBACK, resolver=resolver)

@@ -106,6 +106,7 @@ async def send(
     policy: OutboundPolicy,
     timeout_s: float | None = None,
     resolver: Resolver | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> OutboundResponse:
     """Send one request through the guard and return the response (any status, 3xx too:
     redirects are never followed; the caller decides what a status means).
@@ -115,13 +116,15 @@ async def send(
     address of its host is refused now (DNS answers change: this is checked on every
     send), :class:`~runyard.errors.OutboundFailed` when the name does not resolve, the
     connection fails, the time runs out, the body exceeds ``policy.max_body_bytes``, or
-    the server breaks the protocol. ``resolver`` replaces the system resolver (tests).
+    the server breaks the protocol (a TLS certificate not valid for the URL's name too).
+    ``resolver`` replaces the system resolver, ``ssl_context`` the default trust (certifi's
+    CAs): both for tests and private deployments.
     """
     limit = policy.timeout_s if timeout_s is None else timeout_s
     started = time.monotonic()
     try:
         async with asyncio.timeout(limit):
-            return await _send(method, url, headers, body, policy, resolver, started)
+            return await _send(method, url, headers, body, policy, resolver, ssl_context, started)
     except TimeoutError:
         raise OutboundFailed(
             f"no complete response within {limit:g} s", details={"url": url}
@@ -135,6 +138,7 @@ async def _send(
     body: bytes | None,
     policy: OutboundPolicy,
     resolver: Resolver | None,
+    ssl_context: ssl.SSLContext | None,
     started: float,
 ) -> OutboundResponse:
     target, found = await resolve_checked(url, policy, resolver)
@@ -157,7 +161,7 @@ async def _send(
         target=path.encode("ascii"),
     )
     pool = httpcore.AsyncConnectionPool(
-        ssl_context=_ssl_context() if target.scheme == "https" else None,
+        ssl_context=(ssl_context or _ssl_context()) if target.scheme == "https" else None,
         network_backend=_PinnedBackend(found),
         max_connections=1,
         retries=0,
