@@ -155,7 +155,7 @@ class FireOut(BaseModel):
     """One fire time of a schedule and what became of it."""
 
     fire_at: datetime
-    kind: Literal["cron", "trigger", "backfill"] | str = Field(
+    kind: str = Field(
         description="`cron` (its cron or `at`), `trigger` (trigger now) or `backfill`"
     )
     state: str = Field(

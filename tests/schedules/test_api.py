@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -285,6 +284,4 @@ def test_the_sdk_async(served: Served) -> None:
             with pytest.raises(NotFound):
                 await client.get_schedule(sid)
 
-    started = time.monotonic()
     asyncio.run(scenario())
-    assert time.monotonic() - started < 30
