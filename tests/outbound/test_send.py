@@ -208,6 +208,14 @@ def test_an_invalid_url_is_refused_at_send() -> None:
         get("http://u:p@8.8.8.8/", OutboundPolicy())
 
 
+def test_a_header_that_is_not_latin1_fails_before_sending(receiver: Receiver) -> None:
+    with pytest.raises(OutboundFailed, match="not Latin-1"):
+        asyncio.run(
+            send("GET", receiver.url("/ok"), headers={"X": "\u2603"}, body=None, policy=LOOPBACK)
+        )
+    assert receiver.hits == []
+
+
 def test_errors_are_in_the_one_hierarchy() -> None:
     assert issubclass(OutboundRefused, OutboundError)
     assert issubclass(OutboundFailed, OutboundError)

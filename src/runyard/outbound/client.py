@@ -148,12 +148,17 @@ async def _send(
         path += "?" + quote(parts.query, safe=_PATH_SAFE + "?")
     default_port = 443 if target.scheme == "https" else 80
     host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
-    request_headers = [(b"Host", host_header.encode("ascii"))]
-    request_headers += [
-        (k.encode("latin-1"), v.encode("latin-1"))
-        for k, v in headers.items()
-        if k.lower() != "host"
-    ]
+    request_headers = [(b"Host", host_header.encode("ascii"))]  # the checked name's
+    try:
+        request_headers += [
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in headers.items()
+            if k.lower() != "host"
+        ]
+    except UnicodeEncodeError:
+        raise OutboundFailed(
+            "a request header name or value is not Latin-1 text", details={"url": url}
+        ) from None
     request_url = httpcore.URL(
         scheme=target.scheme.encode(),
         host=target.host.strip("[]").encode("ascii"),

@@ -225,7 +225,10 @@ def addresses(target: Target, resolver: Resolver | None = None) -> list[IPAddres
     answer = (resolver or _system_resolver)(name, target.port)
     found: list[IPAddress] = []
     for text in answer:
-        address = ipaddress.ip_address(str(text).split("%", 1)[0])
+        try:
+            address = ipaddress.ip_address(str(text).split("%", 1)[0])
+        except ValueError:
+            raise OSError(f"{name} resolved to {text!r}, which is no address") from None
         if address not in found:
             found.append(address)
     if not found:
