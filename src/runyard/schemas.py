@@ -194,6 +194,16 @@ class _InputChoice:
         )
 
 
+class RunCallback(_In):
+    """Where a run reports: its outputs as they are emitted and its end, signed per
+    Standard Webhooks (docs/callbacks.md)."""
+
+    url: str = Field(
+        min_length=1, max_length=2048, description="http(s) URL, public unless allowed"
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent with every message")
+
+
 class RunCreate(RunOptions, _InputChoice):
     """``POST /v1/runs``. Give ``workflow`` with ``input`` (with optional ``custom_data``)
     or ``inputs``; or ``url`` (an HTTP target, with optional ``custom_data``)."""
@@ -211,6 +221,9 @@ class RunCreate(RunOptions, _InputChoice):
         "The run's one input (not with `inputs`); it must match the workflow's input schema. "
     )
     custom_data: Any = _payload("Data kept with the input (not given to the workflow). ")
+    callback: RunCallback | None = Field(
+        default=None, description="Where the run reports (signed callbacks; docs/callbacks.md)"
+    )
     inputs: list[InputIn] | None = Field(
         default=None,
         min_length=1,
@@ -708,3 +721,42 @@ class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     database: str
     version: str
+
+
+# -- callbacks (docs/callbacks.md) --
+
+
+class DeliveryAttemptOut(BaseModel):
+    """One attempt to deliver a callback message."""
+
+    attempt: int
+    status_code: int | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+    next_attempt_at: float | None = None
+    at: float
+
+
+class DeliveryOut(BaseModel):
+    """One message (``message_id`` is its ``webhook-id``). ``state``: pending, delivered,
+    failed (every retry spent), stopped (the receiver answered 410)."""
+
+    id: int
+    message_id: str
+    run_id: str
+    input_index: int
+    url: str
+    kind: str
+    state: str
+    attempts: list[DeliveryAttemptOut]
+    next_attempt_at: float | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+    created_at: float
+    delivered_at: float | None = None
+
+
+class DeliveryList(BaseModel):
+    """``GET /v1/runs/{id}/deliveries``."""
+
+    data: list[DeliveryOut]

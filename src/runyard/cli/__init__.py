@@ -14,7 +14,21 @@ from importlib.metadata import entry_points, version
 import typer
 
 from ..errors import RunyardError
-from . import db, dev, events, keys, mcp, run, runs, schedules, server, tasks, worker, workflows
+from . import (
+    db,
+    dev,
+    events,
+    keys,
+    mcp,
+    run,
+    runs,
+    schedules,
+    server,
+    tasks,
+    webhooks,
+    worker,
+    workflows,
+)
 from .output import error
 
 app = typer.Typer(
@@ -59,6 +73,7 @@ app.add_typer(workflows.app, name="workflows")
 app.command("notify")(events.notify)
 app.command("waiters")(events.waiters)
 app.add_typer(keys.app, name="keys")
+app.add_typer(webhooks.app, name="webhook-secret")
 app.add_typer(db.app, name="db")
 app.command("mcp")(mcp.mcp)
 # Commands other packages add (entry point group ``runyard.commands``): ``runyard bench``

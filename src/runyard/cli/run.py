@@ -44,6 +44,9 @@ def run(
     version: str = typer.Option(None, "--version", help="A workflow version"),
     sync_mode: str = typer.Option(None, "--sync-mode", help="full or incremental"),
     max_results: int = typer.Option(None, "--max-results"),
+    callback: str = typer.Option(
+        None, "--callback", help="Report outputs and the end to this URL (signed callbacks)"
+    ),
     wait: bool = typer.Option(False, "--wait", "-w", help="Follow the run until it ends"),
     live: bool = typer.Option(
         False,
@@ -94,6 +97,8 @@ def run(
     ):
         if value is not None:
             options[name] = value  # type: ignore[literal-required]
+    if callback is not None:
+        options["callback"] = {"url": callback}
     value = parse_json(input, "--input")
     if (workflow is None) == (target is None):
         raise typer.BadParameter("give a WORKFLOW or --target URL (one of the two)")

@@ -177,6 +177,40 @@ def _changed(run: RunOut, verb: str, as_json: bool) -> None:
         output.console.print(f"{verb} run [bold]{run.id}[/bold]: {output.status(run.status)}")
 
 
+@app.command("deliveries")
+def deliveries(
+    run_id: str = typer.Argument(...),
+    redeliver: int = typer.Option(None, "--redeliver", help="Send this delivery again first"),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    api_key: str = ApiKeyOption,
+) -> None:
+    """A run's callback messages and every attempt (status code, latency, error, next try)."""
+    with make_client(url, api_key) as client:
+        if redeliver is not None:
+            client.redeliver(run_id, redeliver)
+        found = client.list_deliveries(run_id)
+    if as_json:
+        output.print_json({"items": found})
+        return
+    output.table(
+        ["id", "kind", "input", "state", "attempts", "last status", "last error", "next attempt"],
+        [
+            [
+                str(d.id),
+                d.kind,
+                str(d.input_index),
+                d.state,
+                str(len(d.attempts)),
+                str(d.last_status or ""),
+                output.short(d.last_error or "", 60),
+                output.when(d.next_attempt_at) if d.next_attempt_at else "",
+            ]
+            for d in found
+        ],
+    )
+
+
 @app.command("cancel")
 def cancel(
     run_ids: list[str] = typer.Argument(None, help="Runs to cancel"),

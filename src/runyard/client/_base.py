@@ -28,6 +28,8 @@ from ..errors import RunyardError, ServerUnreachable
 from ..models import RunStatus
 from ..schemas import (
     Canceled,
+    DeliveryList,
+    DeliveryOut,
     ErrorResponse,
     Health,
     InputIn,
@@ -579,6 +581,14 @@ class BaseClient:
 
     def _action(self, run_id: str, action: str) -> Call[RunOut]:
         return Call("POST", f"/v1/runs/{_seg(run_id)}/{action}", _model(RunOut), body={})
+
+    def _deliveries(self, run_id: str) -> Call[DeliveryList]:
+        path = f"/v1/runs/{_seg(run_id)}/deliveries"
+        return Call("GET", path, _model(DeliveryList), idempotent=True)
+
+    def _redeliver(self, run_id: str, delivery_id: int) -> Call[DeliveryOut]:
+        path = f"/v1/runs/{_seg(run_id)}/deliveries/{int(delivery_id)}/redeliver"
+        return Call("POST", path, _model(DeliveryOut), body={}, idempotent=True)
 
     def _fork(
         self,

@@ -47,6 +47,8 @@ class StartOptions(ExecuteOptions, total=False):
     delay: float
     not_before: datetime | str
     task_id: str
+    callback: Mapping[str, Any]
+    """``{"url": ..., "headers": {...}}``: where the run reports (signed callbacks)."""
 
 
 class RunFilters(TypedDict, total=False):

@@ -13,6 +13,7 @@ import httpx
 from ..schedule_schemas import Backfilled, FireOut, ScheduleOut, SchedulePage
 from ..schemas import (
     Canceled,
+    DeliveryOut,
     Health,
     InputOut,
     LiveRunOut,
@@ -337,6 +338,15 @@ class Client(BaseClient):
 
     def cancel(self, run_id: str) -> RunOut:
         return self._send(self._action(run_id, "cancel"))
+
+    def list_deliveries(self, run_id: str) -> list[DeliveryOut]:
+        """The run's callback messages, each with every attempt (status code, latency,
+        error) and its next attempt's time."""
+        return (self._send(self._deliveries(run_id))).data
+
+    def redeliver(self, run_id: str, delivery_id: int) -> DeliveryOut:
+        """Send a callback message again now (same ``webhook-id``)."""
+        return self._send(self._redeliver(run_id, delivery_id))
 
     def pause(self, run_id: str) -> RunOut:
         """Stop the run at its next step boundary, holding no worker."""

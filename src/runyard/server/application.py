@@ -26,7 +26,7 @@ from .fastpath import RunyardAPI
 from .mcp_http import McpEndpoint
 from .metrics import Metrics
 from .middleware import BodyLimit, RequestMetrics
-from .routes import events, ops, runs, schedules, tasks, usage, workflows
+from .routes import deliveries, events, ops, runs, schedules, tasks, usage, workflows
 from .settings import ServerSettings
 from .state import LiveGate, ServerState
 
@@ -128,7 +128,7 @@ def create_app(yard: Runyard | None = None, *, settings: ServerSettings | None =
     install_docs(app, "Runyard")
     app.include_router(ops.health_router)
     app.include_router(ops.metrics_router)
-    for module in (workflows, runs, tasks, schedules, events, usage):
+    for module in (workflows, runs, deliveries, tasks, schedules, events, usage):
         app.include_router(module.router)
     app.router.routes.append(Route("/mcp", endpoint=mcp))  # MCP, streamable HTTP
     # Every route with its full path, for the Allow header of a 405 (errors.py).

@@ -75,8 +75,9 @@ SWEEP_RUNS = 200
 ROTATE_GRACE_S = 86400.0
 SECRET_ENV = "RUNYARD_WEBHOOK_SECRET"
 SECRET_PREFIX = "whsec_"
-#: How long the secrets read are used before they are read again.
-SECRETS_TTL_S = 10.0
+#: How long the secrets read are used before they are read again (a rotation reaches
+#: every worker within it; RUNYARD_WEBHOOK_SECRET_TTL_S).
+SECRETS_TTL_S = env_number("RUNYARD_WEBHOOK_SECRET_TTL_S", 10.0)
 
 
 def retry_scale() -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -131,6 +132,8 @@ async def start_run(state: ServerState, request: Request, body: RunCreate) -> JS
         not_before=epoch(body.not_before, "not_before", "body"),
         task_id=body.task_id,
     )
+    if body.callback is not None:
+        req = dataclasses.replace(req, callback=body.callback.model_dump())
     with start_outcome(body.run_id):  # a 503 says how to learn whether it was created
         return await start_and_answer(state, request, req, body.wait_timeout)
 
