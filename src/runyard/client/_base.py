@@ -124,7 +124,13 @@ def error_class(code: str | None, status: int) -> type[RunyardError]:
         matching = [c for c in candidates if c.http_status == status] or candidates
         # a class of runyard.errors wins over this module's stand-ins for the same code
         return min(matching, key=lambda c: (c.__module__ != errors.__name__, _depth(c)))
-    by_status = [c for group in classes.values() for c in group if c.http_status == status]
+    # (Not the errors of a run's own outbound calls: a proxy's 502 is not a callback's.)
+    by_status = [
+        c
+        for group in classes.values()
+        for c in group
+        if c.http_status == status and not issubclass(c, errors.OutboundError)
+    ]
     if by_status:
         return min(by_status, key=lambda c: (_depth(c), c.__name__ != "IllegalTransition"))
     return RunyardError
