@@ -122,6 +122,18 @@ def bench(
     schedules_many: int = typer.Option(
         10_000, "--schedules-many", min=0, help="--schedules: schedules firing once a minute"
     ),
+    callbacks: bool = typer.Option(
+        False,
+        "--callbacks",
+        help="Measure the callback figures instead (runyard_bench.callbacks: deliveries/s "
+        "to a loopback receiver, run finished -> callback received p50/p99)",
+    ),
+    callback_messages: int = typer.Option(
+        5000, "--callback-messages", min=0, help="--callbacks: messages of the rate figure"
+    ),
+    callback_runs: int = typer.Option(
+        200, "--callback-runs", min=0, help="--callbacks: runs of the latency figure"
+    ),
     analyze: bool = typer.Option(
         True,
         "--analyze/--no-analyze",
@@ -175,7 +187,11 @@ def bench(
         log_dir=log_dir,
     )
     try:
-        if schedules:
+        if callbacks:
+            from .callbacks import run_callbacks
+
+            asyncio.run(run_callbacks(opts, callback_messages, callback_runs))
+        elif schedules:
             from .schedules import run_schedules
 
             asyncio.run(run_schedules(opts, schedule_fires, schedules_many))
