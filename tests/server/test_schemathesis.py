@@ -91,6 +91,7 @@ def _seed(api: httpx.Client) -> dict[str, dict[str, str]]:
         "name": "greet",
         "event_id": "seed",
         "schedule_id": "seed-sched",
+        "delivery_id": "1",  # (none exists: the redeliver of an unknown one is a 404)
     }
     return {"get": reads, "other": {**reads, "run_id": "seed-live"}}
 
@@ -130,6 +131,11 @@ def _fuzz(
         calls += 1
         body = case.body
         positive = mode is GenerationMode.POSITIVE
+        # A trigger names a workflow or a url (an HTTP target); a generated one that names
+        # neither is given one of the published workflows, as one that names one is.
+        trigger = isinstance(body, dict) and ("workflow" in body or "url" not in body)
+        if workflow and positive and trigger and operation.path == "/v1/runs":
+            body["workflow"] = workflow
         if workflow and positive and isinstance(body, dict) and "workflow" in body:
             body["workflow"] = workflow
             if "task_id" in body:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from ..config import Settings
 from ..store.dbexec import retry_window
 from ..store.hub import wait_event
+from .callbacks import CallbacksMixin, Delivery
 from .catalog import USAGE_PERIOD_S, TaskChange, UsageReport
 from .core import Core
 from .handles import RunHandle
-from .callbacks import CallbacksMixin, Delivery
 from .schedules import Backfill, Schedule, ScheduleFire, SchedulesMixin, ScheduleSpec
 from .starting import (
     Published,
