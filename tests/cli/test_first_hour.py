@@ -221,7 +221,8 @@ def test_version_and_help_without_type_noise() -> None:
         assert "<bool>" not in helped.stdout, (args, helped.stdout)
     run_help = runyard("run", "--help").stdout
     assert "--live" in run_help and "--wait-timeout" in run_help
-    assert "callback" not in run_help  # no callbacks exist yet
+    # What it advertises exists: signed callbacks (docs/callbacks.md) and HTTP targets.
+    assert "--callback" in run_help and "--target" in run_help
     assert "--follow" in runyard("runs", "logs", "--help").stdout
 
 

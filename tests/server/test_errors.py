@@ -40,7 +40,8 @@ def test_error_shape_and_bad_input(
         def fields(error: dict[str, Any]) -> list[str]:
             return [d["field"] for d in error["details"]]
 
-        assert fields(refused({})) == ["workflow"]
+        # (a trigger names a workflow or a url, an HTTP target: neither names both)
+        assert fields(refused({})) == ["workflow", "url"]
         assert set(fields(refused({"workflow": "", "limit": 3, "mode": "now"}))) == {
             "workflow",
             "limit",

@@ -11,6 +11,7 @@ EXPECTED_TABLES = {
     "attempts",
     "credits",
     "deliveries",
+    "delivery_attempts",
     "events",
     "flow_keys",
     "flow_slots",
@@ -20,6 +21,7 @@ EXPECTED_TABLES = {
     "outputs",
     "purged_credits",
     "run_transitions",
+    "run_callbacks",
     "runs",
     "runyard_migrations",
     "schedule_fires",
@@ -28,6 +30,7 @@ EXPECTED_TABLES = {
     "sync_states",
     "tasks",
     "waiters",
+    "webhook_secrets",
     "workers",
     "workflows",
 }
