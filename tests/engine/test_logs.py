@@ -87,7 +87,9 @@ def test_the_outcome_is_written_after_the_lines_logged_before_it(yard: Runyard) 
     asyncio.run(main())
 
 
-def test_what_a_database_cannot_store_as_text_is_spelt_out(yard: Runyard) -> None:
+def test_what_a_database_cannot_store_as_text_is_spelt_out(
+    yard: Runyard, caplog: pytest.LogCaptureFixture
+) -> None:
     @yard.workflow
     async def odd(ctx: Context) -> int:
         ctx.logger.error("nul \x00 and a lone surrogate \udc80")
@@ -102,6 +104,9 @@ def test_what_a_database_cannot_store_as_text_is_spelt_out(yard: Runyard) -> Non
         assert [(x.level, x.message) for x in lines] == [
             ("ERROR", "nul \\x00 and a lone surrogate \\udc80")
         ]
+        # The console shows the same text: one a terminal (or a pipe) can take.
+        shown = [r.getMessage() for r in caplog.records if r.name == "runyard.run.odd"]
+        assert shown == ["nul \\x00 and a lone surrogate \\udc80"]
 
     asyncio.run(main())
 

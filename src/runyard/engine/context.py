@@ -49,8 +49,17 @@ class RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         if self._execution.replaying:
             return
-        self._execution.store_log(logging.getLevelName(level), _line(msg, args, kwargs))
-        super().log(level, msg, *args, **kwargs)
+        text = spelt_out(_line(msg, args, kwargs))
+        self._execution.store_log(logging.getLevelName(level), text)
+        # The console shows the stored text (a traceback asked for is in it already).
+        super().log(level, "%s", text)
+
+
+def spelt_out(text: str) -> str:
+    """``text`` with what no database stores as text, nor every console shows, spelt
+    out: NUL as ``\\x00``, a lone surrogate as ``\\udc80``. (A log line never fails, nor
+    makes the writes committed with it fail.)"""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _line(msg: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:

@@ -176,12 +176,7 @@ class Execution:
             self.claimed.iteration,
             self.claimed.attempt,
             level,
-            # What no database stores as text (NUL, lone surrogates) is spelt out instead:
-            # a log line never fails, nor makes the writes committed with it fail.
-            message[:10000]
-            .replace("\x00", "\\x00")
-            .encode("utf-8", "backslashreplace")
-            .decode("utf-8"),
+            message[:10000],  # (spelt out by RunLogger: see context.spelt_out)
             order=self.fence.run_id,
         )
         with self._log_lock:
