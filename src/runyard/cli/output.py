@@ -112,6 +112,12 @@ def table(
     console.print(t, soft_wrap=False)
 
 
+def more(next_cursor: str | None) -> None:
+    """Under a page of a list: how to ask for the next one, if there is one."""
+    if next_cursor:
+        console.print(f"[dim]more: --cursor {next_cursor}[/dim]", highlight=False)
+
+
 def fields(pairs: Iterable[tuple[str, str]]) -> None:
     """Label / value lines, for one record."""
     t = Table.grid(padding=(0, 2))

@@ -88,8 +88,7 @@ def ls(
         ["id", "workflow", "status", "progress", "inputs", "credits", "created", "finished"],
         _run_rows(runs),
     )
-    if next_cursor:
-        output.console.print(f"[dim]more: --cursor {next_cursor}[/dim]", highlight=False)
+    output.more(next_cursor)
 
 
 @app.command("show")
@@ -400,8 +399,7 @@ def outputs(
             for o in items
         ),
     )
-    if next_cursor:
-        output.console.print(f"[dim]more: --cursor {next_cursor}[/dim]", highlight=False)
+    output.more(next_cursor)
 
 
 @app.command("logs")

@@ -93,8 +93,7 @@ def ls(
             for t in page.items
         ),
     )
-    if page.next_cursor:
-        output.console.print(f"[dim]more: --cursor {page.next_cursor}[/dim]", highlight=False)
+    output.more(page.next_cursor)
 
 
 @app.command("show")
