@@ -378,3 +378,39 @@ class ApiKey:
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
+
+
+# -- the dashboard's overview (issue 22) ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCount:
+    """Runs of one workflow (None: every workflow) in one status not ended, counted up
+    to a cap: ``n`` above the cap reads "more than the cap"."""
+
+    workflow: str | None
+    status: str
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class EndedCount:
+    """Runs that ended in one status within one time bucket (``bucket`` is the bucket's
+    start divided by its width)."""
+
+    bucket: int
+    status: str
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeldItem:
+    """An item a worker holds now: its run, workflow and lease expiry."""
+
+    owner: str
+    run_id: str
+    item_idx: int
+    workflow: str
+    name: str | None
+    started_at: float | None
+    lease_expires_at: float | None

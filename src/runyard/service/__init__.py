@@ -13,6 +13,7 @@ from .callbacks import CallbacksMixin, Delivery
 from .catalog import USAGE_PERIOD_S, TaskChange, UsageReport
 from .core import Core
 from .handles import RunHandle
+from .overview import OVERVIEW_COUNT_CAP, Activity, Overview, OverviewMixin, UsageSeries, WorkerLoad
 from .schedules import Backfill, Schedule, ScheduleFire, SchedulesMixin, ScheduleSpec
 from .starting import (
     Published,
@@ -23,10 +24,13 @@ from .starting import (
 )
 
 __all__ = [
+    "OVERVIEW_COUNT_CAP",
     "USAGE_PERIOD_S",
+    "Activity",
     "Backfill",
     "Core",
     "Delivery",
+    "Overview",
     "RunHandle",
     "Schedule",
     "ScheduleFire",
@@ -35,6 +39,8 @@ __all__ = [
     "StartRequest",
     "TaskChange",
     "UsageReport",
+    "UsageSeries",
+    "WorkerLoad",
     "check_options",
     "request_from_options",
     "retry_window",
@@ -43,7 +49,7 @@ __all__ = [
 ]
 
 
-class Service(SchedulesMixin, CallbacksMixin):
+class Service(SchedulesMixin, CallbacksMixin, OverviewMixin):
     """Runs (start, read, wait, control), workflows, tasks, schedules, usage and keys, over one
     :class:`Core`."""
 

@@ -1526,3 +1526,42 @@ DELETE FROM run_callbacks WHERE run_id = ANY(%(ids)s::text[]);
 
 -- name: purge_delivery_attempts
 DELETE FROM delivery_attempts WHERE run_id = ANY(%(ids)s::text[]);
+
+-- ---------------------------------------------------------------------------------------
+-- The dashboard's overview (issue 22, store/overview.py). Each read is bounded whatever
+-- the history holds: counts stop at a cap, the ended runs are a range of an index on the
+-- finish time, the leases a page of items_lease.
+
+-- name: overview_open_runs
+-- Runs not ended, by status, each count a range of runs_status that stops at :cap rows.
+SELECT s.status,
+  (SELECT count(*) FROM (SELECT 1 FROM runs r WHERE r.status = s.status LIMIT %(cap)s) AS c) AS n
+FROM (VALUES ('SCHEDULED'), ('QUEUED'), ('RUNNING'), ('PAUSED')) AS s(status);
+
+-- name: overview_workflow_queues
+-- Runs not ended by published workflow and status: a range of runs_workflow per pair,
+-- stopping at :cap rows.
+SELECT w.name AS workflow, s.status,
+  (SELECT count(*) FROM (SELECT 1 FROM runs r WHERE r.workflow = w.name AND r.status = s.status
+                         LIMIT %(cap)s) AS c) AS n
+FROM (SELECT DISTINCT name FROM workflows) AS w
+CROSS JOIN (VALUES ('SCHEDULED'), ('QUEUED'), ('RUNNING'), ('PAUSED')) AS s(status)
+ORDER BY 1, 2;
+
+-- name: overview_ended_runs
+-- Runs that ended in [since, until), by bucket of :bucket_s seconds and status: a range of
+-- runs_finished_key (its expression, exactly), whose size is what ended in the window.
+SELECT floor(coalesce(finished_at, 'Infinity'::double precision) / %(bucket_s)s::double precision)::bigint AS bucket,
+       status, count(*) AS n
+FROM runs
+WHERE coalesce(finished_at, 'Infinity'::double precision) >= %(since)s::double precision
+  AND coalesce(finished_at, 'Infinity'::double precision) < %(until)s::double precision
+GROUP BY 1, 2;
+
+-- name: overview_leases
+-- Items held by a worker now, with their run's workflow: a page of items_lease.
+SELECT i.owner, i.run_id, i.idx, i.name, i.started_at, i.lease_expires_at, r.workflow
+FROM items i JOIN runs r ON r.id = i.run_id
+WHERE i.owner IS NOT NULL
+ORDER BY i.lease_expires_at
+LIMIT %(limit)s;

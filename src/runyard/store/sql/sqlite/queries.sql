@@ -1266,3 +1266,42 @@ DELETE FROM run_callbacks WHERE run_id IN (SELECT value FROM json_each(:ids));
 
 -- name: purge_delivery_attempts
 DELETE FROM delivery_attempts WHERE run_id IN (SELECT value FROM json_each(:ids));
+
+-- ---------------------------------------------------------------------------------------
+-- The dashboard's overview (issue 22, store/overview.py). Each read is bounded whatever
+-- the history holds: counts stop at a cap, the ended runs are a range of an index on the
+-- finish time, the leases a page of items_lease.
+
+-- name: overview_open_runs
+-- Runs not ended, by status, each count a range of runs_status that stops at :cap rows.
+SELECT s.status,
+  (SELECT count(*) FROM (SELECT 1 FROM runs r WHERE r.status = s.status LIMIT :cap)) AS n
+FROM (SELECT 'SCHEDULED' AS status UNION ALL SELECT 'QUEUED' UNION ALL SELECT 'RUNNING'
+      UNION ALL SELECT 'PAUSED') AS s;
+
+-- name: overview_workflow_queues
+-- Runs not ended by published workflow and status: a range of runs_workflow per pair,
+-- stopping at :cap rows.
+SELECT w.name AS workflow, s.status,
+  (SELECT count(*) FROM (SELECT 1 FROM runs r WHERE r.workflow = w.name AND r.status = s.status
+                         LIMIT :cap)) AS n
+FROM (SELECT DISTINCT name FROM workflows) AS w
+CROSS JOIN (SELECT 'SCHEDULED' AS status UNION ALL SELECT 'QUEUED' UNION ALL SELECT 'RUNNING'
+            UNION ALL SELECT 'PAUSED') AS s
+ORDER BY 1, 2;
+
+-- name: overview_ended_runs
+-- Runs that ended in [since, until), by bucket of :bucket_s seconds and status: a range of
+-- runs_finished_key (its expression, exactly), whose size is what ended in the window.
+SELECT CAST(coalesce(finished_at, 9e999) / :bucket_s AS INTEGER) AS bucket, status, count(*) AS n
+FROM runs
+WHERE coalesce(finished_at, 9e999) >= :since AND coalesce(finished_at, 9e999) < :until
+GROUP BY 1, 2;
+
+-- name: overview_leases
+-- Items held by a worker now, with their run's workflow: a page of items_lease.
+SELECT i.owner, i.run_id, i.idx, i.name, i.started_at, i.lease_expires_at, r.workflow
+FROM items i JOIN runs r ON r.id = i.run_id
+WHERE i.owner IS NOT NULL
+ORDER BY i.lease_expires_at
+LIMIT :limit;
