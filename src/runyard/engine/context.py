@@ -145,6 +145,13 @@ class Context:
         """True while recorded operations are being replayed."""
         return self._x.replaying
 
+    def trace_headers(self, headers: Mapping[str, str] | None = None) -> dict[str, str]:
+        """``headers`` with the W3C ``traceparent`` (and ``tracestate``) of the run's
+        trace (of the step attempt, inside one) when tracing is on, unless they name their
+        own: send them on to carry the trace into the services the workflow calls."""
+        trace = self._x.trace
+        return dict(headers or {}) if trace is None else trace.headers(headers or {})
+
     async def step(
         self,
         name: str,

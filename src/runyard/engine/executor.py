@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, TypeVarTuple, overload
 
-from .. import jsonutil
+from .. import jsonutil, telemetry
 from ..errors import (
     InvalidInput,
     NonDeterminismError,
@@ -29,7 +29,7 @@ from ..errors import (
     StepFailed,
     StepTimeout,
 )
-from ..models import EXECUTING, ItemState, RunStatus
+from ..models import EXECUTING, TERMINAL, ItemState, RunStatus
 from ..rules import EVENT_ID_MAX, JSON_DEPTH_MAX
 from ..store import Checkpoint, Claimed, Store
 from ..store.dbexec import DbExecutor
@@ -98,6 +98,8 @@ class Execution:
         # Log lines on their way to the database (ctx.logger may be called from threads).
         self._log_lock = threading.Lock()
         self._log_writes: list[concurrent.futures.Future[bool]] = []
+        #: The run's trace, when tracing is on here and the run was started with one.
+        self.trace = telemetry.run_trace(claimed.options, claimed.fence.run_id, workflow.name)
         retries = claimed.options.get("retries")
         self.default_retries = (
             RetryPolicy(max_attempts=int(retries) + 1) if retries is not None else workflow.retries
@@ -227,7 +229,10 @@ class Execution:
             attempt = failed + limited + 1
             started = time.time()
             try:
-                result = await body()
+                if self.trace is None:
+                    result = await body()
+                else:
+                    result = await self.trace.attempt(name, attempt, self.fence.idx, body)
                 return (
                     jsonutil.dumps(
                         result, what=f"the result of step {name!r}", max_depth=JSON_DEPTH_MAX
@@ -618,7 +623,16 @@ class Execution:
         ``asyncio.CancelledError`` when the worker shuts down."""
         try:
             await self._run()
-        except (Fenced, Canceled):
+        except Fenced:
+            return
+        except Canceled:
+            # A run of one item canceled while it ran ends here: its span too.
+            if (
+                self.trace
+                and self.stop_reason in (None, "canceled")
+                and self.claimed.run_items == 1
+            ):
+                self.trace.end_run(RunStatus.CANCELED)
             return
         except Suspended:
             pass  # (the suspension's own write announced it)
@@ -656,7 +670,7 @@ class Execution:
         # An outcome locks its run's row; the outcomes of a run of many items share it,
         # so theirs wait for it in the database thread (the event loop waits 2 ms at most
         # for a lock, then hands the job over: a failed statement and a second try).
-        await self._write(
+        status = await self._write(
             self.rt.store.complete_item_txn,
             self.fence,
             self.claimed.iteration,
@@ -667,6 +681,10 @@ class Execution:
             sole,
             inline=self.claimed.run_items == 1,
         )
+        # The outcome that ended the run records the run's span (an on_failure hook runs
+        # after its run has ended).
+        if self.trace is not None and status in TERMINAL and self.claimed.kind != "hook":
+            self.trace.end_run(str(status), error)
 
     async def _run(self) -> None:
         c = self.claimed

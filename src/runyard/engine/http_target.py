@@ -106,6 +106,7 @@ def http_workflow(policy: OutboundPolicy) -> WorkflowDef:
         """Call a URL (an HTTP-target run): the result is the response, {status, headers,
         body}."""
         body, headers = request_body(target)
+        headers = ctx.trace_headers(headers)  # the run's trace goes on to the target
         try:
             response = await send(
                 target.method,

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.routing import Route
 
-from .. import __version__
+from .. import __version__, telemetry
 from ..config import Settings
 from ..service import Core, Service
 from ..service.scheduler import Scheduler
@@ -36,6 +36,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("runyard.server")
 #: FastAPI's telemetry settings where OpenTelemetry is not configured.
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
+def telemetry_config(settings: ServerSettings) -> TelemetryConfig:
+    """FastAPI's telemetry: off, or where OpenTelemetry is configured a span per request
+    (a server span, the parent of the runs the request starts) on Runyard's tracer
+    provider (see runyard.telemetry), which reads the request's W3C ``traceparent``."""
+    if not settings.telemetry:
+        return TELEMETRY_OFF
+    config: TelemetryConfig = {"operation_spans": False}
+    if (tracing := telemetry.active()) is not None:
+        config["tracer_provider"] = tracing.provider
+    return config
+
 
 DESCRIPTION = """Durable workflow runs over HTTP.
 
@@ -96,9 +109,7 @@ def create_app(yard: Runyard | None = None, *, settings: ServerSettings | None =
     app = RunyardAPI(
         # FastAPI's native OpenTelemetry: on only where configured; the direct path of
         # POST /v1/runs (fastpath.py) serves only where it is off.
-        telemetry=None
-        if settings.telemetry
-        else {"tracing": False, "metrics": False, "logs": False},
+        telemetry=telemetry_config(settings),
         title="Runyard",
         version=__version__,
         description=DESCRIPTION,

@@ -15,8 +15,9 @@
 ``RUNYARD_SHUTDOWN_S``         how long a stopping server waits for open requests (5)
 ``RUNYARD_WORKER_SEEN_S``      a worker counts as live when it heartbeated this recently (30)
 ``OTEL_*``                     any standard OpenTelemetry variable set (and
-                               ``OTEL_SDK_DISABLED`` not ``true``) turns FastAPI's telemetry
-                               on: a span and metrics per request; off otherwise
+                               ``OTEL_SDK_DISABLED`` not ``true``) turns tracing on: a span
+                               per request (FastAPI's telemetry), run and step attempt
+                               (runyard.telemetry); off otherwise
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import os
 from dataclasses import dataclass
 
 from ..config import env_number
+from ..telemetry import otel_configured
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +62,3 @@ class ServerSettings:
             mcp_wait_s=env_number("RUNYARD_MCP_WAIT", 30.0),
             telemetry=otel_configured(),
         )
-
-
-def otel_configured() -> bool:
-    """Whether the environment configures OpenTelemetry (the standard ``OTEL_*``
-    variables), unless it disables the SDK."""
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return False
-    return any(name.startswith("OTEL_") and value for name, value in os.environ.items())

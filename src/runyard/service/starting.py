@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
-from .. import jsonutil
+from .. import jsonutil, telemetry
 from ..engine.registry import FlowControl, RunDefaults
 from ..errors import InvalidInput, NotFound, RunIdConflict
 from ..http_target import HTTP_WORKFLOW
@@ -339,6 +339,12 @@ class StartMixin(ReadMixin):
         options: dict[str, Any] = {"retries": retries} if retries is not None else {}
         if name == HTTP_WORKFLOW:
             options["target_url"] = await self._check_targets(new_inputs, inputs is not None)
+        if (trace := telemetry.new_run_trace()) is not None:
+            # The run's trace, carried into its steps (any worker) and its callbacks.
+            options[telemetry.OPTION] = trace
+            if callback is not None:
+                headers = telemetry.with_trace_headers(callback["headers"], trace)
+                callback = {**callback, "headers": headers}
         fc = req.flow_control or defaults.flow_control
         return NewRun(
             id=check_run_id(req.run_id) if req.run_id is not None else generate_run_id(),
