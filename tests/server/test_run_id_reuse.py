@@ -14,7 +14,7 @@ import pytest
 
 from runyard import Context, Runyard
 from runyard.errors import IllegalTransition, RunIdConflict
-from tests.conftest import running_worker
+from tests.conftest import raw_sql, running_worker
 from tests.server.conftest import Keys, ServerFactory, client, publish_without_worker
 
 N = 50
@@ -123,5 +123,33 @@ def test_runyard_start_with_a_run_id_compares_the_request(yard: Runyard) -> None
             assert all(isinstance(r, RunIdConflict) for r in results if r is not results[won[0]])
             winner = await yard.start("double", input=won[0], run_id="in-process-2")
             assert await winner.result(timeout=20) == won[0] * 2
+
+    asyncio.run(main())
+
+
+def test_a_generated_run_id_stores_no_request(yard: Runyard, db_url: str) -> None:
+    """Only a client-chosen id is an idempotency key: a run whose id Runyard generated
+    stores no request (its start pays nothing for it), and its id sent back as ``run_id``
+    answers with that run, whatever the request; a chosen id still stores its request."""
+
+    @yard.workflow
+    async def triple(ctx: Context, n: int) -> int:
+        return n * 3
+
+    async def main() -> None:
+        async with running_worker(yard):
+            h = await yard.start("triple", input=2)
+            assert await h.result(timeout=20) == 6
+            chosen = await yard.start("triple", input=2, run_id="chosen-1")
+            assert await chosen.result(timeout=20) == 6
+            rows = raw_sql(
+                db_url, "SELECT id, request FROM runs WHERE id IN (%s, %s)", (h.id, "chosen-1")
+            )
+            stored = dict(rows)
+            assert stored[h.id] is None and stored["chosen-1"] is not None
+            again = await yard.start("triple", input=5, run_id=h.id)
+            assert again.id == h.id and await again.result(timeout=5) == 6
+            with pytest.raises(RunIdConflict):
+                await yard.start("triple", input=5, run_id="chosen-1")
 
     asyncio.run(main())

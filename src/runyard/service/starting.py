@@ -365,7 +365,11 @@ class StartMixin(ReadMixin):
             sync_mode=req.sync_mode,
             max_results=req.max_results,
             options=options,
-            request=canonical_request(req, new_inputs, not_before_s),
+            # Only a client-chosen id can come again (see docs/workflows.md): a generated
+            # one stores no request, and its start pays nothing for it.
+            request=canonical_request(req, new_inputs, not_before_s)
+            if req.run_id is not None
+            else None,
             callback=callback,
         )
 
