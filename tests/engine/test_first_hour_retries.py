@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from runyard import Context, RetryPolicy, RunStatus, Runyard
-from runyard.server.routes.runs import step_log
+from runyard.service import shape_step_log as step_log
 from tests.conftest import running_worker
 
 QUICK = RetryPolicy(max_attempts=3, backoff_s=0.01, jitter=False)

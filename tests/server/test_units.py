@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 from runyard.models import Attempt, StepRecord
 from runyard.server import ServerSettings, create_app
 from runyard.server.errors import ErrorBoundary
-from runyard.server.routes.runs import step_log
+from runyard.service import shape_step_log as step_log
 
 
 def _boundary_answer(exc: Exception, transient: bool) -> httpx.Response:

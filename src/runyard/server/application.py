@@ -19,6 +19,7 @@ from .. import __version__, telemetry
 from ..config import Settings
 from ..service import Core, Service
 from ..service.scheduler import Scheduler
+from ..ui.app import mount_ui
 from .auth import SECURITY_SCHEMES
 from .docs import install_docs
 from .errors import ErrorBoundary, install_handlers
@@ -142,6 +143,7 @@ def create_app(yard: Runyard | None = None, *, settings: ServerSettings | None =
     for module in (workflows, runs, deliveries, tasks, schedules, events, usage):
         app.include_router(module.router)
     app.router.routes.append(Route("/mcp", endpoint=mcp))  # MCP, streamable HTTP
+    mount_ui(app, service, server_key=settings.api_key)  # the dashboard, /ui
     # Every route with its full path, for the Allow header of a 405 (errors.py).
     app.state.route_table = [
         *ops.health_router.routes,

@@ -9,12 +9,14 @@ from __future__ import annotations
 from ..config import Settings
 from ..store.dbexec import retry_window
 from ..store.hub import wait_event
+from .bulk import BULK_MAX, BulkMixin
 from .callbacks import CallbacksMixin, Delivery
 from .catalog import USAGE_PERIOD_S, TaskChange, UsageReport
 from .core import Core
 from .handles import RunHandle
 from .overview import OVERVIEW_COUNT_CAP, Activity, Overview, OverviewMixin, UsageSeries, WorkerLoad
 from .schedules import Backfill, Schedule, ScheduleFire, SchedulesMixin, ScheduleSpec
+from .sessions import SessionsMixin
 from .starting import (
     Published,
     StartRequest,
@@ -22,8 +24,11 @@ from .starting import (
     request_from_options,
     validate_against_schema,
 )
+from .steplog import StepLogMixin, shape_step_log
+from .watching import RunsChanged, WatchMixin
 
 __all__ = [
+    "BULK_MAX",
     "OVERVIEW_COUNT_CAP",
     "USAGE_PERIOD_S",
     "Activity",
@@ -32,6 +37,7 @@ __all__ = [
     "Delivery",
     "Overview",
     "RunHandle",
+    "RunsChanged",
     "Schedule",
     "ScheduleFire",
     "ScheduleSpec",
@@ -44,12 +50,21 @@ __all__ = [
     "check_options",
     "request_from_options",
     "retry_window",
+    "shape_step_log",
     "validate_against_schema",
     "wait_event",
 ]
 
 
-class Service(SchedulesMixin, CallbacksMixin, OverviewMixin):
+class Service(
+    SchedulesMixin,
+    CallbacksMixin,
+    OverviewMixin,
+    BulkMixin,
+    StepLogMixin,
+    WatchMixin,
+    SessionsMixin,
+):
     """Runs (start, read, wait, control), workflows, tasks, schedules, usage and keys, over one
     :class:`Core`."""
 

@@ -83,6 +83,12 @@ class AdminMixin:
         row = tx.q1("find_api_key", {"digest": digest})
         return api_key_from_row(row) if row is not None else None
 
+    def find_api_key_by_id(self, tx: Tx, key_id: str) -> tuple[ApiKey, str] | None:
+        """The live (not revoked) key with this id and its digest (what a dashboard
+        session is signed with)."""
+        row = tx.q1("find_api_key_by_id", {"id": key_id})
+        return (api_key_from_row(row), str(row["digest"])) if row is not None else None
+
     def api_key_issued(self, tx: Tx, digest: str) -> bool:
         """Whether a key with this digest was ever issued (revoked or not)."""
         return tx.q1("api_key_issued", {"digest": digest}) is not None

@@ -12,10 +12,9 @@ from pydantic import BeforeValidator
 
 from ...errors import InvalidInput
 from ...http_target import HTTP_WORKFLOW, target_problems
-from ...models import Attempt, ItemState, LogLine, Output, RunStatus, StepRecord
+from ...models import ItemState, LogLine, Output, RunStatus
 from ...rules import invalid, problems_error
 from ...schemas import (
-    AttemptOut,
     BulkCancel,
     Canceled,
     ForkIn,
@@ -33,10 +32,8 @@ from ...schemas import (
     RunPage,
     RunStatusOut,
     StepList,
-    StepOut,
     TransitionList,
     TransitionOut,
-    ts,
 )
 from ...service import request_from_options
 from ..auth import ApiRoute, principal_of
@@ -393,10 +390,7 @@ async def get_queue(
     summary="The step log: names, attempts, times, errors",
 )
 async def get_steps(run_id: RunId, state: State) -> StepList:
-    run = await state.service.get_run(run_id)
-    steps = await state.service.steps(run_id)
-    attempts = await state.service.attempts(run_id)
-    return StepList(items=step_log(steps, attempts, run.terminal, run.iteration))
+    return StepList(items=await state.service.step_log(run_id))
 
 
 @router.get(
@@ -408,47 +402,6 @@ async def get_steps(run_id: RunId, state: State) -> StepList:
 async def get_transitions(run_id: RunId, state: State) -> TransitionList:
     transitions = await state.service.transitions(run_id)
     return TransitionList(items=[TransitionOut.of(t) for t in transitions])
-
-
-def step_log(
-    steps: list[StepRecord], attempts: list[Attempt], terminal: bool, iteration: int
-) -> list[StepOut]:
-    """Each checkpoint with its failed attempts; a step that failed and has no checkpoint
-    yet (it is backing off before its next attempt) is listed as ``retrying``. The failed
-    attempts of the workflow's body (position 0) are listed as kind ``workflow``:
-    ``retrying`` while the run goes on, ``retried`` once it has ended (its last failure,
-    if it failed, is the run's error)."""
-    failed: dict[tuple[int, int], list[Attempt]] = {}
-    for a in attempts:
-        failed.setdefault((a.item_idx, a.position), []).append(a)
-    out = []
-    seen: set[tuple[int, int]] = set()
-    for s in steps:
-        key = (s.item_idx, s.position)
-        seen.add(key)
-        mine = [a for a in failed.get(key, []) if a.name == s.name]
-        out.append(StepOut.of(s, mine))
-    for key, tries in failed.items():
-        if key in seen:
-            continue
-        last = tries[-1]
-        body = last.position == 0
-        out.append(
-            StepOut(
-                item=last.item_idx,
-                iteration=iteration,
-                position=last.position,
-                name=last.name,
-                kind="workflow" if body else "step",
-                status="retrying" if not terminal else "retried" if body else "failed",
-                error=last.error,
-                attempts=len(tries),
-                started_at=ts(tries[0].started_at),
-                failed_attempts=[AttemptOut.of(a) for a in tries],
-            )
-        )
-    out.sort(key=lambda s: (s.iteration, s.item, s.position))
-    return out
 
 
 @router.get(

@@ -1354,6 +1354,26 @@ VALUES (%(schedule_id)s, %(fire_at)s, %(kind)s, %(state)s, %(run_id)s, %(error)s
 ON CONFLICT (schedule_id, fire_at) DO NOTHING
 RETURNING schedule_id;
 
+-- name: peek_due_schedules
+-- What a pass is about to claim (no lock): the scheduler prepares their runs first.
+SELECT id, workflow, task_id, spec FROM schedules
+WHERE NOT paused AND due_at IS NOT NULL AND due_at <= runyard_now()
+ORDER BY due_at LIMIT %(limit)s;
+
+-- name: existing_fires
+-- The fires already recorded for the schedules a pass claimed, from each one's next fire
+-- time on (a backfill or a trigger may have recorded one): one walk of the primary key
+-- per schedule.
+SELECT f.schedule_id, f.fire_at
+FROM json_to_recordset(%(bounds)s::json) AS b(id text, lo double precision)
+JOIN schedule_fires f ON f.schedule_id = b.id AND f.fire_at >= b.lo AND f.fire_at <= %(hi)s;
+
+-- name: record_fire
+-- insert_fire for each fire of a pass (existing_fires told which are new).
+INSERT INTO schedule_fires (schedule_id, fire_at, kind, state, run_id, error)
+VALUES (%(schedule_id)s, %(fire_at)s, %(kind)s, %(state)s, %(run_id)s, %(error)s)
+ON CONFLICT (schedule_id, fire_at) DO NOTHING;
+
 -- name: set_fire_state
 UPDATE schedule_fires SET state = %(state)s, run_id = %(run_id)s, error = %(error)s
 WHERE schedule_id = %(schedule_id)s AND fire_at = %(fire_at)s;
@@ -1463,25 +1483,41 @@ RETURNING *;
 -- name: next_delivery_due
 SELECT min(next_attempt_at) - runyard_now() AS wait_s FROM deliveries WHERE state = 'pending';
 
--- name: finish_delivery
--- An attempt's outcome, fenced on the owner and the attempt number.
-UPDATE deliveries SET state = %(state)s, owner = NULL, last_status = %(status_code)s,
-  last_error = %(error)s,
-  next_attempt_at = CASE WHEN %(state)s = 'pending'
-    THEN runyard_now() + %(delay_s)s ELSE next_attempt_at END,
-  delivered_at = CASE WHEN %(state)s = 'delivered' THEN runyard_now() END
-WHERE id = %(id)s AND owner = %(owner)s AND attempts = %(attempt)s
-RETURNING id, next_attempt_at;
+-- name: callback_work
+-- Whether any run's callback is open, and when the next pending message is due (seconds
+-- from now, None: none): the delivery loop's first look, a read, so that a deployment
+-- without callbacks writes nothing when runs end.
+SELECT EXISTS (SELECT 1 FROM run_callbacks WHERE open) AS open_runs,
+  (SELECT min(next_attempt_at) - runyard_now() FROM deliveries WHERE state = 'pending') AS wait_s;
 
 -- name: insert_delivery_attempt
+-- An attempt, recorded if the caller still holds the message (fenced on the owner and
+-- the attempt number; the row stays locked for finish_delivery, sent next, which clears
+-- the owner).
 INSERT INTO delivery_attempts (delivery_id, run_id, attempt, status_code, latency_ms, error,
   next_attempt_at)
-VALUES (%(id)s, %(run_id)s, %(attempt)s, %(status_code)s, %(latency_ms)s, %(error)s,
-  %(next_attempt_at)s);
+SELECT id, run_id, %(attempt)s::integer, %(status_code)s::integer,
+  %(latency_ms)s::double precision, %(error)s::text,
+  CASE WHEN %(state)s::text = 'pending' AND state = 'pending'
+    THEN runyard_now() + %(delay_s)s::double precision END
+FROM deliveries WHERE id = %(id)s AND owner = %(owner)s AND attempts = %(attempt)s
+FOR UPDATE;
+
+-- name: finish_delivery
+-- An attempt's outcome, fenced on the owner and the attempt number. A message stopped
+-- while in flight (a 410 to another message of its run) stays stopped unless delivered.
+UPDATE deliveries SET state = CASE WHEN state = 'stopped' AND %(state)s = 'pending'
+    THEN 'stopped' ELSE %(state)s END,
+  owner = NULL, last_status = %(status_code)s, last_error = %(error)s,
+  next_attempt_at = CASE WHEN %(state)s = 'pending' AND state = 'pending'
+    THEN runyard_now() + %(delay_s)s ELSE next_attempt_at END,
+  delivered_at = CASE WHEN %(state)s = 'delivered' THEN runyard_now() END
+WHERE id = %(id)s AND owner = %(owner)s AND attempts = %(attempt)s;
 
 -- name: stop_run_deliveries
--- A 410: nothing more to this URL for this run.
-UPDATE deliveries SET state = 'stopped', owner = NULL
+-- A 410: nothing more to this URL for this run. A message in flight keeps its owner, so
+-- that its attempt is still recorded (finish_delivery keeps it stopped).
+UPDATE deliveries SET state = 'stopped'
 WHERE run_id = %(run_id)s AND url = %(url)s AND state = 'pending';
 
 -- name: stop_run_callback
@@ -1565,3 +1601,11 @@ FROM items i JOIN runs r ON r.id = i.run_id
 WHERE i.owner IS NOT NULL
 ORDER BY i.lease_expires_at
 LIMIT %(limit)s;
+
+-- ---------------------------------------------------------------------------------------
+-- The dashboard's sessions (issue 22, store/admin.py): a signed-in browser names its key
+-- by id; the session is signed with the key's digest, which never leaves the server.
+
+-- name: find_api_key_by_id
+SELECT id, name, scopes, created_at, last_used_at, revoked_at, digest FROM api_keys
+WHERE id = %(id)s AND revoked_at IS NULL;

@@ -1095,6 +1095,27 @@ VALUES (:schedule_id, :fire_at, :kind, :state, :run_id, :error)
 ON CONFLICT (schedule_id, fire_at) DO NOTHING
 RETURNING schedule_id;
 
+-- name: peek_due_schedules
+-- What a pass is about to claim (no lock): the scheduler prepares their runs first.
+SELECT id, workflow, task_id, spec FROM schedules
+WHERE paused = 0 AND due_at IS NOT NULL AND due_at <= ry_now()
+ORDER BY due_at LIMIT :limit;
+
+-- name: existing_fires
+-- The fires already recorded for the schedules a pass claimed, from each one's next fire
+-- time on (a backfill or a trigger may have recorded one): one walk of the primary key
+-- per schedule.
+SELECT f.schedule_id, f.fire_at
+FROM json_each(:bounds) AS b
+JOIN schedule_fires f ON f.schedule_id = json_extract(b.value, '$.id')
+  AND f.fire_at >= json_extract(b.value, '$.lo') AND f.fire_at <= :hi;
+
+-- name: record_fire
+-- insert_fire for each fire of a pass (existing_fires told which are new).
+INSERT INTO schedule_fires (schedule_id, fire_at, kind, state, run_id, error)
+VALUES (:schedule_id, :fire_at, :kind, :state, :run_id, :error)
+ON CONFLICT (schedule_id, fire_at) DO NOTHING;
+
 -- name: set_fire_state
 UPDATE schedule_fires SET state = :state, run_id = :run_id, error = :error
 WHERE schedule_id = :schedule_id AND fire_at = :fire_at;
@@ -1203,25 +1224,38 @@ RETURNING *;
 -- name: next_delivery_due
 SELECT min(next_attempt_at) - ry_now() AS wait_s FROM deliveries WHERE state = 'pending';
 
--- name: finish_delivery
--- An attempt's outcome, fenced on the owner and the attempt number.
-UPDATE deliveries SET state = :state, owner = NULL, last_status = :status_code,
-  last_error = :error,
-  next_attempt_at = CASE WHEN :state = 'pending'
-    THEN ry_now() + :delay_s ELSE next_attempt_at END,
-  delivered_at = CASE WHEN :state = 'delivered' THEN ry_now() END
-WHERE id = :id AND owner = :owner AND attempts = :attempt
-RETURNING id, next_attempt_at;
+-- name: callback_work
+-- Whether any run's callback is open, and when the next pending message is due (seconds
+-- from now, None: none): the delivery loop's first look, a read, so that a deployment
+-- without callbacks writes nothing when runs end.
+SELECT EXISTS (SELECT 1 FROM run_callbacks WHERE open = 1) AS open_runs,
+  (SELECT min(next_attempt_at) - ry_now() FROM deliveries WHERE state = 'pending') AS wait_s;
 
 -- name: insert_delivery_attempt
+-- An attempt, recorded if the caller still holds the message (fenced on the owner and
+-- the attempt number); sent before finish_delivery, which clears the owner.
 INSERT INTO delivery_attempts (delivery_id, run_id, attempt, status_code, latency_ms, error,
   next_attempt_at)
-VALUES (:id, :run_id, :attempt, :status_code, :latency_ms, :error,
-  :next_attempt_at);
+SELECT id, run_id, :attempt, :status_code, :latency_ms, :error,
+  CASE WHEN :state = 'pending' AND state = 'pending'
+    THEN ry_now() + :delay_s END
+FROM deliveries WHERE id = :id AND owner = :owner AND attempts = :attempt;
+
+-- name: finish_delivery
+-- An attempt's outcome, fenced on the owner and the attempt number. A message stopped
+-- while in flight (a 410 to another message of its run) stays stopped unless delivered.
+UPDATE deliveries SET state = CASE WHEN state = 'stopped' AND :state = 'pending'
+    THEN 'stopped' ELSE :state END,
+  owner = NULL, last_status = :status_code, last_error = :error,
+  next_attempt_at = CASE WHEN :state = 'pending' AND state = 'pending'
+    THEN ry_now() + :delay_s ELSE next_attempt_at END,
+  delivered_at = CASE WHEN :state = 'delivered' THEN ry_now() END
+WHERE id = :id AND owner = :owner AND attempts = :attempt;
 
 -- name: stop_run_deliveries
--- A 410: nothing more to this URL for this run.
-UPDATE deliveries SET state = 'stopped', owner = NULL
+-- A 410: nothing more to this URL for this run. A message in flight keeps its owner, so
+-- that its attempt is still recorded (finish_delivery keeps it stopped).
+UPDATE deliveries SET state = 'stopped'
 WHERE run_id = :run_id AND url = :url AND state = 'pending';
 
 -- name: stop_run_callback
@@ -1305,3 +1339,11 @@ FROM items i JOIN runs r ON r.id = i.run_id
 WHERE i.owner IS NOT NULL
 ORDER BY i.lease_expires_at
 LIMIT :limit;
+
+-- ---------------------------------------------------------------------------------------
+-- The dashboard's sessions (issue 22, store/admin.py): a signed-in browser names its key
+-- by id; the session is signed with the key's digest, which never leaves the server.
+
+-- name: find_api_key_by_id
+SELECT id, name, scopes, created_at, last_used_at, revoked_at, digest FROM api_keys
+WHERE id = :id AND revoked_at IS NULL;
