@@ -6,10 +6,8 @@ shapes its dataclasses. Each change is also a ``POST /v1/schedules/{id}/{action}
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Annotated, Any
 
-from cron_descriptor import ExpressionDescriptor, FormatError, Options, WrongArgumentError
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 
@@ -30,6 +28,7 @@ from ...schedule_schemas import (
 )
 from ...schemas import RunOptions, ts
 from ...service import Schedule, ScheduleFire, ScheduleSpec, check_options
+from ...service.cron_words import describe_cron
 from ..auth import ApiRoute
 from ..errors import error_responses
 from ..state import ServerState, State
@@ -44,33 +43,6 @@ RUN_OPTIONS = tuple(RunOptions.model_fields)
 #: Wire fields that are not fields of the spec.
 NOT_SPEC = frozenset({"id"})
 INVALID = error_responses([404, 422])
-
-
-#: The macros croniter takes, as the expressions cron-descriptor reads.
-MACROS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-
-
-@functools.lru_cache(maxsize=1024)
-def describe_cron(cron: str) -> str | None:
-    """The cron in words ("At 09:00, Monday through Friday"), by cron-descriptor; None for
-    an expression it cannot read (the schedule's own checks decide what is valid)."""
-    options = Options()
-    options.use_24hour_time_format = True
-    options.verbose = False
-    try:
-        expr = cron.strip()
-        text: str = ExpressionDescriptor(MACROS.get(expr.lower(), expr), options).get_description()
-    except (FormatError, WrongArgumentError, ValueError, KeyError, IndexError):
-        return None
-    return text
 
 
 def _options(spec: ScheduleSpec) -> dict[str, Any]:
