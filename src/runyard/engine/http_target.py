@@ -27,7 +27,7 @@ from typing import Any
 from .. import jsonutil
 from ..errors import NonRetryableError, OutboundFailed, OutboundRefused, RateLimited, WorkflowError
 from ..http_target import HTTP_DEFAULT_RETRIES, HTTP_WORKFLOW, HttpTarget
-from ..outbound import OutboundPolicy, OutboundResponse, send
+from ..outbound import Connections, OutboundPolicy, OutboundResponse, send
 from .context import Context
 from .registry import RetryPolicy, WorkflowDef, make_definition
 
@@ -99,8 +99,9 @@ def request_body(target: HttpTarget) -> tuple[bytes | None, dict[str, str]]:
     return jsonutil.dumps(target.body).encode(), headers
 
 
-def http_workflow(policy: OutboundPolicy) -> WorkflowDef:
-    """The ``http`` workflow, sending through ``policy``."""
+def http_workflow(policy: OutboundPolicy, connections: Connections | None = None) -> WorkflowDef:
+    """The ``http`` workflow, sending through ``policy``; ``connections`` kept alive
+    between runs (the worker's, closed by it)."""
 
     async def http(ctx: Context, target: HttpTarget) -> dict[str, Any]:
         """Call a URL (an HTTP-target run): the result is the response, {status, headers,
@@ -115,6 +116,7 @@ def http_workflow(policy: OutboundPolicy) -> WorkflowDef:
                 body=body,
                 policy=policy,
                 timeout_s=target.timeout,
+                connections=connections,
             )
         except OutboundRefused as exc:
             raise HttpTargetRejected(str(exc), details={"url": target.url}) from None

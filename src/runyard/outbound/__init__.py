@@ -8,6 +8,8 @@
 * :func:`send` — one request: resolve once, check every address, connect to the checked
   address, no redirects, bounded time and body; raises ``OutboundRefused`` or
   ``OutboundFailed`` (both ``OutboundError``, in :mod:`runyard.errors`).
+* :class:`Connections` — connections kept alive per checked destination (host, the
+  addresses checked at this send, trust, policy), for ``send(..., connections=)``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from runyard.errors import OutboundError, OutboundFailed, OutboundRefused
 from runyard.outbound.client import OutboundResponse, send
 from runyard.outbound.guard import Resolver, check_url, check_url_async, parse_target, refusal
 from runyard.outbound.policy import ALLOW_ENV, OutboundPolicy, parse_networks
+from runyard.outbound.pool import Connections
 
 __all__ = [
     "ALLOW_ENV",
+    "Connections",
     "OutboundError",
     "OutboundFailed",
     "OutboundPolicy",

@@ -13,16 +13,18 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpcore
 
 from runyard.errors import OutboundFailed
+from runyard.outbound.backend import PinnedBackend
 from runyard.outbound.guard import Resolver, resolve_checked
 from runyard.outbound.policy import IPAddress, OutboundPolicy
+from runyard.outbound.pool import Connections
 
 
 @dataclass(frozen=True)
@@ -35,44 +37,6 @@ class OutboundResponse:
     headers: dict[str, str]
     body: bytes
     elapsed_ms: float
-
-
-class _PinnedBackend(httpcore.AsyncNetworkBackend):
-    """Connects to the checked addresses, whatever host the connection asks for."""
-
-    def __init__(self, addresses: Sequence[IPAddress]) -> None:
-        self._addresses = list(addresses)
-        self._backend = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        error: Exception | None = None
-        for address in self._addresses:
-            try:
-                return await self._backend.connect_tcp(
-                    str(address), port, timeout, local_address, socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                error = exc
-        assert error is not None
-        raise error
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("unix sockets are not reached by outbound calls")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
 
 
 #: Characters kept as they are in the request target (the rest is percent-encoded).
@@ -107,6 +71,7 @@ async def send(
     timeout_s: float | None = None,
     resolver: Resolver | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    connections: Connections | None = None,
 ) -> OutboundResponse:
     """Send one request through the guard and return the response (any status, 3xx too:
     redirects are never followed; the caller decides what a status means).
@@ -118,13 +83,17 @@ async def send(
     connection fails, the time runs out, the body exceeds ``policy.max_body_bytes``, or
     the server breaks the protocol (a TLS certificate not valid for the URL's name too).
     ``resolver`` replaces the system resolver, ``ssl_context`` the default trust (certifi's
-    CAs): both for tests and private deployments.
+    CAs): both for tests and private deployments. ``connections`` keeps connections
+    alive per checked destination (:class:`~runyard.outbound.pool.Connections`; the
+    guard's checks are the same); without it the connection is closed after the call.
     """
     limit = policy.timeout_s if timeout_s is None else timeout_s
     started = time.monotonic()
     try:
         async with asyncio.timeout(limit):
-            return await _send(method, url, headers, body, policy, resolver, ssl_context, started)
+            return await _send(
+                method, url, headers, body, policy, resolver, ssl_context, connections, started
+            )
     except TimeoutError:
         raise OutboundFailed(
             f"no complete response within {limit:g} s", details={"url": url}
@@ -139,6 +108,7 @@ async def _send(
     policy: OutboundPolicy,
     resolver: Resolver | None,
     ssl_context: ssl.SSLContext | None,
+    connections: Connections | None,
     started: float,
 ) -> OutboundResponse:
     target, found = await resolve_checked(url, policy, resolver)
@@ -165,15 +135,17 @@ async def _send(
         port=target.port,
         target=path.encode("ascii"),
     )
-    pool = httpcore.AsyncConnectionPool(
-        ssl_context=(ssl_context or _ssl_context()) if target.scheme == "https" else None,
-        network_backend=_PinnedBackend(found),
-        max_connections=1,
-        retries=0,
-    )
+    trust = (ssl_context or _ssl_context()) if target.scheme == "https" else None
+    held: AbstractAsyncContextManager[httpcore.AsyncConnectionPool | httpcore.AsyncHTTPConnection]
+    if connections is not None and connections.usable():
+        held = connections.connection(
+            target.scheme, target.host.strip("[]"), target.port, found, trust, policy
+        )
+    else:
+        held = _one_shot(found, trust)
     try:
         async with (
-            pool,
+            held as pool,
             pool.stream(
                 method.upper(), request_url, headers=request_headers, content=body
             ) as response,
@@ -200,3 +172,14 @@ async def _send(
         ) from None
     except httpcore.UnsupportedProtocol as exc:
         raise OutboundFailed(str(exc), details={"url": url}) from None
+
+
+@asynccontextmanager
+async def _one_shot(
+    found: Sequence[IPAddress], trust: ssl.SSLContext | None
+) -> AsyncIterator[httpcore.AsyncConnectionPool]:
+    """A pool of one connection to the checked addresses, closed after the call."""
+    async with httpcore.AsyncConnectionPool(
+        ssl_context=trust, network_backend=PinnedBackend(found), max_connections=1, retries=0
+    ) as pool:
+        yield pool

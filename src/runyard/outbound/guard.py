@@ -211,6 +211,12 @@ def _system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+def _special(name: str) -> bool:
+    """Whether ``name`` is never asked of DNS (``localhost``, ``*.localhost``, a
+    metadata name)."""
+    return name in SPECIAL_NAMES or name.endswith(".localhost")
+
+
 def addresses(target: Target, resolver: Resolver | None = None) -> list[IPAddress]:
     """Every address ``target`` stands for: the literal, a special name's, or the
     resolver's answer (in its order, without repeats). OSError when the name does not
@@ -218,10 +224,8 @@ def addresses(target: Target, resolver: Resolver | None = None) -> list[IPAddres
     if target.literal is not None:
         return [target.literal]
     name = target.host
-    if name in SPECIAL_NAMES:
-        return list(SPECIAL_NAMES[name])
-    if name.endswith(".localhost"):
-        return list(SPECIAL_NAMES["localhost"])
+    if _special(name):
+        return list(SPECIAL_NAMES.get(name, SPECIAL_NAMES["localhost"]))
     answer = (resolver or _system_resolver)(name, target.port)
     found: list[IPAddress] = []
     for text in answer:
@@ -293,7 +297,10 @@ async def resolve_checked(
     except ValueError as exc:
         raise OutboundRefused(f"url {exc}", details={"url": url}) from None
     try:
-        found = await asyncio.to_thread(addresses, target, resolver)
+        if target.literal is not None or _special(target.host):
+            found = addresses(target)  # (nothing to ask of DNS: no thread)
+        else:
+            found = await asyncio.to_thread(addresses, target, resolver)
     except (OSError, UnicodeError) as exc:
         raise OutboundFailed(
             f"{target.host} does not resolve: {exc}", details={"url": url}

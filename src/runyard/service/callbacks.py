@@ -55,7 +55,7 @@ from .. import jsonutil
 from ..config import env_number
 from ..errors import InvalidInput, NotFound, OutboundError
 from ..models import TERMINAL
-from ..outbound import OutboundPolicy, check_url_async, send
+from ..outbound import Connections, OutboundPolicy, check_url_async, send
 from ..store.tx import Row, Tx
 from .core import Core
 
@@ -347,8 +347,14 @@ class CallbacksMixin:
     async def next_delivery_due(self) -> float | None:
         return await self.core.read(self.core.store.next_delivery_due)
 
-    async def deliver(self, owner: str, row: Row) -> str:
-        """One attempt of a claimed message, recorded; the message's state after it."""
+    async def callback_work(self) -> tuple[bool, float | None]:
+        """Whether a run's callback is open, and when the next message is due (seconds)."""
+        return await self.core.read(self.core.store.callback_work)
+
+    async def deliver(self, owner: str, row: Row, connections: Connections | None = None) -> str:
+        """One attempt of a claimed message, recorded; the message's state after it
+        (``"lost"``: the lease was lost, nothing recorded). ``connections``: kept alive
+        between attempts (the delivery loop's)."""
         body = str(row["body"]).encode()
         timestamp = int(time.time())
         msg_id = str(row["message_id"])
@@ -373,7 +379,12 @@ class CallbacksMixin:
         wait: float | None = None
         try:
             resp = await send(
-                "POST", row["url"], headers=headers, body=body, policy=self.outbound_policy
+                "POST",
+                row["url"],
+                headers=headers,
+                body=body,
+                policy=self.outbound_policy,
+                connections=connections,
             )
             status = resp.status
             if 300 <= status < 400:
@@ -398,6 +409,7 @@ class CallbacksMixin:
         values = {
             "id": row["id"],
             "run_id": row["run_id"],
+            "url": row["url"],
             "owner": owner,
             "attempt": attempt,
             "state": state,
@@ -407,11 +419,10 @@ class CallbacksMixin:
             "delay_s": delay if state == "pending" else 0.0,
         }
         store = self.core.store
-        if not await self.core.write(store.finish_delivery_txn, values):
-            return "lost"
-        if state == "stopped":
-            await self.core.write(store.stop_deliveries_txn, row["run_id"], row["url"])
+        # (to the writing thread: the loop goes on sending while a group of them commits)
+        recorded = await self.core.write(store.finish_delivery_txn, values, inline=False)
+        if state == "stopped":  # (a 410 stops the schedule's callback too, recorded or not)
             run = await self.core.read(store.get_run, row["run_id"])
             if run.schedule_id is not None:
                 await self.core.write(store.stop_schedule_callback_txn, run.schedule_id, row["url"])
-        return state
+        return state if recorded else "lost"

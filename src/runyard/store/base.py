@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .. import jsonutil
 from ..models import NewRun, RunStatus, WorkflowRecord
 from .admin import AdminMixin, workflow_from_row
-from .callbacks import CallbacksStoreMixin
+from .callbacks import CallbacksStoreMixin, send_run_callback
 from .changes import Changes
 from .claims import ClaimsMixin
 from .control import ControlMixin, existing_run
@@ -256,14 +256,7 @@ class Store(
     def _send_callback(tx: Tx, run: NewRun) -> None:
         """The run's callback, stored with it (an existing run keeps its own)."""
         if run.callback is not None:
-            tx.send(
-                "insert_run_callback",
-                {
-                    "run_id": run.id,
-                    "url": run.callback["url"],
-                    "headers": jsonutil.dumps(run.callback.get("headers") or {}),
-                },
-            )
+            send_run_callback(tx, run.id, run.callback)
 
     @staticmethod
     def _new_run_params(run: NewRun) -> NewRunParams:

@@ -8,7 +8,26 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import jsonutil
-from .tx import Row, Tx
+from .tx import Later, Row, Tx
+
+#: Announced (on the channel of stopped runs, which every process hears) when a run with
+#: a callback is stored or a message redelivered: every delivery loop looks now (one that
+#: does not hear of every run's changes yet too), not at its backstop. No run id looks
+#: like it.
+CALLBACK_WORK = "!callbacks"
+
+
+def send_run_callback(tx: Tx, run_id: str, callback: Mapping[str, Any]) -> None:
+    """Store a new run's callback (an existing run keeps its own) and announce it."""
+    tx.send(
+        "insert_run_callback",
+        {
+            "run_id": run_id,
+            "url": callback["url"],
+            "headers": jsonutil.dumps(callback.get("headers") or {}),
+        },
+    )
+    tx.announce_run(CALLBACK_WORK, stop=True)
 
 
 class CallbacksStoreMixin:
@@ -36,23 +55,24 @@ class CallbacksStoreMixin:
         row = tx.q1("next_delivery_due")
         return None if row is None or row["wait_s"] is None else float(row["wait_s"])
 
-    def finish_delivery_txn(self, tx: Tx, values: Mapping[str, Any]) -> bool:
-        """Record an attempt; False if the lease was lost (nothing written)."""
-        row = tx.q1("finish_delivery", values)
-        if row is None:
-            return False
-        tx.exec(
-            "insert_delivery_attempt",
-            {
-                **values,
-                "next_attempt_at": row["next_attempt_at"] if values["state"] == "pending" else None,
-            },
-        )
-        return True
+    def callback_work(self, tx: Tx) -> tuple[bool, float | None]:
+        """Whether a run's callback is open; seconds until the next pending message."""
+        row = tx.q1("callback_work")
+        assert row is not None
+        wait = row["wait_s"]
+        return bool(row["open_runs"]), None if wait is None else float(wait)
 
-    def stop_deliveries_txn(self, tx: Tx, run_id: str, url: str) -> None:
-        tx.exec("stop_run_deliveries", {"run_id": run_id, "url": url})
-        tx.exec("stop_run_callback", {"run_id": run_id})
+    def finish_delivery_txn(self, tx: Tx, values: Mapping[str, Any]) -> Later[bool]:
+        """Record an attempt and its outcome (with a 410, stop the run's other messages
+        to that URL and its callback, whoever holds them); False once read if the lease
+        was lost (the attempt and its outcome not written). Sent without waiting: the
+        attempts of a group travel together (one round trip on PostgreSQL)."""
+        tx.send("insert_delivery_attempt", values)
+        done = tx.send("finish_delivery", values)
+        if values["state"] == "stopped":
+            tx.send("stop_run_deliveries", values)
+            tx.send("stop_run_callback", values)
+        return Later(lambda: done.rowcount == 1)
 
     def stop_schedule_callback_txn(self, tx: Tx, schedule_id: str, url: str) -> bool:
         row = tx.q1("get_schedule", {"id": schedule_id})
@@ -75,7 +95,7 @@ class CallbacksStoreMixin:
     def redeliver_txn(self, tx: Tx, run_id: str, delivery_id: int) -> bool:
         found = tx.q1("redeliver", {"run_id": run_id, "id": delivery_id}) is not None
         if found:
-            tx.announce_wake()
+            tx.announce_run(CALLBACK_WORK, stop=True)
         return found
 
     def webhook_secrets(self, tx: Tx) -> list[Row]:

@@ -1,10 +1,13 @@
 """The delivery loop of a worker: writes the callback messages that are ready and sends
 the due ones (see :mod:`runyard.service.callbacks`).
 
-It wakes when a run changes (the store's announcements, heard once this process has
-seen a callback: a deployment without callbacks pays nothing for them), when work is
-announced (a message written or redelivered), when a message comes due, or at the
-latest after :data:`BACKSTOP_S` (a lost wake-up costs that much latency, never a message).
+It wakes when a run with a callback is stored or a message redelivered (announced to
+every process: :data:`~runyard.store.callbacks.CALLBACK_WORK`), when a run changes (the
+store's announcements, heard once this process has seen a callback: a deployment without
+callbacks pays nothing for them), when a message it sent is done, when a message comes
+due, or at the latest after :data:`BACKSTOP_S` (a lost wake-up costs that much latency,
+never a message). Connections to receivers are kept alive between messages
+(:class:`~runyard.outbound.Connections`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import logging
 import time
 
+from ..outbound import Connections
 from ..service import Service, wait_event
 from ..store.tx import Row
 
@@ -34,6 +38,9 @@ class DeliveryLoop:
         self._now = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._hearing = False
+        # Kept alive per checked destination between messages (a receiver takes most of
+        # a run's messages, and a burst's): each send still resolves and checks the URL.
+        self.connections = Connections()
 
     def _poke(self, _run_id: str | None = None) -> None:
         self._now.set()
@@ -49,6 +56,7 @@ class DeliveryLoop:
             for t in list(self._inflight):
                 t.cancel()  # (their messages come due again when the lease ends)
             await asyncio.gather(*self._inflight, return_exceptions=True)
+            await self.connections.aclose()
 
     async def _loop(self) -> None:
         failures = 0
@@ -71,16 +79,23 @@ class DeliveryLoop:
     async def _pass(self) -> float:
         """Write what is ready, send what is due; how long to sleep at most."""
         service = self.service
-        open_runs, linger = await service.sweep_callbacks()
-        if open_runs and not self._hearing:
-            # From now on this process hears of every run's changes.
-            self._hearing = True
-            service.core.hub(work=True, runs=True)
+        # A read first: where no callback is open and no message is due (most runs end
+        # without a callback), a pass writes nothing.
+        open_any, due = await service.callback_work()
+        linger: float | None = None
+        swept = False
+        if open_any:
+            open_runs, linger = await service.sweep_callbacks()
+            swept = True
+            if open_runs and not self._hearing:
+                # From now on this process hears of every run's changes.
+                self._hearing = True
+                service.core.hub(work=True, runs=True)
         free = CONCURRENCY - len(self._inflight)
-        if free > 0:
+        if free > 0 and (swept or (due is not None and due <= 0)):
             for row in await service.claim_deliveries(self.owner, free):
                 self._send(row)
-        due = await service.next_delivery_due()
+            due = await service.next_delivery_due()
         wait = BACKSTOP_S
         if due is not None and len(self._inflight) < CONCURRENCY:  # (else: woken by one done)
             wait = min(wait, max(due, 0.0))
@@ -99,7 +114,7 @@ class DeliveryLoop:
 
     async def _deliver(self, row: Row) -> None:
         try:
-            await self.service.deliver(self.owner, row)
+            await self.service.deliver(self.owner, row, self.connections)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # recorded nowhere: the lease ends, it is sent again

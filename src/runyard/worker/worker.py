@@ -42,6 +42,7 @@ from ..engine.executor import Execution, Runtime
 from ..engine.http_target import http_workflow
 from ..http_target import HTTP_TARGETS_ENV, HTTP_WORKFLOW
 from ..models import EXECUTING, RunStatus
+from ..outbound import Connections
 from ..service.scheduler import Scheduler
 from ..store import Claimed, Fence
 from ..store.claims import SessionLock
@@ -151,8 +152,12 @@ class Worker:
         self.core = service.core
         if http_targets is None:
             http_targets = os.environ.get(HTTP_TARGETS_ENV, "1").strip() not in ("0", "false")
+        # HTTP targets' connections, kept alive between runs (closed when the worker stops)
+        self.outbound = Connections()
         if http_targets and HTTP_WORKFLOW not in self.core.workflows:
-            self.core.workflows[HTTP_WORKFLOW] = http_workflow(self.core.outbound_policy())
+            self.core.workflows[HTTP_WORKFLOW] = http_workflow(
+                self.core.outbound_policy(), self.outbound
+            )
         self.concurrency = concurrency
         self.lease_s = lease_s or service.settings.lease_s
         self.shutdown_timeout_s = shutdown_timeout_s
@@ -258,6 +263,7 @@ class Worker:
             if self._lock is not None:
                 self._lock.close()  # (once marked stopped: nobody recovers its items)
             self._pool.shutdown(wait=False, cancel_futures=True)
+            await self.outbound.aclose()
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)

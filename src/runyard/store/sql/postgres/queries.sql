@@ -377,7 +377,8 @@ WHERE steps.status = 'waiting' AND excluded.status <> 'waiting';
 
 -- name: insert_output
 -- (With a key, in an incremental run of a schedule: not if an earlier fire's run
--- emitted that key: a record is delivered once across a schedule's fires.)
+-- emitted that key: a record is delivered once across a schedule's fires; a keyed
+-- output carries its run's schedule_id, set by a trigger, index outputs_schedule_key.)
 INSERT INTO outputs (run_id, item_idx, iteration, position, key, data)
 SELECT %(run_id)s, %(idx)s, %(iteration)s, %(position)s, %(key)s, %(data)s
 WHERE EXISTS (SELECT 1 FROM items WHERE run_id = %(run_id)s AND idx = %(idx)s AND owner = %(owner)s AND epoch = %(epoch)s)
@@ -385,8 +386,7 @@ WHERE EXISTS (SELECT 1 FROM items WHERE run_id = %(run_id)s AND idx = %(idx)s AN
     OR (SELECT sync_mode FROM runs WHERE id = %(run_id)s) IS DISTINCT FROM 'incremental'
     OR NOT EXISTS (SELECT 1 FROM outputs o
     JOIN runs me ON me.id = %(run_id)s AND me.sync_mode = 'incremental'
-    JOIN runs r ON r.id = o.run_id AND r.schedule_id = me.schedule_id AND r.id <> me.id
-    WHERE o.key = %(key)s))
+    WHERE o.schedule_id = me.schedule_id AND o.key = %(key)s AND o.run_id <> me.id))
 ON CONFLICT DO NOTHING;
 
 -- name: insert_credit
@@ -1208,7 +1208,8 @@ SELECT output_count < max_results AS room FROM runs WHERE id = %(run_id)s FOR UP
 
 -- name: insert_output_counted
 -- (With a key, in an incremental run of a schedule: not if an earlier fire's run
--- emitted that key: a record is delivered once across a schedule's fires.)
+-- emitted that key: a record is delivered once across a schedule's fires; a keyed
+-- output carries its run's schedule_id, set by a trigger, index outputs_schedule_key.)
 -- insert_output for a run with max_results, counted on the run when the row is new.
 INSERT INTO outputs (run_id, item_idx, iteration, position, key, data)
 SELECT %(run_id)s, %(idx)s, %(iteration)s, %(position)s, %(key)s, %(data)s
@@ -1217,8 +1218,7 @@ WHERE EXISTS (SELECT 1 FROM items WHERE run_id = %(run_id)s AND idx = %(idx)s AN
     OR (SELECT sync_mode FROM runs WHERE id = %(run_id)s) IS DISTINCT FROM 'incremental'
     OR NOT EXISTS (SELECT 1 FROM outputs o
     JOIN runs me ON me.id = %(run_id)s AND me.sync_mode = 'incremental'
-    JOIN runs r ON r.id = o.run_id AND r.schedule_id = me.schedule_id AND r.id <> me.id
-    WHERE o.key = %(key)s))
+    WHERE o.schedule_id = me.schedule_id AND o.key = %(key)s AND o.run_id <> me.id))
 ON CONFLICT DO NOTHING
 RETURNING id;
 
@@ -1355,9 +1355,10 @@ ON CONFLICT (schedule_id, fire_at) DO NOTHING
 RETURNING schedule_id;
 
 -- name: peek_due_schedules
--- What a pass is about to claim (no lock): the scheduler prepares their runs first.
+-- What a pass is about to claim, or due within %(ahead)s seconds (no lock): the scheduler
+-- prepares their runs first.
 SELECT id, workflow, task_id, spec FROM schedules
-WHERE NOT paused AND due_at IS NOT NULL AND due_at <= runyard_now()
+WHERE NOT paused AND due_at IS NOT NULL AND due_at <= runyard_now() + %(ahead)s
 ORDER BY due_at LIMIT %(limit)s;
 
 -- name: existing_fires
@@ -1373,6 +1374,16 @@ JOIN schedule_fires f ON f.schedule_id = b.id AND f.fire_at >= b.lo AND f.fire_a
 INSERT INTO schedule_fires (schedule_id, fire_at, kind, state, run_id, error)
 VALUES (%(schedule_id)s, %(fire_at)s, %(kind)s, %(state)s, %(run_id)s, %(error)s)
 ON CONFLICT (schedule_id, fire_at) DO NOTHING;
+
+-- name: purge_runless_fires
+-- Of the fires with no run (skipped, missed, failed to start), the %(limit)s oldest
+-- recorded before %(cutoff)s (index schedule_fires_runless); two purgers take different ones.
+DELETE FROM schedule_fires
+WHERE (schedule_id, fire_at) IN (
+  SELECT schedule_id, fire_at FROM schedule_fires
+  WHERE state IN ('skipped', 'missed', 'failed') AND created_at < %(cutoff)s
+  ORDER BY created_at LIMIT %(limit)s
+  FOR UPDATE SKIP LOCKED);
 
 -- name: set_fire_state
 UPDATE schedule_fires SET state = %(state)s, run_id = %(run_id)s, error = %(error)s
@@ -1429,12 +1440,16 @@ SELECT min(due_at) AS at FROM schedules WHERE NOT paused AND due_at IS NOT NULL;
 -- name: schedule_sync_state
 -- The sync state saved by the latest successful earlier run of the same schedule: a
 -- schedule's fire is the next iteration of its sync (a failed fire does not advance it).
-SELECT st.state FROM runs me
-JOIN runs r ON r.schedule_id = me.schedule_id AND r.id <> me.id
-  AND r.status IN ('SUCCEEDED', 'PARTIAL_SUCCEEDED')
-JOIN sync_states st ON st.run_id = r.id AND st.item_idx = %(idx)s
-WHERE me.id = %(run_id)s AND me.schedule_id IS NOT NULL
-ORDER BY r.finished_at DESC, st.iteration DESC LIMIT 1;
+-- (The schedule's successful runs are walked newest first on runs_schedule_succeeded,
+-- stopping at the first with a state.)
+SELECT st.state FROM sync_states st
+WHERE st.item_idx = %(idx)s AND st.run_id = (
+  SELECT r.id FROM runs r
+  WHERE r.schedule_id = (SELECT me.schedule_id FROM runs me WHERE me.id = %(run_id)s)
+    AND r.status IN ('SUCCEEDED', 'PARTIAL_SUCCEEDED') AND r.id <> %(run_id)s
+    AND EXISTS (SELECT 1 FROM sync_states s WHERE s.run_id = r.id AND s.item_idx = %(idx)s)
+  ORDER BY r.finished_at DESC LIMIT 1)
+ORDER BY st.iteration DESC LIMIT 1;
 
 -- == callbacks (issue 21 item 1; see runyard.service.callbacks) ==
 
