@@ -134,6 +134,26 @@ def bench(
     callback_runs: int = typer.Option(
         200, "--callback-runs", min=0, help="--callbacks: runs of the latency figure"
     ),
+    ui: bool = typer.Option(
+        False,
+        "--ui",
+        help="Measure the dashboard figures instead (runyard_bench.ui_figures: server time of "
+        "/ui/runs and of a run page with --ui-steps steps over --ui-history-runs runs, status "
+        "change -> browser showing it)",
+    ),
+    ui_history_runs: int = typer.Option(
+        1_000_000, "--ui-history-runs", min=0, help="--ui: finished runs in history"
+    ),
+    ui_steps: int = typer.Option(1000, "--ui-steps", min=1, help="--ui: steps of the run page"),
+    ui_requests: int = typer.Option(
+        50, "--ui-requests", min=1, help="--ui: timed GETs per page (after 10 warm-ups)"
+    ),
+    ui_changes: int = typer.Option(
+        20, "--ui-changes", min=0, help="--ui: status changes timed in the browser (0 skips)"
+    ),
+    ui_browser: str = typer.Option(
+        "/usr/bin/chromium", "--ui-browser", help="--ui: the chromium Playwright drives"
+    ),
     analyze: bool = typer.Option(
         True,
         "--analyze/--no-analyze",
@@ -147,7 +167,7 @@ def bench(
     from .scale import ScaleOptions, run_scale
     from .throughput import run_bench
 
-    if http_runs > 0 and not (scale or schedules) and find_spec("aiohttp") is None:
+    if http_runs > 0 and not (scale or schedules or ui) and find_spec("aiohttp") is None:
         raise typer.BadParameter(
             "the HTTP figures' clients need aiohttp: pip install 'runyard[bench]' "
             "(or --http-runs 0)"
@@ -187,7 +207,18 @@ def bench(
         log_dir=log_dir,
     )
     try:
-        if callbacks:
+        if ui:
+            from .ui_figures import UiOptions, run_ui
+
+            ui_opts = UiOptions(
+                history_runs=ui_history_runs,
+                steps=ui_steps,
+                requests=ui_requests,
+                changes=ui_changes,
+                browser=ui_browser,
+            )
+            asyncio.run(run_ui(opts, ui_opts))
+        elif callbacks:
             from .callbacks import run_callbacks
 
             asyncio.run(run_callbacks(opts, callback_messages, callback_runs))
