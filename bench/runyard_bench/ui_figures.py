@@ -13,7 +13,8 @@ Method, per backend, on a fresh database:
   server's time plus a loopback round trip): ``ui_runs_page_p50_ms``/``_p99_ms``
   (``/ui/runs``, and filtered by status: SUCCEEDED, which every copied run has, and
   FAILED, which none has) and ``ui_run_page_p50_ms``/``_p99_ms`` (``/ui/runs/{id}`` of the
-  1,000-step run);
+  1,000-step run); ``ui_overview_page_p50_ms``/``_p99_ms`` (``/ui/``: its counts, the
+  ended runs of the last hour and day, workers, usage);
 * ``ui_status_delay_p50_ms``/``_p99_ms``: headless chromium (Playwright, Debian's
   ``/usr/bin/chromium`` or ``--ui-browser``) signed in on ``/ui/runs``, showing
   ``--ui-changes`` runs created beforehand with start times one second apart; a worker
@@ -238,6 +239,9 @@ async def _backend(
                         _emit_pair(
                             "ui_runs_page", lat, base, **history, filter=label, method=method
                         )
+                    lat = await _time_page(c, "/ui/", ui.requests, 'id="open-counts"')
+                    log(f"{backend} overview: p50 {_ms(lat, 50)} ms, p99 {_ms(lat, 99)} ms")
+                    _emit_pair("ui_overview_page", lat, base, **history, method=method)
                     path = f"/ui/runs/{big.id}"
                     lat = await _time_page(c, path, ui.requests, big.id)
                     log(f"{backend} run page: p50 {_ms(lat, 50)} ms, p99 {_ms(lat, 99)} ms")
