@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from runyard import telemetry
 from runyard.models import RunStatus
 from tests.conftest import make_yard, raw_sql, running_worker
 from tests.telemetry.app import define
+from tests.waiting import NotYet, wait_until_async
 
 
 @pytest.fixture
@@ -146,3 +148,40 @@ def test_with_tracing_off_nothing_is_traced_or_stored(
     run_id = asyncio.run(main())
     stored = raw_sql(db_url, "SELECT options FROM runs WHERE id = %s", (run_id,))
     assert "traceparent" not in str(stored[0][0])
+
+
+def test_a_run_canceled_while_its_step_runs_ends_its_span_canceled(
+    db_url: str, tmp_path: Path, exporter: InMemorySpanExporter
+) -> None:
+    marker = tmp_path / "held"
+
+    async def main() -> None:
+        yard = define(make_yard(db_url))
+        try:
+            handle = await yard.start("resumable", {"marker": str(marker)})
+            async with running_worker(yard):
+                await wait_until_async(
+                    lambda: asyncio.sleep(0, marker.exists()),
+                    timeout=30,
+                    what="the step holding",
+                )
+                await yard.cancel(handle.id)
+                run = await handle.wait(timeout=30)
+                assert run.status == RunStatus.CANCELED
+
+                async def recorded() -> bool | NotYet:
+                    names = [s.name for s in exporter.get_finished_spans()]
+                    return "run resumable" in names or NotYet(names)
+
+                await wait_until_async(recorded, timeout=30, what="the run's span")
+        finally:
+            await yard.aclose()
+
+    asyncio.run(main())
+    spans = exporter.get_finished_spans()
+    (run,) = _named(spans, "run resumable")
+    assert _attrs(run)["runyard.status"] == "CANCELED"
+    assert run.status.status_code == StatusCode.ERROR
+    (hold,) = _named(spans, "step hold")
+    assert _attrs(hold)["runyard.outcome"] == "interrupted"
+    assert hold.parent is not None and hold.parent.span_id == run.context.span_id
