@@ -120,13 +120,13 @@ def test_a_read_key_sees_no_buttons_and_its_forged_posts_get_403(
         run_id = run.json()["id"]
     token = _csrf(page)
     form: dict[str, str | float | bool] = {"action": "cancel", "scope": "selection", "ids": run_id}
-    without = page.request.post(ui_server.url + "/ui/runs/bulk", form=form)
+    without = page.request.post(ui_server.url + "/ui/bulk", form=form)
     assert without.status == 403
-    with_token = page.request.post(ui_server.url + "/ui/runs/bulk", form={**form, "csrf": token})
+    with_token = page.request.post(ui_server.url + "/ui/bulk", form={**form, "csrf": token})
     assert with_token.status == 403
     assert "write scope" in with_token.text()
     by_header = page.request.post(
-        ui_server.url + "/ui/runs/bulk", form=form, headers={"X-CSRF-Token": token}
+        ui_server.url + "/ui/bulk", form=form, headers={"X-CSRF-Token": token}
     )
     assert by_header.status == 403
     with ui_server.api() as api:
@@ -142,10 +142,8 @@ def test_an_admin_post_without_the_csrf_token_gets_403(
         "scope": "selection",
         "ids": "run_nope",
     }
-    answer = signed_in.request.post(ui_server.url + "/ui/runs/bulk", form=form)
+    answer = signed_in.request.post(ui_server.url + "/ui/bulk", form=form)
     assert answer.status == 403
     assert "CSRF" in answer.text()
-    forged = signed_in.request.post(
-        ui_server.url + "/ui/runs/bulk", form={**form, "csrf": "0" * 40}
-    )
+    forged = signed_in.request.post(ui_server.url + "/ui/bulk", form={**form, "csrf": "0" * 40})
     assert forged.status == 403

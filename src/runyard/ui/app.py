@@ -4,6 +4,7 @@ every module of :mod:`runyard.ui.pages` (each gives its paths under ``/ui``)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib
 import pkgutil
@@ -17,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from ..service import Service
-from . import pages
+from . import live, pages
 from .render import make_environment, render
 from .session import (
     SignedInPost,
@@ -117,20 +118,28 @@ def page_modules() -> list[str]:
     )
 
 
-def mount_ui(app: FastAPI, service: Service, *, server_key: str | None = None) -> None:
+def mount_ui(
+    app: FastAPI,
+    service: Service,
+    *,
+    server_key: str | None = None,
+    stopping: asyncio.Event | None = None,
+) -> None:
     """Serve the dashboard under ``/ui`` of ``app``, calling ``service``; ``server_key``
-    is the server's own admin key (``RUNYARD_API_KEY``), which may sign in too."""
+    is the server's own admin key (``RUNYARD_API_KEY``), which may sign in too;
+    ``stopping`` is set when the server begins to stop (live streams then end)."""
     version = static_version()
     app.state.ui = UiState(
         service=service,
         server_key=server_key,
         templates=make_environment(version),
         static_version=version,
+        stopping=stopping,
     )
     app.mount(f"/ui/static/{version}", VersionedStatic(directory=STATIC), name="ui-static")
     app.add_exception_handler(SignInNeeded, _sign_in_needed)
     app.add_exception_handler(UiForbidden, _forbidden)
-    routers = [auth_router]
+    routers = [auth_router, live.router]
     for name in page_modules():
         module = importlib.import_module(f"{pages.__name__}.{name}")
         router = getattr(module, "router", None)

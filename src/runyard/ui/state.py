@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import jinja2
@@ -19,6 +20,8 @@ class UiState:
     server_key: str | None
     templates: jinja2.Environment
     static_version: str
+    #: Set when the server begins to stop: live streams end at once.
+    stopping: asyncio.Event | None = None
     #: Whether ``server_key`` is a key issued with ``runyard keys create`` (then only its
     #: stored record counts); None until first asked.
     server_key_issued: bool | None = None

@@ -72,7 +72,7 @@ async def runs_page(request: Request, viewer: ViewerDep) -> Response:
         "next_url": ("/ui/runs?" + filt.query(cursor=next_cursor)) if next_cursor else None,
         "live_url": "/ui/live/runs?"
         + urllib.parse.urlencode(
-            [*filt.query_items(), *(("id", r.id) for r in runs)]
+            [*filt.query_items(), *(("id", f"{r.status.value}:{r.id}") for r in runs)]
             + ([("top", f"{runs[0].created_at:.6f}")] if runs and not cursor else [])
             + ([("newest", "1")] if not cursor else [])
         ),
@@ -83,7 +83,7 @@ async def runs_page(request: Request, viewer: ViewerDep) -> Response:
     )
 
 
-@router.get("/runs/bulk", response_class=HTMLResponse)
+@router.get("/bulk", response_class=HTMLResponse)
 async def bulk_confirm(request: Request, viewer: ViewerDep) -> Response:
     """How many runs the current filter selects for ``action``, and a button to do it."""
     action = request.query_params.get("action", "")
@@ -125,7 +125,7 @@ async def _select(service: Service, action: str, filt: RunsFilter) -> list[str]:
     )
 
 
-@router.post("/runs/bulk")
+@router.post("/bulk")
 async def bulk_act(
     request: Request,
     viewer: WriterDep,

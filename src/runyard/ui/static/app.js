@@ -108,6 +108,22 @@
     setupSelection(document);
     window.setInterval(refreshTimes, 10000);
   });
+  // The live state of the page's stream, for people (and tests): data-live on <body>.
+  document.addEventListener("htmx:sseOpen", function () {
+    document.body.dataset.live = "open";
+  });
+  document.addEventListener("htmx:sseError", function () {
+    document.body.dataset.live = "reconnecting";
+  });
+  document.addEventListener("htmx:sseClose", function () {
+    document.body.dataset.live = "closed";
+  });
+  // A first live row replaces the "no runs" line.
+  document.addEventListener("htmx:sseMessage", function () {
+    var none = document.getElementById("no-runs");
+    var body = document.getElementById("runs-body");
+    if (none && body && body.children.length) none.remove();
+  });
   document.addEventListener("htmx:load", function (ev) {
     setupConfirm(ev.target);
   });

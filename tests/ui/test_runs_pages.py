@@ -1,0 +1,260 @@
+"""The runs list and a run's page in a real browser (both backends; one server and
+worker per module): a run started through the API appears and changes status without a
+reload; a run's page shows its steps and follows the run live; cancel from the page;
+bulk cancel by selection and by filter, counted and confirmed; a read key sees no button;
+screenshots of both pages at 1280 and 390 px."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import urllib.parse
+
+import httpx
+from playwright.sync_api import Page, expect
+
+from tests.ui.conftest import UiServer, shot
+from tests.waiting import NotYet, wait_until
+
+
+def _start(api: httpx.Client, workflow: str, input: object) -> str:
+    answer = api.post("/v1/runs", json={"workflow": workflow, "input": input})
+    assert answer.status_code == 201, answer.text
+    run_id = answer.json()["id"]
+    assert isinstance(run_id, str)
+    return run_id
+
+
+def _approval(api: httpx.Client, reason: str = "lunch") -> str:
+    return _start(api, "approval", {"amount": 12.5, "reason": reason})
+
+
+def _status(api: httpx.Client, run_id: str) -> str:
+    status = api.get(f"/v1/runs/{run_id}").json()["status"]
+    assert isinstance(status, str)
+    return status
+
+
+def _waiting(api: httpx.Client, run_id: str) -> None:
+    """Until the approval run waits for its event."""
+
+    def waits() -> bool | NotYet:
+        run = api.get(f"/v1/runs/{run_id}").json()
+        return bool(run.get("waiting_for")) or NotYet(run["status"])
+
+    wait_until(waits, timeout=30, what=f"run {run_id} waiting for its event")
+
+
+def _approve(api: httpx.Client, run_id: str) -> None:
+    answer = api.post(f"/v1/events/approve:{run_id}", json={"data": {"approved": True}})
+    assert answer.status_code == 200, answer.text
+
+
+def _row(page: Page, run_id: str):  # type: ignore[no-untyped-def]
+    return page.locator(f'[id="run-{run_id}"]')
+
+
+def _live(page: Page) -> None:
+    """Until the page's event stream is open (its updates come from then on)."""
+    expect(page.locator("body")).to_have_attribute("data-live", "open")
+
+
+def _mark_no_reload(page: Page) -> None:
+    page.evaluate("window.__noReload = true")
+
+
+def _not_reloaded(page: Page) -> None:
+    assert page.evaluate("window.__noReload === true"), "the page was reloaded"
+
+
+def _since(seconds_ago: float = 1.0) -> str:
+    when = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds_ago)
+    return when.replace(tzinfo=None).isoformat(timespec="milliseconds")
+
+
+def test_a_new_run_appears_and_changes_status_without_reload(
+    signed_in: Page, ui_server: UiServer
+) -> None:
+    page = signed_in
+    since = _since()
+    page.goto(
+        ui_server.url
+        + "/ui/runs?"
+        + urllib.parse.urlencode({"workflow": "approval", "created_after": since})
+    )
+    expect(page.get_by_text("No runs match this filter.")).to_be_visible()
+    _live(page)
+    _mark_no_reload(page)
+    with ui_server.api() as api:
+        run_id = _approval(api)
+        other = _start(api, "sync_feed", {})  # another workflow: not shown
+        row = _row(page, run_id)
+        expect(row).to_be_visible()
+        expect(row.locator("td.status")).to_contain_text("RUNNING")
+        expect(row.locator("td.status")).to_contain_text("waiting for")
+        _approve(api, run_id)
+        expect(row.locator("td.status")).to_contain_text("SUCCEEDED")
+        expect(row.locator("td.num")).not_to_have_text("—")
+        assert _row(page, other).count() == 0
+        _not_reloaded(page)
+        # A row rendered by the page (not arrived live) changes status in place too.
+        second = _approval(api, "taxi")
+        _waiting(api, second)
+        page.reload()
+        _live(page)
+        _mark_no_reload(page)
+        expect(_row(page, second).locator("td.status")).to_contain_text("RUNNING")
+        api.post(f"/v1/runs/{second}/cancel")
+        expect(_row(page, second).locator("td.status")).to_contain_text("CANCELED")
+        _not_reloaded(page)
+    shot(page, "runs-list")
+
+
+def test_filters_search_and_paging(signed_in: Page, ui_server: UiServer) -> None:
+    page = signed_in
+    with ui_server.api() as api:
+        run_id = _approval(api, "search me")
+    page.goto(ui_server.url + "/ui/runs")
+    page.get_by_label("Run id").fill(run_id)
+    page.get_by_role("button", name="Go to run").click()
+    expect(page).to_have_url(re.compile(re.escape(urllib.parse.quote(run_id)) + "$"))
+    page.goto(ui_server.url + "/ui/runs")
+    page.get_by_label("Run id").fill("run_that_is_not_there")
+    page.get_by_role("button", name="Go to run").click()
+    expect(page.get_by_role("status")).to_contain_text("No run has the id")
+    bad = page.goto(ui_server.url + "/ui/runs?status=NOPE&created_after=yesterday")
+    assert bad is not None and bad.status == 400
+    errors = page.locator("#filter-errors")
+    expect(errors).to_contain_text("status: unknown status 'NOPE'")
+    expect(errors).to_contain_text("created_after")
+    with ui_server.api() as api:
+        for n in range(3):
+            _start(api, "sync_feed", {"n": n})
+    page.goto(ui_server.url + "/ui/runs?workflow=sync_feed")
+    expect(page.locator("#runs-body tr").first).to_be_visible()
+    shown = page.locator("#runs-body tr").count()
+    assert shown >= 3
+    page.get_by_label("Status").select_option(["SUCCEEDED"])
+    page.get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(re.compile(r"status=SUCCEEDED"))
+    for status in page.locator("#runs-body td.status").all_inner_texts():
+        assert "SUCCEEDED" in status
+
+
+def test_a_runs_page_shows_its_steps_and_follows_it_live(
+    signed_in: Page, ui_server: UiServer
+) -> None:
+    page = signed_in
+    with ui_server.api() as api:
+        run_id = _approval(api, "a run page")
+        _waiting(api, run_id)
+        page.goto(ui_server.url + f"/ui/runs/{urllib.parse.quote(run_id)}")
+        expect(page.get_by_role("heading", name=run_id)).to_be_visible()
+        expect(page.locator("#run-input")).to_contain_text('"reason": "a run page"')
+        steps = page.locator("#steps-table")
+        expect(steps.locator('tr[data-step="notify_manager"]')).to_contain_text("completed")
+        expect(steps.locator('tr[data-step="decision"]')).to_contain_text("waiting")
+        expect(page.locator("#run-steps")).to_contain_text(f"approve:{run_id}")
+        expect(page.locator("#run-status")).to_contain_text("RUNNING")
+        _live(page)
+        _mark_no_reload(page)
+        _approve(api, run_id)
+        expect(page.locator("#run-status")).to_contain_text("SUCCEEDED")
+        expect(steps.locator('tr[data-step="pay"]')).to_contain_text("completed")
+        expect(page.locator("#run-result")).to_contain_text('"approved": true')
+        expect(page.locator("#transitions")).to_contain_text("SUCCEEDED")
+        expect(page.locator("body")).to_have_attribute("data-live", "closed")  # ended
+        _not_reloaded(page)
+        many = _start(api, "enrich_companies", {"domain": "acme.com"})
+        wait_until(
+            lambda: _status(api, many) == "SUCCEEDED" or NotYet(_status(api, many)),
+            timeout=30,
+            what="the enrichment run",
+        )
+    page.goto(ui_server.url + f"/ui/runs/{urllib.parse.quote(many)}")
+    expect(page.locator("#steps-table")).to_contain_text("lookup")
+    expect(page.locator("#outputs-table")).to_contain_text('"domain": "acme.com"')
+    expect(page.locator("#run-summary")).to_contain_text("company_lookup")  # credits
+    expect(page.locator(".waterfall .bar").first).to_be_visible()
+    shot(page, "run-page")
+
+
+def test_cancel_from_the_page(signed_in: Page, ui_server: UiServer) -> None:
+    page = signed_in
+    with ui_server.api() as api:
+        run_id = _approval(api, "cancel me")
+        _waiting(api, run_id)
+        page.goto(ui_server.url + f"/ui/runs/{urllib.parse.quote(run_id)}")
+        page.get_by_role("button", name="Cancel", exact=True).click()
+        dialog = page.locator("#confirm-dialog")
+        expect(dialog).to_be_visible()
+        expect(dialog).to_contain_text(f"Cancel run {run_id}?")
+        dialog.get_by_role("button", name="Yes, do it").click()
+        expect(page.get_by_role("status")).to_have_text(f"Canceled run {run_id}")
+        expect(page.locator("#run-status")).to_contain_text("CANCELED")
+        assert _status(api, run_id) == "CANCELED"
+        # Resume is offered now; it takes the run back to its wait.
+        page.get_by_role("button", name="Resume").click()
+        expect(page.get_by_role("status")).to_have_text(f"Resumed run {run_id}")
+        wait_until(
+            lambda: _status(api, run_id) == "RUNNING" or NotYet(_status(api, run_id)),
+            timeout=30,
+            what="the resumed run",
+        )
+        api.post(f"/v1/runs/{run_id}/cancel")
+
+
+def test_bulk_cancel_by_selection_and_by_filter(signed_in: Page, ui_server: UiServer) -> None:
+    page = signed_in
+    since = _since()
+    with ui_server.api() as api:
+        chosen = [_approval(api, f"bulk {n}") for n in range(5)]
+        for run_id in chosen:
+            _waiting(api, run_id)
+        query = urllib.parse.urlencode({"workflow": "approval", "created_after": since})
+        page.goto(ui_server.url + "/ui/runs?" + query)
+        for run_id in chosen[:2]:
+            _row(page, run_id).get_by_role("checkbox").check()
+        expect(page.locator("[data-selected-count]")).to_have_text("2")
+        page.get_by_role("button", name="Cancel selected").click()
+        dialog = page.locator("#confirm-dialog")
+        expect(dialog).to_contain_text("the 2 selected runs")
+        dialog.get_by_role("button", name="Yes, do it").click()
+        expect(page.get_by_role("status")).to_have_text("Canceled 2 runs")
+        assert [_status(api, r) for r in chosen[:2]] == ["CANCELED"] * 2
+        assert "CANCELED" not in {_status(api, r) for r in chosen[2:]}
+        # The rest by the filter: counted first, then confirmed.
+        page.get_by_role("link", name="Cancel all matching…").click()
+        expect(page.locator("#bulk-count")).to_contain_text("3 runs match")
+        page.get_by_role("button", name="Yes, cancel 3 runs").click()
+        expect(page.get_by_role("status")).to_have_text("Canceled 3 runs")
+        assert {_status(api, r) for r in chosen} == {"CANCELED"}
+        # Resume them by the filter (canceled runs of this filter: all five).
+        page.get_by_role("link", name="Resume all matching…").click()
+        expect(page.locator("#bulk-count")).to_contain_text("5 runs match")
+        page.get_by_role("button", name="Yes, resume 5 runs").click()
+        expect(page.get_by_role("status")).to_have_text("Resumed 5 runs")
+        assert "CANCELED" not in {_status(api, r) for r in chosen}
+        api.post("/v1/runs/cancel", json={"ids": chosen})
+
+
+def test_a_read_key_sees_no_buttons_on_a_run(read_only: Page, ui_server: UiServer) -> None:
+    page = read_only
+    with ui_server.api() as api:
+        run_id = _approval(api, "read only")
+        _waiting(api, run_id)
+        page.goto(ui_server.url + f"/ui/runs/{urllib.parse.quote(run_id)}")
+        expect(page.locator("#run-status")).to_contain_text("RUNNING")
+        expect(page.locator("#steps-table")).to_contain_text("notify_manager")
+        for name in ("Cancel", "Pause", "Resume", "Continue", "Fork"):
+            assert page.get_by_role("button", name=name, exact=True).count() == 0, name
+        page.goto(ui_server.url + "/ui/runs")
+        assert page.get_by_role("checkbox").count() == 0 or not page.locator("#bulk").count()
+        assert page.get_by_role("link", name="Cancel all matching…").count() == 0
+        forged = page.request.post(
+            ui_server.url + f"/ui/runs/{urllib.parse.quote(run_id)}/action",
+            form={"action": "cancel"},
+        )
+        assert forged.status == 403
+        assert _status(api, run_id) == "RUNNING"
+        api.post(f"/v1/runs/{run_id}/cancel")
