@@ -67,6 +67,12 @@ def _not_reloaded(page: Page) -> None:
     assert page.evaluate("window.__noReload === true"), "the page was reloaded"
 
 
+def _csrf(page: Page) -> str:
+    token = page.evaluate("JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRF-Token']")
+    assert isinstance(token, str)
+    return token
+
+
 def _since(seconds_ago: float = 1.0) -> str:
     when = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds_ago)
     return when.replace(tzinfo=None).isoformat(timespec="milliseconds")
@@ -257,4 +263,86 @@ def test_a_read_key_sees_no_buttons_on_a_run(read_only: Page, ui_server: UiServe
         )
         assert forged.status == 403
         assert _status(api, run_id) == "RUNNING"
+        api.post(f"/v1/runs/{run_id}/cancel")
+
+
+def test_pause_continue_and_fork_from_the_page(signed_in: Page, ui_server: UiServer) -> None:
+    page = signed_in
+    with ui_server.api() as api:
+        waiting = _approval(api, "pause me")
+        _waiting(api, waiting)
+        page.goto(ui_server.url + f"/ui/runs/{urllib.parse.quote(waiting)}")
+        page.get_by_role("button", name="Pause").click()
+        expect(page.get_by_role("status")).to_have_text(f"Paused run {waiting}")
+        expect(page.locator("#run-status")).to_contain_text("PAUSED")
+        assert _status(api, waiting) == "PAUSED"
+        # An action the status does not allow is refused, saying why (a stale page).
+        stale = page.request.post(
+            ui_server.url + f"/ui/runs/{urllib.parse.quote(waiting)}/action",
+            form={"action": "continue", "csrf": _csrf(page)},
+        )
+        assert stale.ok
+        assert "cannot continue run" in stale.text()
+        api.post(f"/v1/runs/{waiting}/cancel")
+
+        feed = _start(api, "sync_feed", {})
+        wait_until(
+            lambda: _status(api, feed) == "SUCCEEDED" or NotYet(_status(api, feed)),
+            timeout=30,
+            what="the sync run",
+        )
+        page.goto(ui_server.url + f"/ui/runs/{urllib.parse.quote(feed)}")
+        page.get_by_role("button", name="Continue").click()
+        expect(page.get_by_role("status")).to_have_text(f"Continued run {feed}")
+        wait_until(
+            lambda: (
+                (
+                    api.get(f"/v1/runs/{feed}").json()["iteration"] == 2
+                    and _status(api, feed) == "SUCCEEDED"
+                )
+                or NotYet(api.get(f"/v1/runs/{feed}").json())
+            ),
+            timeout=30,
+            what="the second iteration",
+        )
+        expect(page.locator("#run-summary")).to_contain_text("iteration 2")
+
+        enrich = _start(api, "enrich_companies", {"domain": "fork.com"})
+        wait_until(
+            lambda: _status(api, enrich) == "SUCCEEDED" or NotYet(_status(api, enrich)),
+            timeout=30,
+            what="the enrichment run",
+        )
+        page.goto(ui_server.url + f"/ui/runs/{urllib.parse.quote(enrich)}")
+        page.get_by_label("Fork from step").select_option("3")
+        page.get_by_label("New run id (optional)").fill(f"{enrich}-fork")
+        page.get_by_role("button", name="Fork").click()
+        expect(page.get_by_role("heading", name=f"{enrich}-fork")).to_be_visible()
+        expect(page.get_by_role("status")).to_contain_text(f"Forked from run {enrich}")
+        expect(page.locator("#run-summary")).to_contain_text(enrich)  # forked from
+        wait_until(
+            lambda: (
+                _status(api, f"{enrich}-fork") == "SUCCEEDED"
+                or NotYet(_status(api, f"{enrich}-fork"))
+            ),
+            timeout=30,
+            what="the fork",
+        )
+
+
+def test_bad_addresses_are_named_not_500(signed_in: Page, ui_server: UiServer) -> None:
+    page = signed_in
+    missing = page.goto(ui_server.url + "/ui/runs/run_never_was")
+    assert missing is not None and missing.status == 404
+    expect(page.get_by_role("alert")).to_contain_text("No run has the id 'run_never_was'")
+    odd = page.goto(ui_server.url + "/ui/runs/a%00b")
+    assert odd is not None and odd.status == 404
+    with ui_server.api() as api:
+        run_id = _approval(api, "bad offsets")
+    bad = page.goto(ui_server.url + f"/ui/runs/{run_id}?items_offset=-1&logs_after=x")
+    assert bad is not None and bad.status == 400
+    expect(page.get_by_role("alert").first).to_contain_text("items_offset")
+    cursor = page.goto(ui_server.url + "/ui/runs?cursor=garbage")
+    assert cursor is not None and cursor.status == 400
+    with ui_server.api() as api:
         api.post(f"/v1/runs/{run_id}/cancel")

@@ -164,6 +164,8 @@ def _later(top: float | None, filt: RunsFilter) -> float | None:
 async def live_run(request: Request, run_id: str, viewer: ViewerDep) -> Response:
     """The live parts of a run's page when they change; ``end`` once the run has ended."""
     service = ui_state(request).service
+    if not RUN_ID_RE.match(run_id):
+        return Response(status_code=404)
     raw = request.query_params.get("items_offset", "0")
     items_offset = int(raw) if raw.isascii() and raw.isdigit() and int(raw) <= 100_000 else 0
     poll_s = service.settings.poll_s

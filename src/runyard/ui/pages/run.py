@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ...errors import InvalidInput, RunNotFound, RunyardError
 from ...models import CLIENT_TRANSITIONS, Item, Run
+from ...rules import RUN_ID_RE
 from ...schemas import StepOut
 from ...service import Service
 from ..render import render, render_fragment
@@ -174,6 +175,8 @@ async def run_page(request: Request, run_id: str, viewer: ViewerDep) -> Response
     outputs_after = _int_param(request, "outputs_after", errors, 2**62)
     logs_after = _int_param(request, "logs_after", errors, 2**62)
     try:
+        if not RUN_ID_RE.match(run_id):
+            raise RunNotFound(run_id)
         run, parts = await live_sections(service, request, run_id, viewer, items_offset)
     except RunNotFound:
         return render(
@@ -218,9 +221,8 @@ async def run_page(request: Request, run_id: str, viewer: ViewerDep) -> Response
 
 def _back(run_id: str, message: str, kind: str = "ok") -> RedirectResponse:
     query = urllib.parse.urlencode({"flash": message, "flash_kind": kind})
-    return RedirectResponse(
-        f"/ui/runs/{urllib.parse.quote(run_id, safe='')}?{query}", status_code=303
-    )
+    where = f"/ui/runs/{urllib.parse.quote(run_id, safe='')}" if run_id else "/ui/runs"
+    return RedirectResponse(f"{where}?{query}", status_code=303)
 
 
 @router.post("/runs/{run_id}/action")
@@ -233,6 +235,8 @@ async def run_action(
     """Cancel, pause, resume or continue the run; back to its page saying what happened
     (or why not: a run whose status does not allow it)."""
     service = ui_state(request).service
+    if not RUN_ID_RE.match(run_id):
+        return _back("", f"run_id: {run_id[:40]!r} is not a run id", "error")
     if action not in ACTIONS:
         return _back(run_id, f"action: {action[:40]!r} is not one of {', '.join(ACTIONS)}", "error")
     try:
@@ -263,6 +267,8 @@ async def run_fork(
     """A new run from a step of this one (its checkpoints before that step reused); to
     the new run's page."""
     service = ui_state(request).service
+    if not RUN_ID_RE.match(run_id):
+        return _back("", f"run_id: {run_id[:40]!r} is not a run id", "error")
     step: int | str = int(from_step) if from_step.isascii() and from_step.isdigit() else from_step
     try:
         handle = await service.fork(run_id, step, new_run_id=new_run_id.strip() or None)
