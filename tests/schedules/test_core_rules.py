@@ -121,8 +121,8 @@ async def _drive(yard: Runyard, sid: str, start: float, until: float) -> list[fl
     fired: list[float] = []
     now = first
     while now < until:
-        starts, _ = await core.write(fire_due_txn, store, 10, now + 0.5, inline=False)
-        fired += [s.fire_at for s in starts]
+        done = await core.write(fire_due_txn, store, 10, now + 0.5, inline=False)
+        fired += [s.fire_at for s in done.later]
         nxt = (await yard.get_schedule(sid)).next_fire_at
         assert nxt is not None and nxt > now
         now = nxt
@@ -187,8 +187,8 @@ def test_catch_up_window_with_injected_clock(yard: Runyard) -> None:
             (t0, t0, s.id),
         )
         now = t0 + 60.5  # back up: 13 fire times have passed (12:00:00 ... 12:01:00)
-        starts, _ = await core.write(fire_due_txn, store, 10, now, inline=False)
-        started = [round(x.fire_at - t0) for x in starts]
+        done = await core.write(fire_due_txn, store, 10, now, inline=False)
+        started = [round(x.fire_at - t0) for x in done.later]
         assert started == [45, 50, 55, 60]  # younger than 20 s
         got = await yard.get_schedule(s.id)
         assert got.skipped == 9 and got.fired == 4

@@ -8,7 +8,9 @@ its first occurrence fires here (a daily 02:30 fires once that night)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import threading
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -51,6 +53,8 @@ class Cron:
                 "not 5 or 6 fields",
             )
         self.seconds = n == 6
+        self._iter: croniter | None = None
+        self._lock = threading.Lock()
         try:
             if not croniter.is_valid(self.expr, second_at_beginning=self.seconds):
                 raise CroniterBadCronError(self.expr)
@@ -67,12 +71,21 @@ class Cron:
 
     def next_after(self, ts: float) -> float:
         """The first fire time strictly after ``ts`` (epoch seconds)."""
-        it = croniter(
-            self.expr,
-            datetime.fromtimestamp(ts, self.tz),
-            second_at_beginning=self.seconds,
-            max_years_between_matches=_MAX_YEARS,
-        )
+        start = datetime.fromtimestamp(ts, self.tz)
+        with self._lock:  # (one iterator, moved to each start: parsing costs more)
+            it = self._iter
+            if it is None:
+                it = self._iter = croniter(
+                    self.expr,
+                    start,
+                    second_at_beginning=self.seconds,
+                    max_years_between_matches=_MAX_YEARS,
+                )
+            else:
+                it.set_current(start, force=True)
+            return self._next(it, ts)
+
+    def _next(self, it: croniter, ts: float) -> float:
         for _ in range(10_000):
             try:
                 nxt: datetime = it.get_next(datetime)
@@ -96,6 +109,13 @@ class Cron:
             at = self.next_after(at)
             out.append(at)
         return out
+
+
+@functools.lru_cache(maxsize=4096)
+def cron_of(expr: str, timezone: str = "UTC") -> Cron:
+    """:class:`Cron` of ``expr`` in ``timezone``, made once per process (the scheduler asks
+    for it at every fire; checking an expression costs more than computing a time)."""
+    return Cron(expr, timezone)
 
 
 class _NeverFires(Exception):

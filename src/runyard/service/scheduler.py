@@ -21,19 +21,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import logging
 import math
+import random
 import time
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import jsonutil
 from ..errors import RunIdConflict, RunyardError, StoreUnavailable
-from ..models import TERMINAL, RunStatus
+from ..models import TERMINAL, NewRun, RunStatus
 from ..rules import BUFFER_MAX_FIRES
 from ..store.schedules import SCHEDULES_CHANGED
 from ..store.tx import Row, Tx
-from .cron import Cron, jitter_offset
+from .cron import cron_of, jitter_offset
 from .schedule_spec import ScheduleSpec, fire_run_id
 
 if TYPE_CHECKING:
@@ -42,8 +47,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("runyard.scheduler")
 
-#: Schedules claimed per transaction.
+#: Schedules claimed per transaction (their fires, schedule updates and runs are written
+#: in it, each kind as one batch).
 BATCH = 200
+#: Schedules whose prepared run (:class:`Template`) a scheduler keeps.
+TEMPLATES_MAX = 20_000
 #: A pending fire older than this (its scheduler stopped before writing its run) is
 #: started by whichever scheduler sees it.
 PENDING_STALE_S = 10.0
@@ -54,6 +62,13 @@ SWEEP_S = 5.0
 BUFFER_RECHECK_S = 1.0
 #: The longest a scheduler sleeps without looking (a wake-up lost costs this, at most).
 BACKSTOP_S = 5.0
+#: How often, about, a scheduler deletes fire records that have no run (skipped, missed,
+#: failed to start) past the retention of runs, and at most how many batches then.
+PURGE_FIRES_S = 600.0
+PURGE_FIRES_BATCHES = 20
+#: A scheduler prepares the runs of the schedules due within this many seconds while it
+#: waits for them (:class:`Templates`), so that their first fire does not wait for it.
+PREPARE_AHEAD_S = 2.0
 #: The least time between two passes (many wake-ups at once make one pass).
 MIN_PASS_S = 0.05
 #: Missed fires recorded one by one after downtime; beyond them, the schedule jumps to
@@ -90,11 +105,91 @@ class FireStart:
 
 
 @dataclass(slots=True)
-class Firing:
-    """One schedule's state inside a firing transaction: what its fires decide."""
+class FireBook:
+    """What one transaction records about fires, written together at its end
+    (:meth:`flush`): the new fire rows, the schedules' new state, and the runs of the
+    fires whose run was prepared before the transaction (``runs``: schedule id -> its
+    :class:`Template`, for the spec as claimed). ``existing``: the fires recorded before,
+    as read once for a pass; None: asked of the database fire by fire (a trigger, a
+    backfill)."""
 
     store: Store
     tx: Tx
+    existing: set[tuple[str, float]] | None = None
+    runs: Mapping[str, Template] = field(default_factory=dict)
+    rows: dict[tuple[str, float], dict[str, Any]] = field(default_factory=dict)
+    advances: list[dict[str, Any]] = field(default_factory=list)
+    starts: list[FireStart] = field(default_factory=list)
+    #: Runs created in this transaction (after :meth:`flush`).
+    started: int = 0
+
+    def has(self, schedule_id: str, fire_at: float) -> bool:
+        """Whether the fire has its row (recorded before, or in this transaction)."""
+        key = (schedule_id, fire_at)
+        if key in self.rows:
+            return True
+        if self.existing is None:
+            return self.store.get_fire(self.tx, schedule_id, fire_at) is not None
+        return key in self.existing
+
+    def record(
+        self, schedule_id: str, fire_at: float, kind: str, state: str, run_id: str | None
+    ) -> bool:
+        """Record a fire; False when it has its row already (fired before, by anyone)."""
+        if self.has(schedule_id, fire_at):
+            return False
+        self.rows[(schedule_id, fire_at)] = {
+            "schedule_id": schedule_id,
+            "fire_at": fire_at,
+            "kind": kind,
+            "state": state,
+            "run_id": run_id,
+            "error": None,
+        }
+        return True
+
+    def restate(self, schedule_id: str, fire_at: float, state: str, run_id: str | None) -> None:
+        row = self.rows.get((schedule_id, fire_at))
+        if row is not None:
+            row.update(state=state, run_id=run_id)
+        else:
+            self.store.set_fire_state_txn(self.tx, schedule_id, fire_at, state, run_id)
+
+    def flush(self) -> list[FireStart]:
+        """Write what was recorded. The run of a fire whose run was prepared is created
+        here, in the same transaction (its fire recorded ``started``); the others are
+        returned, recorded ``pending``, to start after the commit."""
+        later: list[FireStart] = []
+        runs: list[NewRun] = []
+        old: list[tuple[str, float]] = []  # (buffered fires: their rows exist)
+        for s in self.starts:
+            template = self.runs.get(s.schedule_id)
+            if template is None or s.cancel is not None:
+                later.append(s)
+                continue
+            runs.append(dataclasses.replace(template.run, id=s.run_id))
+            row = self.rows.get((s.schedule_id, s.fire_at))
+            if row is not None:
+                row["state"] = "started"
+            else:
+                old.append((s.schedule_id, s.fire_at))
+        # (the runs first: their fire lag is counted to their insert)
+        if runs:
+            self.store.create_fire_runs_txn(self.tx, runs)
+        self.store.record_fires_txn(self.tx, list(self.rows.values()))
+        self.store.advance_schedules_txn(self.tx, self.advances)
+        if old:
+            self.store.fires_started_txn(self.tx, old)
+        self.started = len(runs)
+        self.rows, self.advances, self.starts = {}, [], []
+        return later
+
+
+@dataclass(slots=True)
+class Firing:
+    """One schedule's state inside a firing transaction: what its fires decide."""
+
+    book: FireBook
     row: Row
     spec: ScheduleSpec
     active: bool
@@ -106,20 +201,14 @@ class Firing:
     starts: list[FireStart] = field(default_factory=list)
 
     @classmethod
-    def of(cls, store: Store, tx: Tx, row: Row, last_status: str | None) -> Firing:
+    def of(cls, book: FireBook, row: Row, last_status: str | None) -> Firing:
         last = row["last_run_id"]
         active = last is not None and (
             last_status is None or RunStatus(last_status) not in TERMINAL
         )
-        return cls(
-            store,
-            tx,
-            row,
-            ScheduleSpec.from_dict(jsonutil.loads(row["spec"])),
-            active,
-            last,
-            int(row["buffered"]),
-        )
+        template = book.runs.get(str(row["id"]))  # (its spec as claimed, parsed)
+        spec = template.parsed if template is not None else spec_of(row["spec"])
+        return cls(book, row, spec, active, last, int(row["buffered"]))
 
     @property
     def id(self) -> str:
@@ -131,9 +220,7 @@ class Firing:
         run_id = fire_run_id(self.id, fire_at)
         what = decide(policy, self.active, self.buffered)
         state = {"start": "pending", "cancel": "pending", "buffer": "buffered"}.get(what, "skipped")
-        if not self.store.insert_fire_txn(
-            self.tx, self.id, fire_at, kind, state, run_id if what != "skip" else None
-        ):
+        if not self.book.record(self.id, fire_at, kind, state, run_id if what != "skip" else None):
             return None
         self.created += 1
         if what == "skip":
@@ -144,9 +231,7 @@ class Firing:
             if what == "cancel" and self.starts and self.starts[-1].run_id == self.last_run:
                 # (the previous run is this pass's: it is not started at all)
                 dropped = self.starts.pop()
-                self.store.set_fire_state_txn(
-                    self.tx, self.id, dropped.fire_at, "skipped", None, None
-                )
+                self.book.restate(self.id, dropped.fire_at, "skipped", None)
                 self.fired -= 1
                 self.skipped += 1
                 cancel = None
@@ -161,12 +246,12 @@ class Firing:
         """Start the oldest buffered fire once the previous run has ended."""
         if self.active or self.buffered <= 0:
             return
-        row = self.store.first_buffered_fire(self.tx, self.id)
+        row = self.book.store.first_buffered_fire(self.book.tx, self.id)
         if row is None:
             self.buffered = 0
             return
         self.buffered -= 1
-        self.store.set_fire_state_txn(self.tx, self.id, row["fire_at"], "pending", row["run_id"])
+        self.book.restate(self.id, row["fire_at"], "pending", row["run_id"])
         self.starts.append(FireStart(self.id, row["fire_at"], row["run_id"], self.spec))
         self.fired += 1  # a buffered fire counts as fired once its run starts
         self.active, self.last_run = True, row["run_id"]
@@ -180,13 +265,14 @@ class Firing:
         paused: bool = False,
         note: str | None = None,
     ) -> None:
+        """Book the schedule's new state and its fires' starts (written by
+        :meth:`FireBook.flush`)."""
         due = None
         if next_fire_at is not None:
             due = next_fire_at + jitter_offset(self.id, next_fire_at, self.spec.jitter)
         if self.buffered > 0:
             due = min(due if due is not None else math.inf, now + BUFFER_RECHECK_S)
-        self.store.advance_schedule_txn(
-            self.tx,
+        self.book.advances.append(
             {
                 "id": self.id,
                 "next_fire_at": next_fire_at,
@@ -199,25 +285,52 @@ class Firing:
                 "buffered": self.buffered,
                 "paused": paused,
                 "note": note,
-            },
+            }
         )
+        self.book.starts.extend(self.starts)
+
+
+@dataclass(slots=True)
+class Pass:
+    """What one firing transaction did."""
+
+    #: Fires recorded ``pending``, whose runs are to be started after the commit.
+    later: list[FireStart]
+    #: Schedules claimed.
+    claimed: int
+    #: Runs created in the transaction.
+    started: int
 
 
 def fire_due_txn(
-    tx: Tx, store: Store, limit: int, now: float | None = None
-) -> tuple[list[FireStart], int]:
-    """Claim up to ``limit`` due schedules and record their fires; ``(runs to start,
-    schedules claimed)``. ``now``: the database's clock unless given (tests inject it)."""
+    tx: Tx,
+    store: Store,
+    limit: int,
+    now: float | None = None,
+    templates: Mapping[str, Template] | None = None,
+) -> Pass:
+    """Claim up to ``limit`` due schedules and record their fires, in one transaction:
+    the fire rows, the schedules' new state and the runs of the fires whose schedule has
+    a run prepared in ``templates`` (for its spec as claimed) are each written as one
+    batch. ``now``: the database's clock unless given (tests inject it)."""
     now = store.now(tx) if now is None else now
     rows = store.claim_due_schedules_txn(tx, now, limit)
-    starts: list[FireStart] = []
+    bounds = [(str(r["id"]), float(r["next_fire_at"])) for r in rows if r["next_fire_at"]]
+    book = FireBook(store, tx, existing=store.existing_fires(tx, bounds, now))
+    if templates:
+        book.runs = {
+            sid: t
+            for r in rows
+            if (t := templates.get(sid := str(r["id"]))) is not None and t.spec == r["spec"]
+        }
     for row in rows:
-        starts.extend(_fire_schedule(store, tx, row, now))
-    return starts, len(rows)
+        _fire_schedule(book, row, now)
+    later = book.flush()
+    return Pass(later, len(rows), book.started)
 
 
-def _fire_schedule(store: Store, tx: Tx, row: Row, now: float) -> list[FireStart]:
-    f = Firing.of(store, tx, row, row["last_status"])
+def _fire_schedule(book: FireBook, row: Row, now: float) -> None:
+    f = Firing.of(book, row, row["last_status"])
     spec = f.spec
     remaining: int | None = row["remaining_actions"]
     nxt: float | None = row["next_fire_at"]
@@ -226,9 +339,9 @@ def _fire_schedule(store: Store, tx: Tx, row: Row, now: float) -> list[FireStart
         note = f"paused on failure: run {f.last_run} ended {last_status}"
         f.last_run = None
         f.save(now, next_fire_at=nxt, remaining=remaining, paused=True, note=note)
-        return []
+        return
     f.drain_buffer()
-    cron = Cron(spec.cron, spec.timezone) if spec.cron else None
+    cron = cron_of(spec.cron, spec.timezone) if spec.cron else None
     missed = 0
     while (
         nxt is not None
@@ -237,7 +350,7 @@ def _fire_schedule(store: Store, tx: Tx, row: Row, now: float) -> list[FireStart
     ):
         if nxt < now - spec.catchup_window:  # older than the catch-up window: missed
             missed += 1
-            if store.insert_fire_txn(tx, f.id, nxt, "cron", "missed", None):
+            if book.record(f.id, nxt, "cron", "missed", None):
                 f.skipped += 1
             if missed >= MISSED_RECORDED_MAX and cron is not None:
                 f.skipped += 1  # (the rest, counted as one)
@@ -249,7 +362,79 @@ def _fire_schedule(store: Store, tx: Tx, row: Row, now: float) -> list[FireStart
     if remaining is not None and remaining <= 0:
         nxt = None
     f.save(now, next_fire_at=nxt, remaining=remaining, paused=False, note=row["note"])
-    return f.starts
+
+
+@functools.lru_cache(maxsize=1024)
+def spec_of(text: str) -> ScheduleSpec:
+    """The spec stored as ``text`` (parsed once per process: a spec is immutable)."""
+    return ScheduleSpec.from_dict(jsonutil.loads(text))
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """The run a schedule's fires start, checked once (``new_run``) for the spec stored
+    as ``spec`` while its workflow's definition was ``stamp``; each fire's run is a copy
+    under the fire's run id."""
+
+    spec: str
+    parsed: ScheduleSpec
+    stamp: object
+    run: NewRun
+
+
+class Templates:
+    """The runs prepared for schedules, kept for the next fires (at most
+    :data:`TEMPLATES_MAX`, the least recently used dropped). A template is made again
+    when the schedule's spec changes or its workflow's definition does (this process's
+    code, or what workers published, as :meth:`~runyard.service.starting.StartMixin.new_run`
+    reads it); schedules of a task are not prepared (the task is read at each fire)."""
+
+    def __init__(self, service: SchedulesMixin, size: int = TEMPLATES_MAX) -> None:
+        self.service = service
+        self.size = size
+        self._cache: OrderedDict[str, Template] = OrderedDict()
+
+    async def _stamp(self, workflow: str) -> object:
+        local = self.service.core.local_workflow(workflow, None)
+        if local is not None:
+            return local
+        return await self.service.published(workflow, None)
+
+    def snapshot(self) -> dict[str, Template]:
+        """Every template kept (a copy: a firing transaction reads it in the database's
+        thread)."""
+        return dict(self._cache)
+
+    async def prepare(self, rows: list[Row]) -> dict[str, Template]:
+        """A template for each of ``rows`` (``id, workflow, task_id, spec``) that can
+        have one; a spec the start path refuses has none (its fire fails to start, and
+        says why, as it would without templates)."""
+        out: dict[str, Template] = {}
+        cache = self._cache
+        stamps: dict[str, object] = {}
+        for row in rows:
+            sid, text, workflow = str(row["id"]), str(row["spec"]), row["workflow"]
+            if row["task_id"] is not None or workflow is None:
+                continue
+            stamp = stamps.get(workflow, stamps)
+            if stamp is stamps:
+                stamp = stamps[workflow] = await self._stamp(str(workflow))
+            t = cache.get(sid)
+            if t is None or t.spec != text or t.stamp != stamp:
+                try:
+                    parsed = ScheduleSpec.from_dict(jsonutil.loads(text))
+                    req = await self.service.fire_request(parsed, sid, fire_run_id(sid, 0.0))
+                    t = Template(text, parsed, stamp, await self.service.new_run(req))
+                except RunyardError:
+                    cache.pop(sid, None)
+                    continue
+                cache[sid] = t
+                if len(cache) > self.size:
+                    cache.popitem(last=False)
+            else:
+                cache.move_to_end(sid)
+            out[sid] = t
+        return out
 
 
 class Scheduler:
@@ -259,6 +444,12 @@ class Scheduler:
         self.service = service
         self.batch = batch
         self._last_sweep = 0.0
+        self.templates = Templates(service)
+        #: Until when (monotonic clock) every schedule due has its run prepared.
+        self._ready_until = 0.0
+        #: When this scheduler next purges old fire records (monotonic clock): within
+        #: :data:`PURGE_FIRES_S` of its start, then about every that long.
+        self.next_purge = time.monotonic() + random.uniform(0, PURGE_FIRES_S)
         #: Fires started by this scheduler (a figure for tests and the bench).
         self.started = 0
 
@@ -306,7 +497,11 @@ class Scheduler:
 
     async def tick(self) -> float | None:
         """One pass: fire everything due, start stale pending fires now and then; in how
-        many seconds a schedule is next due (None: none is)."""
+        many seconds a schedule is next due (None: none is).
+
+        The schedules about to be claimed are read first (no lock) and their runs
+        prepared (:class:`Templates`: checked once, then copied per fire), so that one
+        transaction per batch claims them, records their fires and creates the runs."""
         core = self.service.core
         store = core.store
 
@@ -317,15 +512,35 @@ class Scheduler:
         wait = await core.read(next_due, inline=True)
         if wait is not None and wait <= 0:
             while True:
-                starts, claimed = await core.write(fire_due_txn, store, self.batch, inline=False)
-                await self.start(starts)
-                if claimed < self.batch:
+                if time.monotonic() > self._ready_until:
+                    due = await core.read(store.peek_due_schedules, self.batch, 0.0, inline=True)
+                    templates = await self.templates.prepare(due)
+                else:  # (prepared while waiting for them)
+                    templates = self.templates.snapshot()
+                done = await core.write(
+                    fire_due_txn, store, self.batch, None, templates, inline=False
+                )
+                self.started += done.started
+                await self.start(done.later)
+                if done.claimed < self.batch:
                     break
+                self._ready_until = 0.0  # (more than a batch due: the next is looked at)
             wait = await core.read(next_due, inline=True)
+        read_at = time.monotonic()
+        if wait is not None and 0 < wait <= PREPARE_AHEAD_S:
+            # (idle until then: the runs of the next fires are prepared now, not on time)
+            soon = await core.read(store.peek_due_schedules, self.batch, wait + 0.1, inline=True)
+            await self.templates.prepare(soon)
+            # (all that is due by then is prepared, unless a batch's worth or more is)
+            self._ready_until = read_at + wait + 0.1 if len(soon) < self.batch else 0.0
         if time.monotonic() - self._last_sweep >= SWEEP_S:
             self._last_sweep = time.monotonic()
             await self.sweep()
-        return wait
+        if time.monotonic() >= self.next_purge:
+            self.next_purge = time.monotonic() + PURGE_FIRES_S * random.uniform(0.5, 1.5)
+            await self.service.purge_schedule_fires(max_batches=PURGE_FIRES_BATCHES)
+        # (counted from when it was read: preparing, sweeping and purging took some of it)
+        return None if wait is None else wait - (time.monotonic() - read_at)
 
     async def sweep(self) -> None:
         """Start the pending fires a stopped scheduler left behind."""

@@ -32,6 +32,7 @@ Rules (constants in :mod:`runyard.rules`):
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import secrets
 import time
@@ -57,7 +58,7 @@ from ..store.schedules import announce_schedules
 from ..store.tx import Row, Tx
 from .catalog import CatalogMixin
 from .control import ControlMixin
-from .cron import Cron, jitter_offset, zone
+from .cron import Cron, cron_of, jitter_offset, zone
 from .schedule_spec import (
     Backfill,
     Schedule,
@@ -66,11 +67,13 @@ from .schedule_spec import (
     fire_run_id,
     spec_changes,
 )
-from .scheduler import FAILED, FireStart, Firing, Scheduler
+from .scheduler import FAILED, FireBook, FireStart, Firing, Scheduler
 from .starting import StartRequest
 
 #: Shown with a schedule: its next fire times and its latest fires.
 SHOWN = 10
+#: Fire records without a run deleted per transaction by a purge.
+FIRES_PURGE_BATCH = 500
 
 
 def _fire(row: Row) -> ScheduleFire:
@@ -109,7 +112,7 @@ def _schedule(row: Row, failed: int = 0, **extra: Any) -> Schedule:
 def _first_fire(spec: ScheduleSpec, now: float) -> float | None:
     """The first fire time after ``now``."""
     if spec.cron is not None:
-        return Cron(spec.cron, spec.timezone).next_after(now)
+        return cron_of(spec.cron, spec.timezone).next_after(now)
     at = spec.at_s
     return at if at is not None and at > now else None
 
@@ -289,7 +292,7 @@ class SchedulesMixin(ControlMixin, CatalogMixin):
         if nxt is not None and count > 0:
             nexts = [nxt]
             if base.spec.cron is not None:
-                nexts += Cron(base.spec.cron, base.spec.timezone).next_times(nxt, count - 1)
+                nexts += cron_of(base.spec.cron, base.spec.timezone).next_times(nxt, count - 1)
         return dataclasses.replace(base, next_fires=nexts, recent_fires=[_fire(r) for r in fires])
 
     async def list_schedules(
@@ -412,7 +415,7 @@ class SchedulesMixin(ControlMixin, CatalogMixin):
             while f.fire(now, "trigger", overlap or f.spec.overlap) is None:
                 now = round(now + 0.001, 3)  # (a fire of that very millisecond exists)
             _keep(f, now)
-            return f.starts, now
+            return f.book.flush(), now
 
         starts, at = await self.core.write(txn)
         await Scheduler(self).start(starts)
@@ -443,7 +446,7 @@ class SchedulesMixin(ControlMixin, CatalogMixin):
             )
         spec = (await self.get_schedule(schedule_id)).spec
         if spec.cron is not None:
-            cron = Cron(spec.cron, spec.timezone)
+            cron = cron_of(spec.cron, spec.timezone)
             times: list[float] = []
             at = cron.next_after(lo - 1e-6)
             while at < hi:
@@ -465,7 +468,7 @@ class SchedulesMixin(ControlMixin, CatalogMixin):
             f = _firing(store, tx, schedule_id)
             created = sum(1 for t in times if f.fire(t, "backfill", policy) is not None)
             _keep(f, store.now(tx))
-            return f.starts, created
+            return f.book.flush(), created
 
         starts, created = await self.core.write(txn, inline=False)
         await Scheduler(self).start(starts)
@@ -473,6 +476,35 @@ class SchedulesMixin(ControlMixin, CatalogMixin):
         return Backfill(
             fires=[_fire(r) for r in rows], created=created, existing=len(times) - created
         )
+
+    async def purge_schedule_fires(
+        self,
+        older_than_days: float | None = None,
+        *,
+        batch: int = FIRES_PURGE_BATCH,
+        max_batches: int | None = None,
+    ) -> int:
+        """Delete the fire records that have no run (skipped, missed, failed to start)
+        recorded more than ``older_than_days`` ago (default ``RUNYARD_RETENTION_DAYS``, the
+        retention of runs; a fire with a run is deleted with its run), ``batch`` a
+        transaction, at most ``max_batches`` (None: until none is left); how many were
+        deleted. Every scheduler runs it now and then (no leader: deletes are idempotent)."""
+        core = self.core
+        store = core.store
+        days = core.settings.retention_days if older_than_days is None else older_than_days
+        finite(days, "older_than_days")
+        check_int(batch, "batch", 1, 100_000)
+        cutoff = await core.read(store.now, inline=True) - days * 86400
+        total, rounds = 0, 0
+        while max_batches is None or rounds < max_batches:
+            started = time.monotonic()
+            n = await core.write(store.purge_runless_fires_txn, cutoff, batch, inline=False)
+            total, rounds = total + n, rounds + 1
+            if n < batch:
+                break
+            # (SQLite has one writer: claims and checkpoints get the lock in between)
+            await asyncio.sleep((time.monotonic() - started) * store.purge_rest)
+        return total
 
     async def next_fire_times(
         self, cron: str, timezone: str = "UTC", count: int = 10, after: float | None = None
@@ -512,15 +544,16 @@ def _advance(row: Row) -> dict[str, Any]:
 
 
 def _firing(store: Any, tx: Tx, schedule_id: str) -> Firing:
+    """The schedule locked, its fires booked one by one (each looked up as it comes)."""
     row = store.lock_schedule_txn(tx, schedule_id)
     last = row["last_run_id"]
-    return Firing.of(store, tx, row, store.run_status(tx, last) if last else None)
+    return Firing.of(FireBook(store, tx), row, store.run_status(tx, last) if last else None)
 
 
 def _keep(f: Firing, now: float) -> None:
     """Save what a trigger or backfill changed, the schedule's timing as it was; the
     schedulers are told (a buffered fire is looked at again soon)."""
-    announce_schedules(f.tx)
+    announce_schedules(f.book.tx)
     row = f.row
     nxt = row["next_fire_at"]
     f.save(

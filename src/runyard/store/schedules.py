@@ -5,15 +5,30 @@ insert of the same fire inserts nothing, whichever process tries."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from .. import jsonutil
 from ..errors import NotFound
+from ..models import NewRun
 from .tx import Row, Tx
 
 #: Announced (on the channel of stopped runs, which every process hears) when schedules
 #: change: schedulers look at their due times again. No run id looks like it.
 SCHEDULES_CHANGED = "!schedules"
+
+
+def _exact(values: Mapping[str, Any], *times: str) -> dict[str, Any]:
+    """``values`` with each of ``times`` also given as the integers of its ratio
+    (``<name>_n`` over ``<name>_d``, a power of two), for SQL that reads a list from JSON:
+    a fire time is part of a key, and SQLite reads a JSON number only to about the nearest
+    double, the integers exactly."""
+    out = dict(values)
+    for name in times:
+        at = values[name]
+        n, d = (None, None) if at is None else float(at).as_integer_ratio()
+        out[f"{name}_n"], out[f"{name}_d"] = n, d
+    return out
 
 
 def announce_schedules(tx: Tx) -> None:
@@ -23,6 +38,10 @@ def announce_schedules(tx: Tx) -> None:
 
 class SchedulesStoreMixin:
     """The SQL of schedules (``*_schedule*``, ``*fire*`` queries of each backend)."""
+
+    if TYPE_CHECKING:  # (runyard.store.base.Store, which this is mixed into)
+
+        def create_run_txn(self, tx: Tx, run: NewRun) -> Any: ...
 
     def insert_schedule_txn(self, tx: Tx, values: Mapping[str, Any]) -> tuple[Row, bool]:
         """``(row, created)``: an existing id answers with the stored row."""
@@ -68,36 +87,60 @@ class SchedulesStoreMixin:
         them on PostgreSQL), each with ``last_status``: its latest fire's run's status."""
         return tx.q("claim_due_schedules", {"now": now, "limit": limit})
 
+    def peek_due_schedules(self, tx: Tx, limit: int, ahead: float = 0.0) -> list[Row]:
+        """The schedules due now or within ``ahead`` seconds (database clock), earliest
+        first, not locked: ``id``, ``workflow``, ``task_id``, ``spec``."""
+        return tx.q("peek_due_schedules", {"limit": limit, "ahead": ahead})
+
+    def existing_fires(
+        self, tx: Tx, bounds: Sequence[tuple[str, float]], until: float
+    ) -> set[tuple[str, float]]:
+        """The (schedule, fire time) recorded for each ``(schedule id, from)`` of
+        ``bounds`` with a fire time in ``[from, until]``."""
+        if not bounds:
+            return set()
+        # (from a millisecond earlier: a bound read from JSON may differ in its last bit)
+        param = jsonutil.dumps([{"id": sid, "lo": lo - 0.001} for sid, lo in bounds])
+        rows = tx.q("existing_fires", {"bounds": param, "hi": until})
+        return {(str(r["schedule_id"]), float(r["fire_at"])) for r in rows}
+
+    def record_fires_txn(self, tx: Tx, fires: Sequence[Mapping[str, Any]]) -> None:
+        """Insert fire rows (``schedule_id, fire_at, kind, state, run_id, error``) known to
+        be new (a row already there is left as it is), in one statement."""
+        if fires:
+            rows = [_exact(f, "fire_at") for f in fires]
+            tx.send("record_fires", {"fires": jsonutil.dumps(rows)})
+
+    def advance_schedules_txn(self, tx: Tx, values: Sequence[Mapping[str, Any]]) -> None:
+        """:meth:`advance_schedule_txn` for each of ``values``, in one statement."""
+        if values:
+            rows = [_exact(v, "next_fire_at", "due_at") for v in values]
+            tx.send("advance_schedules", {"schedules": jsonutil.dumps(rows)})
+
+    def create_fire_runs_txn(self, tx: Tx, runs: Sequence[NewRun]) -> None:
+        """Create the runs of fires in the transaction that records them (an id that
+        exists already is left as it is: a fire starts one run)."""
+        # (PostgreSQL inserts runs of a group in one statement; SQLite one by one, in the
+        # same process, costs about as much)
+        many = getattr(self, "create_runs_txn", None)
+        if many is not None:
+            many(tx, runs)
+            return
+        for run in runs:
+            self.create_run_txn(tx, run)
+
+    def purge_runless_fires_txn(self, tx: Tx, cutoff: float, limit: int) -> int:
+        """Delete up to ``limit`` fires with no run (skipped, missed, failed to start)
+        recorded before ``cutoff``, oldest first; how many were deleted. (A fire with a
+        run goes with its run, see :mod:`runyard.store.retention`.)"""
+        return tx.exec("purge_runless_fires", {"cutoff": cutoff, "limit": limit})
+
     def run_status(self, tx: Tx, run_id: str) -> str | None:
         row = tx.q1("schedule_run_status", {"id": run_id})
         return str(row["status"]) if row is not None else None
 
     def advance_schedule_txn(self, tx: Tx, values: Mapping[str, Any]) -> None:
         tx.exec("advance_schedule", values)
-
-    def insert_fire_txn(
-        self,
-        tx: Tx,
-        schedule_id: str,
-        fire_at: float,
-        kind: str,
-        state: str,
-        run_id: str | None,
-        error: str | None = None,
-    ) -> bool:
-        """Record a fire; False when that (schedule, fire time) already has its row."""
-        row = tx.q1(
-            "insert_fire",
-            {
-                "schedule_id": schedule_id,
-                "fire_at": fire_at,
-                "kind": kind,
-                "state": state,
-                "run_id": run_id,
-                "error": error,
-            },
-        )
-        return row is not None
 
     def set_fire_state_txn(
         self,

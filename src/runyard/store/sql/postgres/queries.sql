@@ -1348,12 +1348,6 @@ UPDATE schedules SET next_fire_at = %(next_fire_at)s, due_at = %(due_at)s,
   note = %(note)s, updated_at = runyard_now()
 WHERE id = %(id)s;
 
--- name: insert_fire
-INSERT INTO schedule_fires (schedule_id, fire_at, kind, state, run_id, error)
-VALUES (%(schedule_id)s, %(fire_at)s, %(kind)s, %(state)s, %(run_id)s, %(error)s)
-ON CONFLICT (schedule_id, fire_at) DO NOTHING
-RETURNING schedule_id;
-
 -- name: peek_due_schedules
 -- What a pass is about to claim, or due within %(ahead)s seconds (no lock): the scheduler
 -- prepares their runs first.
@@ -1369,11 +1363,25 @@ SELECT f.schedule_id, f.fire_at
 FROM json_to_recordset(%(bounds)s::json) AS b(id text, lo double precision)
 JOIN schedule_fires f ON f.schedule_id = b.id AND f.fire_at >= b.lo AND f.fire_at <= %(hi)s;
 
--- name: record_fire
--- insert_fire for each fire of a pass (existing_fires told which are new).
+-- name: record_fires
+-- The fires of a pass (existing_fires told which are new), one row each of a JSON array.
 INSERT INTO schedule_fires (schedule_id, fire_at, kind, state, run_id, error)
-VALUES (%(schedule_id)s, %(fire_at)s, %(kind)s, %(state)s, %(run_id)s, %(error)s)
+SELECT f.schedule_id, f.fire_at, f.kind, f.state, f.run_id, f.error
+FROM json_to_recordset(%(fires)s::json) AS f(schedule_id text, fire_at double precision,
+  kind text, state text, run_id text, error text)
 ON CONFLICT (schedule_id, fire_at) DO NOTHING;
+
+-- name: advance_schedules
+-- advance_schedule for each schedule of a pass, one row each of a JSON array.
+UPDATE schedules s SET next_fire_at = v.next_fire_at, due_at = v.due_at,
+  last_run_id = v.last_run_id, remaining_actions = v.remaining_actions,
+  fired = s.fired + v.fired, skipped = s.skipped + v.skipped,
+  start_failed = s.start_failed + v.failed, buffered = v.buffered, paused = v.paused,
+  note = v.note, updated_at = runyard_now()
+FROM json_to_recordset(%(schedules)s::json) AS v(id text, next_fire_at double precision,
+  due_at double precision, last_run_id text, remaining_actions integer, fired integer,
+  skipped integer, failed integer, buffered integer, paused boolean, note text)
+WHERE s.id = v.id;
 
 -- name: purge_runless_fires
 -- Of the fires with no run (skipped, missed, failed to start), the %(limit)s oldest

@@ -1089,12 +1089,6 @@ UPDATE schedules SET next_fire_at = :next_fire_at, due_at = :due_at,
   note = :note, updated_at = ry_now()
 WHERE id = :id;
 
--- name: insert_fire
-INSERT INTO schedule_fires (schedule_id, fire_at, kind, state, run_id, error)
-VALUES (:schedule_id, :fire_at, :kind, :state, :run_id, :error)
-ON CONFLICT (schedule_id, fire_at) DO NOTHING
-RETURNING schedule_id;
-
 -- name: peek_due_schedules
 -- What a pass is about to claim, or due within :ahead seconds (no lock): the scheduler
 -- prepares their runs first.
@@ -1111,11 +1105,34 @@ FROM json_each(:bounds) AS b
 JOIN schedule_fires f ON f.schedule_id = json_extract(b.value, '$.id')
   AND f.fire_at >= json_extract(b.value, '$.lo') AND f.fire_at <= :hi;
 
--- name: record_fire
--- insert_fire for each fire of a pass (existing_fires told which are new).
+-- name: record_fires
+-- The fires of a pass (existing_fires told which are new), one row each of a JSON array.
+-- (SQLite reads a JSON number to the nearest double only roughly: a time comes exactly as
+-- the integers of its ratio, numerator _n over power of two _d.)
 INSERT INTO schedule_fires (schedule_id, fire_at, kind, state, run_id, error)
-VALUES (:schedule_id, :fire_at, :kind, :state, :run_id, :error)
+SELECT json_extract(f.value, '$.schedule_id'),
+  CAST(json_extract(f.value, '$.fire_at_n') AS REAL) / json_extract(f.value, '$.fire_at_d'),
+  json_extract(f.value, '$.kind'), json_extract(f.value, '$.state'),
+  json_extract(f.value, '$.run_id'), json_extract(f.value, '$.error')
+FROM json_each(:fires) AS f WHERE true
 ON CONFLICT (schedule_id, fire_at) DO NOTHING;
+
+-- name: advance_schedules
+-- advance_schedule for each schedule of a pass, one row each of a JSON array (times as
+-- in record_fires).
+UPDATE schedules SET
+  next_fire_at = CAST(json_extract(v.value, '$.next_fire_at_n') AS REAL)
+    / json_extract(v.value, '$.next_fire_at_d'),
+  due_at = CAST(json_extract(v.value, '$.due_at_n') AS REAL) / json_extract(v.value, '$.due_at_d'),
+  last_run_id = json_extract(v.value, '$.last_run_id'),
+  remaining_actions = json_extract(v.value, '$.remaining_actions'),
+  fired = fired + json_extract(v.value, '$.fired'),
+  skipped = skipped + json_extract(v.value, '$.skipped'),
+  start_failed = start_failed + json_extract(v.value, '$.failed'),
+  buffered = json_extract(v.value, '$.buffered'), paused = json_extract(v.value, '$.paused'),
+  note = json_extract(v.value, '$.note'), updated_at = ry_now()
+FROM json_each(:schedules) AS v
+WHERE schedules.id = json_extract(v.value, '$.id');
 
 -- name: purge_runless_fires
 -- Of the fires with no run (skipped, missed, failed to start), the :limit oldest

@@ -1,0 +1,26 @@
+-- Schedules (issue 20): reads and records that stay bounded as a schedule's fires pile up.
+--
+-- The sync state a fire starts from is the latest successful earlier run of its schedule:
+-- a walk of this index from its newest end.
+CREATE INDEX runs_schedule_succeeded ON runs (schedule_id, finished_at)
+  WHERE schedule_id IS NOT NULL AND status IN ('SUCCEEDED', 'PARTIAL_SUCCEEDED');
+-- A key emitted by an earlier fire of the same schedule is not stored again: a keyed output
+-- carries its run's schedule (set as it is inserted), and the check is one probe of
+-- (schedule, key) instead of a walk of every output with that key.
+ALTER TABLE outputs ADD COLUMN schedule_id TEXT;
+UPDATE outputs o SET schedule_id = r.schedule_id FROM runs r
+WHERE r.id = o.run_id AND o.key IS NOT NULL AND r.schedule_id IS NOT NULL;
+CREATE OR REPLACE FUNCTION runyard_output_schedule() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.schedule_id := (SELECT schedule_id FROM runs WHERE id = NEW.run_id);
+  RETURN NEW;
+END $$;
+CREATE TRIGGER outputs_schedule BEFORE INSERT ON outputs
+  FOR EACH ROW WHEN (NEW.key IS NOT NULL) EXECUTE FUNCTION runyard_output_schedule();
+CREATE INDEX outputs_schedule_key ON outputs (schedule_id, key)
+  WHERE schedule_id IS NOT NULL AND key IS NOT NULL;
+DROP INDEX outputs_key_any;
+-- Fires with no run (skipped, missed, failed to start) are deleted once older than the
+-- retention of runs, oldest first, a batch at a time.
+CREATE INDEX schedule_fires_runless ON schedule_fires (created_at)
+  WHERE state IN ('skipped', 'missed', 'failed');
