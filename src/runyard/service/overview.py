@@ -16,8 +16,9 @@ from ..store import overview as reads
 from .catalog import CatalogMixin
 
 #: Counts of runs not ended stop here: a larger backlog reads "more than" it (a count
-#: costs what it counts; /metrics has the exact figures).
-OVERVIEW_COUNT_CAP = 100_000
+#: costs what it counts; /metrics has the exact figures). The SQL stops one past it
+#: (store/overview.py COUNT_STOP, written out in the queries).
+OVERVIEW_COUNT_CAP = reads.COUNT_STOP - 1
 #: The statuses counted as failures in the activity charts.
 FAILED_STATUSES = frozenset({RunStatus.FAILED.value, RunStatus.CRASHED.value})
 #: A bucket that ended this long ago no longer changes (a run's finish time is written in
@@ -78,13 +79,16 @@ class OverviewMixin(CatalogMixin):
     _settled: dict[float, dict[int, dict[str, int]]]
 
     async def open_run_counts(self, cap: int = OVERVIEW_COUNT_CAP) -> dict[str, int]:
-        """Runs not ended by status, each counted up to ``cap`` (a count above it reads
-        "more than ``cap``")."""
-        rows = await self.core.read(reads.open_runs, cap + 1, inline=True)
+        """Runs not ended by status, each counted up to ``cap`` (at most
+        :data:`OVERVIEW_COUNT_CAP`; a count above it reads "more than ``cap``")."""
+        cap = min(cap, OVERVIEW_COUNT_CAP)
+        rows = await self.core.read(reads.open_runs, cap + 1)
         return {r.status: r.n for r in rows}
 
     async def workflow_queues(self, cap: int = OVERVIEW_COUNT_CAP) -> dict[str, dict[str, int]]:
-        """Runs not ended per published workflow and status, each counted up to ``cap``."""
+        """Runs not ended per published workflow and status, each counted up to ``cap`` (at
+        most :data:`OVERVIEW_COUNT_CAP`)."""
+        cap = min(cap, OVERVIEW_COUNT_CAP)
         rows = await self.core.read(reads.workflow_queues, cap + 1)
         out: dict[str, dict[str, int]] = {}
         for r in rows:

@@ -8,20 +8,27 @@ from __future__ import annotations
 from ..models import EndedCount, HeldItem, OpenCount
 from .tx import Tx
 
+#: The statuses of runs not ended, as the columns of overview_workflow_queues name them.
+OPEN_STATUSES = ("SCHEDULED", "QUEUED", "RUNNING", "PAUSED")
+#: Where the counts of the SQL stop (written out in it, where PostgreSQL's planner sees it).
+COUNT_STOP = 100_001
 
-def open_runs(tx: Tx, cap: int) -> list[OpenCount]:
-    """Runs not ended, by status, each counted up to ``cap``."""
+
+def open_runs(tx: Tx, stop: int) -> list[OpenCount]:
+    """Runs not ended, by status, each counted until ``stop`` (at most :data:`COUNT_STOP`)."""
     return [
-        OpenCount(None, str(r["status"]), int(r["n"]))
-        for r in tx.q("overview_open_runs", {"cap": cap})
+        OpenCount(None, str(r["status"]), min(int(r["n"]), stop))
+        for r in tx.q("overview_open_runs")
     ]
 
 
-def workflow_queues(tx: Tx, cap: int) -> list[OpenCount]:
-    """Runs not ended by published workflow and status, each counted up to ``cap``."""
+def workflow_queues(tx: Tx, stop: int) -> list[OpenCount]:
+    """Runs not ended by published workflow and status, each counted until ``stop`` (at
+    most :data:`COUNT_STOP`)."""
     return [
-        OpenCount(str(r["workflow"]), str(r["status"]), int(r["n"]))
-        for r in tx.q("overview_workflow_queues", {"cap": cap})
+        OpenCount(str(r["workflow"]), status, min(int(r[status.lower()]), stop))
+        for r in tx.q("overview_workflow_queues")
+        for status in OPEN_STATUSES
     ]
 
 

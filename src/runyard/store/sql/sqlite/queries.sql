@@ -1338,22 +1338,32 @@ DELETE FROM delivery_attempts WHERE run_id IN (SELECT value FROM json_each(:ids)
 -- finish time, the leases a page of items_lease.
 
 -- name: overview_open_runs
--- Runs not ended, by status, each count a range of runs_status that stops at :cap rows.
-SELECT s.status,
-  (SELECT count(*) FROM (SELECT 1 FROM runs r WHERE r.status = s.status LIMIT :cap)) AS n
-FROM (SELECT 'SCHEDULED' AS status UNION ALL SELECT 'QUEUED' UNION ALL SELECT 'RUNNING'
-      UNION ALL SELECT 'PAUSED') AS s;
+-- Runs not ended, by status, each count a range of runs_status that stops after 100,001
+-- rows (service/overview.py OVERVIEW_COUNT_CAP + 1). Each status and the bound are written
+-- out, as on PostgreSQL (where parameters there make the planner scan every run).
+SELECT 'SCHEDULED' AS status,
+  (SELECT count(*) FROM (SELECT 1 FROM runs WHERE status = 'SCHEDULED' LIMIT 100001) AS c) AS n
+UNION ALL SELECT 'QUEUED',
+  (SELECT count(*) FROM (SELECT 1 FROM runs WHERE status = 'QUEUED' LIMIT 100001) AS c)
+UNION ALL SELECT 'RUNNING',
+  (SELECT count(*) FROM (SELECT 1 FROM runs WHERE status = 'RUNNING' LIMIT 100001) AS c)
+UNION ALL SELECT 'PAUSED',
+  (SELECT count(*) FROM (SELECT 1 FROM runs WHERE status = 'PAUSED' LIMIT 100001) AS c);
 
 -- name: overview_workflow_queues
--- Runs not ended by published workflow and status: a range of runs_workflow per pair,
--- stopping at :cap rows.
-SELECT w.name AS workflow, s.status,
-  (SELECT count(*) FROM (SELECT 1 FROM runs r WHERE r.workflow = w.name AND r.status = s.status
-                         LIMIT :cap)) AS n
+-- Runs not ended by published workflow, a column per status: a range of runs_workflow per
+-- pair, stopping after 100,001 rows (written out, as in overview_open_runs).
+SELECT w.name AS workflow,
+  (SELECT count(*) FROM (SELECT 1 FROM runs r WHERE r.workflow = w.name
+                         AND r.status = 'SCHEDULED' LIMIT 100001)) AS scheduled,
+  (SELECT count(*) FROM (SELECT 1 FROM runs r WHERE r.workflow = w.name
+                         AND r.status = 'QUEUED' LIMIT 100001)) AS queued,
+  (SELECT count(*) FROM (SELECT 1 FROM runs r WHERE r.workflow = w.name
+                         AND r.status = 'RUNNING' LIMIT 100001)) AS running,
+  (SELECT count(*) FROM (SELECT 1 FROM runs r WHERE r.workflow = w.name
+                         AND r.status = 'PAUSED' LIMIT 100001)) AS paused
 FROM (SELECT DISTINCT name FROM workflows) AS w
-CROSS JOIN (SELECT 'SCHEDULED' AS status UNION ALL SELECT 'QUEUED' UNION ALL SELECT 'RUNNING'
-            UNION ALL SELECT 'PAUSED') AS s
-ORDER BY 1, 2;
+ORDER BY 1;
 
 -- name: overview_ended_runs
 -- Runs that ended in [since, until), by bucket of :bucket_s seconds and status: a range of
