@@ -147,3 +147,37 @@ def test_an_admin_post_without_the_csrf_token_gets_403(
     assert "CSRF" in answer.text()
     forged = signed_in.request.post(ui_server.url + "/ui/bulk", form={**form, "csrf": "0" * 40})
     assert forged.status == 403
+
+
+def test_the_layout_on_a_phone_by_keyboard_and_in_dark_mode(
+    signed_in: Page, ui_server: UiServer
+) -> None:
+    page = signed_in
+    page.goto(ui_server.url + "/ui/runs")
+    # The keyboard: the first Tab reaches the skip link, which leads to the content.
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    expect(skip).to_be_focused()
+    expect(skip).to_be_in_viewport()
+    page.keyboard.press("Enter")
+    expect(page.locator("main#content")).to_be_focused()
+    # A phone: the nav folds behind a real button.
+    page.set_viewport_size({"width": 390, "height": 844})
+    nav = page.get_by_role("navigation", name="Main")
+    menu = page.get_by_role("button", name="Menu")
+    expect(menu).to_be_visible()
+    expect(menu).to_have_attribute("aria-expanded", "false")
+    expect(nav.get_by_role("link", name="Workflows")).to_be_hidden()
+    menu.focus()
+    page.keyboard.press("Enter")
+    expect(menu).to_have_attribute("aria-expanded", "true")
+    expect(nav.get_by_role("link", name="Workflows")).to_be_visible()
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page is {width} px wide on a 390 px screen"
+    # Dark mode follows the system.
+    page.set_viewport_size({"width": 1280, "height": 900})
+    light = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    page.emulate_media(color_scheme="dark")
+    dark = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert light != dark
+    assert dark == "rgb(15, 18, 22)"
