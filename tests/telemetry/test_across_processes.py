@@ -14,8 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
 from runyard import keys
+from runyard.client import Client
 from runyard.telemetry import SPAN_FILE_ENV
 from tests.callbacks.receiver import Receiver
 from tests.client.support import ServerProcess, wait_published
@@ -107,7 +109,7 @@ def test_one_trace_from_the_trigger_through_a_crash_to_the_callback(
     first = worker("a")
     server.start()
     try:
-        wait_published(server.url, server.api_key, {"resumable", "http"})
+        wait_published(server.url, server.api_key, {"resumable", "http", "modules"})
         trace_id, caller = secrets.token_hex(16), secrets.token_hex(8)
         marker = tmp_path / "held"
         run_id = post(
@@ -138,9 +140,25 @@ def test_one_trace_from_the_trigger_through_a_crash_to_the_callback(
             f"00-{target_trace}-{secrets.token_hex(8)}-01",
         )
         wait_succeeded(server, target_run)
+        # The SDK sends the trace of the caller's current span with its requests.
+        with (
+            TracerProvider().get_tracer("test").start_as_current_span("sdk caller") as span,
+            Client(server.url, api_key=server.api_key) as client,
+        ):
+            sdk_run = client.start_run("modules", {}).id
+        sdk_caller = span.get_span_context()
+        wait_succeeded(server, sdk_run)
     finally:
         server.stop()
-    served, on_a, on_b = (spans(files[p]) for p in ("server", "a", "b"))
+
+    # A run's span is written by its worker just after the outcome it sees committed.
+    def ended_runs() -> list[dict[str, Any]] | NotYet:
+        found = spans(files["b"])
+        ids = {s["attributes"].get("runyard.run_id") for s in found if s["name"].startswith("run ")}
+        return found if {run_id, target_run, sdk_run} <= ids else NotYet(ids)
+
+    on_b = wait_until(ended_runs, timeout=30, what="the runs' spans")
+    served, on_a = spans(files["server"]), spans(files["a"])
     # The server's span of the trigger: a child of the caller's span, in its trace.
     (request,) = [
         s for s in named(served, "POST /v1/runs") if hexid(s["context"]["trace_id"]) == trace_id
@@ -185,6 +203,15 @@ def test_one_trace_from_the_trigger_through_a_crash_to_the_callback(
     assert called.headers["traceparent"] == (
         f"00-{target_trace}-{hexid(target_span['context']['span_id'])}-01"
     )
+    (sdk_request,) = [
+        s
+        for s in named(served, "POST /v1/runs")
+        if int(s["context"]["trace_id"], 16) == sdk_caller.trace_id
+    ]
+    assert int(sdk_request["parent_id"], 16) == sdk_caller.span_id
+    (sdk_run_span,) = named(on_b, "run modules")
+    assert sdk_run_span["parent_id"] == sdk_request["context"]["span_id"]
+    assert sdk_run_span["attributes"]["runyard.run_id"] == sdk_run
     # The trace context is stored with the run.
     stored = raw_sql(db_url, "SELECT options FROM runs WHERE id = %s", (run_id,))
     assert f"00-{trace_id}-{run_span}-01" in str(stored[0][0])

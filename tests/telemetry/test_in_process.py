@@ -5,6 +5,7 @@ run's span, a failed attempt records its error; with tracing off nothing is trac
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,3 +186,41 @@ def test_a_run_canceled_while_its_step_runs_ends_its_span_canceled(
     (hold,) = _named(spans, "step hold")
     assert _attrs(hold)["runyard.outcome"] == "interrupted"
     assert hold.parent is not None and hold.parent.span_id == run.context.span_id
+
+
+def test_a_sampler_that_drops_a_new_trace_drops_its_steps_too(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's stored flags are the sampler's decision: no step is recorded under a
+    run span that was not sampled."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    memory = InMemorySpanExporter()
+    telemetry.enable([SimpleSpanProcessor(memory)])
+    try:
+
+        async def main() -> str:
+            yard = define(make_yard(db_url))
+            try:
+                handle = await yard.start("traced", {})
+                async with running_worker(yard):
+                    run = await handle.wait(timeout=60)
+                assert run.status == RunStatus.SUCCEEDED
+                return run.id
+            finally:
+                await yard.aclose()
+
+        run_id = asyncio.run(main())
+    finally:
+        telemetry.disable()
+    assert memory.get_finished_spans() == ()
+    stored = raw_sql(db_url, "SELECT options FROM runs WHERE id = %s", (run_id,))
+    options = json.loads(stored[0][0]) if isinstance(stored[0][0], str) else stored[0][0]
+    assert options["trace"]["traceparent"].endswith("-00")
+
+
+def test_trace_headers_keep_a_traceparent_the_caller_gave() -> None:
+    stored = {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01", "tracestate": "a=1"}
+    assert telemetry.with_trace_headers({"x-k": "v"}, stored) == {"x-k": "v", **stored}
+    own = {"TraceParent": "00-" + "3" * 32 + "-" + "4" * 16 + "-01"}
+    assert telemetry.with_trace_headers(own, stored) == {**own, "tracestate": "a=1"}
+    assert telemetry.with_trace_headers(own, None) == own

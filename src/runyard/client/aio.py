@@ -36,6 +36,7 @@ from ..schemas import (
     WaiterOut,
     WorkflowOut,
 )
+from ..telemetry.carrier import with_current_trace
 from . import _schedules
 from ._base import (
     DEFAULT_MAX_RETRIES,
@@ -117,7 +118,7 @@ class AsyncClient(BaseClient):
                     self._url(call),
                     params=tuple(call.params),
                     json=call.json,
-                    headers=self.headers,
+                    headers=with_current_trace(self.headers),  # the caller's trace, if any
                     timeout=self._timeout(call),
                 )
             except httpx.TransportError as exc:

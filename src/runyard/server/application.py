@@ -45,7 +45,9 @@ def telemetry_config(settings: ServerSettings) -> TelemetryConfig:
     provider (see runyard.telemetry), which reads the request's W3C ``traceparent``."""
     if not settings.telemetry:
         return TELEMETRY_OFF
-    config: TelemetryConfig = {"operation_spans": False}
+    # (Runyard's provider exports as OTEL_* says: FastAPI adding an exporter of its own
+    # from the environment would export every span twice.)
+    config: TelemetryConfig = {"operation_spans": False, "auto_configure": False}
     if (tracing := telemetry.active()) is not None:
         config["tracer_provider"] = tracing.provider
     return config

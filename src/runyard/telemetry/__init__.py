@@ -25,7 +25,13 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .carrier import OPTION, SPAN_FILE_ENV, otel_configured, with_trace_headers
+from .carrier import (
+    OPTION,
+    SPAN_FILE_ENV,
+    otel_configured,
+    with_current_trace,
+    with_trace_headers,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import SpanProcessor
@@ -43,6 +49,7 @@ __all__ = [
     "new_run_trace",
     "otel_configured",
     "run_trace",
+    "with_current_trace",
     "with_trace_headers",
 ]
 

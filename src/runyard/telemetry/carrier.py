@@ -4,6 +4,7 @@ environment turns tracing on, the test hook's variable, and the W3C headers of a
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,3 +38,17 @@ def with_trace_headers(
         if isinstance(value, str) and value and name not in names:
             out[name] = value
     return out
+
+
+def with_current_trace(headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` with the W3C trace context of the caller's current span (the SDK's
+    requests), when the calling process uses OpenTelemetry: its tracing API is already
+    loaded (a process that does not use it never imports it here). Otherwise ``headers``
+    itself, untouched."""
+    if "opentelemetry.trace" not in sys.modules:
+        return headers
+    from opentelemetry import propagate
+
+    carrier = dict(headers)
+    propagate.inject(carrier)  # (nothing without a current span)
+    return carrier

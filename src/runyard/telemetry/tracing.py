@@ -31,6 +31,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import (
     NonRecordingSpan,
     SpanContext,
@@ -169,12 +170,11 @@ class Tracing:
         parent = trace.get_current_span().get_span_context()
         if parent.is_valid:
             trace_id, flags, state = parent.trace_id, parent.trace_flags, parent.trace_state
-        else:
-            trace_id, flags, state = (
-                self.ids.generate_trace_id(),
-                TraceFlags(TraceFlags.SAMPLED),
-                None,
-            )
+        else:  # a trace of its own: the sampler decides for the run and its steps
+            trace_id, state = self.ids.generate_trace_id(), None
+            decision = self.provider.sampler.should_sample(None, trace_id, "run").decision
+            sampled = decision == Decision.RECORD_AND_SAMPLE
+            flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
         span_id = self.ids.generate_span_id()
         return {
             "traceparent": f"00-{trace_id:032x}-{span_id:016x}-{int(flags):02x}",
