@@ -8,8 +8,8 @@ Method, per backend, on a fresh database:
   :data:`yard` with ``RUNYARD_OUTBOUND_ALLOW=127.0.0.0/8``;
 * ``callback_deliveries_per_s``: ``--callback-messages`` messages (a 1 KB body each)
   written to ``deliveries`` through the store before the worker starts, then the worker
-  delivers them (signed, through the outbound guard, a connection per message); the rate
-  is messages / (last arrival - first arrival);
+  delivers them (signed, through the outbound guard, connections kept alive per checked
+  destination); the rate is messages / (last arrival - first arrival);
 * ``callback_latency_p50_ms``/``_p99_ms``: ``--callback-runs`` runs of ``cb_noop`` with a
   callback, started 20 ms apart after 20 warm-up runs; the latency of a run is the
   arrival of its ``run.finished`` message minus the run's ``finished_at`` (both this
@@ -175,7 +175,7 @@ async def _backend(
                     "value": round(rate, 1),
                     "messages": len(times),
                     "method": "messages written before the worker starts; 1 worker, "
-                    "signed, guarded, one connection each; rate over first..last arrival",
+                    "signed, guarded, connections kept alive; rate over first..last arrival",
                 }
             )
         lat = []

@@ -154,6 +154,15 @@ def bench(
     ui_browser: str = typer.Option(
         "/usr/bin/chromium", "--ui-browser", help="--ui: the chromium Playwright drives"
     ),
+    http_targets: bool = typer.Option(
+        False,
+        "--http-targets",
+        help="Measure the HTTP-target figure instead (runyard_bench.http_targets: "
+        "HTTP-target runs/s against a loopback server, --workers processes of 32)",
+    ),
+    http_target_runs: int = typer.Option(
+        1000, "--http-target-runs", min=1, help="--http-targets: runs started"
+    ),
     analyze: bool = typer.Option(
         True,
         "--analyze/--no-analyze",
@@ -167,7 +176,8 @@ def bench(
     from .scale import ScaleOptions, run_scale
     from .throughput import run_bench
 
-    if http_runs > 0 and not (scale or schedules or ui) and find_spec("aiohttp") is None:
+    needs_aiohttp = http_targets or (http_runs > 0 and not (scale or schedules or ui))
+    if needs_aiohttp and find_spec("aiohttp") is None:
         raise typer.BadParameter(
             "the HTTP figures' clients need aiohttp: pip install 'runyard[bench]' "
             "(or --http-runs 0)"
@@ -218,6 +228,10 @@ def bench(
                 browser=ui_browser,
             )
             asyncio.run(run_ui(opts, ui_opts))
+        elif http_targets:
+            from .http_targets import run_http_targets
+
+            asyncio.run(run_http_targets(opts, http_target_runs))
         elif callbacks:
             from .callbacks import run_callbacks
 

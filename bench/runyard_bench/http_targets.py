@@ -1,7 +1,8 @@
-"""HTTP-target runs per second against a loopback server (issue 21), one JSON line.
-
+"""HTTP-target runs per second against a loopback server (issue 21), one JSON line per
+backend: ``runyard bench --http-targets [--backend ...] [--http-target-runs N]
+[--workers W]`` (each worker ``--concurrency 32``), or on its own
 ``python -m runyard_bench.http_targets [--backend sqlite|postgres] [--runs N]
-[--workers W] [--concurrency C]``
+[--workers W] [--concurrency C]``.
 
 Method, on a fresh database of the backend: an aiohttp target server in this process on
 127.0.0.1 answers every request ``200 {"ok": true}`` at once; ``W`` ``runyard worker``
@@ -26,7 +27,15 @@ from aiohttp import web
 
 from runyard import Runyard
 
-from .harness import BenchOptions, WorkerProcs, emit, fresh_database, log
+from .harness import (
+    BenchOptions,
+    WorkerProcs,
+    emit,
+    fresh_database,
+    log,
+    session,
+    sqlite_durability,
+)
 
 ALLOW = {"RUNYARD_OUTBOUND_ALLOW": "127.0.0.0/8"}
 
@@ -49,16 +58,34 @@ async def _target() -> tuple[web.AppRunner, str, list[int]]:
     return runner, f"http://127.0.0.1:{port}", hits
 
 
-async def measure(backend: str, runs: int, workers: int, concurrency: int) -> dict[str, Any]:
+async def run_http_targets(opts: BenchOptions, runs: int, concurrency: int = 32) -> None:
+    """``http_target_runs_per_s`` for each backend of ``opts`` (``opts.workers`` worker
+    processes of ``concurrency``), each on a fresh database."""
+    async with session(opts, "runyard-bench-http-targets-") as s:
+        for backend in opts.backends:
+            sqlite_durability(backend)
+            log(f"http targets: {runs} runs on {backend}")
+            line = await measure(backend, runs, opts.workers, concurrency, opts, s.tmp)
+            emit({**s.common, **line})
+
+
+async def measure(
+    backend: str,
+    runs: int,
+    workers: int,
+    concurrency: int,
+    opts: BenchOptions | None = None,
+    tmp: Path | None = None,
+) -> dict[str, Any]:
     os.environ.update(ALLOW)  # this process checks each URL at create time
-    opts = BenchOptions(backends=[backend])
-    tmp = Path(tempfile.mkdtemp(prefix="runyard-bench-http-"))
+    opts = opts or BenchOptions(backends=[backend])
+    tmp = tmp or Path(tempfile.mkdtemp(prefix="runyard-bench-http-"))
     runner, base, hits = await _target()
     try:
         with fresh_database(backend, opts, tmp) as url:
             y = Runyard(url)
             y.migrate()
-            procs = WorkerProcs(url, workers, concurrency, ALLOW, tmp / "logs")
+            procs = WorkerProcs(url, workers, concurrency, ALLOW, tmp / "logs" / backend)
             try:
 
                 async def published() -> bool:
