@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from .rules import CATCHUP_DEFAULT_S, CATCHUP_MIN_S, ID_MAX, INT32_MAX, SCHEDULE_ID_MAX
-from .schemas import PAYLOAD_DOC, RUN_ID_PATTERN, RunOptions, _In
+from .schemas import PAYLOAD_DOC, RUN_ID_PATTERN, RunCallback, RunOptions, _In
 
 #: What happens to a fire while the schedule's previous run is still going
 #: (:data:`runyard.rules.OVERLAP_POLICIES`).
@@ -51,8 +51,8 @@ TASK_DOC = (
 )
 
 
-class CallbackIn(_In):
-    """Where the runs of the schedule report (stored; delivered once callbacks land)."""
+class CallbackIn(RunCallback):
+    """Where the runs of the schedule report (docs/callbacks.md)."""
 
     url: str = Field(min_length=1, max_length=2048)
     headers: dict[str, str] = Field(default_factory=dict)

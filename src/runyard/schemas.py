@@ -167,6 +167,16 @@ class InputIn(_In):
     custom_data: Any = _payload("Data kept with this input (not given to the workflow). ")
 
 
+class RunCallback(_In):
+    """Where a run reports: its outputs as they are emitted and its end, signed per
+    Standard Webhooks (docs/callbacks.md)."""
+
+    url: str = Field(
+        min_length=1, max_length=2048, description="http(s) URL, public unless allowed"
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent with every message")
+
+
 class RunOptions(_In):
     """Options of a run, given with a trigger or saved in a task."""
 
@@ -178,6 +188,9 @@ class RunOptions(_In):
     priority: int | None = Field(default=None, ge=-PRIORITY_MAX, le=PRIORITY_MAX)
     sync_mode: Literal["full", "incremental"] | None = None
     max_results: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    callback: RunCallback | None = Field(
+        default=None, description="Where the run reports (signed callbacks; docs/callbacks.md)"
+    )
 
 
 class _InputChoice:
@@ -192,16 +205,6 @@ class _InputChoice:
             inputs_given=body.get("inputs") is not None,
             custom_data_given=body.get("custom_data") is not None,
         )
-
-
-class RunCallback(_In):
-    """Where a run reports: its outputs as they are emitted and its end, signed per
-    Standard Webhooks (docs/callbacks.md)."""
-
-    url: str = Field(
-        min_length=1, max_length=2048, description="http(s) URL, public unless allowed"
-    )
-    headers: dict[str, str] = Field(default_factory=dict, description="Sent with every message")
 
 
 class RunCreate(RunOptions, _InputChoice):
@@ -221,9 +224,6 @@ class RunCreate(RunOptions, _InputChoice):
         "The run's one input (not with `inputs`); it must match the workflow's input schema. "
     )
     custom_data: Any = _payload("Data kept with the input (not given to the workflow). ")
-    callback: RunCallback | None = Field(
-        default=None, description="Where the run reports (signed callbacks; docs/callbacks.md)"
-    )
     inputs: list[InputIn] | None = Field(
         default=None,
         min_length=1,

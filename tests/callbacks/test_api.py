@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -28,16 +27,21 @@ ENV = {
 }
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=BACKENDS, scope="module")
 def served(
-    request: pytest.FixtureRequest, tmp_path: Path, pg_template: str | None
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_template: str | None,
 ) -> Iterator[Served]:
+    """One server and worker per backend for the module's tests (each test its own runs
+    and receiver)."""
+    folder = tmp_path_factory.mktemp(f"served-{request.param}")
     with pytest.MonkeyPatch.context() as mp:
         for k, v in ENV.items():
             mp.setenv(k, v)
         mp.delenv("RUNYARD_WEBHOOK_SECRET", raising=False)
         with serve(
-            str(request.param), tmp_path, pg_template, "tests.apps.callbacks_app:yard", {"emitter"}
+            str(request.param), folder, pg_template, "tests.apps.callbacks_app:yard", {"emitter"}
         ) as s:
             yield s
 
@@ -107,5 +111,69 @@ def test_front_doors(served: Served) -> None:
             assert len(r.headers["webhook-signature"].split()) == 2
             for secret in (old[0], new):
                 assert Webhook(secret).verify(r.body, r.headers)["custom_data"] is None
+    finally:
+        receiver.stop()
+
+
+def test_a_task_carries_its_callback(served: Served) -> None:
+    """A task's saved options include ``callback`` (checked by the guard when saved and
+    changed, 422 naming options.callback.url); each execution's run reports to it, unless
+    the execution gives its own."""
+    receiver = Receiver().start()
+    try:
+        with httpx.Client(base_url=served.url, headers={"x-api-key": served.api_key}) as http:
+            for bad_url in ("http://10.1.2.3/", "http://[::1]:9/x", "ftp://example.com/"):
+                bad = http.post(
+                    "/v1/tasks",
+                    json={"workflow": "emitter", "options": {"callback": {"url": bad_url}}},
+                )
+                assert bad.status_code == 422, bad.text
+                assert "options.callback.url" in json.dumps(bad.json()["error"]), bad.text
+            callback = {"url": receiver.url("/task"), "headers": {"x-task": "t1"}}
+            made = http.post(
+                "/v1/tasks",
+                json={
+                    "workflow": "emitter",
+                    "input": {"count": 2, "tag": "t"},
+                    "options": {"callback": callback, "priority": 3},
+                },
+            )
+            assert made.status_code == 201, made.text
+            task_id = made.json()["id"]
+            assert made.json()["options"]["callback"] == callback
+            assert http.get(f"/v1/tasks/{task_id}").json()["options"]["callback"] == callback
+            patched = http.patch(
+                f"/v1/tasks/{task_id}",
+                json={"options": {"callback": {"url": "http://169.254.169.254/latest"}}},
+            )
+            assert patched.status_code == 422, patched.text
+            assert "options.callback.url" in json.dumps(patched.json()["error"])
+            assert http.get(f"/v1/tasks/{task_id}").json()["options"]["callback"] == callback
+            executed = http.post(f"/v1/tasks/{task_id}/execute", json={})
+            assert executed.status_code in (200, 201, 202), executed.text
+            run_id = executed.json()["id"]
+            other = http.post(
+                f"/v1/tasks/{task_id}/execute",
+                json={"callback": {"url": receiver.url("/other")}, "input": {"count": 1}},
+            )
+            assert other.status_code in (200, 201, 202), other.text
+            other_id = other.json()["id"]
+        with Client(served.url, api_key=served.api_key) as client:
+            wait_until(lambda: _all_delivered(client, run_id), timeout=20, what="delivered")
+            wait_until(lambda: _all_delivered(client, other_id), timeout=20, what="delivered")
+        got = [r for r in receiver.snapshot() if json.loads(r.body)["run_id"] == run_id]
+        assert got and all(r.path == "/task" and r.headers["x-task"] == "t1" for r in got)
+        final = [r.json for r in got if r.json["type"] == "run.finished"]
+        assert [f["result"] for f in final] == [{"emitted": 2, "tag": "t"}]
+        outs = [
+            o["data"]["n"]
+            for r in got
+            if r.json["type"] == "run.outputs"
+            for o in r.json["outputs"]
+        ]
+        assert sorted(outs) == [0, 1]
+        overridden = [r for r in receiver.snapshot() if json.loads(r.body)["run_id"] == other_id]
+        assert overridden and all(r.path == "/other" for r in overridden)
+        assert "x-task" not in overridden[0].headers
     finally:
         receiver.stop()

@@ -9,7 +9,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import jsonutil
 from .. import keys as apikeys
@@ -54,6 +54,12 @@ class TaskChange:
 
 class CatalogMixin:
     core: Core
+
+    if TYPE_CHECKING:  # (runyard.service.callbacks.CallbacksMixin, beside it in Service)
+
+        async def check_callback(
+            self, callback: Any, field: str = "callback"
+        ) -> dict[str, Any] | None: ...
 
     # -- workflows and workers ------------------------------------------------------------
 
@@ -118,16 +124,23 @@ class CatalogMixin:
             except NotFound:
                 pass
         await self._check_workflow(workflow, input, input_given)
+        options = await self._checked_options(options or {})
         task_id = task_id or f"task_{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
         text = (
             jsonutil.dumps(input, what="input", max_depth=JSON_DEPTH_MAX)
             if input is not None
             else None
         )
-        task = await self.core.write(
-            store.create_task_txn, task_id, name, workflow, text, options or {}
-        )
+        task = await self.core.write(store.create_task_txn, task_id, name, workflow, text, options)
         return task, True
+
+    async def _checked_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """A task's options with its callback checked by the outbound guard (422 naming
+        ``options.callback.url``): each execution's run reports to it."""
+        if options.get("callback") is None:
+            return options
+        callback = await self.check_callback(options["callback"], field="options.callback")
+        return {**options, "callback": callback}
 
     async def task(self, task_id: str) -> Task:
         return await self.core.read(self.core.store.get_task, task_id)
@@ -142,7 +155,7 @@ class CatalogMixin:
         name = change.name if "name" in change.given else task.name
         workflow = change.workflow if change.workflow is not None else task.workflow
         input = change.input if "input" in change.given else task.input
-        options = {**task.options, **(change.options or {})}
+        options = await self._checked_options({**task.options, **(change.options or {})})
         if change.workflow is not None or "input" in change.given:
             await self._check_workflow(workflow, input, "input" in change.given)
         text = (

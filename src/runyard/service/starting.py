@@ -130,6 +130,7 @@ def request_from_options(
         max_results=options.max_results,
         task_id=task_id,
         version=version,
+        callback=options.callback.model_dump() if options.callback is not None else None,
     )
 
 
