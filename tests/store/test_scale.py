@@ -1,6 +1,7 @@
 """Claiming, waking, listing and counting cost what a batch or a page costs, not what the
 backlog or the history holds: the plan of every hot query at a seeded backlog (100,000
-queued runs, 10,000 sleeping ones, 20,000 ended ones) walks an index and touches a
+queued runs, 10,000 sleeping ones, 20,000 ended ones; a third of them of one schedule, one
+in 2,000 of a task) walks an index and touches a
 handful of rows, on both backends. And claims stay right at a backlog: each item once,
 best first, paused and sleeping runs left alone."""
 
@@ -32,14 +33,16 @@ FEW = 300
 SEED = {
     "postgres": [
         """INSERT INTO runs (id, workflow, workflow_version, status, input_count, item_count,
-             created_at, started_at, finished_at)
+             created_at, started_at, finished_at, schedule_id, task_id)
            SELECT CASE WHEN g <= %(q)s THEN 'q' WHEN g <= %(q)s + %(s)s THEN 's' ELSE 'e' END
                     || g,
                   CASE WHEN g %% 2 = 0 THEN 'wf' ELSE 'other' END, '1',
                   CASE WHEN g <= %(q)s THEN 'QUEUED' WHEN g <= %(q)s + %(s)s THEN 'RUNNING'
                        ELSE 'SUCCEEDED' END, 1, 1, runyard_now() - 3600 + g * 0.01,
                   CASE WHEN g > %(q)s THEN runyard_now() - 3600 + g * 0.01 END,
-                  CASE WHEN g > %(q)s + %(s)s THEN runyard_now() - 3600 + g * 0.01 END
+                  CASE WHEN g > %(q)s + %(s)s THEN runyard_now() - 3600 + g * 0.01 END,
+                  CASE WHEN g %% 3 = 0 THEN 'sch_big' END,
+                  CASE WHEN g %% 2000 = 9 THEN 'task_1' END
            FROM generate_series(1, %(q)s + %(s)s + %(e)s) AS g""",
         """INSERT INTO items (run_id, idx, kind, wref, state, due_at, parked, finished_at)
            SELECT r.id, 0, 'input', r.workflow || '@1',
@@ -54,13 +57,15 @@ SEED = {
         """WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s
                                   WHERE g < :q + :s + :e)
            INSERT INTO runs (id, workflow, workflow_version, status, input_count, item_count,
-             created_at, started_at, finished_at)
+             created_at, started_at, finished_at, schedule_id, task_id)
            SELECT CASE WHEN g <= :q THEN 'q' WHEN g <= :q + :s THEN 's' ELSE 'e' END || g,
                   CASE WHEN g % 2 = 0 THEN 'wf' ELSE 'other' END, '1',
                   CASE WHEN g <= :q THEN 'QUEUED' WHEN g <= :q + :s THEN 'RUNNING'
                        ELSE 'SUCCEEDED' END, 1, 1, ry_now() - 3600 + g * 0.01,
                   CASE WHEN g > :q THEN ry_now() - 3600 + g * 0.01 END,
-                  CASE WHEN g > :q + :s THEN ry_now() - 3600 + g * 0.01 END
+                  CASE WHEN g > :q + :s THEN ry_now() - 3600 + g * 0.01 END,
+                  CASE WHEN g % 3 = 0 THEN 'sch_big' END,
+                  CASE WHEN g % 2000 = 9 THEN 'task_1' END
            FROM s""",
         """INSERT INTO items (run_id, idx, kind, wref, state, due_at, parked, finished_at)
            SELECT r.id, 0, 'input', r.workflow || '@1',
@@ -112,6 +117,10 @@ HOT = {
     "list_runs_by_status_desc": "runs_status",
     "list_runs_by_workflow_desc": "runs_workflow",
     "list_runs_by_workflow_asc": "runs_workflow",
+    "list_runs_by_schedule_desc": "runs_schedule",
+    "list_runs_by_schedule_asc": "runs_schedule",
+    "list_runs_by_task_desc": "runs_task",
+    "list_runs_by_task_asc": "runs_task",
     "last_transition": None,
     "transitions_since": None,
     "purge_events": None,
@@ -163,6 +172,15 @@ def _params(store: Store, conn: Any, name: str) -> dict[str, Any]:
         params["statuses"] = None
     if name.startswith("list_runs_by_workflow"):  # a workflow alone: every status
         params["statuses"] = [s.value for s in RunStatus]
+    if name.startswith(("list_runs_by_schedule", "list_runs_by_task")):
+        # A schedule with a third of the history (its page must come in order from the
+        # index, not from a sort of all its runs); a task with one run in 2,000 (its page
+        # must not come from a walk of the whole history).
+        params.update(workflow=None, statuses=None)
+        if "schedule" in name:
+            params["schedule_id"] = "sch_big"
+        else:
+            params["task_id"] = "task_1"
     if name == "transitions_since":
         row = conn.execute("SELECT max(id) - 100 AS id FROM run_transitions").fetchone()
         params["after_id"] = row["id"] if isinstance(row, dict) else row[0]
@@ -225,7 +243,10 @@ def test_hot_queries_walk_an_index_and_touch_a_batch_at_a_backlog(seeded: Store,
         assert not [line for line in full if "items" in line or "runs" in line], (name, plan)
         # A sort of what a walk found (merging walks: a batch each), never of a table.
         if any("FOR ORDER BY" in line for line in plan):
-            assert name.startswith(("claim", "list_runs_by")), (name, plan)
+            assert name.startswith(("claim", "list_runs_by_status", "list_runs_by_workflow")), (
+                name,
+                plan,
+            )
         if index is not None:
             assert any(index in line for line in plan), (name, plan)
 
@@ -299,6 +320,57 @@ def test_counting_and_listing_at_a_backlog_read_pages(seeded: Store) -> None:
                 assert not filt.statuses or r.status in filt.statuses
         counts = db.read_sync(store.run_counts, None)
         assert counts.open == {"QUEUED": QUEUED, "RUNNING": SLEEPING}
+    finally:
+        db.close()
+
+
+def _seeded_ids(store: Store, where: str) -> list[str]:
+    """The seeded runs matching ``where``, newest first (as the lists order them)."""
+    conn = store.connect()
+    try:
+        rows = conn.execute(
+            f"SELECT id FROM runs WHERE {where} ORDER BY created_at DESC, id DESC"
+        ).fetchall()
+    finally:
+        store.close_connection(conn)
+    return [r["id"] if isinstance(r, dict) else r[0] for r in rows]
+
+
+def test_lists_by_schedule_and_by_task_page_through_exactly_their_runs(seeded: Store) -> None:
+    """A schedule's and a task's runs, alone or with a workflow and a status, in both
+    orders: every page in list order, the cursor going on where the page stopped, and
+    exactly the runs that match (their own walks, migration 0018)."""
+    store = seeded
+    db = DbExecutor(store)
+    try:
+        cases = [
+            (RunFilter(task_id="task_1"), "task_id = 'task_1'"),
+            (
+                RunFilter(task_id="task_1", workflow="other", statuses=[RunStatus.QUEUED]),
+                "task_id = 'task_1' AND workflow = 'other' AND status = 'QUEUED'",
+            ),
+            (
+                RunFilter(schedule_id="sch_big", statuses=[RunStatus.SUCCEEDED]),
+                "schedule_id = 'sch_big' AND status = 'SUCCEEDED'",
+            ),
+        ]
+        for filt, where in cases:
+            expected = _seeded_ids(store, where)
+            assert expected, where
+            for order in ("desc", "asc"):
+                got: list[str] = []
+                cursor: str | None = None
+                while True:
+                    page = db.read_sync(store.list_runs, filt, cursor, 40, order)
+                    got += [r.id for r in page.items]
+                    if page.next_cursor is None:
+                        break
+                    cursor = page.next_cursor
+                want = expected if order == "desc" else expected[::-1]
+                assert got == want, (where, order)
+        # The first page of a schedule with a third of the history, newest first.
+        page = db.read_sync(store.list_runs, RunFilter(schedule_id="sch_big"), None, 50)
+        assert [r.id for r in page.items] == _seeded_ids(store, "schedule_id = 'sch_big'")[:50]
     finally:
         db.close()
 

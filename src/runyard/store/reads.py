@@ -88,9 +88,14 @@ class ReadsMixin:
         params = filt.params()
         after_at, after_id = cursor_decode(cursor) if cursor else (None, None)
         params.update({"after_at": after_at, "after_id": after_id, "limit": limit + 1})
-        # The index walked: the workflow's (one walk per status, every status when none
-        # is asked for), the statuses', or the creation time's.
-        if params["workflow"] is not None:
+        # The index walked: the schedule's or the task's, the workflow's (one walk per
+        # status, every status when none is asked for), the statuses', or the creation
+        # time's.
+        if params["schedule_id"] is not None:
+            name = "list_runs_by_schedule_"
+        elif params["task_id"] is not None:
+            name = "list_runs_by_task_"
+        elif params["workflow"] is not None:
             params["statuses"] = params["statuses"] or [s.value for s in RunStatus]
             name = "list_runs_by_workflow_"
         elif params["statuses"]:

@@ -1645,3 +1645,64 @@ LIMIT %(limit)s;
 -- name: find_api_key_by_id
 SELECT id, name, scopes, created_at, last_used_at, revoked_at, digest FROM api_keys
 WHERE id = %(id)s AND revoked_at IS NULL;
+
+-- Runs lists by schedule and by task (migration 0018). The id is bounded by a range and
+-- leads the walk's order (as list_runs_by_status_ does), so that no plan walks runs_created
+-- and filters on it.
+-- name: list_runs_by_schedule_desc
+-- A schedule's runs: one walk of runs_schedule (schedule_id, created_at, id) in list order.
+SELECT r.* FROM runs r
+WHERE (%(statuses)s::text[] IS NULL OR r.status = ANY(%(statuses)s::text[]))
+  AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
+  AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
+  AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
+  AND r.schedule_id >= %(schedule_id)s AND r.schedule_id <= %(schedule_id)s
+  AND (%(mode)s::text IS NULL OR r.mode = %(mode)s)
+  AND (%(workflow)s::text IS NULL OR r.workflow = %(workflow)s)
+  AND r.created_at >= coalesce(%(created_after)s::double precision, '-Infinity')
+  AND (r.created_at, r.id) < (least(coalesce(%(after_at)s::double precision, 'Infinity'), coalesce(%(created_before)s::double precision, 'Infinity')),
+    CASE WHEN coalesce(%(after_at)s::double precision, 'Infinity') < coalesce(%(created_before)s::double precision, 'Infinity') THEN %(after_id)s::text ELSE '' END)
+ORDER BY r.schedule_id DESC, r.created_at DESC, r.id DESC LIMIT %(limit)s;
+
+-- name: list_runs_by_task_desc
+-- A task's runs: one walk of runs_task (task_id, created_at, id) in list order.
+SELECT r.* FROM runs r
+WHERE (%(statuses)s::text[] IS NULL OR r.status = ANY(%(statuses)s::text[]))
+  AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
+  AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
+  AND r.task_id >= %(task_id)s AND r.task_id <= %(task_id)s
+  AND (%(schedule_id)s::text IS NULL OR r.schedule_id = %(schedule_id)s)
+  AND (%(mode)s::text IS NULL OR r.mode = %(mode)s)
+  AND (%(workflow)s::text IS NULL OR r.workflow = %(workflow)s)
+  AND r.created_at >= coalesce(%(created_after)s::double precision, '-Infinity')
+  AND (r.created_at, r.id) < (least(coalesce(%(after_at)s::double precision, 'Infinity'), coalesce(%(created_before)s::double precision, 'Infinity')),
+    CASE WHEN coalesce(%(after_at)s::double precision, 'Infinity') < coalesce(%(created_before)s::double precision, 'Infinity') THEN %(after_id)s::text ELSE '' END)
+ORDER BY r.task_id DESC, r.created_at DESC, r.id DESC LIMIT %(limit)s;
+
+-- name: list_runs_by_schedule_asc
+SELECT r.* FROM runs r
+WHERE (%(statuses)s::text[] IS NULL OR r.status = ANY(%(statuses)s::text[]))
+  AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
+  AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
+  AND (%(task_id)s::text IS NULL OR r.task_id = %(task_id)s)
+  AND r.schedule_id >= %(schedule_id)s AND r.schedule_id <= %(schedule_id)s
+  AND (%(mode)s::text IS NULL OR r.mode = %(mode)s)
+  AND (%(workflow)s::text IS NULL OR r.workflow = %(workflow)s)
+  AND r.created_at < coalesce(%(created_before)s::double precision, 'Infinity')
+  AND (r.created_at, r.id) > (greatest(coalesce(%(after_at)s::double precision, '-Infinity'), coalesce(%(created_after)s::double precision, '-Infinity')),
+    CASE WHEN coalesce(%(after_at)s::double precision, '-Infinity') > coalesce(%(created_after)s::double precision, '-Infinity') THEN %(after_id)s::text ELSE '' END)
+ORDER BY r.schedule_id ASC, r.created_at ASC, r.id ASC LIMIT %(limit)s;
+
+-- name: list_runs_by_task_asc
+SELECT r.* FROM runs r
+WHERE (%(statuses)s::text[] IS NULL OR r.status = ANY(%(statuses)s::text[]))
+  AND (%(ids)s::text[] IS NULL OR r.id = ANY(%(ids)s::text[]))
+  AND (%(prefix)s::text IS NULL OR r.id LIKE %(prefix)s ESCAPE '\')
+  AND r.task_id >= %(task_id)s AND r.task_id <= %(task_id)s
+  AND (%(schedule_id)s::text IS NULL OR r.schedule_id = %(schedule_id)s)
+  AND (%(mode)s::text IS NULL OR r.mode = %(mode)s)
+  AND (%(workflow)s::text IS NULL OR r.workflow = %(workflow)s)
+  AND r.created_at < coalesce(%(created_before)s::double precision, 'Infinity')
+  AND (r.created_at, r.id) > (greatest(coalesce(%(after_at)s::double precision, '-Infinity'), coalesce(%(created_after)s::double precision, '-Infinity')),
+    CASE WHEN coalesce(%(after_at)s::double precision, '-Infinity') > coalesce(%(created_after)s::double precision, '-Infinity') THEN %(after_id)s::text ELSE '' END)
+ORDER BY r.task_id ASC, r.created_at ASC, r.id ASC LIMIT %(limit)s;

@@ -1388,3 +1388,64 @@ LIMIT :limit;
 -- name: find_api_key_by_id
 SELECT id, name, scopes, created_at, last_used_at, revoked_at, digest FROM api_keys
 WHERE id = :id AND revoked_at IS NULL;
+
+-- Runs lists by schedule and by task (migration 0018). The id is bounded by a range and
+-- leads the walk's order (as list_runs_by_status_ does), so that no plan walks runs_created
+-- and filters on it.
+-- name: list_runs_by_schedule_desc
+-- A schedule's runs: one walk of runs_schedule (schedule_id, created_at, id) in list order.
+SELECT r.* FROM runs r
+WHERE (:statuses IS NULL OR r.status IN (SELECT value FROM json_each(:statuses)))
+  AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
+  AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
+  AND (:task_id IS NULL OR r.task_id = :task_id)
+  AND r.schedule_id >= :schedule_id AND r.schedule_id <= :schedule_id
+  AND (:mode IS NULL OR r.mode = :mode)
+  AND (:workflow IS NULL OR r.workflow = :workflow)
+  AND r.created_at >= coalesce(:created_after, -9e999)
+  AND (r.created_at, r.id) < (min(coalesce(:after_at, 9e999), coalesce(:created_before, 9e999)),
+    CASE WHEN coalesce(:after_at, 9e999) < coalesce(:created_before, 9e999) THEN :after_id ELSE '' END)
+ORDER BY r.schedule_id DESC, r.created_at DESC, r.id DESC LIMIT :limit;
+
+-- name: list_runs_by_task_desc
+-- A task's runs: one walk of runs_task (task_id, created_at, id) in list order.
+SELECT r.* FROM runs r
+WHERE (:statuses IS NULL OR r.status IN (SELECT value FROM json_each(:statuses)))
+  AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
+  AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
+  AND r.task_id >= :task_id AND r.task_id <= :task_id
+  AND (:schedule_id IS NULL OR r.schedule_id = :schedule_id)
+  AND (:mode IS NULL OR r.mode = :mode)
+  AND (:workflow IS NULL OR r.workflow = :workflow)
+  AND r.created_at >= coalesce(:created_after, -9e999)
+  AND (r.created_at, r.id) < (min(coalesce(:after_at, 9e999), coalesce(:created_before, 9e999)),
+    CASE WHEN coalesce(:after_at, 9e999) < coalesce(:created_before, 9e999) THEN :after_id ELSE '' END)
+ORDER BY r.task_id DESC, r.created_at DESC, r.id DESC LIMIT :limit;
+
+-- name: list_runs_by_schedule_asc
+SELECT r.* FROM runs r
+WHERE (:statuses IS NULL OR r.status IN (SELECT value FROM json_each(:statuses)))
+  AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
+  AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
+  AND (:task_id IS NULL OR r.task_id = :task_id)
+  AND r.schedule_id >= :schedule_id AND r.schedule_id <= :schedule_id
+  AND (:mode IS NULL OR r.mode = :mode)
+  AND (:workflow IS NULL OR r.workflow = :workflow)
+  AND r.created_at < coalesce(:created_before, 9e999)
+  AND (r.created_at, r.id) > (max(coalesce(:after_at, -9e999), coalesce(:created_after, -9e999)),
+    CASE WHEN coalesce(:after_at, -9e999) > coalesce(:created_after, -9e999) THEN :after_id ELSE '' END)
+ORDER BY r.schedule_id ASC, r.created_at ASC, r.id ASC LIMIT :limit;
+
+-- name: list_runs_by_task_asc
+SELECT r.* FROM runs r
+WHERE (:statuses IS NULL OR r.status IN (SELECT value FROM json_each(:statuses)))
+  AND (:ids IS NULL OR r.id IN (SELECT value FROM json_each(:ids)))
+  AND (:prefix IS NULL OR r.id LIKE :prefix ESCAPE '\')
+  AND r.task_id >= :task_id AND r.task_id <= :task_id
+  AND (:schedule_id IS NULL OR r.schedule_id = :schedule_id)
+  AND (:mode IS NULL OR r.mode = :mode)
+  AND (:workflow IS NULL OR r.workflow = :workflow)
+  AND r.created_at < coalesce(:created_before, 9e999)
+  AND (r.created_at, r.id) > (max(coalesce(:after_at, -9e999), coalesce(:created_after, -9e999)),
+    CASE WHEN coalesce(:after_at, -9e999) > coalesce(:created_after, -9e999) THEN :after_id ELSE '' END)
+ORDER BY r.task_id ASC, r.created_at ASC, r.id ASC LIMIT :limit;
