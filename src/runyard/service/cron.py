@@ -20,6 +20,8 @@ from ..rules import invalid
 
 #: How far croniter looks for a next match before saying an expression never fires.
 _MAX_YEARS = 5
+#: Next fire times a :class:`Cron` remembers (then it forgets them all).
+_MEMO_MAX = 256
 
 
 def zone(name: str, field: str = "timezone") -> ZoneInfo:
@@ -54,6 +56,7 @@ class Cron:
             )
         self.seconds = n == 6
         self._iter: croniter | None = None
+        self._memo: dict[float, float] = {}
         self._lock = threading.Lock()
         try:
             if not croniter.is_valid(self.expr, second_at_beginning=self.seconds):
@@ -71,19 +74,32 @@ class Cron:
 
     def next_after(self, ts: float) -> float:
         """The first fire time strictly after ``ts`` (epoch seconds)."""
+        with self._lock:
+            # Schedules of one expression firing at one time all ask for the same next
+            # time: it is computed once (croniter takes ~0.1 ms).
+            hit = self._memo.get(ts)
+            if hit is not None:
+                return hit
+            if len(self._memo) >= _MEMO_MAX:
+                self._memo.clear()
+            at = self._memo[ts] = self._compute(ts)
+            return at
+
+    def _compute(self, ts: float) -> float:
+        """next_after, under the lock: one iterator, moved to each start (parsing the
+        expression again would cost more than the search)."""
         start = datetime.fromtimestamp(ts, self.tz)
-        with self._lock:  # (one iterator, moved to each start: parsing costs more)
-            it = self._iter
-            if it is None:
-                it = self._iter = croniter(
-                    self.expr,
-                    start,
-                    second_at_beginning=self.seconds,
-                    max_years_between_matches=_MAX_YEARS,
-                )
-            else:
-                it.set_current(start, force=True)
-            return self._next(it, ts)
+        it = self._iter
+        if it is None:
+            it = self._iter = croniter(
+                self.expr,
+                start,
+                second_at_beginning=self.seconds,
+                max_years_between_matches=_MAX_YEARS,
+            )
+        else:
+            it.set_current(start, force=True)
+        return self._next(it, ts)
 
     def _next(self, it: croniter, ts: float) -> float:
         for _ in range(10_000):
