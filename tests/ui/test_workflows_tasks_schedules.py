@@ -164,6 +164,9 @@ def test_schedule_pause_resume_and_trigger(signed_in: Page, ui_server: UiServer)
     expect(page.locator("#next-fires li")).to_have_count(10)
     # 09:00 in Paris: 07:00 or 08:00 UTC, with daylight saving time or without.
     expect(page.locator("#next-fires li").first).to_contain_text(re.compile(r"T0[78]:00:00"))
+    expect(page.locator("#next-fires li .local").first).to_contain_text(
+        re.compile(r"09:00:00 CES?T")
+    )
 
     page.get_by_label("Note (why)").fill("upstream maintenance until Monday")
     page.get_by_role("button", name="Pause").click()

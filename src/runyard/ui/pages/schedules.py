@@ -5,7 +5,9 @@ trigger (a write key's; a fire's run page is linked)."""
 from __future__ import annotations
 
 import urllib.parse
+from datetime import datetime
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -23,6 +25,16 @@ router = APIRouter()
 PAGE_SIZE = 50
 #: The longest pause note (as the service takes).
 NOTE_MAX = 1000
+
+
+def _local(schedule: Schedule, times: list[float]) -> list[str]:
+    """``times`` on the wall clock of the schedule's timezone (``Mon 2026-12-07 09:00:00
+    CET``)."""
+    try:
+        tz = ZoneInfo(schedule.spec.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ["" for _ in times]
+    return [datetime.fromtimestamp(t, tz).strftime("%a %Y-%m-%d %H:%M:%S %Z") for t in times]
 
 
 def _words(schedule: Schedule) -> str | None:
@@ -74,6 +86,7 @@ async def _page(
     context = {
         "s": schedule,
         "words": _words(schedule),
+        "next_local": _local(schedule, schedule.next_fires),
         "note": note,
         "note_error": note_error,
     }
