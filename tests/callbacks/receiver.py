@@ -18,6 +18,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     status: int
+    at: float = 0.0  # time.time() when it arrived
 
     @property
     def json(self) -> Any:
@@ -52,6 +53,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                arrived = time.time()
                 if outer.delay_s:
                     time.sleep(outer.delay_s)
                 with outer._lock:
@@ -59,7 +61,11 @@ class Receiver:
                     status, extra = outer.answer(self.path, n)
                     outer.received.append(
                         Received(
-                            self.path, {k.lower(): v for k, v in self.headers.items()}, body, status
+                            self.path,
+                            {k.lower(): v for k, v in self.headers.items()},
+                            body,
+                            status,
+                            arrived,
                         )
                     )
                 self.send_response(status)

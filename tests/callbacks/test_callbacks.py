@@ -5,6 +5,7 @@ the ``standardwebhooks`` package."""
 from __future__ import annotations
 
 import asyncio
+import email.utils
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from standardwebhooks import Webhook
 from runyard import Runyard
 from runyard.client.webhooks import WebhookVerifier
 from runyard.errors import InvalidInput, WorkflowNotFound
-from runyard.service import Delivery
+from runyard.service import Delivery, ScheduleSpec
+from runyard.service.callbacks import RETRY_AFTER_MAX_S, retry_after
 from tests.callbacks.receiver import Receiver
 from tests.conftest import WorkerProcess, make_yard
 from tests.waiting import NotYet, stays_true, wait_until_async
@@ -242,6 +244,109 @@ def test_410_stops_and_a_redirect_is_not_followed(
         asyncio.run(main())
     finally:
         yard.close()
+
+
+def test_a_410_stops_the_schedules_callback(
+    db_url: str, tmp_path: Path, worker_procs: list[WorkerProcess], receiver: Receiver
+) -> None:
+    """A schedule's callback URL answering 410 stops the messages of the fire's run to it
+    and removes the callback from the schedule: the next fires' runs report nowhere. Another
+    schedule's callback (answering 200) is untouched."""
+    yard = make_yard(db_url)
+    receiver.answer = lambda path, n: (410, {}) if path == "/gone" else (200, {})
+    _worker(db_url, tmp_path, "w", worker_procs)
+
+    async def main() -> None:
+        await _start(yard, input={"count": 0})  # the worker is up (emitter published)
+        for sid in ("gone", "kept"):
+            spec = ScheduleSpec(
+                cron="0 0 1 1 *",  # (fired by trigger_schedule here)
+                workflow="emitter",
+                input={"count": 3, "pause": 0.05},
+                callback={"url": receiver.url(f"/{sid}")},
+            )
+            await yard.create_schedule(spec, schedule_id=sid)
+
+        async def fire(sid: str) -> str:
+            run_id = (await yard.trigger_schedule(sid)).run_id
+            assert run_id is not None
+            await wait_until_async(
+                lambda: _ended(yard, run_id), timeout=20, what=f"run of {sid} ended"
+            )
+            return run_id
+
+        first = await fire("gone")
+        kept_run = await fire("kept")
+
+        async def stopped() -> list[Delivery] | NotYet:
+            spec = (await yard.get_schedule("gone")).spec
+            ds = await yard.list_deliveries(first)
+            ok = spec.callback is None and ds and all(d.state == "stopped" for d in ds)
+            return ds if ok else NotYet((spec.callback, [(d.kind, d.state) for d in ds]))
+
+        ds = await wait_until_async(stopped, timeout=20, what="the schedule's callback removed")
+        assert any(a["status_code"] == 410 for d in ds for a in d.attempts)
+        await wait_until_async(
+            lambda: _settled(yard, kept_run), timeout=20, what="the other schedule's delivered"
+        )
+        assert (await yard.get_schedule("kept")).spec.callback == {"url": receiver.url("/kept")}
+        gone_before = len([r for r in receiver.snapshot() if r.path == "/gone"])
+        second = await fire("gone")  # after the 410: its run carries no callback
+        assert await yard.list_deliveries(second) == []
+        again = await fire("kept")
+        await wait_until_async(
+            lambda: _settled(yard, again), timeout=20, what="the other schedule still reports"
+        )
+        assert len([r for r in receiver.snapshot() if r.path == "/gone"]) == gone_before
+        assert await yard.list_deliveries(second) == []
+
+    try:
+        asyncio.run(main())
+    finally:
+        yard.close()
+
+
+def test_retry_after_is_honoured(
+    db_url: str, tmp_path: Path, worker_procs: list[WorkerProcess], receiver: Receiver
+) -> None:
+    """A 503 with ``Retry-After: 2`` (seconds) puts the next attempt 2 s later, not after
+    the shortened backoff (0.1 s in these tests); then the message is delivered."""
+    yard = make_yard(db_url)
+    receiver.answer = lambda path, n: (503, {"Retry-After": "2"}) if n == 0 else (200, {})
+    _worker(db_url, tmp_path, "w", worker_procs)
+
+    async def main() -> None:
+        run_id = await _start(yard, input={"count": 0}, callback={"url": receiver.url()})
+        (d,) = await wait_until_async(
+            lambda: _settled(yard, run_id), timeout=30, what="delivered after its Retry-After"
+        )
+        assert d.state == "delivered"
+        first, second = d.attempts
+        assert first["status_code"] == 503 and second["status_code"] == 200
+        assert first["next_attempt_at"] - first["at"] == pytest.approx(2.0, abs=0.05)
+        arrivals = [r.at for r in receiver.snapshot()]
+        assert len(arrivals) == 2 and arrivals[1] - arrivals[0] >= 1.9
+
+    try:
+        asyncio.run(main())
+    finally:
+        yard.close()
+
+
+def test_retry_after_values() -> None:
+    """Seconds or an HTTP date, at most a day; anything else is no Retry-After."""
+    now = 1_700_000_000.0
+    assert retry_after({"retry-after": "7"}, now) == 7.0
+    assert retry_after({"retry-after": "-3"}, now) == 0.0
+    assert retry_after({"retry-after": "999999"}, now) == RETRY_AFTER_MAX_S
+    date = email.utils.formatdate(now + 90, usegmt=True)
+    assert retry_after({"retry-after": date}, now) == pytest.approx(90.0)
+    assert retry_after({"retry-after": "soon"}, now) is None
+    assert retry_after({}, now) is None
+
+
+async def _ended(yard: Runyard, run_id: str) -> bool:
+    return (await yard.get_run(run_id)).status in ("SUCCEEDED", "FAILED")
 
 
 def test_worker_sigkilled_mid_delivery_loses_nothing(

@@ -72,7 +72,7 @@ class CallbacksStoreMixin:
         if values["state"] == "stopped":
             tx.send("stop_run_deliveries", values)
             tx.send("stop_run_callback", values)
-        return Later(lambda: done.rowcount == 1)
+        return Later(lambda: done.one() is not None)
 
     def stop_schedule_callback_txn(self, tx: Tx, schedule_id: str, url: str) -> bool:
         row = tx.q1("get_schedule", {"id": schedule_id})

@@ -1393,6 +1393,17 @@ WHERE (schedule_id, fire_at) IN (
   ORDER BY created_at LIMIT %(limit)s
   FOR UPDATE SKIP LOCKED);
 
+-- name: skip_pending_fire
+-- cancel_other against a fire whose run was never written, its scheduler gone (pending
+-- for longer than a live one takes to start it): that fire is skipped, so that no sweep
+-- starts it later.
+UPDATE schedule_fires SET state = 'skipped', run_id = NULL
+WHERE schedule_id = %(schedule_id)s AND fire_at BETWEEN %(lo)s AND %(hi)s
+  AND run_id = %(run_id)s AND state = 'pending'
+  AND created_at < runyard_now() - %(stale_s)s
+  AND NOT EXISTS (SELECT 1 FROM runs WHERE id = %(run_id)s)
+RETURNING schedule_id;
+
 -- name: set_fire_state
 UPDATE schedule_fires SET state = %(state)s, run_id = %(run_id)s, error = %(error)s
 WHERE schedule_id = %(schedule_id)s AND fire_at = %(fire_at)s;
@@ -1535,7 +1546,8 @@ UPDATE deliveries SET state = CASE WHEN state = 'stopped' AND %(state)s = 'pendi
   next_attempt_at = CASE WHEN %(state)s = 'pending' AND state = 'pending'
     THEN runyard_now() + %(delay_s)s ELSE next_attempt_at END,
   delivered_at = CASE WHEN %(state)s = 'delivered' THEN runyard_now() END
-WHERE id = %(id)s AND owner = %(owner)s AND attempts = %(attempt)s;
+WHERE id = %(id)s AND owner = %(owner)s AND attempts = %(attempt)s
+RETURNING id;
 
 -- name: stop_run_deliveries
 -- A 410: nothing more to this URL for this run. A message in flight keeps its owner, so

@@ -1143,6 +1143,17 @@ WHERE rowid IN (
   WHERE state IN ('skipped', 'missed', 'failed') AND created_at < :cutoff
   ORDER BY created_at LIMIT :limit);
 
+-- name: skip_pending_fire
+-- cancel_other against a fire whose run was never written, its scheduler gone (pending
+-- for longer than a live one takes to start it): that fire is skipped, so that no sweep
+-- starts it later.
+UPDATE schedule_fires SET state = 'skipped', run_id = NULL
+WHERE schedule_id = :schedule_id AND fire_at BETWEEN :lo AND :hi
+  AND run_id = :run_id AND state = 'pending'
+  AND created_at < ry_now() - :stale_s
+  AND NOT EXISTS (SELECT 1 FROM runs WHERE id = :run_id)
+RETURNING schedule_id;
+
 -- name: set_fire_state
 UPDATE schedule_fires SET state = :state, run_id = :run_id, error = :error
 WHERE schedule_id = :schedule_id AND fire_at = :fire_at;
@@ -1281,7 +1292,8 @@ UPDATE deliveries SET state = CASE WHEN state = 'stopped' AND :state = 'pending'
   next_attempt_at = CASE WHEN :state = 'pending' AND state = 'pending'
     THEN ry_now() + :delay_s ELSE next_attempt_at END,
   delivered_at = CASE WHEN :state = 'delivered' THEN ry_now() END
-WHERE id = :id AND owner = :owner AND attempts = :attempt;
+WHERE id = :id AND owner = :owner AND attempts = :attempt
+RETURNING id;
 
 -- name: stop_run_deliveries
 -- A 410: nothing more to this URL for this run. A message in flight keeps its owner, so
