@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from runyard.errors import InvalidInput, WorkflowNotFound
 from runyard.service import Delivery, ScheduleSpec
 from runyard.service.callbacks import RETRY_AFTER_MAX_S, retry_after
 from tests.callbacks.receiver import Receiver
-from tests.conftest import WorkerProcess, make_yard
+from tests.conftest import BACKENDS, WorkerProcess, fresh_database, make_yard
 from tests.waiting import NotYet, stays_true, wait_until_async
 
 APP = "tests.apps.callbacks_app:yard"
@@ -35,6 +36,29 @@ def _allow_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     for k, v in ENV.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("RUNYARD_WEBHOOK_SECRET", raising=False)
+
+
+@dataclass(frozen=True)
+class Shared:
+    db_url: str
+    worker: WorkerProcess
+
+
+@pytest.fixture(params=BACKENDS, scope="module")
+def shared(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_template: str | None,
+) -> Iterator[Shared]:
+    """One database and worker process per backend for the tests that do not kill their
+    worker (each test has its own runs, URLs and receiver)."""
+    folder = tmp_path_factory.mktemp(f"callbacks-{request.param}")
+    with fresh_database(str(request.param), folder, pg_template) as url:
+        worker = WorkerProcess(APP, url, env=ENV, log=folder / "worker.log").start()
+        try:
+            yield Shared(url, worker)
+        finally:
+            worker.terminate(timeout=15)
 
 
 @pytest.fixture
@@ -79,11 +103,8 @@ def _verified(secret: str, r: Receiver) -> list[dict[str, Any]]:
     return out
 
 
-def test_progressive_signed_many_inputs(
-    db_url: str, tmp_path: Path, worker_procs: list[WorkerProcess], receiver: Receiver
-) -> None:
-    yard = make_yard(db_url)
-    _worker(db_url, tmp_path, "w", worker_procs)
+def test_progressive_signed_many_inputs(shared: Shared, receiver: Receiver) -> None:
+    yard = make_yard(shared.db_url)
 
     async def main() -> None:
         secret = (await yard.webhook_secrets())[0]
@@ -131,13 +152,10 @@ def test_progressive_signed_many_inputs(
         yard.close()
 
 
-def test_receiver_down_then_back_duplicates_share_their_id(
-    db_url: str, tmp_path: Path, worker_procs: list[WorkerProcess]
-) -> None:
-    yard = make_yard(db_url)
+def test_receiver_down_then_back_duplicates_share_their_id(shared: Shared) -> None:
+    yard = make_yard(shared.db_url)
     receiver = Receiver().start()
     receiver.stop()  # its port, closed: connections refused
-    _worker(db_url, tmp_path, "w", worker_procs)
 
     async def main() -> None:
         secret = (await yard.webhook_secrets())[0]
@@ -184,15 +202,12 @@ def test_receiver_down_then_back_duplicates_share_their_id(
         yard.close()
 
 
-def test_410_stops_and_a_redirect_is_not_followed(
-    db_url: str, tmp_path: Path, worker_procs: list[WorkerProcess], receiver: Receiver
-) -> None:
-    yard = make_yard(db_url)
+def test_410_stops_and_a_redirect_is_not_followed(shared: Shared, receiver: Receiver) -> None:
+    yard = make_yard(shared.db_url)
     receiver.answer = lambda path, n: {
         "/gone": (410, {}),
         "/moved": (302, {"location": receiver.url("/target")}),
     }.get(path, (200, {}))
-    _worker(db_url, tmp_path, "w", worker_procs)
 
     async def main() -> None:
         gone = await _start(
@@ -246,15 +261,12 @@ def test_410_stops_and_a_redirect_is_not_followed(
         yard.close()
 
 
-def test_a_410_stops_the_schedules_callback(
-    db_url: str, tmp_path: Path, worker_procs: list[WorkerProcess], receiver: Receiver
-) -> None:
+def test_a_410_stops_the_schedules_callback(shared: Shared, receiver: Receiver) -> None:
     """A schedule's callback URL answering 410 stops the messages of the fire's run to it
     and removes the callback from the schedule: the next fires' runs report nowhere. Another
     schedule's callback (answering 200) is untouched."""
-    yard = make_yard(db_url)
+    yard = make_yard(shared.db_url)
     receiver.answer = lambda path, n: (410, {}) if path == "/gone" else (200, {})
-    _worker(db_url, tmp_path, "w", worker_procs)
 
     async def main() -> None:
         await _start(yard, input={"count": 0})  # the worker is up (emitter published)
@@ -306,14 +318,11 @@ def test_a_410_stops_the_schedules_callback(
         yard.close()
 
 
-def test_retry_after_is_honoured(
-    db_url: str, tmp_path: Path, worker_procs: list[WorkerProcess], receiver: Receiver
-) -> None:
+def test_retry_after_is_honoured(shared: Shared, receiver: Receiver) -> None:
     """A 503 with ``Retry-After: 2`` (seconds) puts the next attempt 2 s later, not after
     the shortened backoff (0.1 s in these tests); then the message is delivered."""
-    yard = make_yard(db_url)
+    yard = make_yard(shared.db_url)
     receiver.answer = lambda path, n: (503, {"Retry-After": "2"}) if n == 0 else (200, {})
-    _worker(db_url, tmp_path, "w", worker_procs)
 
     async def main() -> None:
         run_id = await _start(yard, input={"count": 0}, callback={"url": receiver.url()})
