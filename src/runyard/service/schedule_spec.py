@@ -152,6 +152,11 @@ def fire_run_id(schedule_id: str, fire_at: float) -> str:
     return f"{schedule_id}@{round(fire_at * 1000)}"
 
 
+def fire_time(run_id: str) -> float:
+    """The fire time (to the millisecond) of a fire's run id (see :func:`fire_run_id`)."""
+    return int(run_id.rsplit("@", 1)[1]) / 1000
+
+
 def spec_changes(spec: ScheduleSpec, changes: Mapping[str, Any]) -> ScheduleSpec:
     """``spec`` with ``changes`` (field name -> new value) applied; an unknown field is
     refused (422 naming it)."""

@@ -39,7 +39,7 @@ from ..rules import BUFFER_MAX_FIRES
 from ..store.schedules import SCHEDULES_CHANGED
 from ..store.tx import Row, Tx
 from .cron import cron_of, jitter_offset
-from .schedule_spec import ScheduleSpec, fire_run_id
+from .schedule_spec import ScheduleSpec, fire_run_id, fire_time
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -237,6 +237,15 @@ class Firing:
                 cancel = None
             else:
                 cancel = self.last_run if what == "cancel" else None
+                store, tx = self.book.store, self.book.tx
+                if cancel is not None and store.skip_pending_fire_txn(
+                    tx, self.id, fire_time(cancel), cancel, PENDING_STALE_S
+                ):
+                    # (its run was never written, its scheduler stopped first: it is
+                    # skipped, so that no sweep starts it after this one)
+                    self.fired -= 1
+                    self.skipped += 1
+                    cancel = None
             self.starts.append(FireStart(self.id, fire_at, run_id, self.spec, cancel))
             self.fired += 1
             self.active, self.last_run = True, run_id

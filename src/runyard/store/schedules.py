@@ -162,6 +162,21 @@ class SchedulesStoreMixin:
             },
         )
 
+    def skip_pending_fire_txn(
+        self, tx: Tx, schedule_id: str, fire_at: float, run_id: str, stale_s: float
+    ) -> bool:
+        """Skip the fire at about ``fire_at`` (to the millisecond) of run ``run_id`` if it
+        has been pending for over ``stale_s`` seconds and that run was never written;
+        whether it was."""
+        params = {
+            "schedule_id": schedule_id,
+            "lo": fire_at - 0.001,
+            "hi": fire_at + 0.001,
+            "run_id": run_id,
+            "stale_s": stale_s,
+        }
+        return tx.q1("skip_pending_fire", params) is not None
+
     def fires_started_txn(self, tx: Tx, fires: list[tuple[str, float]]) -> None:
         """Pending fires whose runs now exist."""
         for schedule_id, fire_at in fires:
