@@ -346,3 +346,25 @@ def test_bad_addresses_are_named_not_500(signed_in: Page, ui_server: UiServer) -
     assert cursor is not None and cursor.status == 400
     with ui_server.api() as api:
         api.post(f"/v1/runs/{run_id}/cancel")
+
+
+def test_a_failed_runs_page_shows_its_error_and_retries(
+    signed_in: Page, ui_server: UiServer
+) -> None:
+    page = signed_in
+    with ui_server.api() as api:
+        run_id = _start(api, "flaky_fetch", {"url": "https://down.example", "fail_rate": 1.0})
+        wait_until(
+            lambda: _status(api, run_id) == "FAILED" or NotYet(_status(api, run_id)),
+            timeout=60,
+            what="the flaky run failing after its retries",
+        )
+    page.goto(ui_server.url + f"/ui/runs/{urllib.parse.quote(run_id)}")
+    expect(page.locator("#run-error")).to_contain_text("connection reset")
+    fetch = page.locator('#steps-table tr[data-step="fetch"]')
+    expect(fetch.first).to_contain_text("failed")
+    expect(fetch.first).to_contain_text("failed attempts")
+    # Every failed attempt is marked on the waterfall (the workflow is retried 5 times).
+    assert page.locator(".waterfall .bar.attempt").count() >= 6
+    assert page.get_by_role("button", name="Resume").count() == 1
+    shot(page, "run-page-failed")

@@ -121,6 +121,23 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
 
 
+def error_block(error: Any) -> Markup:
+    """An error as people read it: its type and message, the traceback folded away."""
+    if not isinstance(error, dict) or "message" not in error:
+        return Markup("<pre>{0}</pre>").format(pretty_json(error))
+    kind = error.get("type") or error.get("code") or "error"
+    html = Markup('<div class="error"><strong>{0}</strong>: {1}').format(kind, error["message"])
+    rest = {k: v for k, v in error.items() if k not in ("type", "code", "message", "traceback")}
+    if rest or error.get("traceback"):
+        html += Markup("<details><summary>Details</summary>")
+        if error.get("traceback"):
+            html += Markup("<pre>{0}</pre>").format(str(error["traceback"]))
+        if rest:
+            html += Markup("<pre>{0}</pre>").format(pretty_json(rest))
+        html += Markup("</details>")
+    return html + Markup("</div>")
+
+
 def make_environment(static_version: str) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("runyard.ui", "templates"),
@@ -136,6 +153,7 @@ def make_environment(static_version: str) -> jinja2.Environment:
         time_tag=time_tag,
         badge=badge,
         pretty_json=pretty_json,
+        error=error_block,
     )
     env.globals.update(
         nav=NAV,

@@ -36,9 +36,18 @@ ACTIONS = ("cancel", "pause", "resume", "continue")
 
 
 @dataclass(frozen=True)
+class Segment:
+    """A failed attempt on a step's track (percent of the run's span)."""
+
+    left: float
+    width: float
+    title: str
+
+
+@dataclass(frozen=True)
 class Bar:
     """One step of the waterfall: where its bar starts and how wide it is (percent of
-    the run's span), and its colour family."""
+    the run's span), its colour family, and its failed attempts."""
 
     step: StepOut
     left: float
@@ -46,6 +55,7 @@ class Bar:
     family: str
     started: float | None
     ended: float | None
+    failures: tuple[Segment, ...] = ()
 
     @property
     def took(self) -> float | None:
@@ -67,28 +77,57 @@ _FAMILY = {
 }
 
 
+def _span(steps: list[StepOut], run: Run, now: float) -> tuple[float, float]:
+    """The run's time line: from its first start (a step's, an attempt's or its own) to
+    its end (or now)."""
+    starts = [run.started_at or now]
+    ends = [run.finished_at or now]
+    for s in steps:
+        starts += [t for t in (_epoch(s.started_at),) if t is not None]
+        starts += [a.started_at.timestamp() for a in s.failed_attempts]
+        ends += [t for t in (_epoch(s.completed_at),) if t is not None]
+    origin = min(starts)
+    return origin, max(max(ends), origin + 0.001) - origin
+
+
 def waterfall(run: Run, steps: list[StepOut]) -> list[Bar]:
-    """Each step as a bar on the run's time line (from its first step's start, or the
-    run's, to its end or now)."""
+    """Each step as a bar on the run's time line, with its failed attempts marked on it;
+    a step still going (or waiting) reaches to now, one that failed for good to the end of
+    its last attempt."""
     now = time.time()
-    starts = [_epoch(s.started_at) for s in steps if s.started_at is not None]
-    origin = min([t for t in starts if t is not None] + [run.started_at or now])
-    ends = [_epoch(s.completed_at) or now for s in steps]
-    finish = max([*ends, run.finished_at or now, origin + 0.001])
-    span = finish - origin
+    origin, span = _span(steps, run, now)
+
+    def pct(t: float) -> float:
+        return round((t - origin) / span * 100, 3)
+
     bars = []
     for s in steps:
         started = _epoch(s.started_at)
         ended = _epoch(s.completed_at)
+        if s.failed_attempts:
+            first = min(a.started_at.timestamp() for a in s.failed_attempts)
+            started = first if started is None else min(started, first)
+            if ended is None and (run.terminal or s.status != "retrying"):
+                ended = max(a.ended_at.timestamp() for a in s.failed_attempts)
+        if ended is None and run.terminal:
+            ended = run.finished_at
+        failures = tuple(
+            Segment(
+                pct(a.started_at.timestamp()),
+                round(max((a.ended_at - a.started_at).total_seconds() / span * 100, 0.4), 3),
+                f"attempt {a.attempt} (workflow attempt {a.workflow_attempt}) failed",
+            )
+            for a in s.failed_attempts
+        )
         if started is None:
             left, width = 0.0, 0.0
         else:
-            left = (started - origin) / span * 100
+            left = pct(started)
             width = ((ended if ended is not None else now) - started) / span * 100
         family = _FAMILY.get(s.status, "live")
         if s.kind in ("sleep", "wait") and s.status != "completed":
             family = "wait"
-        bars.append(Bar(s, round(left, 3), round(max(width, 0.4), 3), family, started, ended))
+        bars.append(Bar(s, left, round(max(width, 0.4), 3), family, started, ended, failures))
     return bars
 
 
