@@ -2,13 +2,15 @@
 backends: exactly one run per fire time while schedulers are SIGKILLed and restarted,
 and the catch-up window after all of them were down.
 
-Kept to about 20-25 s each per backend (the suite must stay under 15 min in CI); the
-issue's 60 s storm is the same test with ``STORM_S = 60``."""
+The storm is kept to 20 s per backend in the suite (this file runs whole in one of the
+suite's two processes, and at 60 s it alone would take over 2.5 minutes of the suite's
+time); the issue's 60 s storm is the same test with ``RUNYARD_TEST_STORM_S=60``."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import random
 import time
 from pathlib import Path
@@ -22,7 +24,8 @@ from tests.conftest import WorkerProcess, make_yard
 from tests.waiting import NotYet, stays_true_async, wait_until_async
 
 APP = "tests.apps.sched_app:yard"
-STORM_S = 20.0
+#: Seconds of the SIGKILL storm (the issue's 60: ``RUNYARD_TEST_STORM_S=60``).
+STORM_S = float(os.environ.get("RUNYARD_TEST_STORM_S", "20"))
 
 
 def _scheduler(db_url: str, tmp_path: Path, n: int) -> WorkerProcess:
