@@ -107,7 +107,27 @@ def test_the_overview_shows_counts_charts_workers_usage_and_stays_live(
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
 
 
-def test_a_read_key_sees_the_overview(read_only: Page, ui_server: UiServer) -> None:
-    read_only.goto(ui_server.url + "/ui/")
-    expect(read_only.locator("#open-counts")).to_be_visible()
-    expect(read_only.locator("figure[data-chart='day'] canvas")).to_have_count(1)
+def _luminance(page: Page, selector: str, prop: str) -> float:
+    """The relative luminance (0 black .. 1 white) of an element's computed colour."""
+    rgb = page.evaluate(
+        "([sel, prop]) => getComputedStyle(document.querySelector(sel))[prop]", [selector, prop]
+    )
+    r, g, b = (int(v) for v in rgb[rgb.index("(") + 1 : rgb.index(")")].split(",")[:3])
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+
+def test_a_read_key_sees_the_overview_in_dark_mode_too(
+    read_only: Page, ui_server: UiServer
+) -> None:
+    page = read_only
+    page.emulate_media(color_scheme="dark")
+    page.goto(ui_server.url + "/ui/")
+    expect(page.locator("#open-counts")).to_be_visible()
+    expect(page.locator("figure[data-chart='day'] canvas")).to_have_count(1)
+    expect(page.locator("figure[data-chart='day'] .u-legend")).to_contain_text("ended")
+    # Dark page, light text, and the figures readable on their cards.
+    assert _luminance(page, "body", "backgroundColor") < 0.2
+    assert _luminance(page, "body", "color") > 0.7
+    assert _luminance(page, "#open-counts .stat-n", "color") > 0.7
+    assert _luminance(page, "#open-counts .stat", "backgroundColor") < 0.2
+    shot(page, "overview-dark")
