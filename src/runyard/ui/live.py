@@ -17,7 +17,6 @@ The change stream announces a run's status changes, not its start, progress or s
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -45,9 +44,6 @@ PING_S = 15.0
 WATCH_MAX = 100
 #: New runs sent at once at most (the rest come with the next look).
 NEW_MAX = 50
-#: What changes with the clock alone in a part of a page (relative times, the run time
-#: of what still runs, the bars of the steps still going): not a reason to send it again.
-_TICKING = re.compile(r'<time[^>]*>[^<]*</time>|style="[^"]*"|data-tick>[^<]*<')
 _HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
@@ -172,23 +168,22 @@ async def live_run(request: Request, run_id: str, viewer: ViewerDep) -> Response
 
     async def stream() -> AsyncIterator[str]:
         yield f"retry: {RETRY_MS}\n\n"
-        sent: dict[str, str] = {}
+        shown: dict[str, object] = {}
         next_ping = time.monotonic() + PING_S
         with service.run_changes(run_id) as changed:
             while True:
                 changed.clear()
                 try:
-                    run, parts = await live_sections(service, request, run_id, viewer, items_offset)
+                    run, parts = await live_sections(
+                        service, request, run_id, viewer, items_offset, shown
+                    )
                 except RunNotFound:
                     yield sse_message("end", "")
                     return
                 except RunyardError:
                     return  # (the database is away: the browser reconnects)
                 for name, html in parts.items():
-                    same = _TICKING.sub("", html)
-                    if sent.get(name) != same:
-                        sent[name] = same
-                        yield sse_message(name, html)
+                    yield sse_message(name, html)
                 if run.terminal:
                     yield sse_message("end", "")
                     return

@@ -157,17 +157,51 @@ def event_waits(steps: list[StepOut]) -> list[dict[str, Any]]:
 
 
 async def live_sections(
-    service: Service, request: Request, run_id: str, viewer: Viewer, items_offset: int = 0
+    service: Service,
+    request: Request,
+    run_id: str,
+    viewer: Viewer,
+    items_offset: int = 0,
+    shown: dict[str, object] | None = None,
 ) -> tuple[Run, dict[str, str]]:
-    """The run now and the HTML of each live part of its page (:data:`LIVE_PARTS`)."""
+    """The run now and the HTML of each live part of its page (:data:`LIVE_PARTS`).
+    With ``shown`` (what each part showed when last rendered, kept up to date here), only
+    the parts whose content changed are rendered (a page of 1,000 steps costs its
+    rendering, not its reads)."""
     run = await service.get_run(run_id)
     steps = await service.step_log(run_id)
     items = await service.queue(
         run_id, include_history=True, offset=items_offset, limit=ITEMS_PAGE + 1
     )
     transitions = await service.transitions(run_id)
+    now = {
+        "summary": (
+            run.status,
+            run.progress,
+            run.progress_message,
+            run.waiting_for,
+            run.credits,
+            run.started_at,
+            run.finished_at,
+            run.iteration,
+            run.lease.worker if run.lease else None,
+            repr(run.result),
+            repr(run.error),
+        ),
+        "steps": tuple(
+            (s.iteration, s.item, s.position, s.status, s.attempts, s.completed_at, repr(s.result))
+            for s in steps
+        ),
+        "items": tuple((i.idx, i.state, i.attempt, i.waiting_for) for i in items),
+        "transitions": len(transitions),
+    }
+    wanted = [n for n in LIVE_PARTS if shown is None or shown.get(n) != now[n]]
+    if shown is not None:
+        shown.update(now)
+    if not wanted:
+        return run, {}
     context = _context(run, steps, items, transitions, viewer, items_offset)
-    parts = {name: render_fragment(request, f"_run_{name}.html", context) for name in LIVE_PARTS}
+    parts = {name: render_fragment(request, f"_run_{name}.html", context) for name in wanted}
     return run, parts
 
 
