@@ -156,6 +156,9 @@ SEED = {
            SELECT 'big', g, 'cron', 'started', 'big@' || g FROM generate_series(1, %(n)s) AS g""",
         """INSERT INTO schedule_fires (schedule_id, fire_at, kind, state)
            SELECT 'other', g, 'cron', 'skipped' FROM generate_series(1, %(r)s) AS g""",
+        """INSERT INTO schedules (id, workflow, spec, next_fire_at, due_at)
+           SELECT 's' || g, 'wf', '{}', runyard_now() + g, runyard_now() + g
+           FROM generate_series(1, %(m)s) AS g""",
         """INSERT INTO runs (id, workflow, workflow_version, status, input_count, item_count,
              schedule_id, sync_mode)
            VALUES ('big@now', 'wf', '1', 'RUNNING', 1, 1, 'big', 'incremental')""",
@@ -190,6 +193,9 @@ SEED = {
         """WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < :r)
            INSERT INTO schedule_fires (schedule_id, fire_at, kind, state)
            SELECT 'other', g, 'cron', 'skipped' FROM s""",
+        """WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < :m)
+           INSERT INTO schedules (id, workflow, spec, next_fire_at, due_at)
+           SELECT 's' || g, 'wf', '{}', ry_now() + g, ry_now() + g FROM s""",
         """INSERT INTO runs (id, workflow, workflow_version, status, input_count, item_count,
              schedule_id, sync_mode)
            VALUES ('big@now', 'wf', '1', 'RUNNING', 1, 1, 'big', 'incremental')""",
@@ -208,6 +214,11 @@ PARAMS: dict[str, Any] = {
     "epoch": 1,
     "schedule_id": "big",
     "limit": 500,
+    "ahead": 0.0,
+    "bounds": '[{"id": "big", "lo": 1}, {"id": "s7", "lo": 1}]',
+    "hi": 10.0,
+    "lo": 4.999,
+    "stale_s": 10.0,
 }
 
 #: Each query with the key it is given (None: none), and the index it must walk.
@@ -216,6 +227,10 @@ PLANS: dict[str, tuple[str | None, str]] = {
     "insert_output": ("shared", "outputs_schedule_key"),  # another schedule's key
     "insert_output_counted": ("k-7", "outputs_schedule_key"),  # an earlier fire's key
     "purge_runless_fires": (None, "schedule_fires_runless"),
+    "peek_due_schedules": (None, "schedules_due"),  # (none due of 20,000)
+    "claim_due_schedules": (None, "schedules_due"),
+    "existing_fires": (None, "schedule_fires_pkey"),  # (the fires of two schedules)
+    "skip_pending_fire": (None, "schedule_fires_pkey"),  # (SQLite: its autoindex)
 }
 
 
@@ -255,7 +270,8 @@ def seeded(
 
 
 def _params(store: Store, key: str | None) -> dict[str, Any]:
-    return {**PARAMS, "key": key, "cutoff": time.time() - 30 * DAY}
+    now = time.time()
+    return {**PARAMS, "key": key, "cutoff": now - 30 * DAY, "now": now, "run_id": "big@now"}
 
 
 def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -268,6 +284,8 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def test_schedule_reads_walk_an_index_at_a_long_history(seeded: Store, name: str) -> None:
     store = seeded
     key, index = PLANS[name]
+    if store.backend == "sqlite" and index == "schedule_fires_pkey":
+        index = "sqlite_autoindex_schedule_fires_1"
     conn = store.connect()
     try:
         if store.backend == "postgres":
@@ -292,7 +310,12 @@ def test_schedule_reads_walk_an_index_at_a_long_history(seeded: Store, name: str
                 for k, v in _params(store, key).items()
             }
             plan = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + store.queries[name], params)]
-            full = [ln for ln in plan if ln.startswith("SCAN") and "CONSTANT ROW" not in ln]
+            # (a SCAN of a virtual table is json_each's, of a constant row an INSERT's)
+            full = [
+                ln
+                for ln in plan
+                if ln.startswith("SCAN") and "CONSTANT ROW" not in ln and "VIRTUAL" not in ln
+            ]
             assert full == [], (name, plan)
             assert any(index in line for line in plan), (name, plan)
     finally:

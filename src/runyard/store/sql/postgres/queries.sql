@@ -1350,9 +1350,10 @@ WHERE id = %(id)s;
 
 -- name: peek_due_schedules
 -- What a pass is about to claim, or due within %(ahead)s seconds (no lock): the scheduler
--- prepares their runs first.
+-- prepares their runs first. (The clock read once, in a subquery: a volatile function
+-- compared row by row would read every schedule.)
 SELECT id, workflow, task_id, spec FROM schedules
-WHERE NOT paused AND due_at IS NOT NULL AND due_at <= runyard_now() + %(ahead)s
+WHERE NOT paused AND due_at IS NOT NULL AND due_at <= (SELECT runyard_now()) + %(ahead)s
 ORDER BY due_at LIMIT %(limit)s;
 
 -- name: existing_fires

@@ -1093,7 +1093,7 @@ WHERE id = :id;
 -- What a pass is about to claim, or due within :ahead seconds (no lock): the scheduler
 -- prepares their runs first.
 SELECT id, workflow, task_id, spec FROM schedules
-WHERE paused = 0 AND due_at IS NOT NULL AND due_at <= ry_now() + :ahead
+WHERE paused = 0 AND due_at IS NOT NULL AND due_at <= (SELECT ry_now()) + :ahead
 ORDER BY due_at LIMIT :limit;
 
 -- name: existing_fires
