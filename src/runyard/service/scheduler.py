@@ -6,11 +6,16 @@ LOCKED`` on PostgreSQL: two schedulers never hold one schedule, each takes the n
 ones; SQLite's write lock serializes them). In that transaction each due fire time gets
 its row in ``schedule_fires`` (unique per schedule and fire time) with what the catch-up
 window and the overlap policy decided, and the schedule advances to its next fire time.
-The runs of the fires that start are then started through the service's start path
-(:meth:`~runyard.service.starting.StartMixin.start_run`) under a run id derived from the
-schedule and the fire time (:func:`~runyard.service.schedules.fire_run_id`): a fire whose
-scheduler died before its run was written stays ``pending`` and any scheduler starts it
-after :data:`PENDING_STALE_S`, under the same run id, so it starts once.
+The runs of the fires that start are written in the same transaction, under a run id
+derived from the schedule and the fire time (:func:`~runyard.service.schedules.fire_run_id`),
+as copies of the run the service's start path made once for the schedule
+(:class:`Templates`, :meth:`~runyard.service.starting.StartMixin.new_run`); the fire rows,
+the schedules' new state and the runs are each one statement per batch (:class:`FireBook`).
+A fire with no prepared run (a task's schedule, a start that cancels the previous run) is
+recorded ``pending`` and its run started after the commit through
+:meth:`~runyard.service.starting.StartMixin.start_run`: a fire whose scheduler died before
+its run was written stays ``pending`` and any scheduler starts it after
+:data:`PENDING_STALE_S`, under the same run id, so it starts once.
 
 Between passes the scheduler sleeps until the earliest ``due_at`` of all schedules (one
 indexed read), or until a change is announced (a schedule created, updated or resumed
