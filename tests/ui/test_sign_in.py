@@ -181,3 +181,36 @@ def test_the_layout_on_a_phone_by_keyboard_and_in_dark_mode(
     dark = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert light != dark
     assert dark == "rgb(15, 18, 22)"
+
+
+def test_a_tampered_or_expired_cookie_is_no_session(signed_in: Page, ui_server: UiServer) -> None:
+    cookie = next(c for c in signed_in.context.cookies() if c["name"] == "runyard_session")
+    expires, mac, key_id = cookie["value"].split(".", 2)
+
+    def answer(value: str) -> httpx.Response:
+        return httpx.get(
+            ui_server.url + "/ui/runs",
+            cookies={"runyard_session": value},
+            timeout=30,
+            follow_redirects=False,
+        )
+
+    assert answer(cookie["value"]).status_code == 200
+    later = str(int(expires) + 86400)
+    for forged in (
+        f"{later}.{mac}.{key_id}",  # extended
+        f"{expires}.{'0' * len(mac)}.{key_id}",  # another MAC
+        f"{expires}.{mac}.env:RUNYARD_API_KEY",  # another key
+        f"{int(expires) - 10**6}.{mac}.{key_id}",  # expired
+        "garbage",
+    ):
+        gone = answer(forged)
+        assert gone.status_code == 303, forged
+        assert gone.headers["location"].startswith("/ui/login")
+    # A live stream without a session is refused, not served.
+    stream = httpx.get(
+        ui_server.url + "/ui/live/runs",
+        headers={"accept": "text/event-stream"},
+        timeout=30,
+    )
+    assert stream.status_code == 401
