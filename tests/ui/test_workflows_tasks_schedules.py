@@ -23,6 +23,13 @@ def _csrf(page: Page) -> str:
     return token
 
 
+def _field_error(html: str, field: str) -> str:
+    """The error shown under a field of a form page."""
+    match = re.search(rf'id="field-{field}-error"[^>]*>(.*?)</div>\s*</div>', html, re.S)
+    assert match, f"no error under {field}"
+    return match.group(1)
+
+
 def _run_id(page: Page) -> str:
     match = re.search(r"/ui/runs/([^/?#]+)$", page.url)
     assert match, page.url
@@ -348,3 +355,34 @@ def test_the_input_is_read_back_typed_and_bad_values_are_named() -> None:
     whole = build_form({"type": "integer"})
     place_errors(whole, [], "the workflow is not published")
     assert whole.errors == {"": ["the workflow is not published"]}
+
+
+def test_forged_form_values_get_a_422_naming_the_field(
+    signed_in: Page, ui_server: UiServer
+) -> None:
+    """What a browser would not send (a NUL character, NaN, a huge number, a field the
+    schema does not have) is answered with the form and its errors, never a 500."""
+    page = signed_in
+    page.goto(ui_server.url + "/ui/workflows/approval")
+    token = _csrf(page)
+    for form, field, text in (
+        ({"in.amount": "5", "in.reason": "a\x00b"}, "reason", "NUL"),
+        ({"in.amount": "nan", "in.reason": "x"}, "amount", "must be a number"),
+        ({"in.amount": "1e999", "in.reason": "x"}, "amount", "must be a number"),
+    ):
+        answer = page.request.post(
+            ui_server.url + "/ui/workflows/approval/start", form={**form, "csrf": token}
+        )
+        assert answer.status == 422, (form, answer.status)
+        assert text in _field_error(answer.text(), field), form
+    page.goto(ui_server.url + "/ui/workflows/flaky_fetch")
+    answer = page.request.post(
+        ui_server.url + "/ui/workflows/flaky_fetch/start",
+        form={"in.input": '{"fail_rate": NaN}', "csrf": token},
+    )
+    assert answer.status == 422
+    assert "NaN is not a JSON value" in _field_error(answer.text(), "input")
+    answer = page.request.post(
+        ui_server.url + "/ui/tasks/no-such-task", form={"name": "x", "csrf": token}
+    )
+    assert answer.status == 404

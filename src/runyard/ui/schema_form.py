@@ -129,6 +129,15 @@ def build_form(schema: Any) -> SchemaForm:
     return SchemaForm(fields, whole=False)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value (use a number or null)")
+
+
+def parse_json(text: str) -> Any:
+    """JSON as the API takes it: ``NaN`` and ``Infinity`` refused (ValueError)."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
 def _number(text: str, integer: bool) -> int | float:
     if integer:
         return int(text)
@@ -162,7 +171,7 @@ def read_input(form: SchemaForm, sent: dict[str, str]) -> tuple[bool, Any]:
                 )
         elif f.kind == "json":
             try:
-                values[f.name] = json.loads(text)
+                values[f.name] = parse_json(text)
             except ValueError as exc:
                 form.add_error(f.name, f"not JSON: {exc}")
         else:

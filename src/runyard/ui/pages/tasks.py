@@ -18,6 +18,7 @@ from ...models import Task
 from ...schemas import RunOptions
 from ...service import TaskChange, check_options
 from ..render import render
+from ..schema_form import parse_json
 from ..session import Viewer, ViewerDep, WriterDep
 from ..state import ui_state
 
@@ -43,7 +44,7 @@ class TaskForm:
         if not text:
             return False, None
         try:
-            value = json.loads(text)
+            value = parse_json(text)
         except ValueError as exc:
             self.add_error(name, f"not JSON: {exc}")
             return False, None
