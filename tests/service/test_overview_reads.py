@@ -116,6 +116,15 @@ def test_counts_activity_workers_and_usage(yard: Runyard) -> None:
             assert [w.worker.id for w in overview.workers] == [worker.id]
             assert overview.usage is not None and overview.usage.total == 6.0
 
+            # Within max_age_s the same read is given again (one read for every open
+            # overview of a process); without it, a fresh one.
+            shared = await yard.overview(max_age_s=60.0)
+            assert shared is overview
+            await yard.start("billed", 1, delay=3600)
+            assert await yard.overview(max_age_s=60.0) is overview
+            fresh = await yard.overview()
+            assert fresh is not overview and fresh.open["SCHEDULED"] == 1
+
     asyncio.run(main())
 
 

@@ -77,6 +77,8 @@ class Overview:
 class OverviewMixin(CatalogMixin):
     #: Settled buckets per width: bucket number -> runs by final status.
     _settled: dict[float, dict[int, dict[str, int]]]
+    #: The last overview read: (when, its arguments, it).
+    _last_overview: tuple[float, tuple[float, int], Overview]
 
     async def open_run_counts(self, cap: int = OVERVIEW_COUNT_CAP) -> dict[str, int]:
         """Runs not ended by status, each counted up to ``cap`` (at most
@@ -176,11 +178,20 @@ class OverviewMixin(CatalogMixin):
                 credits.setdefault(line.workflow, [0.0] * days)[index[line.day]] += line.credits
         return UsageSeries(names, dict(sorted(credits.items())), report.total)
 
-    async def overview(self, *, seen_within_s: float = 30.0, usage_days: int = 14) -> Overview:
-        """Everything the overview page shows."""
+    async def overview(
+        self, *, seen_within_s: float = 30.0, usage_days: int = 14, max_age_s: float = 0.0
+    ) -> Overview:
+        """Everything the overview page shows; with ``max_age_s``, the one read for the same
+        arguments less than that long ago, if any (every open overview of a process, each
+        refreshing on the same changes, then costs one read)."""
+        key = (seen_within_s, usage_days)
+        last = getattr(self, "_last_overview", None)
+        if last is not None and last[1] == key and time.monotonic() - last[0] < max_age_s:
+            cached: Overview = last[2]
+            return cached
         now = await self.core.read(self.core.store.now, inline=True)
         workers, orphaned = await self.worker_loads(seen_within_s)
-        return Overview(
+        overview = Overview(
             at=now,
             cap=OVERVIEW_COUNT_CAP,
             open=await self.open_run_counts(),
@@ -191,3 +202,5 @@ class OverviewMixin(CatalogMixin):
             orphaned=orphaned,
             usage=await self.usage_series(usage_days, now=now),
         )
+        self._last_overview = (time.monotonic(), key, overview)
+        return overview

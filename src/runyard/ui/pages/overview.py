@@ -80,9 +80,11 @@ def _script_json(value: Any) -> Markup:
     return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
-async def _context(request: Request) -> dict[str, Any]:
+async def _context(request: Request, max_age_s: float = 0.0) -> dict[str, Any]:
     service = ui_state(request).service
-    overview = await service.overview(seen_within_s=WORKER_SEEN_S, usage_days=USAGE_DAYS)
+    overview = await service.overview(
+        seen_within_s=WORKER_SEEN_S, usage_days=USAGE_DAYS, max_age_s=max_age_s
+    )
     charts = {
         "hour": _activity_chart(overview.last_hour, "Runs ended per minute, last hour"),
         "day": _activity_chart(overview.last_day, "Runs ended per hour, last 24 h"),
@@ -135,7 +137,8 @@ async def live_overview(request: Request, viewer: ViewerDep) -> Response:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.event.wait(), BACKSTOP_S)
                 changed.take()
-                context = await _context(request)
+                # (streams of other viewers refresh on the same changes: one read for all)
+                context = await _context(request, max_age_s=MIN_GAP_S)
                 figures = _figures(context["o"])
                 if figures != shown or time.monotonic() - sent_at >= REFRESH_S:
                     shown, sent_at = figures, time.monotonic()
