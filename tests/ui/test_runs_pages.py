@@ -13,6 +13,7 @@ import urllib.parse
 import httpx
 from playwright.sync_api import Page, expect
 
+from tests.callbacks.receiver import Receiver
 from tests.ui.conftest import UiServer, shot
 from tests.waiting import NotYet, wait_until
 
@@ -368,3 +369,33 @@ def test_a_failed_runs_page_shows_its_error_and_retries(
     assert page.locator(".waterfall .bar.attempt").count() >= 6
     assert page.get_by_role("button", name="Resume").count() == 1
     shot(page, "run-page-failed")
+
+
+def test_a_runs_callback_deliveries_are_shown(signed_in: Page, ui_server: UiServer) -> None:
+    receiver = Receiver().start()
+    try:
+        with ui_server.api() as api:
+            answer = api.post(
+                "/v1/runs",
+                json={
+                    "workflow": "enrich_companies",
+                    "input": {"domain": "hooked.com"},
+                    "callback": {"url": receiver.url()},
+                },
+            )
+            assert answer.status_code == 201, answer.text
+            run_id = answer.json()["id"]
+
+            def delivered() -> bool | NotYet:
+                ds = api.get(f"/v1/runs/{run_id}/deliveries").json()["data"]
+                done = any(d["kind"] == "finished" and d["state"] == "delivered" for d in ds)
+                return done or NotYet(ds)
+
+            wait_until(delivered, timeout=30, what="the finished message delivered")
+        signed_in.goto(ui_server.url + f"/ui/runs/{urllib.parse.quote(run_id)}")
+        table = signed_in.locator("#deliveries-table")
+        expect(table).to_contain_text("finished")
+        expect(table).to_contain_text("delivered")
+        expect(table).to_contain_text("HTTP 200")
+    finally:
+        receiver.stop()
