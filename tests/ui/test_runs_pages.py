@@ -399,3 +399,40 @@ def test_a_runs_callback_deliveries_are_shown(signed_in: Page, ui_server: UiServ
         expect(table).to_contain_text("HTTP 200")
     finally:
         receiver.stop()
+
+
+def test_outputs_and_items_are_paged(signed_in: Page, ui_server: UiServer) -> None:
+    page = signed_in
+    domains = [f"c{n:02d}.example.com" for n in range(55)]
+    with ui_server.api() as api:
+        answer = api.post(
+            "/v1/runs",
+            json={
+                "workflow": "enrich_companies",
+                "inputs": [{"input": {"domain": d}} for d in domains],
+            },
+        )
+        assert answer.status_code == 201, answer.text
+        run_id = answer.json()["id"]
+        wait_until(
+            lambda: _status(api, run_id) == "SUCCEEDED" or NotYet(_status(api, run_id)),
+            timeout=120,
+            what="the run of 55 inputs",
+        )
+    page.goto(ui_server.url + f"/ui/runs/{urllib.parse.quote(run_id)}")
+    expect(page.get_by_text("55 inputs (the first 20").first).to_be_visible()
+    outputs = page.locator("#outputs-table tbody tr")
+    expect(outputs).to_have_count(50)
+    page.get_by_role("link", name="Next outputs »").click()
+    expect(outputs).to_have_count(5)
+    expect(page.get_by_role("link", name="Next outputs »")).to_have_count(0)
+    seen = page.locator("#outputs-table").inner_text()
+    page.get_by_role("link", name="« First").first.click()
+    expect(outputs).to_have_count(50)
+    first = page.locator("#outputs-table").inner_text()
+    # Each output once across the two pages.
+    for d in domains:
+        assert (d in seen) != (d in first), d
+    page.get_by_role("link", name="Next items »").click()
+    expect(page).to_have_url(re.compile(r"items_offset=50"))
+    expect(page.locator("#run-items tbody tr").first).to_contain_text("50")
