@@ -436,3 +436,20 @@ def test_outputs_and_items_are_paged(signed_in: Page, ui_server: UiServer) -> No
     page.get_by_role("link", name="Next items »").click()
     expect(page).to_have_url(re.compile(r"items_offset=50"))
     expect(page.locator("#run-items tbody tr").first).to_contain_text("50")
+
+
+def test_a_list_left_open_keeps_the_newest_rows(signed_in: Page, ui_server: UiServer) -> None:
+    page = signed_in
+    since = _since()
+    page.goto(
+        ui_server.url
+        + "/ui/runs?"
+        + urllib.parse.urlencode({"workflow": "sync_feed", "created_after": since})
+    )
+    _live(page)
+    with ui_server.api() as api:
+        ids = [_start(api, "sync_feed", {"n": n}) for n in range(205)]
+    expect(_row(page, ids[-1])).to_be_visible()
+    expect(page.locator("#runs-body tr")).to_have_count(200)
+    assert _row(page, ids[0]).count() == 0  # the oldest went
+    assert page.locator("#runs-body tr").first.get_attribute("id") == f"run-{ids[-1]}"

@@ -42,6 +42,8 @@ RETRY_MS = 2000
 PING_S = 15.0
 #: Rows a stream of the runs list watches at most (a page shows 50).
 WATCH_MAX = 100
+#: Rows a live list keeps (app.js drops the oldest past it); the stream watches as many.
+ROWS_MAX = 200
 #: New runs sent at once at most (the rest come with the next look).
 NEW_MAX = 50
 _HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -70,7 +72,9 @@ async def live_runs(request: Request, viewer: ViewerDep) -> Response:
     params = request.query_params
     filt = parse_filter(params)
     watched: dict[str, tuple[Any, ...] | None] = {}
-    for value in params.getlist("id")[:WATCH_MAX]:
+    # Oldest first (the page lists newest first), as new runs are added after them: the
+    # first entries are the oldest rows, the ones dropped past ROWS_MAX.
+    for value in reversed(params.getlist("id")[:WATCH_MAX]):
         status, _, run_id = value.partition(":")
         if RUN_ID_RE.match(run_id):
             watched[run_id] = (status,) if status in STATUSES else None
@@ -114,6 +118,8 @@ async def live_runs(request: Request, viewer: ViewerDep) -> Response:
                         yield sse_message("new-runs", rows)
                         for r in fresh:
                             watched[r.id] = _shown(r)
+                        for stale in list(watched)[: max(0, len(watched) - ROWS_MAX)]:
+                            del watched[stale]  # (the page drops those rows too: app.js)
                         top = max(r.created_at for r in fresh)
                 if await _ended(request):
                     return

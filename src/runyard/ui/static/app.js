@@ -123,6 +123,8 @@
     var none = document.getElementById("no-runs");
     var body = document.getElementById("runs-body");
     if (none && body && body.children.length) none.remove();
+    // New rows come at the top: a page left open keeps the newest 200 (live.ROWS_MAX).
+    while (body && body.children.length > 200) body.removeChild(body.lastElementChild);
   });
   document.addEventListener("htmx:load", function (ev) {
     setupConfirm(ev.target);
