@@ -210,6 +210,16 @@ def sweep_txn(tx: Tx, store: Any, now: float) -> tuple[int, float | None]:
     return len(rows), linger
 
 
+def sweep_claim_txn(
+    tx: Tx, store: Any, now: float, owner: str, lease: float, limit: int
+) -> tuple[int, float | None, list[Row]]:
+    """:func:`sweep_txn`, then the claim of up to ``limit`` due messages (one
+    transaction: a run's final message is written and claimed together)."""
+    open_runs, linger = sweep_txn(tx, store, now)
+    claimed = store.claim_deliveries_txn(tx, owner, lease, limit) if limit > 0 else []
+    return open_runs, linger, claimed
+
+
 def _insert(tx: Tx, store: Any, row: Row, message_id: str, idx: int, kind: str, body: Any) -> None:
     store.insert_delivery(
         tx,
@@ -335,9 +345,19 @@ class CallbacksMixin:
 
     # -- the work of a worker ----------------------------------------------------------------
 
-    async def sweep_callbacks(self) -> tuple[int, float | None]:
-        """Write the messages that are ready (see :func:`sweep_txn`)."""
-        return await self.core.write(sweep_txn, self.core.store, time.time(), inline=False)
+    async def sweep_callbacks(self, owner: str, limit: int) -> tuple[int, float | None, list[Row]]:
+        """Write the messages that are ready (see :func:`sweep_txn`) and, in the same
+        transaction, claim up to ``limit`` due messages for ``owner`` (those just written
+        among them): ``(open runs, linger, claimed)``."""
+        return await self.core.write(
+            sweep_claim_txn,
+            self.core.store,
+            time.time(),
+            owner,
+            lease_s(self.outbound_policy),
+            limit,
+            inline=False,
+        )
 
     async def claim_deliveries(self, owner: str, limit: int) -> list[Row]:
         return await self.core.write(

@@ -83,17 +83,18 @@ class DeliveryLoop:
         # without a callback), a pass writes nothing.
         open_any, due = await service.callback_work()
         linger: float | None = None
-        swept = False
+        free = CONCURRENCY - len(self._inflight)
+        claimed: list[Row] | None = None
         if open_any:
-            open_runs, linger = await service.sweep_callbacks()
-            swept = True
+            open_runs, linger, claimed = await service.sweep_callbacks(self.owner, free)
             if open_runs and not self._hearing:
                 # From now on this process hears of every run's changes.
                 self._hearing = True
                 service.core.hub(work=True, runs=True)
-        free = CONCURRENCY - len(self._inflight)
-        if free > 0 and (swept or (due is not None and due <= 0)):
-            for row in await service.claim_deliveries(self.owner, free):
+        elif free > 0 and due is not None and due <= 0:
+            claimed = await service.claim_deliveries(self.owner, free)
+        if claimed is not None:
+            for row in claimed:
                 self._send(row)
             due = await service.next_delivery_due()
         wait = BACKSTOP_S
