@@ -5,6 +5,7 @@ times as relative text with the ISO time as a title, durations, status badges, J
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 import time
@@ -99,21 +100,25 @@ def duration(seconds: float | None) -> str:
 
 
 def time_tag(epoch: float | None) -> Markup:
-    """A ``<time>`` showing the relative time, the ISO time as its title and datetime."""
+    """A ``<time>`` showing the relative time, the ISO time as its title and datetime.
+    (Built with an f-string: ``Markup.format`` cost a page of 1,000 steps a third of its
+    time; the parts are an ISO time, a number and a relative time, none with markup.)"""
     if epoch is None:
         return Markup("—")
     stamp = iso(epoch)
-    return Markup('<time datetime="{0}" title="{0}" data-epoch="{1}">{2}</time>').format(
-        stamp, f"{epoch:.3f}", relative(epoch)
+    return Markup(
+        f'<time datetime="{stamp}" title="{stamp}" data-epoch="{epoch:.3f}">'
+        f"{escape(relative(epoch))}</time>"
     )
 
 
+@functools.lru_cache(maxsize=256)
 def badge(status: str | None) -> Markup:
     """A status badge: the status in words, coloured by family (never by colour alone)."""
     if not status:
         return Markup("")
     family = STATUS_FAMILY.get(status, "muted")
-    return Markup('<span class="badge badge-{0}">{1}</span>').format(family, status)
+    return Markup(f'<span class="badge badge-{family}">{escape(status)}</span>')
 
 
 def pretty_json(value: Any) -> str:
