@@ -24,6 +24,7 @@ name that resolves now to a refused address is refused.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 import socket
@@ -163,6 +164,14 @@ def parse_target(url: str) -> Target:
     """The scheme, host and port of an outbound URL; ValueError saying what is wrong."""
     if not isinstance(url, str) or not url.strip():
         raise ValueError("must be a non-empty http(s) URL")
+    return _parse_target(url)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_target(url: str) -> Target:
+    """:func:`parse_target` of a non-empty text: a function of the text alone, kept for
+    the URLs most used (a receiver's URL is parsed once, not per message; its name is
+    still resolved at every send)."""
     if any(ord(c) < 0x21 or c == "\\" for c in url):
         raise ValueError("must not contain spaces, control characters or backslashes")
     try:
