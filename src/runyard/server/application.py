@@ -145,7 +145,13 @@ def create_app(yard: Runyard | None = None, *, settings: ServerSettings | None =
     for module in (workflows, runs, deliveries, tasks, schedules, events, usage):
         app.include_router(module.router)
     app.router.routes.append(Route("/mcp", endpoint=mcp))  # MCP, streamable HTTP
-    mount_ui(app, service, server_key=settings.api_key, stopping=state.stopping)  # /ui
+    mount_ui(  # /ui
+        app,
+        service,
+        server_key=settings.api_key,
+        stopping=state.stopping,
+        worker_seen_s=settings.worker_seen_s,
+    )
     # Every route with its full path, for the Allow header of a 405 (errors.py).
     app.state.route_table = [
         *ops.health_router.routes,

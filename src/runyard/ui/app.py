@@ -124,10 +124,12 @@ def mount_ui(
     *,
     server_key: str | None = None,
     stopping: asyncio.Event | None = None,
+    worker_seen_s: float = 30.0,
 ) -> None:
     """Serve the dashboard under ``/ui`` of ``app``, calling ``service``; ``server_key``
     is the server's own admin key (``RUNYARD_API_KEY``), which may sign in too;
-    ``stopping`` is set when the server begins to stop (live streams then end)."""
+    ``stopping`` is set when the server begins to stop (live streams then end);
+    ``worker_seen_s``: how recent a worker's heartbeat makes it live."""
     version = static_version()
     app.state.ui = UiState(
         service=service,
@@ -135,6 +137,7 @@ def mount_ui(
         templates=make_environment(version),
         static_version=version,
         stopping=stopping,
+        worker_seen_s=worker_seen_s,
     )
     app.mount(f"/ui/static/{version}", VersionedStatic(directory=STATIC), name="ui-static")
     app.add_exception_handler(SignInNeeded, _sign_in_needed)

@@ -22,6 +22,8 @@ class UiState:
     static_version: str
     #: Set when the server begins to stop: live streams end at once.
     stopping: asyncio.Event | None = None
+    #: A worker counts as live when it heartbeated this recently (RUNYARD_WORKER_SEEN_S).
+    worker_seen_s: float = 30.0
     #: Whether ``server_key`` is a key issued with ``runyard keys create`` (then only its
     #: stored record counts); None until first asked.
     server_key_issued: bool | None = None

@@ -26,7 +26,6 @@ from ...service import Activity, Overview
 from ..render import render, render_fragment
 from ..session import ViewerDep
 from ..state import ui_state
-from .workflows import WORKER_SEEN_S
 
 router = APIRouter()
 
@@ -81,9 +80,9 @@ def _script_json(value: Any) -> Markup:
 
 
 async def _context(request: Request, max_age_s: float = 0.0) -> dict[str, Any]:
-    service = ui_state(request).service
-    overview = await service.overview(
-        seen_within_s=WORKER_SEEN_S, usage_days=USAGE_DAYS, max_age_s=max_age_s
+    ui = ui_state(request)
+    overview = await ui.service.overview(
+        seen_within_s=ui.worker_seen_s, usage_days=USAGE_DAYS, max_age_s=max_age_s
     )
     charts = {
         "hour": _activity_chart(overview.last_hour, "Runs ended per minute, last hour"),

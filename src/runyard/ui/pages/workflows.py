@@ -20,17 +20,14 @@ from ..state import ui_state
 
 router = APIRouter()
 
-#: A worker counts as live when it heartbeated this recently (the server's default of
-#: RUNYARD_WORKER_SEEN_S).
-WORKER_SEEN_S = 30.0
-
 
 @router.get("/workflows", response_class=HTMLResponse)
 async def workflows_page(request: Request, viewer: ViewerDep) -> Response:
     """Every published workflow (its newest version) with the workers serving it."""
-    service = ui_state(request).service
+    ui = ui_state(request)
+    service = ui.service
     records = await service.published_workflows()
-    live = await service.workers(WORKER_SEEN_S)
+    live = await service.workers(ui.worker_seen_s)
     rows = [(r, [w for w in live if r.ref in w.workflows]) for r in records]
     return render(request, "workflows.html", {"rows": rows}, viewer=viewer, active="workflows")
 
@@ -42,8 +39,8 @@ async def _workflow_page(
     form: SchemaForm,
     status_code: int = 200,
 ) -> Response:
-    service = ui_state(request).service
-    workers = await service.workers(WORKER_SEEN_S, serving=record)
+    ui = ui_state(request)
+    workers = await ui.service.workers(ui.worker_seen_s, serving=record)
     context = {"record": record, "workers": workers, "form": form}
     return render(
         request,
