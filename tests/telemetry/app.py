@@ -52,6 +52,12 @@ async def resumable(ctx: Context, spec: dict[str, Any]) -> str:
     return str(await ctx.step("hold", _hold, spec["marker"]))
 
 
+async def fragile(ctx: Context, spec: dict[str, Any]) -> str:
+    """As ``resumable``, but its first recovery gives up: the run ends CRASHED."""
+    await ctx.step("before", _one)
+    return str(await ctx.step("hold", _hold, spec["marker"]))
+
+
 def _loaded() -> list[str]:
     return sorted(m for m in sys.modules if m == "opentelemetry" or m.startswith("opentelemetry."))
 
@@ -64,6 +70,7 @@ async def modules(ctx: Context, spec: dict[str, Any]) -> list[str]:
 def define(yard: Runyard) -> Runyard:
     for fn in (traced, resumable, modules):
         yard.workflow(fn)
+    yard.workflow(max_recovery_attempts=0)(fragile)
     return yard
 
 

@@ -626,23 +626,16 @@ class Execution:
         except Fenced:
             return
         except Canceled:
-            self._trace_canceled(self.stop_reason in (None, "canceled"))
-            return
+            return  # (the cancel ended the run, and its span: runyard.service.run_spans)
         except Suspended:
             pass  # (the suspension's own write announced it)
         except asyncio.CancelledError:
-            self._trace_canceled(self.stop_reason == "canceled")
             if self.stop_reason in ("shutdown", "paused"):
                 await self._hand_back(time.time(), None)
             if self.stop_reason == "shutdown":
                 raise
         except Suspend as s:
             await self._hand_back(s.due_at, s.waiting_for)
-
-    def _trace_canceled(self, canceled: bool) -> None:
-        """A run of one item canceled while it ran ends here: its span too."""
-        if canceled and self.trace is not None and self.claimed.run_items == 1:
-            self.trace.end_run(RunStatus.CANCELED)
 
     async def _hand_back(self, due_at: float, waiting_for: str | None) -> None:
         self.finishing = True

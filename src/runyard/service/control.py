@@ -10,13 +10,14 @@ from typing import Any
 
 from .. import jsonutil
 from ..errors import CapacityExceeded, InvalidInput, RunNotFound, WorkflowNotFound
-from ..models import Run
+from ..models import Run, RunStatus
 from ..rules import JSON_DEPTH_MAX, check_event_id, check_run_id, generate_run_id, invalid
 from ..schemas import finite
 from ..store import RunFilter
 from ..store.tx import Tx
 from .core import Core
 from .handles import RunHandle
+from .run_spans import record_run_ends
 from .starting import StartMixin, StartRequest, validate_against_schema
 
 
@@ -68,6 +69,8 @@ class ControlMixin(StartMixin):
             single=single,
         )
         canceled, _ = await self._transition(self.core.store.cancel_txn, filt, None)
+        # Their run spans, where this process traces (nothing read otherwise).
+        await record_run_ends(self.core, canceled, RunStatus.CANCELED)
         return canceled
 
     async def pause(self, run_id: str) -> Run:

@@ -17,7 +17,7 @@ from .. import jsonutil, telemetry
 from ..engine.registry import FlowControl, RunDefaults
 from ..errors import InvalidInput, NotFound, RunIdConflict
 from ..http_target import HTTP_WORKFLOW
-from ..models import NewInput, NewRun, WorkflowRecord
+from ..models import NewInput, NewRun, RunStatus, WorkflowRecord
 from ..outbound import check_url_async
 from ..rules import (
     INT32_MAX,
@@ -262,6 +262,11 @@ class StartMixin(ReadMixin):
         )
         if not created:
             check_same_request(new.id, row["request"], new.request)
+        elif row["status"] == RunStatus.INVALID.value and telemetry.OPTION in new.options:
+            # No valid input: the run ended as it was written, and its span with it.
+            trace = telemetry.run_trace(new.options, new.id, new.workflow)
+            if trace is not None:
+                trace.end_run(RunStatus.INVALID.value, jsonutil.loads(row["error"]))
         return self._handle(new.id, created, row, seen)
 
     async def new_run(self, req: StartRequest) -> NewRun:

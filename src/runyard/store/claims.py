@@ -37,6 +37,16 @@ class SessionLock(Protocol):
 UNPARK_BATCH = 500
 
 
+class Recovered(list[str]):
+    """The run ids a recovery pass re-queued items of (a list), and ``crashed``: those of
+    them it ended CRASHED (past ``max_recovery_attempts``), whose run spans the
+    recovering process records when it traces."""
+
+    def __init__(self, run_ids: Sequence[str] = (), crashed: Sequence[str] = ()) -> None:
+        super().__init__(run_ids)
+        self.crashed = list(crashed)
+
+
 class ClaimsMixin:
     """Claiming items, flow control, leases and recovery."""
 
@@ -206,14 +216,14 @@ class ClaimsMixin:
             stops = {r["id"]: r["status"] for r in tx.q("stopping_runs", {"ids": sorted(run_ids)})}
         return Leases(owned, stops)
 
-    def recover_txn(self, tx: Tx, limit: int = 100) -> list[str]:
+    def recover_txn(self, tx: Tx, limit: int = 100) -> Recovered:
         """Re-queue items whose lease expired; runs past ``max_recovery_attempts`` end
-        CRASHED. Never touches a live lease. The run ids recovered."""
+        CRASHED. Never touches a live lease. The run ids recovered (and crashed)."""
         expired = tx.q("expire_leases", {"limit": limit})
         if not expired:
             tx.exec("expire_flow_slots")
             tx.exec("trim_flow_starts")
-            return []
+            return Recovered()
         return self._requeued_txn(tx, expired)
 
     # -- early recovery: a worker known dead before its leases expire ---------------------
@@ -263,21 +273,21 @@ class ClaimsMixin:
 
     def recover_dead_txn(
         self, tx: Tx, dead: Sequence[str], unlocked: Sequence[tuple[str, int]] = ()
-    ) -> list[str]:
+    ) -> Recovered:
         """Re-queue at once the items of workers known dead: ``dead`` (their process is
         gone) and ``unlocked`` (id, lock key: their session ended; each checked again
         under its lock, which the worker cannot take back before this commits). Each is
-        marked stopped. The run ids recovered."""
+        marked stopped. The run ids recovered (and crashed)."""
         gone = [w for w in dead if tx.q1("stop_dead_worker", {"id": w, "lock_key": None})]
         for w, key in unlocked:
             took = tx.q1("take_worker_lock", {"lock_key": key})
             if took and took["got"] and tx.q1("stop_dead_worker", {"id": w, "lock_key": key}):
                 gone.append(w)
         if not gone:
-            return []
+            return Recovered()
         rows = tx.q("requeue_owned", {"ids": sorted(gone)})
         if not rows:
-            return []
+            return Recovered()
         return self._requeued_txn(tx, rows, max(r["due_at"] for r in rows))
 
     def run_lease(self, tx: Tx, run_id: str) -> Lease | None:
@@ -291,12 +301,13 @@ class ClaimsMixin:
                 return Lease(r["owner"], expires, beat)
         return None
 
-    def _requeued_txn(self, tx: Tx, expired: list[Row], due: float | None = None) -> list[str]:
+    def _requeued_txn(self, tx: Tx, expired: list[Row], due: float | None = None) -> Recovered:
         """After ``expired`` items were re-queued: count their runs' recoveries, crash
         the runs past their limit, wake the workers (at ``due``, when the last item comes
         due, or now)."""
         run_ids = sorted({r["run_id"] for r in expired})
         tx.exec("count_recoveries", {"ids": run_ids})
+        crashed: list[str] = []
         for row in tx.q("runs_over_recovery", {"ids": run_ids}):
             error = jsonutil.dumps(
                 {
@@ -309,6 +320,7 @@ class ClaimsMixin:
             tx.exec("crash_items", {"run_id": row["id"], "error": error})
             tx.exec("delete_run_waiters", {"run_id": row["id"]})  # no notify wakes it
             after_run_end(tx, row["id"], RunStatus.CRASHED.value)
+            crashed.append(row["id"])
         # Workers look again when the last of them comes due (they wait a backoff).
         tx.announce_wake(due)
-        return run_ids
+        return Recovered(run_ids, crashed)

@@ -4,6 +4,10 @@ pause, resume, continue and fork, each applying only where the run's status allo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from .. import jsonutil
 from ..errors import IllegalTransition, InvalidInput, RunNotFound
 from ..models import CLIENT_TRANSITIONS, RunStatus
 from .records import RunFilter
@@ -55,6 +59,14 @@ class ControlMixin:
             tx.exec("delete_run_waiters", {"run_id": run_id})
         self._check_single(tx, filt, "cancel", ids)
         return ids
+
+    def run_traces(self, tx: Tx, ids: Sequence[str]) -> list[tuple[str, str, Any, Any]]:
+        """Each of runs ``ids`` (a bounded batch) that exists: its id, workflow, stored
+        options and error (both parsed), for the run span of a run that just ended."""
+        return [
+            (r["id"], r["workflow"], jsonutil.loads(r["options"]), jsonutil.loads(r["error"]))
+            for r in tx.q("run_traces", {"ids": list(ids)})
+        ]
 
     def pause_txn(self, tx: Tx, filt: RunFilter) -> list[str]:
         ids = self._select_txn(tx, filt, CLIENT_TRANSITIONS["pause"])

@@ -15,8 +15,10 @@ The trace of a run (see docs/operations.md, "Tracing"):
   new trace. It is stored with the run (its options) and added to the run's callback
   headers, so every delivery carries it;
 * the worker that executes an item reads it back (:func:`run_trace`) and traces each step
-  attempt under the run's span; the worker whose outcome ends the run records the run's
-  span itself, from the run's start to its end, under the id its children already name.
+  attempt under the run's span; the process that ends the run records the run's span
+  itself, from the run's start to its end, under the id its children already name: the
+  worker whose outcome ends it, else the process that cancels it or whose recovery
+  crashes it (:mod:`runyard.service.run_spans`), or that starts it with no valid input.
 """
 
 from __future__ import annotations

@@ -2,11 +2,12 @@
 
 Spans (all on the tracer ``runyard``):
 
-* ``run <workflow>``: from the run's creation to its end, recorded by the process whose
-  item outcome ended it. Its span id is chosen when the run is started and stored with
-  the run, so that step spans on any worker (after a crash and a resume too) and callback
-  deliveries name it as their parent before it exists; the id generator of Runyard's
-  tracer provider gives the span that stored id when it is finally recorded.
+* ``run <workflow>``: from the run's creation to its end, recorded once by the process
+  that ended it (an item's outcome, a cancel, recovery's crash). Its span id is chosen
+  when the run is started and stored with the run, so that step spans on any worker
+  (after a crash and a resume too) and callback deliveries name it as their parent
+  before it exists; the id generator of Runyard's tracer provider gives the span that
+  stored id when it is finally recorded.
 * ``step <name>``: one per attempt of a step (or of a ``ctx.map`` element), in the worker
   that ran it, child of the run's span, with its outcome; an error is recorded on it.
 """

@@ -43,9 +43,10 @@ from ..engine.http_target import http_workflow
 from ..http_target import HTTP_TARGETS_ENV, HTTP_WORKFLOW
 from ..models import EXECUTING, RunStatus
 from ..outbound import Connections
+from ..service.run_spans import record_run_ends
 from ..service.scheduler import Scheduler
 from ..store import Claimed, Fence
-from ..store.claims import SessionLock
+from ..store.claims import Recovered, SessionLock
 from ..store.dbexec import LAST, LockBusy
 from ..store.hub import Hub, wait_event
 from . import liveness
@@ -493,6 +494,7 @@ class Worker:
             wait = 0.0
             if recovered:
                 log.info("recovered %d run(s) whose worker stopped heartbeating", len(recovered))
+                await record_run_ends(self.core, recovered.crashed, RunStatus.CRASHED)
 
     async def _death_loop(self, host: str | None) -> None:
         """Re-queue at once the items of workers certainly dead: on this host, a worker
@@ -519,7 +521,7 @@ class Worker:
                     for wid, key, _ in await db.read(store.unlocked_workers, self.id)
                     if wid not in alive and wid not in dead
                 ]
-                recovered: list[str] = []
+                recovered = Recovered()
                 if dead or unlocked:
                     recovered = await db.write(store.recover_dead_txn, dead, unlocked)
             except Exception as exc:
@@ -533,6 +535,7 @@ class Worker:
                     len(recovered),
                     ", ".join(sorted(dead + [w for w, _ in unlocked])),
                 )
+                await record_run_ends(self.core, recovered.crashed, RunStatus.CRASHED)
 
     async def _liveness_loop(
         self, lock: SessionLock, host: str | None, started: float | None

@@ -553,6 +553,12 @@ SELECT id, recovery_attempts, max_recovery_attempts FROM runs
 WHERE id = ANY(%(ids)s::text[]) AND status IN ('QUEUED', 'RUNNING', 'PAUSED')
   AND recovery_attempts > max_recovery_attempts;
 
+-- name: run_traces
+-- What the run spans of runs this process just ended (a cancel, a recovery's crash) are
+-- recorded from, where it traces: a batch of runs at a time.
+SELECT id, workflow, options, error FROM runs
+WHERE id = ANY(%(ids)s::text[]);
+
 -- name: crash_run
 UPDATE runs SET status = 'CRASHED', error = %(error)s, finished_at = runyard_now(),
   updated_at = runyard_now(), waiting_for = NULL

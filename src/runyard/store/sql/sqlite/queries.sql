@@ -443,6 +443,12 @@ SELECT id, recovery_attempts, max_recovery_attempts FROM runs
 WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('QUEUED', 'RUNNING', 'PAUSED')
   AND recovery_attempts > max_recovery_attempts;
 
+-- name: run_traces
+-- What the run spans of runs this process just ended (a cancel, a recovery's crash) are
+-- recorded from, where it traces: a batch of runs at a time.
+SELECT id, workflow, options, error FROM runs
+WHERE id IN (SELECT value FROM json_each(:ids));
+
 -- name: crash_run
 UPDATE runs SET status = 'CRASHED', error = :error, finished_at = ry_now(),
   updated_at = ry_now(), waiting_for = NULL
