@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import jsonutil
+from .. import jsonutil, telemetry
 from ..errors import CapacityExceeded, InvalidInput, RunNotFound, WorkflowNotFound
 from ..models import Run, RunStatus
 from ..rules import JSON_DEPTH_MAX, check_event_id, check_run_id, generate_run_id, invalid
@@ -121,7 +121,14 @@ class ControlMixin(StartMixin):
         text = await self._fork_input(source, input, version)
         store = self.core.store
         _row, created = await self.core.write(
-            store.fork_txn, run_id, new_id, position, text, version
+            # (a run of its own: its own trace, not the source's)
+            store.fork_txn,
+            run_id,
+            new_id,
+            position,
+            text,
+            version,
+            telemetry.new_run_trace(),
         )
         return self._handle(new_id, created)
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import logging
 import math
@@ -45,6 +44,7 @@ from ..store.schedules import SCHEDULES_CHANGED
 from ..store.tx import Row, Tx
 from .cron import cron_of, jitter_offset
 from .schedule_spec import ScheduleSpec, fire_run_id, fire_time
+from .starting import retraced
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -172,7 +172,7 @@ class FireBook:
             if template is None or s.cancel is not None:
                 later.append(s)
                 continue
-            runs.append(dataclasses.replace(template.run, id=s.run_id))
+            runs.append(retraced(template.run, s.run_id))
             row = self.rows.get((s.schedule_id, s.fire_at))
             if row is not None:
                 row["state"] = "started"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -132,6 +133,27 @@ def request_from_options(
         version=version,
         callback=options.callback.model_dump() if options.callback is not None else None,
     )
+
+
+def retraced(run: NewRun, run_id: str) -> NewRun:
+    """A copy of the prepared ``run`` under ``run_id``, with a trace context of its own
+    (a schedule's fires are copies of one prepared run: each is a run of its own, so each
+    gets its own trace, and its callback's trace headers follow)."""
+    old = run.options.get(telemetry.OPTION)
+    if old is None:
+        return dataclasses.replace(run, id=run_id)
+    trace = telemetry.new_run_trace()
+    options = {k: v for k, v in run.options.items() if k != telemetry.OPTION}
+    if trace is not None:
+        options[telemetry.OPTION] = trace
+    callback = run.callback
+    if callback is not None:
+        stale = {n: old.get(n) for n in ("traceparent", "tracestate")}
+        headers = {
+            k: v for k, v in (callback.get("headers") or {}).items() if stale.get(k.lower()) != v
+        }
+        callback = {**callback, "headers": telemetry.with_trace_headers(headers, trace)}
+    return dataclasses.replace(run, id=run_id, options=options, callback=callback)
 
 
 def canonical_request(

@@ -10,6 +10,7 @@ from typing import Any
 from .. import jsonutil
 from ..errors import IllegalTransition, InvalidInput, RunNotFound
 from ..models import CLIENT_TRANSITIONS, RunStatus
+from ..telemetry import OPTION
 from .records import RunFilter
 from .tx import Row, Tx
 
@@ -109,11 +110,13 @@ class ControlMixin:
         position: int,
         new_input: str | None,
         workflow_version: str | None,
+        trace: dict[str, Any] | None = None,
     ) -> tuple[Row, bool]:
         """A new run of the same workflow that reuses ``source_id``'s checkpoints before
         ``position`` (from 1 to one past its last) and executes from there; ``(row,
         created)``. An existing ``new_id`` returns that run untouched (idempotent, however
-        many forks with that id race)."""
+        many forks with that id race). The fork keeps the source's options but its trace
+        context: ``trace`` is its own (None: none)."""
         src = tx.q1("get_run", {"id": source_id})
         if src is None:
             raise RunNotFound(f"run {source_id!r} does not exist")
@@ -132,6 +135,7 @@ class ControlMixin:
                 "new_id": new_id,
                 "position": position,
                 "version": workflow_version or src["workflow_version"],
+                "options": jsonutil.dumps(_retraced_options(src["options"], trace)),
             },
         )
         if inserted is None:
@@ -159,3 +163,11 @@ class ControlMixin:
         row = tx.q1("get_run", {"id": new_id})
         assert row is not None
         return row, True
+
+
+def _retraced_options(stored: str | None, trace: dict[str, Any] | None) -> dict[str, Any]:
+    """A run's stored options with ``trace`` as its trace context (removed when None)."""
+    options = {k: v for k, v in (jsonutil.loads(stored) or {}).items() if k != OPTION}
+    if trace is not None:
+        options[OPTION] = trace
+    return options

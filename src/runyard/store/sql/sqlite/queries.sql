@@ -555,7 +555,7 @@ INSERT INTO runs (id, workflow, workflow_version, kind, mode, status, priority, 
   item_count, task_id, parent_id, fork_position, sync_mode, max_results, options, flow_key,
   timeout_s, max_recovery_attempts, has_on_failure)
 SELECT :new_id, workflow, :version, kind, mode, 'QUEUED', priority, input_count,
-  input_count, task_id, id, :position, sync_mode, max_results, options, flow_key,
+  input_count, task_id, id, :position, sync_mode, max_results, :options, flow_key,
   timeout_s, max_recovery_attempts, has_on_failure
 FROM runs WHERE id = :source_id
 ON CONFLICT (id) DO NOTHING
