@@ -158,9 +158,19 @@ def test_a_task_carries_its_callback(served: Served) -> None:
             )
             assert other.status_code in (200, 201, 202), other.text
             other_id = other.json()["id"]
+            # A schedule of the task without a callback of its own: its fires report to
+            # the task's.
+            made = http.post("/v1/schedules", json={"task_id": task_id, "cron": "0 0 1 1 *"})
+            assert made.status_code == 201, made.text
+            fired = http.post(f"/v1/schedules/{made.json()['id']}/trigger", json={})
+            assert fired.status_code in (200, 201), fired.text
+            fire_id = fired.json()["run_id"]
         with Client(served.url, api_key=served.api_key) as client:
             wait_until(lambda: _all_delivered(client, run_id), timeout=20, what="delivered")
             wait_until(lambda: _all_delivered(client, other_id), timeout=20, what="delivered")
+            wait_until(lambda: _all_delivered(client, fire_id), timeout=20, what="delivered")
+        by_fire = [r for r in receiver.snapshot() if json.loads(r.body)["run_id"] == fire_id]
+        assert by_fire and all(r.path == "/task" for r in by_fire)
         got = [r for r in receiver.snapshot() if json.loads(r.body)["run_id"] == run_id]
         assert got and all(r.path == "/task" and r.headers["x-task"] == "t1" for r in got)
         final = [r.json for r in got if r.json["type"] == "run.finished"]

@@ -216,8 +216,10 @@ class SchedulesMixin(ControlMixin, CatalogMixin):
                     f"task {spec.task_id!r} is a task of workflow {req.workflow!r}",
                     "not the task's workflow",
                 )
+            # (the schedule's own callback, else the task's)
+            callback = spec.callback if spec.callback is not None else req.callback
             return dataclasses.replace(
-                req, run_id=run_id, schedule_id=schedule_id, callback=spec.callback
+                req, run_id=run_id, schedule_id=schedule_id, callback=callback
             )
         assert spec.workflow is not None
         return StartRequest(
