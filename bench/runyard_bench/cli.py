@@ -94,6 +94,12 @@ def bench(
     backlog_big: int = typer.Option(
         100_000, "--backlog-big", min=0, help="--scale: the big backlog drained (0 skips)"
     ),
+    small_drains: int = typer.Option(
+        3,
+        "--small-drains",
+        min=1,
+        help="--scale: drains of the small backlog, each on a fresh database (their median)",
+    ),
     sleepers: int = typer.Option(
         10_000, "--sleepers", min=0, help="--scale: sleeping runs beside the big backlog"
     ),
@@ -245,6 +251,7 @@ def bench(
                 history_runs=history_runs,
                 backlog_small=backlog_small,
                 backlog_big=backlog_big,
+                small_drains=small_drains,
                 sleepers=sleepers,
                 purge_runs=purge_runs,
                 claim_backlog=claim_backlog,

@@ -8,7 +8,10 @@ figure on stdout, as the engine figures; progress on stderr):
   ``sleeper`` reached their hour-long durable sleep, with workers that are then stopped);
   then worker processes start, and value = backlog / (the last backlog run's
   ``finished_at`` - the last worker's ``started_at``, both on the database clock). Past
-  ``drain_timeout_s`` the rate over what drained is reported with ``complete: false``;
+  ``drain_timeout_s`` the rate over what drained is reported with ``complete: false``.
+  The small backlog is drained ``small_drains`` times (3; each on a fresh database) and
+  its line is the median's, with every value under ``samples``; the big one's line has
+  ``ratio_to_small``, its rate over that median;
 * ``noop_runs_per_s`` (``history``): the no-op throughput phase of the engine figures on
   a fresh database (``history`` 0), then on the same one once it got ``history`` finished
   no-op runs by :func:`~runyard_bench.clone.clone_runs` (with the ``ratio`` of the two);
@@ -82,6 +85,10 @@ class ScaleOptions:
     template_runs: int = 4
     clone_batch: int = 50_000
     drain_timeout_s: float = 900.0
+    #: Drains of the small backlog, each on a fresh database (value: their median). The
+    #: small drain lasts about a second from the workers' cold start, and one such
+    #: second varied by half on this 2-core machine; the big one lasts half a minute.
+    small_drains: int = 3
     list_requests: int = 200
     list_warmup: int = 20
     analyze: bool = True
@@ -157,7 +164,8 @@ async def drain_phase(
     base: dict[str, Any],
     backlog: int,
     sleepers: int,
-) -> None:
+) -> dict[str, Any]:
+    """Drain a backlog of ``backlog`` (after ``sleepers`` asleep); its figure's line."""
     y = build_yard(url)
     await asyncio.to_thread(y.migrate)
     counter = ScaleCounter(y)
@@ -242,7 +250,7 @@ async def drain_phase(
             f"{scale.drain_timeout_s:.0f}s, runs drained / wall time since the workers "
             "registered",
         }
-        emit(line)
+        return line
     finally:
         counter.close()
         await y.aclose()
@@ -595,12 +603,29 @@ async def scale_backend(
     base: dict[str, Any] = {**common, "backend": backend}
     if backend.startswith("sqlite"):
         base["sqlite_synchronous"] = os.environ.get("RUNYARD_SQLITE_SYNCHRONOUS", "FULL").upper()
-    for backlog, sleepers in ((scale.backlog_small, 0), (scale.backlog_big, scale.sleepers)):
-        if backlog > 0:
-            group = f"drain{backlog}"
+    small: float | None = None
+    for backlog, sleepers, times in (
+        (scale.backlog_small, 0, max(1, scale.small_drains)),
+        (scale.backlog_big, scale.sleepers, 1),
+    ):
+        if backlog <= 0:
+            continue
+        lines: list[dict[str, Any]] = []
+        for k in range(times):
+            group = f"drain{backlog}" + (f"-{k + 1}" if times > 1 else "")
             with scale_database(backend, opts, tmp, group) as url:
                 log(f"== {backend} {group}: {url}")
-                await drain_phase(url, opts, scale, logs / backend / group, base, backlog, sleepers)
+                lines.append(
+                    await drain_phase(
+                        url, opts, scale, logs / backend / group, base, backlog, sleepers
+                    )
+                )
+        line = lines[0] if times == 1 else _median_line(lines)
+        if sleepers == 0 and backlog == scale.backlog_small:
+            small = float(line["value"])
+        elif small:
+            line["ratio_to_small"] = round(float(line["value"]) / small, 3)
+        emit(line)
     if scale.history_runs > 0:
         with scale_database(backend, opts, tmp, "history") as url:
             log(f"== {backend} history: {url}")
@@ -609,6 +634,15 @@ async def scale_backend(
         with scale_database(backend, opts, tmp, "claims") as url:
             log(f"== {backend} claims: {url}")
             await claim_phase(url, opts, scale, base)
+
+
+def _median_line(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """The line of the median drain, with every drain's value beside it."""
+    ordered = sorted(lines, key=lambda line: float(line["value"]))
+    line = dict(ordered[len(ordered) // 2])
+    line["samples"] = [line_["value"] for line_ in lines]
+    line["method"] += f"; the median of {len(lines)} drains, each on a fresh database"
+    return line
 
 
 async def run_scale(opts: BenchOptions, scale: ScaleOptions) -> None:
