@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +21,6 @@ from runyard.models import RunStatus
 from tests.conftest import make_yard, raw_sql, running_worker
 from tests.telemetry.app import define
 from tests.waiting import NotYet, wait_until_async
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    """Tracing on in this process, its spans kept in memory; off again afterwards."""
-    memory = InMemorySpanExporter()
-    telemetry.enable([SimpleSpanProcessor(memory)])
-    try:
-        yield memory
-    finally:
-        telemetry.disable()
 
 
 def _attrs(span: ReadableSpan) -> dict[str, Any]:

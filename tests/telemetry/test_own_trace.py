@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from runyard import Context, telemetry
@@ -21,16 +18,6 @@ from runyard.service.starting import retraced
 from tests.conftest import make_yard, raw_sql, running_worker
 from tests.telemetry.app import define
 from tests.waiting import NotYet, wait_until_async
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    memory = InMemorySpanExporter()
-    telemetry.enable([SimpleSpanProcessor(memory)])
-    try:
-        yield memory
-    finally:
-        telemetry.disable()
 
 
 def _traces(db_url: str, run_ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -38,17 +37,6 @@ def _no_otel_here(monkeypatch: pytest.MonkeyPatch) -> None:
     """Worker processes get only the OTEL_* variables a test gives them."""
     for name in [n for n in os.environ if n.startswith("OTEL_")]:
         monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    """Tracing on in this process, its spans kept in memory; off again afterwards."""
-    memory = InMemorySpanExporter()
-    telemetry.enable([SimpleSpanProcessor(memory)])
-    try:
-        yield memory
-    finally:
-        telemetry.disable()
 
 
 def run_spans_of(spans: Sequence[ReadableSpan], workflow: str) -> list[ReadableSpan]:
