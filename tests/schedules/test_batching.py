@@ -81,8 +81,9 @@ def test_a_changed_spec_gets_its_run_made_again(yard: Runyard) -> None:
             ScheduleSpec(cron="0 0 1 1 *", workflow="tick", input="a", overlap="allow_all")
         )
         scheduler = Scheduler(yard)
+        base = int(time.time()) - 10  # (two distinct fire times, however long a tick takes)
         for n, tag in enumerate(("a", "b"), start=2):
-            at = float(int(time.time()) - n)
+            at = float(base + n)
             _rows(yard, "UPDATE schedules SET next_fire_at = %s, due_at = %s", (at, at))
             await scheduler.tick()
             run = await yard.get_run(fire_run_id(s.id, at))
