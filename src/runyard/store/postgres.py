@@ -283,13 +283,18 @@ class PostgresStore(Store):
         # bitmap scan reads every row that matches and sorts them, where an index scan in
         # the list's order stops after the page (a list of 50 of 20,000 SUCCEEDED runs
         # read all 20,000 without statistics).
+        # And no JIT compilation: each query touches a handful of rows, while the
+        # planner's estimate of a statement whose table grew (a lease-expiry pass over
+        # 100,000 items, estimated at 20,000 rows) crosses jit_above_cost, and the
+        # server then compiled it on every run: 60-85 ms for a statement that reads 2
+        # buffers, several times a second per worker during a 100,000-run drain.
         conn: psycopg.Connection[Any] = psycopg.connect(
             conninfo(self.url),
             row_factory=dict_row,
             autocommit=True,
             connect_timeout=5,
             application_name="runyard",
-            options="-c enable_seqscan=off -c enable_bitmapscan=off",
+            options="-c enable_seqscan=off -c enable_bitmapscan=off -c jit=off",
         )
         self._connections.add(conn)
         return conn
