@@ -188,9 +188,9 @@ _OUTCOMES_SQL = (
     "coalesce(sum(CASE WHEN status IN ('PARTIAL_SUCCEEDED', 'FAILED', 'CANCELED', 'CRASHED', "
     "'INVALID') THEN 1 ELSE 0 END), 0) AS bad FROM runs WHERE workflow = %s"
 )
-_OPEN_RUNS_SQL = (
-    "SELECT count(*) AS n FROM runs WHERE status IN "
-    "('SCHEDULED', 'QUEUED', 'RUNNING', 'PAUSED') AND workflow = %s"
+_ANY_OPEN_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM runs WHERE status IN "
+    "('SCHEDULED', 'QUEUED', 'RUNNING', 'PAUSED') AND workflow = %s) AS open"
 )
 
 
@@ -214,11 +214,13 @@ class StoreCounter:
         row = self.one(_OUTCOMES_SQL, (workflow,))
         return int(row["ok"]), int(row["bad"])
 
-    def open_runs(self, workflow: str) -> int:
-        """Runs of ``workflow`` not ended yet: read through the status index, so a poll
-        costs O(open runs), not O(all runs) (a full count every 20 ms would load the
-        database noticeably at tens of thousands of runs)."""
-        return int(self.one(_OPEN_RUNS_SQL, (workflow,))["n"])
+    def any_open(self, workflow: str) -> bool:
+        """Whether a run of ``workflow`` has not ended yet: the first open run found
+        through the (workflow, status) index answers, so a poll costs little at any
+        backlog. (A count of the open runs cost 108 ms per poll at the start of a
+        100,000-run drain on PostgreSQL, every 0.5 s: a tenth of a core taken from the
+        drain it measured.)"""
+        return bool(self.one(_ANY_OPEN_SQL, (workflow,))["open"])
 
     def live_workers(self) -> int:
         return int(self.one("SELECT count(*) AS n FROM workers WHERE stopped_at IS NULL")["n"])

@@ -77,7 +77,7 @@ async def async_triggers(
 ) -> dict[str, Any]:
     """The async phase in the client process, then the drain, read from the store."""
     # Whatever the warm-up left running ends first, so the drain counts these runs only.
-    await poll(lambda: counter.open_runs("noop") == 0, opts.timeout_s, "warm-up", workers)
+    await poll(lambda: not counter.any_open("noop"), opts.timeout_s, "warm-up", workers)
     base_ok, base_bad = await asyncio.to_thread(counter.outcomes, "noop")
     a = await run_clients(
         {**spec, "phase": "async", "n": opts.http_runs, "concurrency": opts.http_concurrency},
@@ -85,7 +85,7 @@ async def async_triggers(
     )
     n, expected = a["n"], a["n"] + a["warmup_runs"]
     log(f"http async: {n} accepted in {a['accept_s']:.3f}s ({n / a['accept_s']:.0f}/s); draining")
-    await poll(lambda: counter.open_runs("noop") == 0, opts.timeout_s, "HTTP runs", workers)
+    await poll(lambda: not counter.any_open("noop"), opts.timeout_s, "HTTP runs", workers)
     e2e_s = time.time() - a["t0_wall"]
     server.check()
     ok, bad = await asyncio.to_thread(counter.outcomes, "noop")

@@ -75,7 +75,7 @@ async def throughput(
     def done() -> bool:
         # Every start() has committed its run before ``started`` is set, so no open run
         # left means all n ended; the final count below checks they SUCCEEDED.
-        return started.is_set() and counter.open_runs(workflow) == 0
+        return started.is_set() and not counter.any_open(workflow)
 
     t0 = time.perf_counter()
     enq = asyncio.create_task(all_started())
