@@ -214,6 +214,22 @@ async def slow_then_result(client: Client, served: Served, seconds: float) -> No
     assert [r["id"] for r in runs_with_input(served, "nap", args)] == [run_id]
 
 
+async def slow_without_progress(client: Client, served: Served, seconds: float) -> None:
+    """A call without a progress token (over stdio: one live-mode start that waits)
+    answers with the background message at the wait, having started one run."""
+    args = {"seconds": seconds, "steps": 2}
+    started = time.monotonic()
+    first = await client.call_tool("nap", args)
+    took = time.monotonic() - started
+    assert not first.is_error, body(first)
+    assert WAIT_S - 0.2 <= took < WAIT_S + 1.5, took
+    out = first.structured_content
+    assert out is not None and out["background"] is True and out["operationName"] == "nap"
+    assert out["status"] in ("QUEUED", "RUNNING")
+    assert "get_workflow_result" in body(first) and out["workflowId"] in body(first)
+    assert [r["id"] for r in runs_with_input(served, "nap", args)] == [out["workflowId"]]
+
+
 async def cancel_running(client: Client, served: Served) -> None:
     with api(served) as c:
         answer = c.post("/v1/runs", json={"workflow": "nap", "input": {"seconds": 60}})
@@ -270,6 +286,7 @@ async def test_http_tools_and_fast_result(served: Served) -> None:
 async def test_http_slow_run_in_background(served: Served) -> None:
     async with http_client(served) as client:
         await slow_then_result(client, served, 3.2)
+        await slow_without_progress(client, served, 3.1)
 
 
 async def test_http_cancel_and_bad_input(served: Served) -> None:
@@ -298,6 +315,7 @@ async def test_stdio(served: Served) -> None:
         await tools_listed(client)
         await fast_result(client)
         await slow_then_result(client, served, 3.3)
+        await slow_without_progress(client, served, 3.4)
         await cancel_running(client, served)
         await bad_input(client, served)
 

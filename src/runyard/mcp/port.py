@@ -32,9 +32,10 @@ For the Tasks extension (``runyard.mcp.tasks``), the seam is:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from ..client import AsyncClient, RunFilters
     from ..schemas import RunOut, RunStatusOut
     from ..service import Service
+    from ..store.hub import Hub
 
 #: The server's own tools (every other tool is a workflow); the read-only ones are
 #: offered to a read-scoped API key.
@@ -57,6 +59,9 @@ FIXED_TOOLS = (
     "get_waiters",
 )
 READ_TOOLS = frozenset({"get_workflow_result", "list_runs", "get_usage", "get_waiters"})
+
+#: The longest wait of a live-mode start (``wait_timeout`` of ``POST /v1/runs``).
+LIVE_WAIT_MAX_S = 300.0
 
 #: How often a wait re-reads a run whose progress may have changed (progress is not
 #: announced, only status changes are).
@@ -88,6 +93,11 @@ class RunView:
     created_at: float | None = None
     updated_at: float | None = None
     finished_at: float | None = None
+    #: :class:`ServicePort`'s note of where the view was taken (the loop's hub and its
+    #: mark from before the run was written): while that hub has heard nothing of the
+    #: run since, the view is the run as it is, and a wait needs no first read. Not
+    #: part of the run (never compared).
+    seen: tuple[Hub, int] | None = field(default=None, compare=False, repr=False)
 
     @property
     def terminal(self) -> bool:
@@ -147,10 +157,16 @@ class RunsPort(Protocol):
         """The workflows published by workers (latest version of each), by name."""
         ...
 
-    async def start(self, workflow: str, input: Any, run_id: str) -> RunView:
-        """Start a run of ``workflow``; a ``run_id`` that exists answers with that run
-        (a retried request never starts a second one). ``InvalidInput`` names every bad
-        field of ``input``; nothing is written then."""
+    async def start(
+        self, workflow: str, input: Any, run_id: str | None = None, wait_s: float = 0.0
+    ) -> RunView:
+        """Start one run of ``workflow``, whatever retries happen underneath; a ``run_id``
+        that exists answers with that run (a retried request never starts a second
+        one), None: the port picks the id (before its first attempt, where it has
+        several). ``InvalidInput`` names every bad field of ``input``; nothing is
+        written then. ``wait_s``: the port may wait up to that long for the run to end
+        where the start itself can (:class:`ClientPort`: one live-mode request instead
+        of a start and a wait), so the view may be terminal."""
         ...
 
     async def get(self, run_id: str) -> RunView:
@@ -191,13 +207,13 @@ class RunsPort(Protocol):
 
 
 async def start_tool_run(
-    port: RunsPort, workflow: str, input: Any, run_id: str | None = None
+    port: RunsPort, workflow: str, input: Any, run_id: str | None = None, wait_s: float = 0.0
 ) -> RunView:
     """Start the run a call of workflow tool ``workflow`` asks for, with ``input`` (the
     tool's arguments, or its ``input`` argument for a workflow whose input is not an
     object: ``runyard.mcp.server.tool_input``): one run per call, whatever retries happen
-    underneath (the run id is chosen before the first attempt)."""
-    return await port.start(workflow, {} if input is None else input, run_id or generate_run_id())
+    underneath (the port chooses the run id, if not given, before its first attempt)."""
+    return await port.start(workflow, {} if input is None else input, run_id, wait_s)
 
 
 class ServicePort:
@@ -212,14 +228,25 @@ class ServicePort:
         records = await self.service.published_workflows()
         return [WorkflowInfo(r.name, r.description, loads(r.input_schema_json)) for r in records]
 
-    async def start(self, workflow: str, input: Any, run_id: str) -> RunView:
+    async def start(
+        self, workflow: str, input: Any, run_id: str | None = None, wait_s: float = 0.0
+    ) -> RunView:
         from ..service import StartRequest
 
+        # (No wait here: waiting afterwards reads nothing more, see wait_change.)
+        # Without a run id the service picks one for its single transaction (in process,
+        # nothing retries the request: one call, one run), and stores no request to
+        # compare a repeat with (only a client-chosen id can come again).
+        hub = self.service.core.loop_hub()
+        mark = hub.mark() if hub is not None else 0
         handle = await self.service.start_run(
             StartRequest(workflow=workflow, input=input, run_id=run_id)
         )
         initial = handle.initial
-        return RunView.of(initial if initial is not None else await handle.get())
+        if initial is None:
+            return RunView.of(await handle.get())
+        view = RunView.of(initial)
+        return view if hub is None else dataclasses.replace(view, seen=(hub, mark))
 
     async def get(self, run_id: str) -> RunView:
         return RunView.of(await self.service.get_run(run_id))
@@ -229,9 +256,21 @@ class ServicePort:
 
         deadline = time.monotonic() + max(0.0, timeout)
         with self.service.run_changes(run_id) as ev:
+            # (The run's event is registered: a change on its way sets it.)
+            known = after if after is not None and after.id == run_id else None
+            seen = known.seen if known is not None else None
             while True:
                 ev.clear()
-                run = await self.get(run_id)
+                if (
+                    known is not None
+                    and seen is not None
+                    and seen[0] is self.service.core.loop_hub()
+                    and not seen[0].changed_since(run_id, seen[1])
+                ):
+                    run = known  # as it was written, nothing heard of it since
+                else:
+                    run = await self.get(run_id)
+                known = None
                 remaining = deadline - time.monotonic()
                 if run.terminal or run.changed_from(after) or remaining <= 0:
                     return run
@@ -294,7 +333,31 @@ class ClientPort:
             for w in await self.client.list_workflows()
         ]
 
-    async def start(self, workflow: str, input: Any, run_id: str) -> RunView:
+    async def start(
+        self, workflow: str, input: Any, run_id: str | None = None, wait_s: float = 0.0
+    ) -> RunView:
+        from ..errors import CapacityExceeded
+        from ..schemas import LiveRunOut
+
+        # The id chosen here, before the first attempt: the client retries.
+        run_id = run_id or generate_run_id()
+        if wait_s > 0:
+            # Live mode: the server answers once the run ended, or with its status at
+            # the wait; one request instead of a start and a long-poll.
+            try:
+                answer = await self.client.start_run(
+                    workflow,
+                    input,
+                    mode="live",
+                    run_id=run_id,
+                    wait_timeout=min(wait_s, LIVE_WAIT_MAX_S),
+                )
+            except CapacityExceeded:
+                pass  # (refused before anything was written: started without the wait)
+            else:
+                if isinstance(answer, LiveRunOut):
+                    return RunView.of(answer.run)
+                return _status_view(answer, workflow)
         return RunView.of(await self.client.start_run(workflow, input, run_id=run_id))
 
     async def get(self, run_id: str) -> RunView:

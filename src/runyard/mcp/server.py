@@ -366,6 +366,10 @@ class _Catalog:
                 self._read_at = time.monotonic()
             return self._workflows
 
+    def known(self) -> dict[str, WorkflowInfo]:
+        """The published workflows as last read (no read)."""
+        return self._workflows
+
     def listen(self, ctx: Ctx) -> None:
         session = ctx.session
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
@@ -403,13 +407,16 @@ class _Catalog:
 def workflow_tool(w: WorkflowInfo) -> types.Tool:
     """The tool of workflow ``w``: its input schema (a non-object input is the tool's
     ``input`` argument) and its docstring."""
-    schema = w.input_schema if _is_object(w.input_schema) else _wrapped(w.input_schema)
     return types.Tool(
         name=w.name,
         description=(w.description or f"Run the {w.name} workflow.")
         + " Long runs continue in the background: follow them with get_workflow_result.",
-        input_schema=schema,
+        input_schema=_tool_schema(w),
     )
+
+
+def _tool_schema(w: WorkflowInfo) -> dict[str, Any]:
+    return w.input_schema if _is_object(w.input_schema) else _wrapped(w.input_schema)
 
 
 def _is_object(schema: Mapping[str, Any]) -> bool:
@@ -499,13 +506,30 @@ def build_server(
                     f"unknown tool {name!r} (tools: {known})",
                     details=[{"field": "name", "error": "unknown tool"}],
                 )
+            # Without a progress token nothing is told before the end: the port may
+            # wait for the run as it starts it.
+            started = time.monotonic()
+            first_wait = wait_s if not _wants_progress(ctx) else 0.0
             try:
-                run = await start_tool_run(port, name, tool_input(w, params.arguments))
+                run = await start_tool_run(
+                    port, name, tool_input(w, params.arguments), wait_s=first_wait
+                )
             except InvalidInput as exc:
                 return error_result(exc, rename_input=_is_object(w.input_schema))
-            return await follow(port, ctx, run, wait_s)
+            return await follow(port, ctx, run, wait_s - (time.monotonic() - started))
         except RunyardError as exc:
             return error_result(exc)
+
+    def input_schema(name: str) -> Mapping[str, Any] | None:
+        """A tool's input schema, for the SDK's check of a ``tools/call``'s
+        ``Mcp-Param-*`` headers (without it the SDK runs ``list_tools`` on every call):
+        the workflows as last read, which a client that listed the tool saw; a tool
+        not read yet is not checked (the SDK's own answer when the listing lacks it)."""
+        tool = FIXED.get(name)
+        if tool is not None:
+            return tool.input_schema
+        w = catalog.known().get(name)
+        return None if w is None else _tool_schema(w)
 
     async def guarded(ctx: Ctx, params: types.CallToolRequestParams) -> Any:
         if params.name not in READ_TOOLS and not writer(ctx):
@@ -531,6 +555,7 @@ def build_server(
             "the workflowId and operationName it gives, never the workflow's tool again."
         ),
         lifespan=lifespan,
+        get_tool_input_schema=input_schema,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
         on_subscriptions_listen=ListenHandler(catalog.bus),
@@ -542,6 +567,11 @@ def build_server(
             server.add_request_handler(method.method, method.params_type, method.handler)
         server.extensions[extension.identifier] = extension.settings()
     return server
+
+
+def _wants_progress(ctx: Ctx) -> bool:
+    """Whether the request asked for progress notifications (a progress token)."""
+    return ctx.meta is not None and ctx.meta.get("progress_token") is not None
 
 
 def _forbidden(name: str) -> types.CallToolResult:
