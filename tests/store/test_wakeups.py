@@ -816,3 +816,38 @@ async def _taken_when_due(db_url: str) -> None:
             assert 1.0 <= run.started_at - run.created_at < 1.8
     finally:
         await yard.aclose()
+
+
+def test_work_announced_a_little_early_is_taken_when_due_not_at_the_next_poll(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delayed run whose announced due time is early (the trigger reads its own clock,
+    before the database reads its own for the run's: a few ms early on one machine, more
+    from a host whose clock runs ahead; here 0.4 s): the worker, woken before the run is
+    due, finds nothing to claim, and still takes it when it is due, not at its next poll
+    (5 s later: before, the CI flake of the test above; on SQLite the worker's process
+    is also woken by its own other connections' commits, which hid it there)."""
+    monkeypatch.setattr(
+        "runyard.models.NewRun.due_at",
+        lambda self: None if not self.delay_s else time.time() + self.delay_s - 0.4,
+    )
+    asyncio.run(_taken_when_due_though_announced_early(db_url))
+
+
+async def _taken_when_due_though_announced_early(db_url: str) -> None:
+    yard = make_yard(db_url, poll_s=5.0)
+
+    @yard.workflow(name="wake_probe")
+    async def wake_probe(ctx: Any, x: int) -> int:
+        return x
+
+    try:
+        async with running_worker(yard, concurrency=2):
+            await _listening_for_work(yard, "wake_probe")
+            await yard.start("wake_probe", 7, run_id="early-1", delay=1.0)
+            run = await yard.wait("early-1", timeout=10)
+            assert run.status is RunStatus.SUCCEEDED and run.result == 7
+            assert run.started_at is not None
+            assert 1.0 <= run.started_at - run.created_at < 1.8
+    finally:
+        await yard.aclose()

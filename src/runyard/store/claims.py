@@ -70,9 +70,11 @@ class ClaimsMixin:
         ``flow_keys`` as far as each key's limits allow. ``scan`` also promotes due
         SCHEDULED runs, readies the parked items that came due (a sleep's end, a timeout,
         a backoff) and asks which keys have due items, answered with the claims
-        (``Claims.flow_keys``) for the next call to claim from (callers scan every
-        ~100 ms, not on every claim). The claims are read once the commit is on its way:
-        on PostgreSQL a claim given no keys takes one round trip, with a scan too."""
+        (``Claims.flow_keys``) for the next call to claim from, and how long until the
+        next parked item comes due (``Claims.due_in``, on the database's clock: when to
+        look again) (callers scan every ~100 ms, not on every claim). The claims are read
+        once the commit is on its way: on PostgreSQL a claim given no keys takes one
+        round trip, with a scan too."""
         if scan:
             # Items first, then runs: each statement reads the clock anew, so a delayed
             # run's item (due when its run is) readied by the first is sure to have its
@@ -97,6 +99,7 @@ class ClaimsMixin:
                 break
         free = tx.send("claim", {**base, "limit": left}) if left > 0 else None
         due = tx.send("due_flow_keys", {"wrefs": list(wrefs), "limit": limit}) if scan else None
+        next_due = tx.send("next_due") if scan else None
         runs: dict[str, Row] | None = None
         if not self.claim_starts_runs and (rows := keyed + (free.rows() if free else [])):
             run_ids = sorted({r["run_id"] for r in rows})
@@ -105,7 +108,9 @@ class ClaimsMixin:
         def read() -> Claims:
             rows = keyed + (free.rows() if free else [])
             keys = [r["flow_key"] for r in due.rows()] if due else []
-            return Claims(self._claimed(tx, owner, rows, runs), keys)
+            row = next_due.one() if next_due else None
+            due_in = None if row is None else row["due_in"]
+            return Claims(self._claimed(tx, owner, rows, runs), keys, due_in)
 
         return Later(read)
 

@@ -168,12 +168,17 @@ class Claimed:
 
 
 class Claims(list[Claimed]):
-    """What a claim took, and the flow-control keys its scan found with due items, to
-    claim from next (see :meth:`~runyard.store.base.Store.claim_txn`)."""
+    """What a claim took, the flow-control keys its scan found with due items, to claim
+    from next, and ``due_in``: seconds until its scan's first parked item comes due, by
+    the database's clock (negative: due, not readied yet; None: none, or no scan) (see
+    :meth:`~runyard.store.base.Store.claim_txn`)."""
 
-    def __init__(self, claimed: list[Claimed], flow_keys: list[str]) -> None:
+    def __init__(
+        self, claimed: list[Claimed], flow_keys: list[str], due_in: float | None = None
+    ) -> None:
         super().__init__(claimed)
         self.flow_keys = flow_keys
+        self.due_in = due_in
 
 
 @dataclass(frozen=True, slots=True)

@@ -277,6 +277,7 @@ class Worker:
         check_first = False
         scanned_at = 0.0
         flow_keys: list[str] = []  # found with due items by the last scan: claim from them
+        due_armed = 0.0  # when the hub was last asked to wake for a due item (epoch s)
         busy = 0
         failures = _Failures("claiming work", first_wait_s=0.1)
         while not self._stopping.is_set():
@@ -334,6 +335,17 @@ class Worker:
                 continue
             failures.succeeded()
             busy = 0
+            if claimed.due_in is not None and claimed.due_in < self.poll_s:
+                # Wake when the next parked item is due by the database's clock, whatever
+                # was announced: an announced time is read from the announcer's clock
+                # before the database's (a delayed run's, a few ms early; more from
+                # another host), and the claim it woke found nothing due, which left the
+                # item to the polling backstop. (Due but not readied: again shortly.)
+                wall = time.time()
+                at = wall + (claimed.due_in if claimed.due_in > 0 else SCAN_INTERVAL_S)
+                if due_armed <= wall or at < due_armed:
+                    due_armed = at
+                    hub.notify_wake(at)
             tried, flow_keys = flow_keys, claimed.flow_keys
             if tried and not any(c.flow_key for c in claimed):
                 flow_keys = []  # held back by their limits: the next scan finds them again

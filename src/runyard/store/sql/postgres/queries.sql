@@ -181,6 +181,17 @@ WHERE (run_id, idx) IN (
   ORDER BY due_at LIMIT %(limit)s
   FOR UPDATE SKIP LOCKED);
 
+-- name: next_due
+-- Seconds until the first parked item comes due (a sleep's end, a delayed run's start),
+-- by the database's clock; negative: due, not readied yet (past unpark_due's batch, or
+-- locked); NULL: none. With each scan, so that the worker wakes when it is due whatever
+-- the wake-ups said: the time a trigger announces is read from its own clock before the
+-- database's (a few ms early; more from another host), and one that came early found
+-- nothing to claim. The first entry of items_parked: one probe.
+SELECT (SELECT min(due_at) FROM items
+        WHERE parked = 1 AND owner IS NULL AND state IN ('queued', 'processing')
+          AND kind <> 'map') - runyard_now() AS due_in;
+
 -- name: autovacuum_on
 SELECT current_setting('autovacuum') = 'on' AS on;
 

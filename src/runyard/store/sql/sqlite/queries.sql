@@ -97,6 +97,14 @@ WHERE rowid IN (
     AND due_at <= ry_now()
   ORDER BY due_at LIMIT :limit);
 
+-- name: next_due
+-- Seconds until the first parked item comes due, by the database's clock; negative: due,
+-- not readied yet; NULL: none (see the PostgreSQL query). The first entry of
+-- items_parked: one probe.
+SELECT (SELECT min(due_at) FROM items
+        WHERE parked = 1 AND owner IS NULL AND state IN ('queued', 'processing')
+          AND kind <> 'map') - ry_now() AS due_in;
+
 -- name: claim
 -- Ready items without a flow-control key, best first. Each workflow reference is one
 -- walk of items_ready in claim order that stops after :limit rows (a backlog of any size
