@@ -107,6 +107,7 @@ GENERIC = "SET LOCAL plan_cache_mode = force_generic_plan"
 #: The hot and user-facing queries, and the index each must walk (None: any index).
 HOT = {
     "unpark_due": "items_parked",
+    "next_due": "items_parked",
     "claim": "items_ready",
     "claim_keyed": "items_ready_keyed",
     "due_flow_keys": "items_ready_keyed",
