@@ -764,7 +764,7 @@ async def _listening_for_work(yard: Runyard, workflow: str) -> None:
     hub = yard.hub()
     await wait_until_async(
         lambda: not hub.changed_since("-", hub.mark()),
-        timeout=5,
+        timeout=15,  # (a readiness wait, not a timing: a loaded machine took over 5 s)
         interval=0.01,
         what="the watcher listening",
     )
