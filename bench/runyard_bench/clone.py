@@ -528,6 +528,25 @@ class ScaleCounter(StoreCounter):
             rows = [r for r in tx.cursor.fetchall() if int(r["pid"]) in set(pids)]
         return len(rows), max((float(r["started_at"]) for r in rows), default=None)
 
+    def server_pids(self) -> list[int]:
+        """PostgreSQL: the server processes of this database's other sessions (the
+        workers' and the bench's yard's, not this counter's); SQLite: none."""
+        if self.store.backend != "postgres":
+            return []
+        rows = self.one_all(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        return [int(r["pid"]) for r in rows]
+
+    def one_all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of ``sql`` (``%s`` placeholders on either backend)."""
+        if self.store.backend == "sqlite":
+            sql = sql.replace("%s", "?")
+        with self.store.transaction(self.conn, write=False) as tx:
+            tx.cursor.execute(sql, tuple(params))
+            return list(tx.cursor.fetchall())
+
     def last_finished(self, workflow: str, created_after: float) -> float | None:
         row = self.one(
             "SELECT max(finished_at) AS t FROM runs WHERE workflow = %s "

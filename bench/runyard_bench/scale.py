@@ -9,9 +9,11 @@ figure on stdout, as the engine figures; progress on stderr):
   then worker processes start, and value = backlog / (the last backlog run's
   ``finished_at`` - the last worker's ``started_at``, both on the database clock). Past
   ``drain_timeout_s`` the rate over what drained is reported with ``complete: false``.
-  The small backlog is drained ``small_drains`` times (3; each on a fresh database) and
-  its line is the median's, with every value under ``samples``; the big one's line has
-  ``ratio_to_small``, its rate over that median;
+  The small backlog is drained ``small_drains`` times (3; each on a fresh database; half
+  before the big backlog's drain, the rest after) and its line is the median's, with
+  every value under ``samples``; the big one's line has ``ratio_to_small``, its rate
+  over that median. Each line has ``cpu_ms_per_run``: the CPU the worker processes and
+  (PostgreSQL) the database server's processes used per run drained;
 * ``noop_runs_per_s`` (``history``): the no-op throughput phase of the engine figures on
   a fresh database (``history`` 0), then on the same one once it got ``history`` finished
   no-op runs by :func:`~runyard_bench.clone.clone_runs` (with the ``ratio`` of the two);
@@ -140,6 +142,44 @@ def _worker_env(base: dict[str, Any]) -> dict[str, str]:
     return {} if sync is None else {"RUNYARD_SQLITE_SYNCHRONOUS": str(sync)}
 
 
+def _cpu_s(pids: Sequence[int]) -> dict[int, float]:
+    """CPU seconds (user + system) each live process of ``pids`` has used so far."""
+    hz = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # (gone, or not on this machine)
+        out[pid] = (int(fields[11]) + int(fields[12])) / hz
+    return out
+
+
+class DrainCpu:
+    """CPU used during a drain by the worker processes and by the database server's
+    processes serving them (PostgreSQL on this machine; SQLite works inside the workers):
+    a cost per run that the machine's drifting speed moves less than a rate."""
+
+    def __init__(self, counter: ScaleCounter, workers: WorkerProcs) -> None:
+        self.counter, self.workers = counter, workers
+        self.workers0 = _cpu_s(workers.pids)
+        self.server0 = _cpu_s(counter.server_pids())
+
+    def per_run_ms(self, runs: int) -> dict[str, float | None]:
+        """Milliseconds of CPU per run since this was made (call before the workers stop)."""
+        w1 = _cpu_s(self.workers.pids)
+        s1 = _cpu_s(self.counter.server_pids())
+        workers = sum(v - self.workers0.get(p, 0.0) for p, v in w1.items())
+        server = sum(v - self.server0.get(p, 0.0) for p, v in s1.items()) if s1 else None
+        n = max(1, runs)
+        return {
+            "workers": round(workers * 1000 / n, 4),
+            "database_server": None if server is None else round(server * 1000 / n, 4),
+            "total": round((workers + (server or 0.0)) * 1000 / n, 4),
+        }
+
+
 async def _await_workers(counter: ScaleCounter, workers: WorkerProcs, n: int) -> float | None:
     """Until the ``n`` processes registered; the last one's ``started_at`` (db clock)."""
     up: float | None = None
@@ -199,9 +239,11 @@ async def drain_phase(
         base_ok = await asyncio.to_thread(counter.succeeded, "noop")
         workers = WorkerProcs(url, opts.workers, opts.concurrency, env, logs / f"drain-{backlog}")
         complete = True
+        cpu: dict[str, float | None] = {}
         try:
             up_at = await _await_workers(counter, workers, opts.workers)
             t_up = time.perf_counter()
+            used = DrainCpu(counter, workers)
             try:
                 await poll(
                     lambda: not counter.any_open("noop"),
@@ -213,6 +255,8 @@ async def drain_phase(
             except TimeoutError:
                 complete = False
             t_end = time.perf_counter()
+            drained = await asyncio.to_thread(counter.succeeded, "noop") - base_ok
+            cpu = await asyncio.to_thread(used.per_run_ms, drained)
         finally:
             codes = workers.stop()
             log(f"{label}: workers stopped ({codes})")
@@ -236,6 +280,7 @@ async def drain_phase(
             "drained": ok,
             "complete": complete,
             "wall_per_s": round(ok / wall, 1),
+            "cpu_ms_per_run": cpu,
             "fill_s": round(took, 3),
             "fill_per_s": round(backlog / took, 1),
             "workers": opts.workers,
@@ -248,7 +293,9 @@ async def drain_phase(
             "last backlog run's finished_at - the last worker's started_at, database clock), "
             "or, when not complete within "
             f"{scale.drain_timeout_s:.0f}s, runs drained / wall time since the workers "
-            "registered",
+            "registered; cpu_ms_per_run: user + system CPU from /proc of the worker "
+            "processes and (PostgreSQL) of the server processes of the database's sessions, "
+            "from the workers' registration to the end, per run drained",
         }
         return line
     finally:
@@ -603,29 +650,36 @@ async def scale_backend(
     base: dict[str, Any] = {**common, "backend": backend}
     if backend.startswith("sqlite"):
         base["sqlite_synchronous"] = os.environ.get("RUNYARD_SQLITE_SYNCHRONOUS", "FULL").upper()
+    # The small backlog's drains come before and after the big one's (n=3: two, the big,
+    # one): this machine's speed drifts within minutes, and the ratio compares them.
+    n_small = max(1, scale.small_drains) if scale.backlog_small > 0 else 0
+    big = scale.backlog_big > 0
+    before = (n_small + 1) // 2 if big else n_small
+    plan = [(scale.backlog_small, 0, k) for k in range(before)]
+    plan += [(scale.backlog_big, scale.sleepers, -1)] if big else []
+    plan += [(scale.backlog_small, 0, k) for k in range(before, n_small)]
+    smalls: list[dict[str, Any]] = []
+    big_line: dict[str, Any] | None = None
+    for backlog, sleepers, k in plan:
+        group = f"drain{backlog}" + (f"-{k + 1}" if k >= 0 and n_small > 1 else "")
+        with scale_database(backend, opts, tmp, group) as url:
+            log(f"== {backend} {group}: {url}")
+            line = await drain_phase(
+                url, opts, scale, logs / backend / group, base, backlog, sleepers
+            )
+        if k >= 0:
+            smalls.append(line)
+        else:
+            big_line = line
     small: float | None = None
-    for backlog, sleepers, times in (
-        (scale.backlog_small, 0, max(1, scale.small_drains)),
-        (scale.backlog_big, scale.sleepers, 1),
-    ):
-        if backlog <= 0:
-            continue
-        lines: list[dict[str, Any]] = []
-        for k in range(times):
-            group = f"drain{backlog}" + (f"-{k + 1}" if times > 1 else "")
-            with scale_database(backend, opts, tmp, group) as url:
-                log(f"== {backend} {group}: {url}")
-                lines.append(
-                    await drain_phase(
-                        url, opts, scale, logs / backend / group, base, backlog, sleepers
-                    )
-                )
-        line = lines[0] if times == 1 else _median_line(lines)
-        if sleepers == 0 and backlog == scale.backlog_small:
-            small = float(line["value"])
-        elif small:
-            line["ratio_to_small"] = round(float(line["value"]) / small, 3)
+    if smalls:
+        line = smalls[0] if len(smalls) == 1 else _median_line(smalls)
+        small = float(line["value"])
         emit(line)
+    if big_line is not None:
+        if small:
+            big_line["ratio_to_small"] = round(float(big_line["value"]) / small, 3)
+        emit(big_line)
     if scale.history_runs > 0:
         with scale_database(backend, opts, tmp, "history") as url:
             log(f"== {backend} history: {url}")
@@ -641,7 +695,10 @@ def _median_line(lines: list[dict[str, Any]]) -> dict[str, Any]:
     ordered = sorted(lines, key=lambda line: float(line["value"]))
     line = dict(ordered[len(ordered) // 2])
     line["samples"] = [line_["value"] for line_ in lines]
-    line["method"] += f"; the median of {len(lines)} drains, each on a fresh database"
+    line["method"] += (
+        f"; the median of {len(lines)} drains, each on a fresh database (with the big "
+        "backlog's: half of them before it, the rest after)"
+    )
     return line
 
 
