@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -415,3 +416,54 @@ async def test_a_stopping_server_ends_open_mcp_streams(served: Served) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def _raw(id: int, method: str, params: dict[str, Any]) -> bytes:
+    return (
+        json.dumps({"jsonrpc": "2.0", "id": id, "method": method, "params": params}) + "\n"
+    ).encode()
+
+
+def test_stdio_raw_large_call_then_eof(served: Served) -> None:
+    """``runyard mcp`` fed raw lines (the SDK's framing): a tools/call of 200 kB written
+    in two pieces is answered whole, and closing its stdin ends it with status 0."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runyard", "mcp", "--wait", str(WAIT_S)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(RUNYARD_URL=served.server.url, RUNYARD_API_KEY=served.keys.write),
+        cwd=str(ROOT),
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        info = {"name": "raw", "version": "0"}
+        init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": info}
+        proc.stdin.write(_raw(1, "initialize", init))
+        proc.stdin.flush()
+        hello = json.loads(proc.stdout.readline())
+        assert hello["id"] == 1 and "serverInfo" in hello["result"], hello
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        proc.stdin.write((json.dumps(initialized) + "\n").encode())
+        name = "n" * 200_000
+        call = _raw(2, "tools/call", {"name": "greet", "arguments": {"name": name}})
+        half = len(call) // 2
+        for piece in (call[:half], call[half:]):
+            proc.stdin.write(piece)
+            proc.stdin.flush()
+            time.sleep(0.05)
+        answer = json.loads(proc.stdout.readline())
+        assert answer["id"] == 2, str(answer)[:500]
+        result = answer["result"]
+        assert not result.get("isError"), str(result)[:500]
+        assert result["structuredContent"]["result"] == f"hello {name}"
+        proc.stdin.close()  # EOF: the server ends, cleanly
+        assert proc.wait(15) == 0, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+        assert proc.stdout.read() == b""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
