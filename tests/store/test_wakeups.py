@@ -652,6 +652,35 @@ def test_a_lost_listening_connection_read_by_a_loop_is_replaced(pg_db_url: str) 
         store.close()
 
 
+def test_runs_wanted_while_the_watcher_connects_are_listened_for(db_url: str) -> None:
+    """want_runs() (a waiter in this process) called while the watcher makes its source,
+    after it read what to hear: the source still subscribes to every run's changes.
+    Before, the watcher took the flag it read afterwards as done, and on PostgreSQL the
+    source never listened for runs (the hub never heard of them; the same for want_work:
+    a worker heard of other processes' work only at its polls)."""
+    store = open_store(db_url)
+    rec = _Recorder()
+    watcher = Watcher(store, rec)
+    real = store.change_source
+
+    def connecting(*, work: bool, runs: bool) -> Any:
+        source = real(work=work, runs=runs)
+        watcher.want_runs()  # (asked while the watcher connected)
+        return source
+
+    store.change_source = connecting  # type: ignore[method-assign]
+    watcher.start()
+    try:
+        # (Listening, then hearing runs: everyone looks each time; SQLite hears at once.)
+        sqlite = store.backend == "sqlite"
+        wait_until(lambda: rec.alls >= (1 if sqlite else 2), timeout=5, what="runs heard")
+        _announce(db_url, "wanted-late")
+        assert _delivered(rec, "wanted-late") == "runyard-watch"
+    finally:
+        watcher.stop()
+        store.close()
+
+
 @needs_linux
 def test_a_commit_nobody_announced_still_wakes_everyone(tmp_path: Path) -> None:
     """SQLite: a commit that sent no wake-up (a process that cannot reach the sockets) is

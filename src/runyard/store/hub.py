@@ -327,11 +327,14 @@ class Watcher:
     def _main(self) -> None:
         while not self._stop.is_set():
             try:
-                source = self.store.change_source(work=self._work, runs=self._runs)
+                # (Read once: what the source is made to hear. A want_*() after this
+                # read is subscribed to by _listen, which compares with these.)
+                work, runs = self._work, self._runs
+                source = self.store.change_source(work=work, runs=runs)
                 if source is None:
                     self._poll()
                 else:
-                    self._listen(source)
+                    self._listen(source, work=work, runs=runs)
             except Exception as exc:
                 log.warning("change watcher lost its connection (%s); reconnecting", exc)
                 self.hub.notify_all()
@@ -354,7 +357,7 @@ class Watcher:
         finally:
             counter.close()
 
-    def _listen(self, source: Source) -> None:
+    def _listen(self, source: Source, *, work: bool, runs: bool) -> None:
         """What ``source`` tells (read by this thread, or by an attached loop), subscribed
         to more once asked (within a tenth of a second). Where the store counts commits
         (SQLite), a commit announced by nobody (a process that cannot reach this one's
@@ -376,7 +379,11 @@ class Watcher:
                 self._hearing_runs()
             else:
                 self.hub.notify_all()
-            work, runs = self._work, self._runs
+            # What the source was made to hear, not the flags read again: a want_work()
+            # or want_runs() that came while change_source() connected would otherwise
+            # count as done, and the source would never LISTEN for it (a worker then
+            # heard of new work only at its polls; a waiter, of runs never).
+            runs = runs or source.hears_runs
             last = counter.read() if counter is not None else 0
             self._heard = unheard = False
             check_at = time.monotonic() + self._backstop()
