@@ -17,10 +17,11 @@ import collections
 import os
 import stat
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Self, cast
 
 import anyio
 import mcp_types as types
@@ -143,7 +144,26 @@ class _Reader(asyncio.Protocol):
         return item
 
 
-class PipeReadStream:
+class _Closing(ABC):
+    """``async with`` closes the stream (as anyio's streams do)."""
+
+    @abstractmethod
+    async def aclose(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> bool | None:
+        await self.aclose()
+        return None
+
+
+class PipeReadStream(_Closing):
     """The SDK's read stream (``mcp.shared._stream_protocols.ReadStream``) over a
     :class:`_Reader`: each item a message, or the exception of a line that is none."""
 
@@ -167,18 +187,6 @@ class PipeReadStream:
             return await self.receive()
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
-
-    async def __aenter__(self) -> PipeReadStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> bool | None:
-        await self.aclose()
-        return None
 
 
 class _Writer(asyncio.Protocol):
@@ -216,7 +224,7 @@ class _Writer(asyncio.Protocol):
                 self.drained = None
 
 
-class PipeWriteStream:
+class PipeWriteStream(_Closing):
     """The SDK's write stream (``WriteStream``): each message serialized as the SDK's
     stdio transport does it (``model_dump_json(by_alias=True, exclude_unset=True)``, a
     newline) and handed to the pipe at once, by the sending task."""
@@ -238,18 +246,6 @@ class PipeWriteStream:
 
     async def aclose(self) -> None:
         self._closed = True
-
-    async def __aenter__(self) -> PipeWriteStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> bool | None:
-        await self.aclose()
-        return None
 
 
 @asynccontextmanager
