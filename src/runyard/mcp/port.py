@@ -45,8 +45,7 @@ from ..rules import generate_run_id
 if TYPE_CHECKING:
     from ..client import AsyncClient, RunFilters
     from ..schemas import RunOut, RunStatusOut
-    from ..service import Service
-    from ..store.hub import Hub
+    from ..service import RunHandle, Service
 
 #: The server's own tools (every other tool is a workflow); the read-only ones are
 #: offered to a read-scoped API key.
@@ -93,11 +92,10 @@ class RunView:
     created_at: float | None = None
     updated_at: float | None = None
     finished_at: float | None = None
-    #: :class:`ServicePort`'s note of where the view was taken (the loop's hub and its
-    #: mark from before the run was written): while that hub has heard nothing of the
-    #: run since, the view is the run as it is, and a wait needs no first read. Not
-    #: part of the run (never compared).
-    seen: tuple[Hub, int] | None = field(default=None, compare=False, repr=False)
+    #: :class:`ServicePort`'s handle of the run the view was written as: while it
+    #: :meth:`~runyard.service.RunHandle.is_as_written`, the view is the run as it is,
+    #: and a wait needs no first read. Not part of the run (never compared).
+    written: RunHandle | None = field(default=None, compare=False, repr=False)
 
     @property
     def terminal(self) -> bool:
@@ -237,16 +235,13 @@ class ServicePort:
         # Without a run id the service picks one for its single transaction (in process,
         # nothing retries the request: one call, one run), and stores no request to
         # compare a repeat with (only a client-chosen id can come again).
-        hub = self.service.core.loop_hub()
-        mark = hub.mark() if hub is not None else 0
         handle = await self.service.start_run(
             StartRequest(workflow=workflow, input=input, run_id=run_id)
         )
         initial = handle.initial
         if initial is None:
             return RunView.of(await handle.get())
-        view = RunView.of(initial)
-        return view if hub is None else dataclasses.replace(view, seen=(hub, mark))
+        return dataclasses.replace(RunView.of(initial), written=handle)
 
     async def get(self, run_id: str) -> RunView:
         return RunView.of(await self.service.get_run(run_id))
@@ -258,15 +253,10 @@ class ServicePort:
         with self.service.run_changes(run_id) as ev:
             # (The run's event is registered: a change on its way sets it.)
             known = after if after is not None and after.id == run_id else None
-            seen = known.seen if known is not None else None
             while True:
                 ev.clear()
-                if (
-                    known is not None
-                    and seen is not None
-                    and seen[0] is self.service.core.loop_hub()
-                    and not seen[0].changed_since(run_id, seen[1])
-                ):
+                written = known.written if known is not None else None
+                if known is not None and written is not None and written.is_as_written():
                     run = known  # as it was written, nothing heard of it since
                 else:
                     run = await self.get(run_id)

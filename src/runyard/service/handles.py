@@ -43,6 +43,14 @@ class RunHandle:
     def __repr__(self) -> str:
         return f"RunHandle({self.id!r})"
 
+    def is_as_written(self) -> bool:
+        """Whether :attr:`initial` is still the run as it is: the hub of the loop that
+        wrote it (this loop's) has heard nothing of the run since."""
+        if self._row is None or self._seen is None:
+            return False
+        hub, mark = self._seen
+        return hub is self.service.core.loop_hub() and not hub.changed_since(self.id, mark)
+
     async def get(self) -> Run:
         return await self.service.get_run(self.id)
 
